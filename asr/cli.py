@@ -1,0 +1,144 @@
+"""``asr`` command line: a thin layer that parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+
+
+def _sample_manifest() -> str:
+    return str(resources.files("asr") / "assets" / "samples" / "manifest.jsonl")
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data import prepare_folder, prepare_librispeech
+
+    if args.kind == "librispeech":
+        report = prepare_librispeech(args.corpus, args.subset, args.out)
+    else:
+        report = prepare_folder(args.corpus, args.transcripts, args.out)
+    for p in report.problems:
+        print(f"warning: {p}", file=sys.stderr)
+    print(f"{args.out}: {report.utterances} utterances, {report.hours:.2f} h"
+          + (f", {len(report.problems)} problem(s) listed above" if report.problems else ""))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    overrides = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tfn\"" else value
+    config = TrainConfig.load(args.config, overrides)
+    train(config, resume=args.resume, progress=not args.quiet)
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from .transcribe import Transcriber
+
+    transcriber = Transcriber(args.model, head=args.head)
+    failures = 0
+    for t in transcriber.transcribe(args.files):
+        if t.error:
+            failures += 1
+            print(f"error: {t.error}", file=sys.stderr)
+        elif len(args.files) == 1:
+            print(t.text)
+        else:
+            print(f"{t.path}\t{t.text}")
+        sys.stdout.flush()
+    if failures:
+        print(f"{failures} of {len(args.files)} file(s) failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    summary = evaluate(args.manifest or _sample_manifest(), args.out, args.model, args.head,
+                       workers=args.workers, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Shipped model on shipped sample audio: print each transcript beside its reference, then the scores."""
+    from .evaluate import evaluate
+
+    summary = evaluate(_sample_manifest(), args.out, args.model, args.head)
+    for line in (Path(args.out) / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        print(f"{r['id']}\n  ref: {r['ref']}\n  hyp: {r['hyp']}")
+    print(f"WER {summary['wer']:.1%} (char head {summary['wer_char']:.1%}, phone head {summary['wer_phone']:.1%}), "
+          f"CER {summary['cer']:.1%}, PER {summary['per']:.1%} on {summary['utterances']} sample utterances; "
+          f"details in {args.out}/")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="asr", description="Small speech recognizer: MFCC + vanilla RNN + CTC.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="write a JSONL manifest for a corpus")
+    p.add_argument("kind", choices=["librispeech", "folder"], help="corpus layout")
+    p.add_argument("corpus", help="LibriSpeech root (holding SUBSET/) or a folder of audio")
+    p.add_argument("--subset", help="LibriSpeech subset, e.g. train-clean-100 (librispeech only)")
+    p.add_argument("--transcripts", help="TSV of path<TAB>text[<TAB>speaker] (folder only)")
+    p.add_argument("--out", required=True, help="manifest to write (.jsonl)")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a model from a TOML config")
+    p.add_argument("config")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a top-level config entry")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("transcribe", help="print the transcript of audio files")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
+    p.add_argument("--head", choices=["char", "phone"], default="char")
+    p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("evaluate", help="score a model on a manifest")
+    p.add_argument("--manifest", help="JSONL manifest (default: the shipped sample clips)")
+    p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
+    p.add_argument("--head", choices=["char", "phone"], default="char")
+    p.add_argument("--out", required=True, help="folder for summary.json and results.jsonl")
+    p.add_argument("--workers", type=int, default=1, help="processes reading audio")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="transcribe and score the shipped sample clips with the shipped model")
+    p.add_argument("--model")
+    p.add_argument("--head", choices=["char", "phone"], default="char")
+    p.add_argument("--out", default="asr-demo")
+    p.set_defaults(func=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data import ManifestError
+    from .features import AudioError
+    from .model import CheckpointError
+    from .text import LexiconError
+
+    try:
+        return args.func(args)
+    except (AudioError, ManifestError, CheckpointError, LexiconError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""Corpora, manifests and training batches.
+
+A manifest is JSONL, one utterance a line::
+
+    {"id": "1089-134686-0000", "audio": "1089/134686/1089-134686-0000.flac",
+     "duration": 10.43, "sample_rate": 16000, "text": "he hoped there would be stew", "speaker": "1089"}
+
+``audio`` may be relative: it is then resolved against the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+import torch
+
+from .features import AudioError, FeatureConfig, file_features
+from .text import normalize
+
+REQUIRED_FIELDS = ("id", "audio", "duration", "text", "speaker")
+
+
+class ManifestError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    audio: str  # absolute path
+    duration: float  # seconds
+    text: str  # normalised: lower-case words separated by single spaces
+    speaker: str
+    sample_rate: int = 0
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(utts: list[Utterance], path: str | Path) -> None:
+    """Write ``utts`` as JSONL; audio paths under the manifest's folder are stored relative to it."""
+    path = Path(path)
+    base = path.parent.resolve()
+    lines = []
+    for u in utts:
+        audio = Path(u.audio)
+        try:
+            audio = audio.resolve().relative_to(base)
+        except ValueError:
+            pass
+        record = dict(id=u.id, audio=str(audio), duration=round(u.duration, 3), sample_rate=u.sample_rate,
+                      text=u.text, speaker=u.speaker)
+        lines.append(json.dumps(record, ensure_ascii=False))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """Read and check a JSONL manifest; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    base = path.parent
+    utts, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ManifestError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            missing = [k for k in REQUIRED_FIELDS if k not in r]
+            if missing:
+                raise ManifestError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            if r["id"] in seen:
+                raise ManifestError(f"{path}:{lineno}: duplicate id {r['id']!r}")
+            seen.add(r["id"])
+            audio = Path(r["audio"])
+            if not audio.is_absolute():
+                audio = base / audio
+            utts.append(Utterance(str(r["id"]), str(audio), float(r["duration"]), normalize(r["text"]),
+                                  str(r["speaker"]), int(r.get("sample_rate", 0))))
+    return utts
+
+
+def _probe(path: Path) -> tuple[float, int]:
+    """Duration (s) and sample rate of an audio file, or :class:`AudioError`."""
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise AudioError(f"{path}: not readable as audio ({str(e).splitlines()[0][:200]})") from None
+    if info.frames <= 0:
+        raise AudioError(f"{path}: audio has zero length")
+    return info.frames / info.samplerate, info.samplerate
+
+
+def _is_audio(path: Path) -> bool:
+    return path.suffix.lower().lstrip(".") in {f.lower() for f in sf.available_formats()} | {"opus"}
+
+
+@dataclass
+class PrepareReport:
+    utterances: int
+    hours: float
+    problems: list[str]
+
+
+def prepare_librispeech(corpus: str | Path, subset: str, out: str | Path) -> PrepareReport:
+    """Manifest for ``corpus/subset/<speaker>/<chapter>/*.trans.txt`` with any soundfile-readable audio.
+
+    Unreadable audio, audio without a transcript line and transcript lines without audio
+    are listed in the report's ``problems`` and left out of the manifest.
+    """
+    root = Path(corpus) / subset
+    if not root.is_dir():
+        raise ManifestError(f"{root}: LibriSpeech subset folder not found")
+    utts, problems = [], []
+    for trans in sorted(root.glob("*/*/*.trans.txt")):
+        audio_by_id = {p.stem: p for p in trans.parent.iterdir() if p.is_file() and _is_audio(p)}
+        texts = {}
+        for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            uid, _, text = line.partition(" ")
+            texts[uid] = text
+            if uid not in audio_by_id:
+                problems.append(f"{trans}:{lineno}: no audio file for {uid}")
+        for uid, audio in sorted(audio_by_id.items()):
+            if uid not in texts:
+                problems.append(f"{audio}: no transcript in {trans.name}")
+                continue
+            try:
+                duration, rate = _probe(audio)
+            except AudioError as e:
+                problems.append(str(e))
+                continue
+            utts.append(Utterance(uid, str(audio), duration, normalize(texts[uid]), uid.split("-")[0], rate))
+    if not utts:
+        raise ManifestError(f"{root}: no utterances found (expected <speaker>/<chapter>/*.trans.txt)")
+    write_manifest(utts, out)
+    return PrepareReport(len(utts), sum(u.duration for u in utts) / 3600, problems)
+
+
+def prepare_folder(audio_dir: str | Path, transcripts: str | Path, out: str | Path) -> PrepareReport:
+    """Manifest for a folder of audio plus a transcript TSV.
+
+    Without a header the columns are ``path<TAB>text[<TAB>speaker]``. A first line that
+    names a ``path`` column is a header: columns are then found by name (``path``,
+    ``text`` or ``transcript``, optional ``speaker`` and ``id``/``utt_id``). ``path`` is
+    relative to ``audio_dir``; the id defaults to the file name without extension and the
+    speaker to ``unknown``.
+    """
+    audio_dir, transcripts = Path(audio_dir), Path(transcripts)
+    if not transcripts.is_file():
+        raise ManifestError(f"{transcripts}: transcript file not found")
+    lines = transcripts.read_text(encoding="utf-8").splitlines()
+    columns = {"path": 0, "text": 1, "speaker": 2}
+    first = 0
+    if lines and "path" in lines[0].lower().split("\t"):
+        header = [h.strip().lower() for h in lines[0].split("\t")]
+        columns = {name: header.index(alias) for name, aliases in
+                   {"path": ["path"], "text": ["text", "transcript"], "speaker": ["speaker"], "id": ["id", "utt_id"]}.items()
+                   for alias in aliases if alias in header}
+        if "text" not in columns:
+            raise ManifestError(f"{transcripts}:1: header has no 'text' or 'transcript' column")
+        first = 1
+    utts, problems = [], []
+    for lineno, line in enumerate(lines[first:], first + 1):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        get = lambda name: cols[columns[name]].strip() if name in columns and columns[name] < len(cols) else ""  # noqa: E731
+        if not get("path") or len(cols) < 2:
+            problems.append(f"{transcripts}:{lineno}: expected 'path<TAB>text[<TAB>speaker]'")
+            continue
+        audio = audio_dir / get("path")
+        if not audio.is_file():
+            problems.append(f"{audio}: file not found (listed at {transcripts}:{lineno})")
+            continue
+        try:
+            duration, rate = _probe(audio)
+        except AudioError as e:
+            problems.append(str(e))
+            continue
+        utts.append(Utterance(get("id") or audio.stem, str(audio), duration, normalize(get("text")),
+                              get("speaker") or "unknown", rate))
+    if not utts:
+        raise ManifestError(f"{transcripts}: no usable utterances")
+    write_manifest(utts, out)
+    return PrepareReport(len(utts), sum(u.duration for u in utts) / 3600, problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Features cached in memory for training
+
+
+def _features_worker(args: tuple[str, FeatureConfig]) -> torch.Tensor:
+    torch.set_num_threads(1)
+    path, config = args
+    return file_features(path, config).to(torch.float16)  # half the memory; CMVN output is ~N(0, 1)
+
+
+def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Path | None = None,
+                  workers: int = 1, progress: bool = True) -> list[torch.Tensor]:
+    """Features ``(frames, dim)`` float16 for every utterance, from ``cache`` if it matches.
+
+    The cache is keyed by the utterance ids, audio paths and feature config, and written atomically.
+    """
+    key = json.dumps([[(u.id, u.audio) for u in utts], config.__dict__])
+    if cache is not None and Path(cache).is_file():
+        saved = torch.load(cache, weights_only=True)
+        if saved.get("key") == key:
+            return saved["features"]
+    from tqdm import tqdm
+
+    jobs = [(u.audio, config) for u in utts]
+    if workers > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(workers) as pool:
+            feats = list(tqdm(pool.imap(_features_worker, jobs, chunksize=8), total=len(jobs),
+                              desc="features", disable=not progress))
+    else:
+        feats = [_features_worker(j) for j in tqdm(jobs, desc="features", disable=not progress)]
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{cache}.tmp"
+        torch.save({"key": key, "features": feats}, tmp)
+        os.replace(tmp, cache)
+    return feats
+
+
+def bucket_batches(durations: list[float], max_seconds: float, shuffle: bool, seed: int = 0,
+                   bucket_width: int = 64) -> list[list[int]]:
+    """Group utterance indices into batches of similar duration holding at most ``max_seconds`` of audio.
+
+    Indices are sorted by duration (with shuffling inside windows of ``bucket_width`` so
+    epochs differ), cut into batches, and the batch order shuffled. Padding stays small,
+    which on the CPU is much faster than PackedSequence.
+    """
+    rng = random.Random(seed)
+    order = sorted(range(len(durations)), key=lambda i: durations[i])
+    if shuffle:
+        for start in range(0, len(order), bucket_width):
+            window = order[start : start + bucket_width]
+            rng.shuffle(window)
+            order[start : start + bucket_width] = sorted(window, key=lambda i: durations[i] + rng.random() * 0.5)
+    batches, batch, longest = [], [], 0.0
+    for i in order:
+        longest_if_added = max(longest, durations[i])
+        if batch and longest_if_added * (len(batch) + 1) > max_seconds:
+            batches.append(batch)
+            batch, longest_if_added = [], durations[i]
+        batch.append(i)
+        longest = longest_if_added
+    if batch:
+        batches.append(batch)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of ``(T_i, D)`` -> ``(B, T_max, D)`` float32 padded with zeros, and lengths ``(B,)``."""
+    lengths = torch.tensor([f.shape[0] for f in feats])
+    return torch.nn.utils.rnn.pad_sequence([f.float() for f in feats], batch_first=True), lengths
+
+
+def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, freq_masks: int, freq_width: int,
+                 time_masks: int, time_ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """SpecAugment (Park et al. 2019) without time warping, on ``(B, T, D)``, masking with zeros (the mean).
+
+    Each utterance gets ``freq_masks`` bands of up to ``freq_width`` coefficients and
+    ``time_masks`` spans of up to ``time_ratio`` of its own length.
+    """
+    out = feats.clone()
+    B, T, D = feats.shape
+    for b in range(B):
+        n = int(lengths[b])
+        for _ in range(freq_masks):
+            w = int(torch.randint(0, freq_width + 1, (1,), generator=generator))
+            f0 = int(torch.randint(0, max(1, D - w), (1,), generator=generator))
+            out[b, :, f0 : f0 + w] = 0
+        max_w = max(1, int(n * time_ratio))
+        for _ in range(time_masks):
+            w = int(torch.randint(0, max_w + 1, (1,), generator=generator))
+            t0 = int(torch.randint(0, max(1, n - w), (1,), generator=generator))
+            out[b, t0 : t0 + w, :] = 0
+    return out

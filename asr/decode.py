@@ -1,0 +1,148 @@
+"""From CTC log-probabilities to words with times.
+
+Greedy (best path) decoding: take the most likely token per frame, merge repeats,
+drop blanks. Tokens between word boundaries form a word: the characters are
+concatenated, the phones are looked up in the lexicon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    start: int  # first frame (inclusive)
+    end: int  # last frame + 1
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float  # seconds
+    end: float  # seconds
+    tokens: tuple[str, ...] = ()  # characters or phones that spelled it
+
+
+def best_path(log_probs: torch.Tensor, length: int | None = None, blank: int = 0) -> list[Token]:
+    """CTC best path of ``(T, V)`` log-probabilities: tokens with their frame spans.
+
+    A token spans the run of frames where it is the arg-max, so ``a a - a`` gives two
+    tokens ``a`` (frames 0-2 and 3-4) and ``a a b`` gives ``a`` (0-2) and ``b`` (2-3).
+    """
+    if length is not None:
+        log_probs = log_probs[:length]
+    ids = log_probs.argmax(-1).tolist()
+    tokens: list[Token] = []
+    prev, start = None, 0
+    for t, i in enumerate(ids + [None]):
+        if i != prev:
+            if prev is not None and prev != blank:
+                tokens.append(Token(prev, start, t))
+            prev, start = i, t
+    return tokens
+
+
+def group_words(tokens: list[Token], boundary: int = 1) -> list[list[Token]]:
+    """Split a token sequence at boundary tokens into words (empty words dropped)."""
+    words, current = [], []
+    for tok in tokens:
+        if tok.id == boundary:
+            if current:
+                words.append(current)
+            current = []
+        else:
+            current.append(tok)
+    if current:
+        words.append(current)
+    return words
+
+
+def char_words(tokens: list[Token], frame_seconds: float) -> list[Word]:
+    """Words spelled by the character head."""
+    out = []
+    for group in group_words(tokens, CHAR_VOCAB.boundary):
+        chars = tuple(CHAR_VOCAB.tokens[t.id] for t in group)
+        out.append(Word("".join(chars), _sec(group[0].start, frame_seconds), _sec(group[-1].end, frame_seconds), chars))
+    return out
+
+
+def phone_words(tokens: list[Token], frame_seconds: float, lexicon: Lexicon) -> list[Word]:
+    """Words whose pronunciation the phone head produced, through the lexicon (closest entry if none matches)."""
+    out = []
+    for group in group_words(tokens, PHONE_VOCAB.boundary):
+        phones = tuple(PHONE_VOCAB.tokens[t.id] for t in group)
+        out.append(Word(lexicon.word_for(phones), _sec(group[0].start, frame_seconds),
+                        _sec(group[-1].end, frame_seconds), phones))
+    return out
+
+
+def _sec(frame: int, frame_seconds: float) -> float:
+    return round(frame * frame_seconds, 3)
+
+
+def phones_of(tokens: list[Token]) -> list[str]:
+    """Phone symbols (boundaries dropped), for phone error rate."""
+    return [PHONE_VOCAB.tokens[t.id] for t in tokens if t.id != PHONE_VOCAB.boundary]
+
+
+def text_of(words: list[Word]) -> str:
+    return " ".join(w.word for w in words)
+
+
+@dataclass
+class Hypothesis:
+    """Both heads' readings of one utterance."""
+
+    char_words: list[Word]
+    phone_words: list[Word]
+    phones: list[str]  # phone head's phones, boundaries dropped
+
+    def words(self, head: str = "char") -> list[Word]:
+        if head not in ("char", "phone"):
+            raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
+        return self.char_words if head == "char" else self.phone_words
+
+    def text(self, head: str = "char") -> str:
+        return text_of(self.words(head))
+
+
+def decode_outputs(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float) -> list[Hypothesis]:
+    """Greedy decoding of a model's batch output (see ``AcousticModel.forward``)."""
+    hyps = []
+    for b, n in enumerate(out["lengths"].tolist()):
+        chars = best_path(out["char"][b], n)
+        phones = best_path(out["phone"][b], n)
+        hyps.append(Hypothesis(char_words(chars, frame_seconds), phone_words(phones, frame_seconds, lexicon),
+                               phones_of(phones)))
+    return hyps
+
+
+@torch.no_grad()
+def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexicon,
+              batch_frames: int = 60000) -> list[Hypothesis]:
+    """Greedy hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order.
+
+    ``model`` is an ``AcousticModel`` (its ``config.frame_seconds`` gives the time scale).
+    """
+    model.eval()
+    order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
+    results: list[Hypothesis | None] = [None] * len(feats)
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and feats[order[end]].shape[0] * (end - start + 1) <= batch_frames:
+            end += 1
+        idx = order[start:end]
+        batch = [feats[i].float() for i in idx]
+        lengths = torch.tensor([f.shape[0] for f in batch])
+        x = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True)
+        for i, h in zip(idx, decode_outputs(model(x, lengths), lexicon, model.config.frame_seconds)):
+            results[i] = h
+        start = end
+    return results  # type: ignore[return-value]

@@ -1,0 +1,156 @@
+"""Audio loading and MFCC features.
+
+Every recording is brought to 16 kHz mono float32 and turned into MFCC frames of
+25 ms every 10 ms. Normalisation is per utterance (mean 0, variance 1 per
+coefficient), so no global statistics travel with a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+
+SAMPLE_RATE = 16000  # Hz: LibriSpeech's rate; all input is resampled to it
+WIN_LENGTH = 400  # 25 ms at 16 kHz
+HOP = 160  # 10 ms at 16 kHz
+N_FFT = 512  # next power of two above WIN_LENGTH
+FRAME_SECONDS = HOP / SAMPLE_RATE  # 0.01 s per feature frame
+
+
+class AudioError(ValueError):
+    """Raised for unreadable or unusable audio; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    n_mfcc: int = 40
+    n_mels: int = 40
+    deltas: bool = False  # append first and second differences (x3 dimensions)
+    cmvn: bool = True  # per-utterance mean/variance normalisation
+
+    @property
+    def dim(self) -> int:
+        return self.n_mfcc * (3 if self.deltas else 1)
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Read any file soundfile reads; return mono float32 samples ``(num_samples,)`` at ``sample_rate``.
+
+    Raises :class:`AudioError` naming the file for a missing, empty, corrupt or
+    zero-length file, or one with non-finite samples.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+    try:
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError(f"{path}: not readable as audio ({_short(e)})") from None
+    if samples.shape[0] == 0:
+        raise AudioError(f"{path}: audio has zero length")
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    wav = torch.from_numpy(samples).mean(dim=1)  # down-mix (frames, channels) -> (frames,)
+    if rate != sample_rate:
+        wav = torchaudio.functional.resample(wav, rate, sample_rate)
+    return wav.contiguous()
+
+
+def _short(e: Exception) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:200]
+
+
+def num_frames(num_samples: int) -> int:
+    """Feature frames for ``num_samples`` samples (centred STFT: one frame per hop, plus one)."""
+    return 1 + num_samples // HOP
+
+
+class MFCC(torch.nn.Module):
+    """``(batch, samples)`` waveforms at 16 kHz -> ``(batch, frames, dim)`` features.
+
+    Padding with zeros at the end of a short waveform in a batch does not change its
+    valid frames, because the STFT is centred with constant (zero) padding, so a batch
+    gives the same features as one utterance at a time (see tests/test_features.py).
+    """
+
+    def __init__(self, config: FeatureConfig = FeatureConfig()):
+        super().__init__()
+        self.config = config
+        # Parameters match librosa.feature.mfcc (slaney mel scale and norm, dB, ortho DCT).
+        self.mfcc = torchaudio.transforms.MFCC(
+            sample_rate=SAMPLE_RATE,
+            n_mfcc=config.n_mfcc,
+            log_mels=False,
+            melkwargs=dict(
+                n_fft=N_FFT,
+                win_length=WIN_LENGTH,
+                hop_length=HOP,
+                n_mels=config.n_mels,
+                center=True,
+                pad_mode="constant",
+                mel_scale="slaney",
+                norm="slaney",
+            ),
+        )
+        # AmplitudeToDB's top_db clamps relative to the max over the whole batch; disable it
+        # so each utterance is independent of its batch neighbours.
+        self.mfcc.amplitude_to_DB.top_db = None
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(features (B, T, dim), frame_lengths (B,))``; ``lengths`` are in samples."""
+        if lengths is None:
+            lengths = torch.full((wavs.shape[0],), wavs.shape[1], dtype=torch.long)
+        feats = self.mfcc(wavs).transpose(1, 2)  # (B, n_mfcc, T) -> (B, T, n_mfcc)
+        frame_lengths = 1 + lengths // HOP
+        if self.config.deltas:
+            d1 = torchaudio.functional.compute_deltas(feats.transpose(1, 2))
+            d2 = torchaudio.functional.compute_deltas(d1)
+            feats = torch.cat([feats, d1.transpose(1, 2), d2.transpose(1, 2)], dim=2)
+            # Deltas look two frames ahead, so the last frames of a padded utterance would see
+            # padding; recompute them per utterance where lengths differ.
+            if (frame_lengths != feats.shape[1]).any():
+                return self._per_utterance(wavs, lengths)
+        if self.config.cmvn:
+            feats = cmvn(feats, frame_lengths)
+        mask = torch.arange(feats.shape[1])[None, :] < frame_lengths[:, None]
+        return feats * mask[..., None], frame_lengths
+
+    def _per_utterance(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = [self(wavs[i : i + 1, : int(n)])[0][0] for i, n in enumerate(lengths)]
+        return torch.nn.utils.rnn.pad_sequence(outs, batch_first=True), torch.tensor([len(o) for o in outs])
+
+
+def cmvn(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance mean/variance normalisation over the first ``lengths[b]`` frames of ``(B, T, D)``."""
+    mask = (torch.arange(feats.shape[1])[None, :] < lengths[:, None]).to(feats.dtype)[..., None]
+    n = lengths.clamp(min=1).to(feats.dtype)[:, None, None]
+    mean = (feats * mask).sum(1, keepdim=True) / n
+    var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / n
+    return (feats - mean) / torch.sqrt(var + eps)
+
+
+_EXTRACTORS: dict[FeatureConfig, MFCC] = {}
+
+
+def compute_features(wav: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
+    """Features of one 16 kHz waveform ``(samples,)`` -> ``(frames, dim)``."""
+    extractor = _EXTRACTORS.get(config)
+    if extractor is None:
+        extractor = _EXTRACTORS[config] = MFCC(config)
+    with torch.no_grad():
+        return extractor(wav[None])[0][0]
+
+
+def file_features(path: str | Path, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
+    """Load ``path`` and return its features ``(frames, dim)``."""
+    return compute_features(load_audio(path), config)

@@ -1,0 +1,140 @@
+"""The acoustic model: stacked frames -> vanilla RNN layers -> two CTC heads (phones, characters)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .features import FRAME_SECONDS, FeatureConfig
+from .text import CHAR_VOCAB, PHONE_VOCAB
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    features: FeatureConfig = FeatureConfig()
+    stack: int = 3  # frames concatenated into one RNN step: 3 x 10 ms = 30 ms per step
+    hidden: int = 320  # units per direction
+    layers: int = 4
+    bidirectional: bool = True
+    nonlinearity: str = "tanh"  # "tanh" or "relu"
+    dropout: float = 0.2
+    n_chars: int = len(CHAR_VOCAB)
+    n_phones: int = len(PHONE_VOCAB)
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per output frame of the CTC heads."""
+        return self.stack * FRAME_SECONDS
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        d = dict(d)
+        if isinstance(d.get("features"), dict):
+            d["features"] = FeatureConfig(**d["features"])
+        return cls(**d)
+
+
+class AcousticModel(nn.Module):
+    """Vanilla ``nn.RNN`` stack with LayerNorm and dropout between layers and two linear CTC heads.
+
+    Input ``(B, T, D)`` features at 10 ms; output log-probabilities ``(B, T', V)`` at
+    ``stack`` x 10 ms with ``T' = ceil(T / stack)``, for each head.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', not {config.nonlinearity!r}")
+        self.config = config
+        d = config.hidden * (2 if config.bidirectional else 1)
+        self.input = nn.Sequential(nn.Linear(config.features.dim * config.stack, config.hidden), nn.LayerNorm(config.hidden))
+        # One nn.RNN per layer (rather than num_layers=L) so that LayerNorm and dropout can sit between them.
+        self.rnns = nn.ModuleList(
+            nn.RNN(config.hidden if i == 0 else d, config.hidden, nonlinearity=config.nonlinearity,
+                   bidirectional=config.bidirectional, batch_first=True)
+            for i in range(config.layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(config.layers))
+        self.dropout = nn.Dropout(config.dropout)
+        self.char_head = nn.Linear(d, config.n_chars)
+        self.phone_head = nn.Linear(d, config.n_phones)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return (lengths + self.config.stack - 1) // self.config.stack
+
+    def stack_frames(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D)`` -> ``(B, ceil(T/s), s*D)``, zero-padding the tail."""
+        s = self.config.stack
+        B, T, D = feats.shape
+        pad = (-T) % s
+        if pad:
+            feats = nn.functional.pad(feats, (0, 0, 0, pad))
+        return feats.reshape(B, (T + pad) // s, s * D)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return ``{"char": (B, T', n_chars), "phone": (B, T', n_phones), "lengths": (B,)}`` (log-softmax)."""
+        out_lengths = self.output_lengths(lengths)
+        # Training runs on padded batches: on the CPU a PackedSequence makes the backward pass
+        # several times slower, and duration bucketing keeps padding small. At inference the
+        # batch is packed, so each utterance's output is exactly what it would be alone.
+        packed = not self.training and bool((out_lengths != out_lengths.max()).any())
+        x = self.dropout(self.input(self.stack_frames(feats)))
+        for rnn, norm in zip(self.rnns, self.norms):
+            if packed:
+                x = nn.utils.rnn.pack_padded_sequence(x, out_lengths, batch_first=True, enforce_sorted=False)
+                x, _ = rnn(x)
+                x, _ = nn.utils.rnn.pad_packed_sequence(x, batch_first=True, total_length=int(out_lengths.max()))
+            else:
+                x, _ = rnn(x)
+            x = self.dropout(norm(x))
+        return {
+            "char": self.char_head(x).log_softmax(-1),
+            "phone": self.phone_head(x).log_softmax(-1),
+            "lengths": out_lengths,
+        }
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def save_checkpoint(path: str | Path, model: AcousticModel, **extra: Any) -> None:
+    """Write weights and config (plus ``extra`` entries) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"config": dataclasses.asdict(model.config), "model": model.state_dict(), **extra}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("asr") / "assets" / "model.pt"))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file; all mean the same to the user
+        raise CheckpointError(f"{path}: not a readable asr checkpoint ({str(e).splitlines()[0][:200]})") from None
+
+
+def load_model(path: str | Path | None = None) -> AcousticModel:
+    """Rebuild a model from a checkpoint (default: the model shipped with the package), in eval mode."""
+    path = default_model_path() if path is None else Path(path)
+    ckpt = load_checkpoint(path)
+    if "config" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path}: checkpoint lacks 'config' or 'model'")
+    model = AcousticModel(ModelConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()

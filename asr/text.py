@@ -1,0 +1,211 @@
+"""Text side of the recognizer: normalisation, vocabularies and the pronunciation lexicon.
+
+Two token inventories share one convention: index 0 is the CTC blank and index 1
+is the word boundary ``|`` placed *between* words (never at the ends), so that both
+CTC heads can be cut into words the same way.
+
+- characters: ``a``-``z`` and the apostrophe (28 symbols + blank)
+- phones: the 39 ARPAbet phones of CMUdict with lexical stress removed (40 + blank)
+
+Pronunciations come from CMUdict (BSD licence), shipped with the package as
+``assets/lexicon.txt.gz`` and read offline. Words are stored in descending corpus
+frequency so that, among homophones, the first listed word is the most frequent one.
+
+Words missing from the lexicon: such a word has no phone sequence, so
+:meth:`Lexicon.phones_for_words` returns ``None`` for an utterance that contains one.
+Training then drops the phone loss of that utterance (its character loss is kept) and
+evaluation leaves it out of the PER, reporting how many utterances were scored.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+BLANK = "<b>"
+BOUNDARY = "|"
+
+CHARS = tuple("abcdefghijklmnopqrstuvwxyz'")
+# The 39 phones of CMUdict (ARPAbet without stress markers).
+PHONES = (
+    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG "
+    "OW OY P R S SH T TH UH UW V W Y Z ZH"
+).split()
+assert len(PHONES) == 39
+
+_NOT_ALLOWED = re.compile(r"[^a-z' ]+")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Lower-case, keep letters and apostrophes, squeeze whitespace.
+
+    LibriSpeech transcripts are already upper-case letters, apostrophes and spaces;
+    this makes any other reference text comparable to them.
+    """
+    text = text.lower().replace("-", " ")
+    text = _NOT_ALLOWED.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """A CTC token inventory: ``tokens[0]`` is blank, ``tokens[1]`` the word boundary."""
+
+    tokens: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def blank(self) -> int:
+        return 0
+
+    @property
+    def boundary(self) -> int:
+        return 1
+
+    @lru_cache(maxsize=None)
+    def _index(self) -> dict[str, int]:
+        return {t: i for i, t in enumerate(self.tokens)}
+
+    def encode(self, symbols: list[str]) -> list[int]:
+        index = self._index()
+        try:
+            return [index[s] for s in symbols]
+        except KeyError as e:
+            raise ValueError(f"symbol {e.args[0]!r} is not in the vocabulary") from None
+
+    def decode(self, ids: list[int]) -> list[str]:
+        return [self.tokens[i] for i in ids]
+
+
+CHAR_VOCAB = Vocab((BLANK, BOUNDARY) + CHARS)
+PHONE_VOCAB = Vocab((BLANK, BOUNDARY) + tuple(PHONES))
+
+
+def text_to_chars(text: str) -> list[str]:
+    """``"hi there"`` -> ``['h', 'i', '|', 't', 'h', 'e', 'r', 'e']``."""
+    return list(normalize(text).replace(" ", BOUNDARY))
+
+
+def chars_to_ids(text: str) -> list[int]:
+    return CHAR_VOCAB.encode(text_to_chars(text))
+
+
+def strip_stress(phone: str) -> str:
+    """``"AH0"`` -> ``"AH"``."""
+    return phone.rstrip("012")
+
+
+class LexiconError(ValueError):
+    pass
+
+
+class Lexicon:
+    """Word -> pronunciations (several per word), and pronunciation -> word.
+
+    Words keep the order of the file; the file lists words by descending frequency, so
+    :meth:`word_for` resolves homophones to the most frequent spelling.
+    """
+
+    def __init__(self, entries: list[tuple[str, tuple[str, ...]]]):
+        self.prons: dict[str, list[tuple[str, ...]]] = {}
+        self.words_by_pron: dict[tuple[str, ...], str] = {}
+        for word, pron in entries:
+            self.prons.setdefault(word, [])
+            if pron not in self.prons[word]:
+                self.prons[word].append(pron)
+            self.words_by_pron.setdefault(pron, word)
+        self._fuzzy_keys: list[str] | None = None
+        self._fuzzy_words: list[str] = []
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.prons
+
+    def __len__(self) -> int:
+        return len(self.prons)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Lexicon":
+        """Read ``WORD<TAB>PH ON ES`` lines (plain text or ``.gz``); stress digits are dropped."""
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        valid = set(PHONES)
+        entries = []
+        try:
+            with opener(path, "rt", encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    line = line.strip()
+                    if not line or line.startswith("#"):
+                        continue
+                    parts = line.split("\t") if "\t" in line else line.split(None, 1)
+                    if len(parts) != 2 or not parts[1].strip():
+                        raise LexiconError(f"{path}:{lineno}: expected 'WORD<TAB>PHONES', got {line!r}")
+                    word = parts[0].lower()
+                    pron = tuple(strip_stress(p) for p in parts[1].split())
+                    bad = [p for p in pron if p not in valid]
+                    if bad:
+                        raise LexiconError(f"{path}:{lineno}: unknown phone(s) {' '.join(bad)} for {word!r}")
+                    entries.append((word, pron))
+        except FileNotFoundError:
+            raise LexiconError(f"{path}: lexicon file not found") from None
+        except (UnicodeDecodeError, OSError, EOFError) as e:
+            raise LexiconError(f"{path}: cannot read lexicon ({e})") from None
+        if not entries:
+            raise LexiconError(f"{path}: lexicon is empty")
+        return cls(entries)
+
+    def phones_for_words(self, words: list[str]) -> list[str] | None:
+        """First pronunciation of each word, joined by boundaries; ``None`` if any word is missing."""
+        out: list[str] = []
+        for i, word in enumerate(words):
+            prons = self.prons.get(word)
+            if prons is None:
+                return None
+            if i:
+                out.append(BOUNDARY)
+            out.extend(prons[0])
+        return out
+
+    def word_for(self, pron: tuple[str, ...]) -> str:
+        """The most frequent word pronounced ``pron``, else the word of the closest pronunciation.
+
+        The closest pronunciation is found by phone-level Levenshtein distance with
+        rapidfuzz (each phone mapped to one character), ties going to the more frequent word.
+        """
+        word = self.words_by_pron.get(tuple(pron))
+        if word is not None:
+            return word
+        if not pron:
+            return ""
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        if self._fuzzy_keys is None:
+            self._fuzzy_keys = [_phone_key(p) for p in self.words_by_pron]
+            self._fuzzy_words = list(self.words_by_pron.values())
+        match = process.extractOne(_phone_key(pron), self._fuzzy_keys, scorer=Levenshtein.distance)
+        return self._fuzzy_words[match[2]]
+
+
+_PHONE_CHAR = {p: chr(0x41 + i) for i, p in enumerate(PHONES)}
+
+
+def _phone_key(pron: tuple[str, ...]) -> str:
+    return "".join(_PHONE_CHAR[p] for p in pron)
+
+
+DEFAULT_LEXICON = "lexicon.txt.gz"
+
+
+@lru_cache(maxsize=4)
+def load_lexicon(path: str | None = None) -> Lexicon:
+    """The lexicon at ``path``, or the CMUdict lexicon shipped with the package."""
+    if path is None:
+        path = str(resources.files("asr") / "assets" / DEFAULT_LEXICON)
+    return Lexicon.load(path)

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.features import HOP, MFCC, N_FFT, SAMPLE_RATE, WIN_LENGTH, AudioError, FeatureConfig, compute_features, load_audio, num_frames
+
+
+def _tone(seconds=0.5, rate=SAMPLE_RATE, freq=440.0):
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(0)
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
+
+
+def test_torchaudio_mfcc_matches_librosa():
+    """Same parameters, same numbers: max abs difference < 0.05 dB-scaled units on coefficients of size ~100s."""
+    librosa = pytest.importorskip("librosa")
+    y = _tone(1.0)
+    ours = MFCC(FeatureConfig(n_mfcc=13, n_mels=40, cmvn=False)).mfcc(torch.from_numpy(y)[None])[0].numpy()
+    ref = librosa.feature.mfcc(y=y, sr=SAMPLE_RATE, n_mfcc=13, n_fft=N_FFT, win_length=WIN_LENGTH, hop_length=HOP,
+                               n_mels=40, center=True, pad_mode="constant", htk=False, norm="ortho", top_db=None,
+                               window="hann", power=2.0)
+    assert ours.shape == ref.shape == (13, num_frames(len(y)))
+    # Float32 (torch) against float64-leaning (librosa) arithmetic; relative to a dynamic range of hundreds.
+    assert np.abs(ours - ref).max() < 0.05 * max(1.0, np.abs(ref).max() / 100)
+
+
+def test_batch_equals_single():
+    cfg = FeatureConfig()
+    wavs = [torch.from_numpy(_tone(s, freq=f)) for s, f in [(0.5, 300), (0.83, 500), (0.31, 700)]]
+    single = [compute_features(w, cfg) for w in wavs]
+    padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
+    batch, lengths = MFCC(cfg)(padded, torch.tensor([len(w) for w in wavs]))
+    for i, s in enumerate(single):
+        assert lengths[i] == s.shape[0] == num_frames(len(wavs[i]))
+        torch.testing.assert_close(batch[i, : lengths[i]], s, atol=1e-4, rtol=1e-4)
+        assert (batch[i, lengths[i] :] == 0).all()
+
+
+def test_batch_equals_single_with_deltas():
+    cfg = FeatureConfig(deltas=True)
+    wavs = [torch.from_numpy(_tone(s)) for s in (0.4, 0.7)]
+    padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
+    batch, lengths = MFCC(cfg)(padded, torch.tensor([len(w) for w in wavs]))
+    assert batch.shape[2] == cfg.dim == 120
+    for i, w in enumerate(wavs):
+        torch.testing.assert_close(batch[i, : lengths[i]], compute_features(w, cfg), atol=1e-4, rtol=1e-4)
+
+
+def test_cmvn_normalises_each_coefficient():
+    f = compute_features(torch.from_numpy(_tone(1.0)))
+    torch.testing.assert_close(f.mean(0), torch.zeros(f.shape[1]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(f.std(0, unbiased=False), torch.ones(f.shape[1]), atol=1e-2, rtol=0)
+
+
+def test_resample_and_downmix(tmp_path):
+    y16 = _tone(0.5, SAMPLE_RATE)
+    y8 = _tone(0.5, 8000)
+    sf.write(tmp_path / "a8k.wav", y8, 8000)
+    sf.write(tmp_path / "stereo.flac", np.stack([y16, y16], 1), SAMPLE_RATE)
+    assert load_audio(tmp_path / "a8k.wav").shape == (SAMPLE_RATE // 2,)
+    stereo = load_audio(tmp_path / "stereo.flac")
+    assert stereo.shape == (len(y16),)
+    np.testing.assert_allclose(stereo.numpy(), y16, atol=1e-4)  # FLAC is 16-bit
+
+
+@pytest.mark.parametrize("make,problem", [
+    (lambda p: None, "file not found"),
+    (lambda p: p.write_bytes(b""), "file is empty"),
+    (lambda p: p.write_text("this is not audio at all"), "not readable as audio"),
+    (lambda p: sf.write(p, np.zeros(0, np.float32), 16000), "zero length"),
+])
+def test_bad_audio_names_file(tmp_path, make, problem):
+    path = tmp_path / "bad.wav"
+    make(path)
+    with pytest.raises(AudioError) as e:
+        load_audio(path)
+    assert str(path) in str(e.value) and problem in str(e.value)
+    assert "\n" not in str(e.value)
