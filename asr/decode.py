@@ -112,20 +112,25 @@ class Hypothesis:
         return text_of(self.words(head))
 
 
-def decode_outputs(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float) -> list[Hypothesis]:
-    """Greedy decoding of a model's batch output (see ``AcousticModel.forward``)."""
+def decode_outputs(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
+                   phone_words_too: bool = True) -> list[Hypothesis]:
+    """Greedy decoding of a model's batch output (see ``AcousticModel.forward``).
+
+    ``phone_words_too=False`` skips the lexicon look-up of the phone head's words (its
+    phones are still decoded), which is the costly part when only the character head is wanted.
+    """
     hyps = []
     for b, n in enumerate(out["lengths"].tolist()):
         chars = best_path(out["char"][b], n)
         phones = best_path(out["phone"][b], n)
-        hyps.append(Hypothesis(char_words(chars, frame_seconds), phone_words(phones, frame_seconds, lexicon),
-                               phones_of(phones)))
+        pwords = phone_words(phones, frame_seconds, lexicon) if phone_words_too else []
+        hyps.append(Hypothesis(char_words(chars, frame_seconds), pwords, phones_of(phones)))
     return hyps
 
 
 @torch.no_grad()
 def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexicon,
-              batch_frames: int = 60000) -> list[Hypothesis]:
+              batch_frames: int = 60000, phone_words_too: bool = True) -> list[Hypothesis]:
     """Greedy hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order.
 
     ``model`` is an ``AcousticModel`` (its ``config.frame_seconds`` gives the time scale).
@@ -142,7 +147,8 @@ def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexico
         batch = [feats[i].float() for i in idx]
         lengths = torch.tensor([f.shape[0] for f in batch])
         x = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True)
-        for i, h in zip(idx, decode_outputs(model(x, lengths), lexicon, model.config.frame_seconds)):
+        hyps = decode_outputs(model(x, lengths), lexicon, model.config.frame_seconds, phone_words_too)
+        for i, h in zip(idx, hyps):
             results[i] = h
         start = end
     return results  # type: ignore[return-value]

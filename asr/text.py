@@ -121,8 +121,7 @@ class Lexicon:
             if pron not in self.prons[word]:
                 self.prons[word].append(pron)
             self.words_by_pron.setdefault(pron, word)
-        self._fuzzy_keys: list[str] | None = None
-        self._fuzzy_words: list[str] = []
+        self._buckets: dict[int, tuple[list[str], list[tuple[int, str]]]] | None = None
 
     def __contains__(self, word: str) -> bool:
         return word in self.prons
@@ -175,8 +174,10 @@ class Lexicon:
     def word_for(self, pron: tuple[str, ...]) -> str:
         """The most frequent word pronounced ``pron``, else the word of the closest pronunciation.
 
-        The closest pronunciation is found by phone-level Levenshtein distance with
-        rapidfuzz (each phone mapped to one character), ties going to the more frequent word.
+        Closest means the fewest phone insertions, deletions and substitutions (Levenshtein
+        distance computed by rapidfuzz, each phone mapped to one character); ties go to
+        the more frequent word. Pronunciations are bucketed by length: a bucket whose length
+        differs by more than the best distance found so far cannot hold a closer one.
         """
         word = self.words_by_pron.get(tuple(pron))
         if word is not None:
@@ -186,11 +187,26 @@ class Lexicon:
         from rapidfuzz import process
         from rapidfuzz.distance import Levenshtein
 
-        if self._fuzzy_keys is None:
-            self._fuzzy_keys = [_phone_key(p) for p in self.words_by_pron]
-            self._fuzzy_words = list(self.words_by_pron.values())
-        match = process.extractOne(_phone_key(pron), self._fuzzy_keys, scorer=Levenshtein.distance)
-        return self._fuzzy_words[match[2]]
+        if self._buckets is None:
+            self._buckets = {}
+            for rank, (p, w) in enumerate(self.words_by_pron.items()):
+                keys, words = self._buckets.setdefault(len(p), ([], []))
+                keys.append(_phone_key(p))
+                words.append((rank, w))
+        key, n = _phone_key(pron), len(pron)
+        best = (n + 1, 0, "")  # (distance, frequency rank, word)
+        for gap in range(0, max(self._buckets) + n + 1):
+            if gap >= best[0]:
+                break
+            for length in {n - gap, n + gap}:
+                if length not in self._buckets:
+                    continue
+                keys, words = self._buckets[length]
+                match = process.extractOne(key, keys, scorer=Levenshtein.distance, score_cutoff=best[0])
+                if match is not None:
+                    rank, w = words[match[2]]
+                    best = min(best, (int(match[1]), rank, w))
+        return best[2]
 
 
 _PHONE_CHAR = {p: chr(0x41 + i) for i, p in enumerate(PHONES)}

@@ -58,7 +58,7 @@ class Transcriber:
             feats.append(compute_features(wav, self.model.config.features))
             ok.append(r)
         if feats:
-            for r, h in zip(ok, recognize(self.model, feats, self.lexicon)):
+            for r, h in zip(ok, recognize(self.model, feats, self.lexicon, phone_words_too=self.head == "phone")):
                 r.words = h.words(self.head)
                 r.text = h.text(self.head)
         return results

@@ -1,0 +1,94 @@
+"""The ``asr`` command, run as a user would, through subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import TEST_DATA
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+CLIP = TEST_DATA / "19-198-0000.opus"
+
+
+def asr(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "asr.cli", *map(str, args)], capture_output=True, text=True,
+                          env=ENV, cwd=cwd, timeout=300)
+
+
+def test_transcribe_one_file_with_shipped_model():
+    r = asr("transcribe", CLIP)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].strip() and set(lines[0]) <= set("abcdefghijklmnopqrstuvwxyz' ")
+
+
+def test_transcribe_several_files_and_heads():
+    files = sorted(TEST_DATA.glob("*.opus"))
+    for head in ("char", "phone"):
+        r = asr("transcribe", "--head", head, *files)
+        assert r.returncode == 0, r.stderr
+        assert [line.split("\t")[0] for line in r.stdout.splitlines()] == [str(f) for f in files]
+
+
+def test_accepts_other_rates_and_stereo(tmp_path):
+    y, rate = sf.read(CLIP, dtype="float32")
+    sf.write(tmp_path / "stereo44k.wav", np.stack([y, y], 1).repeat(2, 0)[: len(y) * 2], 32000)
+    sf.write(tmp_path / "mono8k.flac", y[::2], 8000)
+    r = asr("transcribe", tmp_path / "stereo44k.wav", tmp_path / "mono8k.flac")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize("name,make,problem", [
+    ("missing.wav", lambda p: None, "file not found"),
+    ("empty.wav", lambda p: p.write_bytes(b""), "file is empty"),
+    ("text.flac", lambda p: p.write_text("hello, I am not audio"), "not readable as audio"),
+    ("zero.wav", lambda p: sf.write(p, np.zeros(0, np.float32), 16000), "audio has zero length"),
+])
+def test_bad_input_one_line_error_and_goes_on(tmp_path, name, make, problem):
+    bad = tmp_path / name
+    make(bad)
+    r = asr("transcribe", bad, CLIP)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {bad}: {problem}" + errors[0].split(problem, 1)[1]]
+    assert "1 of 2 file(s) failed" in r.stderr
+    assert r.stdout.startswith(f"{CLIP}\t")  # the good file is still transcribed
+
+
+def test_bad_model_path(tmp_path):
+    r = asr("transcribe", "--model", tmp_path / "nope.pt", CLIP)
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {tmp_path / 'nope.pt'}: model file not found"
+
+
+def test_evaluate_writes_summary_and_results(tmp_path):
+    r = asr("evaluate", "--manifest", TEST_DATA / "manifest.jsonl", "--out", tmp_path / "ev", "--head", "phone", "--quiet")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    for key in ("wer", "cer", "per", "wer_char", "wer_phone", "utterances", "audio_seconds", "seconds"):
+        assert key in summary
+    assert summary["utterances"] == 3 and summary["wer"] == summary["wer_phone"]
+    assert 0 <= summary["cer"] <= 1.5 and abs(summary["audio_seconds"] - 6.105) < 0.01
+    results = [json.loads(line) for line in (tmp_path / "ev" / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in results] == ["19-198-0000", "1737-146161-0007", "2416-152139-0047"]
+    assert results[0]["ref"] == "northanger abbey" and all("hyp" in r for r in results)
+
+
+def test_demo_runs_on_shipped_samples(tmp_path):
+    r = asr("demo", "--out", tmp_path / "demo")
+    assert r.returncode == 0, r.stderr
+    assert "WER" in r.stdout and (tmp_path / "demo" / "summary.json").is_file()
+
+
+def test_prepare_and_bad_manifest(tmp_path):
+    (tmp_path / "m.jsonl").write_text("{broken\n")
+    r = asr("evaluate", "--manifest", tmp_path / "m.jsonl", "--out", tmp_path / "o")
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path / 'm.jsonl'}:1: not valid JSON")
+    r = asr("prepare", "librispeech", tmp_path, "--subset", "dev-clean", "--out", tmp_path / "x.jsonl")
+    assert r.returncode == 2 and "subset folder not found" in r.stderr

@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.data import (ManifestError, Utterance, bucket_batches, load_features, pad_features, prepare_folder,
+                      prepare_librispeech, read_manifest, spec_augment, write_manifest)
+from asr.features import FeatureConfig, file_features
+from conftest import LIBRISPEECH, TEST_DATA, needs_librispeech
+
+
+def _fake_librispeech(root):
+    chapter = root / "train-x" / "11" / "22"
+    chapter.mkdir(parents=True)
+    for i, n in enumerate([8000, 12000]):
+        sf.write(chapter / f"11-22-000{i}.flac", np.zeros(n, np.float32) + 0.01, 16000)
+    (chapter / "11-22-0002.flac").write_bytes(b"")  # broken audio
+    (chapter / "11-22-0003.wav").write_bytes(b"RIFF")  # no transcript either
+    (chapter / "11-22.trans.txt").write_text("11-22-0000 HELLO WORLD\n11-22-0001 IT'S ME\n11-22-0002 BROKEN\n11-22-0004 NO AUDIO\n")
+    return root
+
+
+def test_prepare_librispeech_reports_problems(tmp_path):
+    report = prepare_librispeech(_fake_librispeech(tmp_path / "ls"), "train-x", tmp_path / "m.jsonl")
+    utts = read_manifest(tmp_path / "m.jsonl")
+    assert [u.id for u in utts] == ["11-22-0000", "11-22-0001"] and report.utterances == 2
+    assert utts[0].text == "hello world" and utts[1].speaker == "11" and utts[0].duration == 0.5
+    problems = "\n".join(report.problems)
+    assert "11-22-0002.flac: file is empty" in problems
+    assert "no audio file for 11-22-0004" in problems
+    assert "11-22-0003.wav: no transcript" in problems
+
+
+def test_prepare_missing_subset(tmp_path):
+    with pytest.raises(ManifestError, match="subset folder not found"):
+        prepare_librispeech(tmp_path, "train-clean-100", tmp_path / "m.jsonl")
+
+
+def test_prepare_folder_with_and_without_header(tmp_path):
+    sf.write(tmp_path / "a.wav", np.zeros(4000, np.float32), 8000)
+    (tmp_path / "plain.tsv").write_text("a.wav\tSeven\tbob\nmissing.wav\tone\n")
+    report = prepare_folder(tmp_path, tmp_path / "plain.tsv", tmp_path / "m.jsonl")
+    u = read_manifest(tmp_path / "m.jsonl")[0]
+    assert (u.id, u.text, u.speaker, u.sample_rate, u.duration) == ("a", "seven", "bob", 8000, 0.5)
+    assert len(report.problems) == 1 and "missing.wav: file not found" in report.problems[0]
+    (tmp_path / "head.tsv").write_text("utt_id\tpath\ttranscript\nx1\ta.wav\tnine\n")
+    prepare_folder(tmp_path, tmp_path / "head.tsv", tmp_path / "m2.jsonl")
+    u = read_manifest(tmp_path / "m2.jsonl")[0]
+    assert (u.id, u.text, u.speaker) == ("x1", "nine", "unknown")
+
+
+def test_manifest_round_trip_relative_paths(tmp_path):
+    (tmp_path / "audio").mkdir()
+    utts = [Utterance("u1", str(tmp_path / "audio" / "u1.wav"), 1.25, "a b", "s1", 16000)]
+    write_manifest(utts, tmp_path / "m.jsonl")
+    assert json.loads((tmp_path / "m.jsonl").read_text())["audio"] == "audio/u1.wav"
+    assert read_manifest(tmp_path / "m.jsonl") == utts
+
+
+@pytest.mark.parametrize("line,problem", [
+    ("not json", "m.jsonl:2: not valid JSON"),
+    ('{"id": "x"}', "m.jsonl:2: missing field(s) audio, duration, text, speaker"),
+    ('{"id": "u", "audio": "a", "duration": 1, "text": "", "speaker": "s"}', "m.jsonl:2: duplicate id 'u'"),
+])
+def test_bad_manifest_names_line(tmp_path, line, problem):
+    good = '{"id": "u", "audio": "a", "duration": 1, "text": "", "speaker": "s"}'
+    (tmp_path / "m.jsonl").write_text(good + "\n" + line + "\n")
+    with pytest.raises(ManifestError) as e:
+        read_manifest(tmp_path / "m.jsonl")
+    assert problem in str(e.value)
+
+
+def test_bucket_batches_cover_everything_once_and_respect_budget():
+    durations = [float(d) for d in np.random.default_rng(0).uniform(1, 20, 500)]
+    for shuffle in (False, True):
+        batches = bucket_batches(durations, 60.0, shuffle=shuffle, seed=3)
+        assert sorted(i for b in batches for i in b) == list(range(500))
+        assert all(max(durations[i] for i in b) * len(b) <= 60.0 for b in batches if len(b) > 1)
+    assert bucket_batches(durations, 60.0, True, seed=1) != bucket_batches(durations, 60.0, True, seed=2)
+
+
+def test_pad_and_spec_augment():
+    feats = [torch.ones(5, 4, dtype=torch.float16), torch.ones(3, 4, dtype=torch.float16)]
+    x, lengths = pad_features(feats)
+    assert x.dtype == torch.float32 and x.shape == (2, 5, 4) and lengths.tolist() == [5, 3]
+    assert x[1, 3:].abs().sum() == 0
+    g = torch.Generator().manual_seed(0)
+    y = spec_augment(x, lengths, freq_masks=1, freq_width=2, time_masks=1, time_ratio=0.4, generator=g)
+    assert y.shape == x.shape and (y <= x).all() and x.sum() == 32  # input untouched
+
+
+def test_load_features_cache(tmp_path):
+    utts = read_manifest(TEST_DATA / "manifest.jsonl")
+    cfg = FeatureConfig()
+    feats = load_features(utts, cfg, tmp_path / "cache.pt", progress=False)
+    torch.testing.assert_close(feats[0].float(), file_features(utts[0].audio, cfg), atol=1e-2, rtol=1e-2)
+    again = load_features(utts, cfg, tmp_path / "cache.pt", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(feats, again))
+
+
+@needs_librispeech
+def test_prepare_real_librispeech_dev(tmp_path):
+    report = prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")
+    assert report.utterances == 719 and not report.problems
+    assert 1.3 < report.hours < 1.4

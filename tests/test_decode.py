@@ -1,0 +1,64 @@
+import math
+
+import torch
+
+from asr.decode import Token, Word, best_path, char_words, decode_outputs, group_words, phone_words
+from asr.text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
+
+C = {t: i for i, t in enumerate(CHAR_VOCAB.tokens)}
+P = {t: i for i, t in enumerate(PHONE_VOCAB.tokens)}
+
+
+def one_hot(ids, vocab_size):
+    """Log-probabilities putting (almost) all mass on ``ids[t]`` at frame t."""
+    lp = torch.full((len(ids), vocab_size), math.log(1e-4))
+    lp[torch.arange(len(ids)), torch.tensor(ids)] = math.log(1 - 1e-4 * (vocab_size - 1))
+    return lp
+
+
+def test_best_path_merges_repeats_and_drops_blanks():
+    b = 0
+    lp = one_hot([C["a"], C["a"], b, C["a"], C["b"], C["b"], b], len(CHAR_VOCAB))
+    assert best_path(lp) == [Token(C["a"], 0, 2), Token(C["a"], 3, 4), Token(C["b"], 4, 6)]
+    assert best_path(lp, length=2) == [Token(C["a"], 0, 2)]
+    assert best_path(one_hot([b, b], len(CHAR_VOCAB))) == []
+
+
+def test_group_words_splits_at_boundaries():
+    toks = [Token(1, 0, 1), Token(5, 1, 2), Token(1, 2, 3), Token(1, 3, 4), Token(6, 4, 5), Token(1, 5, 6)]
+    assert group_words(toks) == [[Token(5, 1, 2)], [Token(6, 4, 5)]]
+
+
+def test_char_words_with_times():
+    b, sep = 0, C["|"]
+    ids = [b, C["h"], C["i"], b, sep, b, C["y"], C["o"], C["u"], C["u"], b]
+    words = char_words(best_path(one_hot(ids, len(CHAR_VOCAB))), frame_seconds=0.03)
+    assert words == [Word("hi", 0.03, 0.09, ("h", "i")), Word("you", 0.18, 0.30, ("y", "o", "u"))]
+
+
+def test_phone_words_through_lexicon():
+    lex = Lexicon([("cat", ("K", "AE", "T")), ("sat", ("S", "AE", "T"))])
+    ids = [P["K"], P["AE"], P["T"], P["|"], P["S"], P["AE"], P["D"]]
+    words = phone_words(best_path(one_hot(ids, len(PHONE_VOCAB))), 0.03, lex)
+    assert [w.word for w in words] == ["cat", "sat"]  # "S AE D" is closest to "sat"
+    assert words[1].tokens == ("S", "AE", "D") and words[1].start == 0.12 and words[1].end == 0.21
+
+
+def test_decode_outputs_batch_equals_single():
+    lex = Lexicon([("cat", ("K", "AE", "T"))])
+    a = [C["c"], C["a"], C["t"], 0]
+    b = [C["a"], 0, 0, 0, 0, C["t"]]
+    pa = [P["K"], P["AE"], P["T"], 0]
+    pb = [P["K"], 0, P["T"], 0, 0, 0]
+    out = {
+        "char": torch.nn.utils.rnn.pad_sequence([one_hot(a, len(CHAR_VOCAB)), one_hot(b, len(CHAR_VOCAB))], batch_first=True),
+        "phone": torch.nn.utils.rnn.pad_sequence([one_hot(pa, len(PHONE_VOCAB)), one_hot(pb, len(PHONE_VOCAB))], batch_first=True),
+        "lengths": torch.tensor([4, 6]),
+    }
+    batch = decode_outputs(out, lex, 0.03)
+    for i, (c, p) in enumerate([(a, pa), (b, pb)]):
+        single = decode_outputs({"char": one_hot(c, len(CHAR_VOCAB))[None], "phone": one_hot(p, len(PHONE_VOCAB))[None],
+                                 "lengths": torch.tensor([len(c)])}, lex, 0.03)[0]
+        assert batch[i] == single
+    assert batch[0].text("char") == "cat" and batch[1].text("char") == "at"
+    assert batch[1].phones == ["K", "T"]

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from asr.model import AcousticModel, CheckpointError, ModelConfig, load_model, save_checkpoint
+
+SMALL = ModelConfig(hidden=16, layers=2, stack=3, dropout=0.0)
+
+
+def test_shapes_and_lengths():
+    model = AcousticModel(SMALL).eval()
+    x = torch.randn(2, 10, SMALL.features.dim)
+    out = model(x, torch.tensor([10, 7]))
+    assert out["char"].shape == (2, 4, SMALL.n_chars) and out["phone"].shape == (2, 4, SMALL.n_phones)
+    assert out["lengths"].tolist() == [4, 3]  # ceil(10/3), ceil(7/3)
+    torch.testing.assert_close(out["char"].exp().sum(-1), torch.ones(2, 4))
+
+
+def test_stack_frames():
+    model = AcousticModel(SMALL)
+    x = torch.arange(2 * 4 * 1, dtype=torch.float).reshape(2, 4, 1)
+    s = model.stack_frames(x)
+    assert s.shape == (2, 2, 3)
+    assert s[0].tolist() == [[0, 1, 2], [3, 0, 0]]
+
+
+@pytest.mark.parametrize("bidirectional,nonlinearity", [(True, "tanh"), (False, "relu")])
+def test_batch_equals_single(bidirectional, nonlinearity):
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden=16, layers=2, bidirectional=bidirectional, nonlinearity=nonlinearity)
+    model = AcousticModel(cfg).eval()
+    feats = [torch.randn(n, cfg.features.dim) for n in (30, 17, 9)]
+    x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    out = model(x, torch.tensor([30, 17, 9]))
+    for i, f in enumerate(feats):
+        single = model(f[None], torch.tensor([len(f)]))
+        n = int(single["lengths"][0])
+        assert int(out["lengths"][i]) == n
+        torch.testing.assert_close(out["char"][i, :n], single["char"][0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out["phone"][i, :n], single["phone"][0], atol=1e-5, rtol=1e-5)
+
+
+def test_rejects_other_cells():
+    with pytest.raises(ValueError, match="nonlinearity"):
+        AcousticModel(ModelConfig(nonlinearity="gelu"))
+    assert all(isinstance(r, torch.nn.RNN) for r in AcousticModel(SMALL).rnns)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = AcousticModel(SMALL).eval()
+    save_checkpoint(tmp_path / "m.pt", model, epoch=3)
+    loaded = load_model(tmp_path / "m.pt")
+    assert loaded.config == SMALL
+    x = torch.randn(1, 12, SMALL.features.dim)
+    torch.testing.assert_close(loaded(x, torch.tensor([12]))["char"], model(x, torch.tensor([12]))["char"])
+
+
+def test_bad_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_text("junk")
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable"):
+        load_model(tmp_path / "junk.pt")

@@ -1,0 +1,81 @@
+"""Real training runs: overfitting a few clips, and spoken digits (FSDD) to 95 % word accuracy."""
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from asr.data import read_manifest, write_manifest
+from asr.evaluate import evaluate
+from asr.model import ModelConfig, load_model
+from asr.train import TrainConfig, ctc_min_frames, make_examples, train
+from conftest import FSDD, TEST_DATA, needs_fsdd
+
+
+def test_ctc_min_frames():
+    assert ctc_min_frames([1, 2, 3]) == 3
+    assert ctc_min_frames([1, 1, 2, 2, 2]) == 8
+
+
+def test_too_short_utterances_are_dropped_and_counted(tmp_path):
+    utts = read_manifest(TEST_DATA / "manifest.jsonl")[:2]
+    feats = [torch.zeros(6, 40), torch.zeros(3000, 40)]  # 6 frames cannot hold a sentence
+    cfg = TrainConfig(train_manifest="", dev_manifest=None, out_dir=str(tmp_path))
+    examples, counts = make_examples(utts, feats, cfg)
+    assert counts["too_short"] == 1 and len(examples) == 1 and examples[0].utt == utts[1]
+
+
+def test_overfits_a_few_clips(tmp_path):
+    """A tiny model must learn three clips by heart: the whole training path works."""
+    cfg = TrainConfig(
+        train_manifest=str(TEST_DATA / "manifest.jsonl"), dev_manifest=str(TEST_DATA / "manifest.jsonl"),
+        out_dir=str(tmp_path / "exp"), model=ModelConfig(hidden=96, layers=2, dropout=0.0), spec_augment=None,
+        epochs=150, batch_seconds=100, lr=3e-3, warmup_steps=10, threads=1, feature_workers=1, best_metric="cer",
+    )
+    row = train(cfg, progress=False)
+    assert row["dev_cer"] < 0.1 and row["dev_per"] < 0.1, row
+    log = (tmp_path / "exp" / "log.csv").read_text().splitlines()
+    assert len(log) == 151 and log[0].startswith("epoch,")
+    assert load_model(tmp_path / "exp" / "best.pt").config == cfg.model
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    base = TrainConfig(
+        train_manifest=str(TEST_DATA / "manifest.jsonl"), dev_manifest=None, out_dir=str(tmp_path / "a"),
+        model=ModelConfig(hidden=16, layers=1, dropout=0.0), spec_augment=None, epochs=4, warmup_steps=2,
+        feature_workers=1,
+    )
+    full = train(base, progress=False)
+    train(dataclasses.replace(base, out_dir=str(tmp_path / "b"), epochs=2), progress=False)
+    resumed = train(dataclasses.replace(base, out_dir=str(tmp_path / "b")), resume=True, progress=False)
+    assert resumed["epoch"] == 4
+    assert resumed["loss"] == pytest.approx(full["loss"], rel=1e-4)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+
+
+@needs_fsdd
+def test_fsdd_digits_reach_95_percent(tmp_path):
+    """Train on FSDD recordings 5-49 of each digit and speaker for at most 2 minutes; test on 0-4."""
+    from asr.data import prepare_folder
+
+    prepare_folder(FSDD, FSDD / "SOURCE_manifest.tsv", tmp_path / "all.jsonl")
+    utts = read_manifest(tmp_path / "all.jsonl")
+    test = [u for u in utts if int(u.id.rsplit("_", 1)[1]) < 5]
+    write_manifest([u for u in utts if u not in test], tmp_path / "train.jsonl")
+    write_manifest(test, tmp_path / "test.jsonl")
+    cfg = TrainConfig.load(FSDD_CONFIG, {"train_manifest": str(tmp_path / "train.jsonl"), "dev_manifest": None,
+                                         "out_dir": str(tmp_path / "exp")})
+    train(cfg, progress=False)
+    log = (tmp_path / "exp" / "log.csv").read_text()
+    assert float(log.strip().splitlines()[-1].split(",")[-1]) <= 2.0  # elapsed_minutes
+    summary = evaluate(tmp_path / "test.jsonl", tmp_path / "eval", tmp_path / "exp" / "last.pt")
+    assert summary["utterances"] == 300
+    assert 1 - summary["wer"] >= 0.95, {k: summary[k] for k in ("wer", "cer", "wer_phone", "per")}
+
+
+FSDD_CONFIG = TEST_DATA.parents[1] / "recipes" / "fsdd" / "conf" / "fsdd.toml"
