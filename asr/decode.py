@@ -146,8 +146,9 @@ def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexico
         idx = order[start:end]
         batch = [feats[i].float() for i in idx]
         lengths = torch.tensor([f.shape[0] for f in batch])
-        x = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True)
-        hyps = decode_outputs(model(x, lengths), lexicon, model.config.frame_seconds, phone_words_too)
+        x = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True).to(next(model.parameters()).device)
+        out = {k: v.cpu() for k, v in model(x, lengths).items()}
+        hyps = decode_outputs(out, lexicon, model.config.frame_seconds, phone_words_too)
         for i, h in zip(idx, hyps):
             results[i] = h
         start = end

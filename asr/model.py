@@ -88,7 +88,7 @@ class AcousticModel(nn.Module):
         x = self.dropout(self.input(self.stack_frames(feats)))
         for rnn, norm in zip(self.rnns, self.norms):
             if packed:
-                x = nn.utils.rnn.pack_padded_sequence(x, out_lengths, batch_first=True, enforce_sorted=False)
+                x = nn.utils.rnn.pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
                 x, _ = rnn(x)
                 x, _ = nn.utils.rnn.pad_packed_sequence(x, batch_first=True, total_length=int(out_lengths.max()))
             else:

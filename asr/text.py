@@ -122,6 +122,7 @@ class Lexicon:
                 self.prons[word].append(pron)
             self.words_by_pron.setdefault(pron, word)
         self._buckets: dict[int, tuple[list[str], list[tuple[int, str]]]] | None = None
+        self._closest: dict[tuple[str, ...], str] = {}
 
     def __contains__(self, word: str) -> bool:
         return word in self.prons
@@ -179,7 +180,8 @@ class Lexicon:
         the more frequent word. Pronunciations are bucketed by length: a bucket whose length
         differs by more than the best distance found so far cannot hold a closer one.
         """
-        word = self.words_by_pron.get(tuple(pron))
+        pron = tuple(pron)
+        word = self.words_by_pron.get(pron) or self._closest.get(pron)
         if word is not None:
             return word
         if not pron:
@@ -206,6 +208,8 @@ class Lexicon:
                 if match is not None:
                     rank, w = words[match[2]]
                     best = min(best, (int(match[1]), rank, w))
+        if len(self._closest) < 1_000_000:  # bounded memo: recognizers repeat the same near-misses
+            self._closest[pron] = best[2]
         return best[2]
 
 

@@ -47,7 +47,8 @@ class TrainConfig:
     final_lr_ratio: float = 0.05  # cosine decay ends at lr * this
     clip_norm: float = 5.0
     char_weight: float = 0.5  # loss = char_weight * CTC(char) + (1 - char_weight) * CTC(phone)
-    threads: int = 1
+    threads: int = 1  # torch CPU threads; pick on purpose: oversubscribed cores slow RNNs ~10x
+    device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda[:N]"
     feature_workers: int = 2
     seed: int = 0
     best_metric: str = "wer_char"  # dev metric that chooses best.pt (lower is better)
@@ -121,17 +122,18 @@ def make_examples(utts: list[Utterance], feats: list[torch.Tensor], config: Trai
 
 def ctc_losses(out: dict[str, torch.Tensor], batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean per-utterance CTC losses ``(char, phone)``; the phone loss skips utterances without phones."""
-    lengths = out["lengths"]
+    lengths = out["lengths"].cpu()
     char_t = torch.cat([e.chars for e in batch])
     char_l = torch.tensor([len(e.chars) for e in batch])
-    char = torch.nn.functional.ctc_loss(out["char"].transpose(0, 1), char_t, lengths, char_l,
+    dev = out["char"].device
+    char = torch.nn.functional.ctc_loss(out["char"].transpose(0, 1), char_t.to(dev), lengths, char_l,
                                         blank=CHAR_VOCAB.blank, reduction="sum", zero_infinity=True) / len(batch)
     has = [i for i, e in enumerate(batch) if e.phones is not None]
     if not has:
-        return char, torch.zeros(())
+        return char, torch.zeros((), device=char.device)
     ph_t = torch.cat([batch[i].phones for i in has])
     ph_l = torch.tensor([len(batch[i].phones) for i in has])
-    phone = torch.nn.functional.ctc_loss(out["phone"][has].transpose(0, 1), ph_t, lengths[has], ph_l,
+    phone = torch.nn.functional.ctc_loss(out["phone"][torch.tensor(has, device=out["phone"].device)].transpose(0, 1), ph_t.to(dev), lengths[has], ph_l,
                                          blank=PHONE_VOCAB.blank, reduction="sum", zero_infinity=True) / len(has)
     return char, phone
 
@@ -182,7 +184,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    model = AcousticModel(config.model)
+    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if config.device == "auto" else config.device)
+    model = AcousticModel(config.model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     durations = [e.utt.duration for e in examples]
     steps_per_epoch = len(bucket_batches(durations, config.batch_seconds, shuffle=False))
@@ -198,7 +202,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         torch.set_rng_state(ckpt["rng"])
         log(f"resumed from {last_path} after epoch {ckpt['epoch']}")
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {n_params / 1e6:.2f} M parameters, {steps_per_epoch} batches per epoch, {config.threads} thread(s)")
+    log(f"model: {n_params / 1e6:.2f} M parameters, {steps_per_epoch} batches per epoch, device {device}"
+        + (f", {config.threads} thread(s)" if device.type == "cpu" else ""))
 
     row: dict[str, Any] = rows[-1] if rows else {}
     for epoch in range(start_epoch, config.epochs + 1):
@@ -217,7 +222,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             if config.spec_augment is not None:
                 sa = config.spec_augment
                 x = spec_augment(x, lengths, sa.freq_masks, sa.freq_width, sa.time_masks, sa.time_ratio)
-            out = model(x, lengths)
+            out = model(x.to(device, non_blocking=True), lengths)
             char, phone = ctc_losses(out, batch)
             loss = config.char_weight * char + (1 - config.char_weight) * phone
             optimizer.zero_grad(set_to_none=True)

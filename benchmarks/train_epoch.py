@@ -1,0 +1,64 @@
+"""Time one training epoch (forward, both CTC losses, backward, AdamW step) over a manifest.
+
+    python benchmarks/train_epoch.py recipes/librispeech/conf/train-clean-5.toml --threads 1 2
+
+Features are extracted (or read from the cache) before the clock starts, as in training.
+Prints seconds per epoch and audio seconds processed per wall second for each thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from asr.data import bucket_batches, load_features, pad_features, read_manifest, spec_augment
+from asr.model import AcousticModel
+from asr.train import TrainConfig, ctc_losses, make_examples
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--max-batches", type=int, default=None, help="time only this many batches, extrapolate")
+    args = ap.parse_args()
+    config = TrainConfig.load(args.config)
+    utts = read_manifest(config.train_manifest)
+    feats = load_features(utts, config.model.features, f"{config.out_dir}/cache/train_feats.pt", config.feature_workers)
+    examples, _ = make_examples(utts, feats, config)
+    total_audio = sum(e.utt.duration for e in examples)
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {len(examples)} utterances, "
+          f"{total_audio / 3600:.2f} h, model {config.model}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = AcousticModel(config.model).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
+        batches = bucket_batches([e.utt.duration for e in examples], config.batch_seconds, shuffle=True, seed=1)
+        if args.max_batches:
+            batches = batches[: args.max_batches]
+        audio, start = 0.0, time.perf_counter()
+        for idx in batches:
+            batch = [examples[i] for i in idx]
+            x, lengths = pad_features([e.feats for e in batch])
+            if config.spec_augment is not None:
+                sa = config.spec_augment
+                x = spec_augment(x, lengths, sa.freq_masks, sa.freq_width, sa.time_masks, sa.time_ratio)
+            char, phone = ctc_losses(model(x, lengths), batch)
+            loss = config.char_weight * char + (1 - config.char_weight) * phone
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            opt.step()
+            audio += sum(e.utt.duration for e in batch)
+        wall = time.perf_counter() - start
+        epoch = wall * total_audio / audio
+        print(f"threads={threads}: {len(batches)} batches, {audio:.0f} s audio in {wall:.1f} s -> "
+              f"epoch {epoch:.1f} s{' (extrapolated)' if args.max_batches else ''}, {audio / wall:.1f} audio s/s")
+
+
+if __name__ == "__main__":
+    main()
