@@ -40,22 +40,40 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from .transcribe import Transcriber
+    from .transcribe import Transcriber, expand_inputs, format_transcript, transcribe_to_dir
 
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        print("error: no audio files found in the given inputs", file=sys.stderr)
+        return 2
     transcriber = Transcriber(args.model, head=args.head)
-    failures = 0
-    for t in transcriber.transcribe(args.files):
-        if t.error:
-            failures += 1
-            print(f"error: {t.error}", file=sys.stderr)
-        elif len(args.files) == 1:
-            print(t.text)
-        else:
-            print(f"{t.path}\t{t.text}")
-        sys.stdout.flush()
-    if failures:
-        print(f"{failures} of {len(args.files)} file(s) failed", file=sys.stderr)
-    return 1 if failures else 0
+    if args.out:
+        formats = [f for f in args.format.split(",") if f]
+        count, failed = transcribe_to_dir(transcriber, paths, args.out, formats, args.workers,
+                                          not args.quiet and sys.stderr.isatty())
+        print(f"{args.out}/results.jsonl: {count} file(s) transcribed now, {len(paths) - count} already done, "
+              f"{failed} failed", file=sys.stderr)
+        return 1 if failed else 0
+    # To stdout, in input order: hold back finished files until those before them are done.
+    failed, pending, next_index = 0, {}, 0
+    index = {p: i for i, p in enumerate(paths)}
+    show = not args.quiet and len(paths) > 1 and sys.stderr.isatty()  # a bar would break one-line errors in logs
+    for t in transcriber.transcribe(paths, workers=args.workers, progress=show):
+        pending[index[t.path]] = t
+        while next_index in pending:
+            t = pending.pop(next_index)
+            next_index += 1
+            if t.error:
+                failed += 1
+                print(f"error: {t.error}", file=sys.stderr)
+            elif args.format == "txt":
+                print(t.text if len(paths) == 1 else f"{t.path}\t{t.text}")
+            else:
+                sys.stdout.write(format_transcript(t, args.format))
+            sys.stdout.flush()
+    if failed:
+        print(f"{failed} of {len(paths)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -100,10 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("transcribe", help="print the transcript of audio files")
-    p.add_argument("files", nargs="+")
+    p = sub.add_parser("transcribe", help="transcribe audio files, folders, @lists or manifests")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="audio file, folder (searched recursively), @list.txt (a path a line) or manifest.jsonl")
     p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
     p.add_argument("--head", choices=["char", "phone"], default="char")
+    p.add_argument("--out", help="folder for results.jsonl (one record per file; reruns skip what is done) "
+                                 "and per-file outputs in --format")
+    p.add_argument("--format", default="txt",
+                   help="txt|json|srt|vtt|ctm; with --out a comma-separated list (default: txt)")
+    p.add_argument("--workers", type=int, default=0, help="processes loading audio (default: 0, in-process)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_transcribe)
 
     p = sub.add_parser("evaluate", help="score a model on a manifest")

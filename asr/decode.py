@@ -19,6 +19,7 @@ class Token:
     id: int
     start: int  # first frame (inclusive)
     end: int  # last frame + 1
+    prob: float = 1.0  # mean posterior of this token over its frames
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Word:
     start: float  # seconds
     end: float  # seconds
     tokens: tuple[str, ...] = ()  # characters or phones that spelled it
+    confidence: float = 1.0  # in [0, 1]: the lowest mean posterior of its tokens
 
 
 def best_path(log_probs: torch.Tensor, length: int | None = None, blank: int = 0) -> list[Token]:
@@ -37,13 +39,14 @@ def best_path(log_probs: torch.Tensor, length: int | None = None, blank: int = 0
     """
     if length is not None:
         log_probs = log_probs[:length]
-    ids = log_probs.argmax(-1).tolist()
+    best, ids_t = log_probs.max(-1)
+    ids, probs = ids_t.tolist(), best.exp().tolist()
     tokens: list[Token] = []
     prev, start = None, 0
     for t, i in enumerate(ids + [None]):
         if i != prev:
             if prev is not None and prev != blank:
-                tokens.append(Token(prev, start, t))
+                tokens.append(Token(prev, start, t, round(sum(probs[start:t]) / (t - start), 4)))
             prev, start = i, t
     return tokens
 
@@ -68,7 +71,8 @@ def char_words(tokens: list[Token], frame_seconds: float) -> list[Word]:
     out = []
     for group in group_words(tokens, CHAR_VOCAB.boundary):
         chars = tuple(CHAR_VOCAB.tokens[t.id] for t in group)
-        out.append(Word("".join(chars), _sec(group[0].start, frame_seconds), _sec(group[-1].end, frame_seconds), chars))
+        out.append(Word("".join(chars), _sec(group[0].start, frame_seconds), _sec(group[-1].end, frame_seconds), chars,
+                        _confidence(group)))
     return out
 
 
@@ -77,9 +81,15 @@ def phone_words(tokens: list[Token], frame_seconds: float, lexicon: Lexicon) -> 
     out = []
     for group in group_words(tokens, PHONE_VOCAB.boundary):
         phones = tuple(PHONE_VOCAB.tokens[t.id] for t in group)
-        out.append(Word(lexicon.word_for(phones), _sec(group[0].start, frame_seconds),
-                        _sec(group[-1].end, frame_seconds), phones))
+        word = lexicon.word_for(phones)
+        conf = _confidence(group) * (1.0 if lexicon.words_by_pron.get(phones) == word else 0.5)
+        out.append(Word(word, _sec(group[0].start, frame_seconds), _sec(group[-1].end, frame_seconds), phones, conf))
     return out
+
+
+def _confidence(tokens: list[Token]) -> float:
+    """A word is as sure as its least sure token."""
+    return min(t.prob for t in tokens)
 
 
 def _sec(frame: int, frame_seconds: float) -> float:

@@ -38,11 +38,13 @@ class FeatureConfig:
         return self.n_mfcc * (3 if self.deltas else 1)
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 0.0,
+               stop: float | None = None) -> torch.Tensor:
     """Read any file soundfile reads; return mono float32 samples ``(num_samples,)`` at ``sample_rate``.
 
-    Raises :class:`AudioError` naming the file for a missing, empty, corrupt or
-    zero-length file, or one with non-finite samples.
+    ``start``/``stop`` (seconds) read only that part of the file, so a long recording can be
+    processed window by window in bounded memory. Raises :class:`AudioError` naming the file
+    for a missing, empty, corrupt or zero-length file, or one with non-finite samples.
     """
     path = Path(path)
     if not path.exists():
@@ -52,11 +54,17 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            first = int(round(start * rate))
+            if first:
+                f.seek(min(first, f.frames))
+            count = -1 if stop is None else max(0, int(round(stop * rate)) - first)
+            samples = f.read(count, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError(f"{path}: not readable as audio ({_short(e)})") from None
     if samples.shape[0] == 0:
-        raise AudioError(f"{path}: audio has zero length")
+        raise AudioError(f"{path}: audio has zero length" + (f" after {start:.2f} s" if start else ""))
     if not np.isfinite(samples).all():
         raise AudioError(f"{path}: audio contains NaN or infinite samples")
     wav = torch.from_numpy(samples).mean(dim=1)  # down-mix (frames, channels) -> (frames,)

@@ -1,18 +1,36 @@
-"""Transcribe audio files with a trained model (the shipped one by default)."""
+"""Transcribe audio files with a trained model (the shipped one by default), one or thousands.
+
+Files are probed, cut into items (whole files, or overlapping windows of long ones), sorted
+into batches of similar length, loaded and featurised in worker processes, recognised in
+the main process, and written as one record per input file. With an output folder the
+records go to ``results.jsonl`` as they are finished, so an interrupted run restarted with
+the same command skips what is done and neither loses nor repeats a file.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import soundfile as sf
 import torch
 
+from .data import read_manifest
 from .decode import Word, recognize
-from .features import AudioError, SAMPLE_RATE, compute_features, load_audio
+from .features import SAMPLE_RATE, AudioError, FeatureConfig, compute_features, load_audio
 from .model import load_model
 from .text import load_lexicon
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".opus", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
+CHUNK_SECONDS = 30.0  # longer files are cut into windows this long...
+OVERLAP_SECONDS = 2.0  # ...overlapping by this much, words kept where their middle is nearest their window's centre
 
 
 @dataclass
@@ -22,6 +40,101 @@ class Transcript:
     words: list[Word] = field(default_factory=list)
     duration: float = 0.0  # seconds of audio
     error: str | None = None  # set instead of text when the file could not be transcribed
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "text": self.text, "duration": round(self.duration, 3), "error": self.error,
+                "words": [{"word": w.word, "start": w.start, "end": w.end, "confidence": round(w.confidence, 4)}
+                          for w in self.words]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Transcript":
+        words = [Word(w["word"], w["start"], w["end"], (), w.get("confidence", 1.0)) for w in d.get("words", [])]
+        return cls(d["path"], d.get("text", ""), words, d.get("duration", 0.0), d.get("error"))
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[str]:
+    """Files as given; folders searched recursively for audio extensions; ``@list.txt`` read one path a
+    line (relative to the list); ``.jsonl`` manifests give their ``audio`` entries. Order is kept,
+    duplicates dropped. Names that do not exist are kept, to be reported as errors."""
+    out: list[str] = []
+    for item in inputs:
+        if item.startswith("@"):
+            listing = Path(item[1:])
+            if not listing.is_file():
+                raise FileNotFoundError(f"{listing}: list file not found")
+            for line in listing.read_text(encoding="utf-8").splitlines():
+                if line.strip() and not line.startswith("#"):
+                    p = Path(line.strip())
+                    out.append(str(p if p.is_absolute() else listing.parent / p))
+        elif item.endswith(".jsonl") and Path(item).is_file():
+            out += [u.audio for u in read_manifest(item)]
+        elif Path(item).is_dir():
+            out += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        else:
+            out.append(item)
+    return list(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class _Item:
+    file: int  # index into the file list
+    start: float  # seconds into the file
+    stop: float | None  # seconds, None = to the end
+    keep_from: float  # words whose middle lies in [keep_from, keep_to) are kept
+    keep_to: float
+
+
+def _plan(index: int, duration: float) -> list[_Item]:
+    if duration <= CHUNK_SECONDS:
+        return [_Item(index, 0.0, None, 0.0, float("inf"))]
+    step = CHUNK_SECONDS - OVERLAP_SECONDS
+    starts = [i * step for i in range(int((duration - OVERLAP_SECONDS) // step) + 1)]
+    items = []
+    for k, s in enumerate(starts):
+        keep_from = 0.0 if k == 0 else s + OVERLAP_SECONDS / 2
+        keep_to = float("inf") if k == len(starts) - 1 else s + step + OVERLAP_SECONDS / 2
+        items.append(_Item(index, s, s + CHUNK_SECONDS, keep_from, keep_to))
+    return items
+
+
+def probe(path: str) -> float:
+    """Duration in seconds, or :class:`AudioError` naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"{path}: file not found")
+    if p.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+    try:
+        info = sf.info(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError(f"{path}: not readable as audio ({str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__})") from None
+    if info.frames <= 0:
+        raise AudioError(f"{path}: audio has zero length")
+    return info.frames / info.samplerate
+
+
+class _Features(torch.utils.data.Dataset):
+    """Item -> features, computed in a worker process; errors travel back as strings."""
+
+    def __init__(self, paths: list[str], items: list[_Item], config: FeatureConfig):
+        self.paths, self.items, self.config = paths, items, config
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        item = self.items[i]
+        try:
+            wav = load_audio(self.paths[item.file], start=item.start, stop=item.stop)
+            return i, compute_features(wav, self.config), wav.shape[0] / SAMPLE_RATE, None
+        except AudioError as e:
+            return i, None, 0.0, str(e)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # workers only featurise; the main process owns the math threads
 
 
 class Transcriber:
@@ -34,34 +147,185 @@ class Transcriber:
         self.lexicon = load_lexicon(lexicon)
         self.head = head
 
-    def transcribe(self, paths: Iterable[str | Path], batch_files: int = 16) -> Iterator[Transcript]:
-        """Yield one transcript per path, in order; unreadable files give a transcript with ``error`` set."""
-        chunk: list[str] = []
-        for p in paths:
-            chunk.append(str(p))
-            if len(chunk) == batch_files:
-                yield from self._chunk(chunk)
-                chunk = []
-        if chunk:
-            yield from self._chunk(chunk)
+    def transcribe(self, paths: Iterable[str | Path], batch_seconds: float = 300.0, workers: int = 0,
+                   progress: bool = False) -> Iterator[Transcript]:
+        """Yield one transcript per path (in order of completion); unreadable files give ``error`` set.
 
-    def _chunk(self, paths: list[str]) -> list[Transcript]:
-        results = [Transcript(p) for p in paths]
-        feats, ok = [], []
-        for r in results:
+        ``batch_seconds`` bounds the audio in one batch (and so memory); ``workers`` > 0 loads
+        audio in that many processes.
+        """
+        paths = [str(p) for p in paths]
+        items: list[_Item] = []
+        results: dict[int, Transcript] = {}
+        for i, p in enumerate(paths):
             try:
-                wav = load_audio(r.path)
+                items += _plan(i, probe(p))
             except AudioError as e:
-                r.error = str(e)
-                continue
-            r.duration = wav.shape[0] / SAMPLE_RATE
-            feats.append(compute_features(wav, self.model.config.features))
-            ok.append(r)
-        if feats:
-            for r, h in zip(ok, recognize(self.model, feats, self.lexicon, phone_words_too=self.head == "phone")):
-                r.words = h.words(self.head)
-                r.text = h.text(self.head)
-        return results
+                yield Transcript(p, error=str(e))
+        remaining = {}
+        for it in items:
+            remaining[it.file] = remaining.get(it.file, 0) + 1
+        spans = [(it.stop or 1e9) - it.start for it in items]
+        order = sorted(range(len(items)), key=lambda k: min(spans[k], CHUNK_SECONDS))
+        batches, batch, longest = [], [], 0.0
+        for k in order:
+            d = min(spans[k], CHUNK_SECONDS)
+            if batch and max(longest, d) * (len(batch) + 1) > batch_seconds:
+                batches.append(batch)
+                batch, longest = [], 0.0
+            batch.append(k)
+            longest = max(longest, d)
+        if batch:
+            batches.append(batch)
+        loader = torch.utils.data.DataLoader(
+            _Features(paths, items, self.model.config.features), batch_sampler=batches, collate_fn=list,
+            num_workers=workers, worker_init_fn=_worker_init if workers else None,
+            multiprocessing_context="spawn" if workers else None)
+        bar = _Progress(len(paths), progress)
+        for batch in loader:
+            ok = [(k, f) for k, f, _, err in batch if err is None]
+            hyps = recognize(self.model, [f for _, f in ok], self.lexicon, phone_words_too=self.head == "phone") if ok else []
+            words_of = {k: h.words(self.head) for (k, _), h in zip(ok, hyps)}
+            for k, _, seconds, err in batch:
+                it = items[k]
+                t = results.setdefault(it.file, Transcript(paths[it.file]))
+                if err is not None:
+                    t.error = t.error or err
+                else:
+                    t.duration = max(t.duration, it.start + seconds)
+                    t.words += [dataclasses.replace(w, start=round(w.start + it.start, 3), end=round(w.end + it.start, 3))
+                                for w in words_of[k] if it.keep_from <= it.start + (w.start + w.end) / 2 < it.keep_to]
+                remaining[it.file] -= 1
+                if remaining[it.file] == 0:
+                    done = results.pop(it.file)
+                    done.words.sort(key=lambda w: w.start)
+                    if done.error:
+                        done.words = []
+                    done.text = " ".join(w.word for w in done.words)
+                    bar.update(done)
+                    yield done
+        bar.close()
+
+
+class _Progress:
+    """Files done, audio hours and real-time factor, on a tqdm bar."""
+
+    def __init__(self, total: int, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="file", disable=not enabled, file=sys.stderr)
+        self.audio, self.start = 0.0, time.perf_counter()
+
+    def update(self, t: Transcript) -> None:
+        self.audio += t.duration
+        wall = time.perf_counter() - self.start
+        self.bar.set_postfix(audio_h=f"{self.audio / 3600:.2f}", rtf=f"{wall / max(self.audio, 1e-9):.4f}")
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Output: results.jsonl (resumable) and per-file formats
+
+FORMATS = ("txt", "json", "srt", "vtt", "ctm")
+
+
+def read_results(path: Path) -> dict[str, Transcript]:
+    """Records of a results.jsonl; a torn last line (crash while writing) is cut off the file."""
+    done: dict[str, Transcript] = {}
+    if not path.is_file():
+        return done
+    data = path.read_bytes()
+    good = data.rfind(b"\n") + 1
+    if good < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    for line in data[:good].decode("utf-8").splitlines():
+        if line.strip():
+            t = Transcript.from_json(json.loads(line))
+            done[t.path] = t
+    return done
+
+
+def output_name(path: str) -> str:
+    """File name stem for per-file outputs: the audio's stem plus a short hash of its full path."""
+    return f"{Path(path).stem}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+
+
+def _timestamp(seconds: float, sep: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def _cues(words: list[Word], max_words: int = 12, max_gap: float = 1.0) -> list[list[Word]]:
+    cues: list[list[Word]] = []
+    for w in words:
+        if cues and len(cues[-1]) < max_words and w.start - cues[-1][-1].end <= max_gap:
+            cues[-1].append(w)
+        else:
+            cues.append([w])
+    return cues
+
+
+def format_transcript(t: Transcript, fmt: str) -> str:
+    """One transcript as txt, json, srt, vtt or ctm (Kaldi: ``utt 1 start dur word conf``)."""
+    if fmt == "txt":
+        return t.text + "\n"
+    if fmt == "json":
+        return json.dumps(t.to_json(), indent=2) + "\n"
+    if fmt == "ctm":
+        utt = Path(t.path).stem
+        return "".join(f"{utt} 1 {w.start:.3f} {w.end - w.start:.3f} {w.word} {w.confidence:.4f}\n" for w in t.words)
+    if fmt in ("srt", "vtt"):
+        sep = "," if fmt == "srt" else "."
+        blocks = []
+        for i, cue in enumerate(_cues(t.words), 1):
+            head = f"{i}\n" if fmt == "srt" else ""
+            blocks.append(f"{head}{_timestamp(cue[0].start, sep)} --> {_timestamp(cue[-1].end, sep)}\n"
+                          + " ".join(w.word for w in cue) + "\n")
+        return ("WEBVTT\n\n" if fmt == "vtt" else "") + "\n".join(blocks)
+    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str | Path, formats: list[str] = (),
+                      workers: int = 0, progress: bool = True) -> tuple[int, int]:
+    """Transcribe ``paths`` into ``out_dir/results.jsonl`` (+ per-file formats), skipping files already there.
+
+    Each record is appended and flushed to disk as soon as its file is finished. Returns
+    ``(transcribed now, failed in total)``.
+    """
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results_path = out_dir / "results.jsonl"
+    done = read_results(results_path)
+    todo = [p for p in paths if p not in done]
+    count = 0
+    with open(results_path, "a", encoding="utf-8") as f:
+        for t in transcriber.transcribe(todo, workers=workers, progress=progress):
+            f.write(json.dumps(t.to_json()) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            done[t.path] = t
+            count += 1
+            if t.error is None:
+                for fmt in formats:
+                    _atomic_write(out_dir / f"{output_name(t.path)}.{fmt}", format_transcript(t, fmt))
+    failed = sum(1 for p in paths if done[p].error is not None)
+    return count, failed
 
 
 def real_time_factor(paths: list[str], model_path: str | Path | None = None, threads: int = 1) -> dict[str, float]:

@@ -19,8 +19,9 @@ def one_hot(ids, vocab_size):
 def test_best_path_merges_repeats_and_drops_blanks():
     b = 0
     lp = one_hot([C["a"], C["a"], b, C["a"], C["b"], C["b"], b], len(CHAR_VOCAB))
-    assert best_path(lp) == [Token(C["a"], 0, 2), Token(C["a"], 3, 4), Token(C["b"], 4, 6)]
-    assert best_path(lp, length=2) == [Token(C["a"], 0, 2)]
+    spans = lambda toks: [(t.id, t.start, t.end) for t in toks]  # noqa: E731
+    assert spans(best_path(lp)) == [(C["a"], 0, 2), (C["a"], 3, 4), (C["b"], 4, 6)]
+    assert spans(best_path(lp, length=2)) == [(C["a"], 0, 2)]
     assert best_path(one_hot([b, b], len(CHAR_VOCAB))) == []
 
 
@@ -33,7 +34,18 @@ def test_char_words_with_times():
     b, sep = 0, C["|"]
     ids = [b, C["h"], C["i"], b, sep, b, C["y"], C["o"], C["u"], C["u"], b]
     words = char_words(best_path(one_hot(ids, len(CHAR_VOCAB))), frame_seconds=0.03)
-    assert words == [Word("hi", 0.03, 0.09, ("h", "i")), Word("you", 0.18, 0.30, ("y", "o", "u"))]
+    p = round(1 - 1e-4 * (len(CHAR_VOCAB) - 1), 4)
+    assert words == [Word("hi", 0.03, 0.09, ("h", "i"), p), Word("you", 0.18, 0.30, ("y", "o", "u"), p)]
+
+
+def test_confidence_is_least_sure_token():
+    # frames: "a" at 0.9 then 0.7 (mean 0.8), blank, "b" at 0.6 -> word "ab" has confidence 0.6
+    probs = torch.full((4, len(CHAR_VOCAB)), 1e-3)
+    for t, (i, p) in enumerate([(C["a"], 0.9), (C["a"], 0.7), (0, 0.9), (C["b"], 0.6)]):
+        probs[t, i] = p
+    toks = best_path(probs.log())
+    assert [t.prob for t in toks] == [0.8, 0.6]
+    assert char_words(toks, 0.03)[0].confidence == 0.6
 
 
 def test_phone_words_through_lexicon():

@@ -1,0 +1,121 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr import transcribe as T
+from asr.features import load_audio
+from asr.metrics import cer
+from asr.transcribe import Transcriber, Transcript, expand_inputs, format_transcript, read_results, transcribe_to_dir
+from asr.decode import Word
+from conftest import TEST_DATA
+
+SAMPLES = sorted((TEST_DATA.parent.parent / "asr" / "assets" / "samples").glob("*.opus"))
+
+
+@pytest.fixture(scope="module")
+def transcriber():
+    return Transcriber()
+
+
+def test_expand_inputs(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for name in ("d/a.wav", "d/sub/b.flac", "d/notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "list.txt").write_text("d/a.wav\n# comment\n\nmissing.wav\n")
+    got = expand_inputs([str(tmp_path / "d"), f"@{tmp_path / 'list.txt'}", str(TEST_DATA / "manifest.jsonl")])
+    assert got[:3] == [str(tmp_path / "d/a.wav"), str(tmp_path / "d/sub/b.flac"), str(tmp_path / "missing.wav")]
+    assert got[3:] == [str(TEST_DATA / n) for n in ("19-198-0000.opus", "1737-146161-0007.opus", "2416-152139-0047.opus")]
+
+
+def test_mixed_folder_gives_a_record_per_file(tmp_path, transcriber):
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(TEST_DATA / "19-198-0000.opus", d / "good.opus")
+    shutil.copy(TEST_DATA / "3_jackson_0.wav", d / "digit8k.wav")
+    (d / "empty.wav").write_bytes(b"")
+    (d / "text.flac").write_text("not audio")
+    data = (TEST_DATA / "19-198-0000.opus").read_bytes()
+    (d / "truncated.opus").write_bytes(data[: len(data) // 3])
+    sf.write(d / "zero.wav", np.zeros(0, np.float32), 16000)
+    paths = expand_inputs([str(d)])
+    count, failed = transcribe_to_dir(transcriber, paths, tmp_path / "out", ["txt"], progress=False)
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["path"] for r in records) == sorted(paths) and count == len(paths) == 6
+    errors = {os.path.basename(r["path"]): r["error"] for r in records if r["error"]}
+    assert set(errors) == {"empty.wav", "text.flac", "zero.wav"} | ({"truncated.opus"} & set(errors))
+    assert failed == len(errors)
+    for name, err in errors.items():
+        assert err.startswith(str(d / name) + ": ")
+    assert (tmp_path / "out" / f"{T.output_name(str(d / 'good.opus'))}.txt").is_file()
+
+
+def test_interrupted_run_resumes_to_the_same_output(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(8):
+        shutil.copy(SAMPLES[i % len(SAMPLES)], d / f"clip{i}.opus")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "asr.cli", "transcribe", str(d), "--quiet", "--format", "txt,ctm"]
+    subprocess.run(cmd + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True, timeout=300)
+    # Small batches so records trickle out; kill hard once some are on disk.
+    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "cut")], env=env, stderr=subprocess.DEVNULL)
+    results = tmp_path / "cut" / "results.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (results.is_file() and results.read_text().count("\n") >= 1):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with open(results, "a") as f:
+        f.write('{"path": "torn')  # as if killed in the middle of a write
+    subprocess.run(cmd + ["--out", str(tmp_path / "cut")], check=True, env=env, capture_output=True, timeout=300)
+    full = {t.path: t.to_json() for t in read_results(tmp_path / "full" / "results.jsonl").values()}
+    cut = read_results(tmp_path / "cut" / "results.jsonl")
+    lines = (tmp_path / "cut" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 8 == len(cut)  # none lost, none repeated
+    assert {p: t.to_json() for p, t in cut.items()} == full
+    assert sorted(os.listdir(tmp_path / "cut")) == sorted(os.listdir(tmp_path / "full"))
+
+
+def test_long_audio_is_windowed_and_stitched(tmp_path, transcriber, monkeypatch):
+    """A long file made of short clips: windowed transcription ~ the clips transcribed one by one."""
+    clips = [load_audio(p).numpy() for p in SAMPLES * 3]
+    gap = np.zeros(8000, np.float32)
+    long = np.concatenate([np.concatenate([c, gap]) for c in clips])  # ~55 s
+    sf.write(tmp_path / "long.flac", long, 16000)
+    short = [t.text for t in sorted(transcriber.transcribe(SAMPLES * 1), key=lambda t: t.path)]
+    by_name = dict(zip(sorted(map(str, SAMPLES)), short))
+    reference = " ".join(by_name[str(p)] for p in SAMPLES * 3)
+    monkeypatch.setattr(T, "CHUNK_SECONDS", 12.0)
+    monkeypatch.setattr(T, "OVERLAP_SECONDS", 2.0)
+    assert len(T._plan(0, len(long) / 16000)) >= 5
+    (chunked,) = list(transcriber.transcribe([tmp_path / "long.flac"]))
+    starts = [w.start for w in chunked.words]
+    assert starts == sorted(starts) and all(w.end >= w.start for w in chunked.words)
+    assert chunked.words[-1].end <= len(long) / 16000 + 0.05
+    assert abs(chunked.duration - len(long) / 16000) < 0.01
+    # Windows cut clips apart and normalise features over other spans, so allow some drift.
+    assert cer([reference], [chunked.text]) < 0.2, (reference, chunked.text)
+
+
+def test_formats_parse_back():
+    t = Transcript("/x/utt1.wav", "hello big world", [Word("hello", 0.5, 0.9, (), 0.9), Word("big", 1.0, 1.2, (), 0.8),
+                                                      Word("world", 3.0, 3.61, (), 0.7)], 4.0)
+    ctm = [line.split() for line in format_transcript(t, "ctm").splitlines()]
+    assert ctm[2] == ["utt1", "1", "3.000", "0.610", "world", "0.7000"]
+    srt = format_transcript(t, "srt").split("\n\n")
+    assert srt[0].splitlines() == ["1", "00:00:00,500 --> 00:00:01,200", "hello big"]
+    assert srt[1].splitlines() == ["2", "00:00:03,000 --> 00:00:03,610", "world"]  # a long pause starts a new cue
+    vtt = format_transcript(t, "vtt")
+    assert vtt.startswith("WEBVTT\n\n00:00:00.500 --> 00:00:01.200\nhello big\n")
+    assert Transcript.from_json(json.loads(format_transcript(t, "json"))).to_json() == t.to_json()
+    assert format_transcript(t, "txt") == "hello big world\n"
+    with pytest.raises(ValueError, match="unknown format"):
+        format_transcript(t, "docx")
