@@ -81,7 +81,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     summary = evaluate(args.manifest or _sample_manifest(), args.out, args.model, args.head,
                        workers=args.workers, progress=not args.quiet)
-    print(json.dumps(summary, indent=2))
+    keys = ("wer", "cer", "per", "wer_char", "wer_phone", "per_utterances", "utterances", "audio_seconds", "seconds")
+    print(json.dumps({k: summary[k] for k in keys}, indent=2))
+    print(f"report: {args.out}/report.html, alignments: {args.out}/errs.txt", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import load_results, write_report
+
+    names = args.name or [Path(p).parent.name if Path(p).name == "results.jsonl" else Path(p).stem for p in args.results]
+    if len(names) != len(args.results):
+        print("error: give one --name per results file", file=sys.stderr)
+        return 2
+    if len(set(names)) != len(names):
+        names = [f"{n}-{i + 1}" for i, n in enumerate(names)]
+    summary = write_report(args.out, {n: load_results(p) for n, p in zip(names, args.results)})
+    systems = summary.get("systems", {names[0]: summary})
+    for name, s in systems.items():
+        print(f"{name}: WER {s['wer']:.2%} CER {s['cer']:.2%} on {s['utterances']} utterances")
+    print(f"report: {args.out}/report.html")
     return 0
 
 
@@ -140,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("report", help="error report for results of any system (JSONL with id, ref, hyp)")
+    p.add_argument("results", nargs="+", help="results JSONL files; the first is the baseline")
+    p.add_argument("--name", action="append", help="system name, once per results file (default: folder name)")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("demo", help="transcribe and score the shipped sample clips with the shipped model")
     p.add_argument("--model")
     p.add_argument("--head", choices=["char", "phone"], default="char")
@@ -153,11 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     from .data import ManifestError
     from .features import AudioError
     from .model import CheckpointError
+    from .report import ReportError
     from .text import LexiconError
 
     try:
         return args.func(args)
-    except (AudioError, ManifestError, CheckpointError, LexiconError, FileNotFoundError, ValueError) as e:
+    except (AudioError, ManifestError, CheckpointError, LexiconError, ReportError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""Score a model on a manifest: WER/CER/PER, per-utterance results."""
+"""Score a model on a manifest: WER/CER/PER, per-utterance results, and a report of where the errors are."""
 
 from __future__ import annotations
 
@@ -7,16 +7,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .data import atomic_write_text, load_features, read_manifest
-from .decode import recognize
+from .decode import decode_outputs, recognize
 from .metrics import score_heads
 from .model import load_model
-from .text import load_lexicon
+from .report import posterior_png, write_report
+from .text import CHAR_VOCAB, PHONE_VOCAB, load_lexicon
 
 
 def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path | None = None, head: str = "char",
-             lexicon: str | None = None, workers: int = 1, progress: bool = False) -> dict[str, Any]:
-    """Transcribe every utterance of ``manifest``; write ``summary.json`` and ``results.jsonl`` under ``out_dir``.
+             lexicon: str | None = None, workers: int = 1, progress: bool = False, posteriors: int = 3) -> dict[str, Any]:
+    """Transcribe every utterance of ``manifest``; write ``results.jsonl`` and the report under ``out_dir``.
+
+    The report (see :mod:`asr.report`) is ``summary.json``, ``errs.txt``, ``report.md`` and
+    ``report.html``, with pictures of the CTC posteriors of ``posteriors`` utterances.
 
     ``summary["wer"]`` is the WER of ``head``; both heads' WERs are reported as ``wer_char``
     and ``wer_phone``, ``cer`` is the character head's, ``per`` the phone head's.
@@ -46,9 +52,25 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
         "seconds": round(time.perf_counter() - start, 2),
     }
     out_dir = Path(out_dir)
-    lines = [json.dumps({"id": u.id, "ref": u.text, "hyp": h.text(head), "hyp_char": h.text("char"),
-                         "hyp_phone": h.text("phone"), "speaker": u.speaker, "duration": u.duration})
-             for u, h in zip(utts, hyps)]
-    atomic_write_text(out_dir / "results.jsonl", "\n".join(lines) + "\n")
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return summary
+    records = [{"id": u.id, "ref": u.text, "hyp": h.text(head), "hyp_char": h.text("char"), "hyp_phone": h.text("phone"),
+                "speaker": u.speaker, "duration": u.duration} for u, h in zip(utts, hyps)]
+    atomic_write_text(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    pictures = _posterior_pictures(model, utts, feats, lex, head, posteriors)
+    return write_report(out_dir, {f"asr-{head}": records}, extra=summary, pictures=pictures)
+
+
+def _posterior_pictures(model, utts, feats, lexicon, head: str, count: int) -> dict[str, bytes]:
+    """PNG pictures of the CTC posteriors of the first ``count`` utterances of at most 15 s."""
+    pictures = {}
+    chosen = [i for i, u in enumerate(utts) if u.duration <= 15][:count]
+    vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
+    with torch.no_grad():
+        for i in chosen:
+            f = feats[i].float()[None]
+            out = model(f, torch.tensor([f.shape[1]]))
+            hyp = decode_outputs(out, lexicon, model.config.frame_seconds, head == "phone")[0]
+            words = [(w.word, w.start, w.end) for w in hyp.words(head)]
+            pictures[f"posteriors-{utts[i].id}.png"] = posterior_png(
+                out[head][0], list(vocab.tokens), words, model.config.frame_seconds,
+                f"{utts[i].id} ({head} head)\nref: {utts[i].text}")
+    return pictures

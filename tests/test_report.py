@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import pytest
+
+from asr.report import ReportError, align, alignment_text, analyse, load_results, write_report
+
+REFS = [("a-1", "the cat sat on the mat", 3.0), ("a-2", "hello world", 12.0), ("b-1", "one two three", 7.0)]
+
+
+def _records(hyps):
+    return [{"id": i, "ref": r, "hyp": h, "duration": d} for (i, r, d), h in zip(REFS, hyps)]
+
+
+def test_align_and_icefall_text():
+    pairs = align("the cat sat on the mat", "the bat sat the mat too")
+    assert pairs == [("the", "the"), ("cat", "bat"), ("sat", "sat"), ("on", None), ("the", "the"), ("mat", "mat"),
+                     (None, "too")]
+    assert alignment_text(pairs) == "the (cat->bat) sat (on->*) the mat (*->too)"
+    assert align("", "x y") == [(None, "x"), (None, "y")]
+    assert align("a b", "") == [("a", None), ("b", None)]
+
+
+def test_analyse_counts_and_groups():
+    s, aligned = analyse(_records(["the bat sat the mat", "hello world", "one three three"]))
+    assert (s["substitutions"], s["deletions"], s["insertions"], s["reference_words"]) == (2, 1, 0, 11)
+    assert s["wer"] == pytest.approx(3 / 11)
+    assert s["per_speaker"]["a"]["wer"] == pytest.approx(2 / 8) and s["per_speaker"]["b"]["wer"] == pytest.approx(1 / 3)
+    assert s["per_duration"]["0-5 s"]["utterances"] == 1 and s["per_duration"]["10-15 s"]["wer"] == 0
+    assert ["cat", "bat", 1] in s["top_substitutions"] and s["top_deletions"] == [["on", 1]]
+    assert s["sentence_error_rate"] == pytest.approx(2 / 3)
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.imgs = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.imgs.append(dict(attrs)["src"])
+
+
+def test_report_files_html_parses_with_embedded_plots(tmp_path):
+    base = _records(["the bat sat the mat", "hello world", "one three three"])
+    other = _records(["the cat sat on the mat", "hello word", "one two three"])
+    write_report(tmp_path, {"ours": base, "peer": other}, pictures={"posteriors-x.png": b"\x89PNG fake"})
+    for name in ("summary.json", "report.md", "report.html", "errs-ours.txt", "errs-peer.txt",
+                 "wer_by_duration.png", "wer_by_speaker.png"):
+        assert (tmp_path / name).is_file(), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["systems"]) == {"ours", "peer"} and summary["systems"]["peer"]["wer"] == pytest.approx(1 / 11)
+    parser = _Collect()
+    parser.feed((tmp_path / "report.html").read_text())
+    assert "table" in parser.tags and len(parser.imgs) == 3
+    assert all(src.startswith("data:image/png;base64,") for src in parser.imgs)  # self-contained
+    md = (tmp_path / "report.md").read_text()
+    assert "## Per utterance: peer against ours" in md and "2 utterances better, 1 worse" in md
+    errs = (tmp_path / "errs-ours.txt").read_text().splitlines()
+    assert errs[0].startswith("%WER 27.27% [ 3 / 11, 0 ins, 1 del, 2 sub ]")
+    assert "a-1:\tthe (cat->bat) sat (on->*) the mat" in errs
+
+
+def test_bad_results_file(tmp_path):
+    (tmp_path / "r.jsonl").write_text('{"id": "x", "ref": "a"}\n')
+    with pytest.raises(ReportError, match=r"r.jsonl:1: missing field\(s\) hyp"):
+        load_results(tmp_path / "r.jsonl")
+
+
+def test_report_cli(tmp_path):
+    for name, hyps in (("ours", ["the cat sat on the mat", "hello", "one two three"]), ("peer", ["", "", ""])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records(hyps)))
+    r = subprocess.run([sys.executable, "-m", "asr.cli", "report", tmp_path / "ours" / "results.jsonl",
+                        tmp_path / "peer" / "results.jsonl", "--out", tmp_path / "rep"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "ours: WER 9.09%" in r.stdout and "peer: WER 100.00%" in r.stdout
