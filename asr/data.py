@@ -20,7 +20,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from .features import AudioError, FeatureConfig, file_features
+from .features import AudioError, FeatureConfig, audio_info, file_features
 from .text import normalize
 
 REQUIRED_FIELDS = ("id", "audio", "duration", "text", "speaker")
@@ -102,17 +102,13 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     return utts
 
 
-def _probe(path: Path) -> tuple[float, int]:
-    """Duration (s) and sample rate of an audio file, or :class:`AudioError`."""
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes)")
+def _probe(audio: Path, problems: list[str]) -> tuple[float, int] | None:
+    """Duration and rate of ``audio``, or ``None`` with the reason added to ``problems``."""
     try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as e:
-        raise AudioError(f"{path}: not readable as audio ({str(e).splitlines()[0][:200]})") from None
-    if info.frames <= 0:
-        raise AudioError(f"{path}: audio has zero length")
-    return info.frames / info.samplerate, info.samplerate
+        return audio_info(audio)
+    except AudioError as e:
+        problems.append(str(e))
+        return None
 
 
 def _is_audio(path: Path) -> bool:
@@ -150,11 +146,10 @@ def prepare_librispeech(corpus: str | Path, subset: str, out: str | Path) -> Pre
             if uid not in texts:
                 problems.append(f"{audio}: no transcript in {trans.name}")
                 continue
-            try:
-                duration, rate = _probe(audio)
-            except AudioError as e:
-                problems.append(str(e))
+            probed = _probe(audio, problems)
+            if probed is None:
                 continue
+            duration, rate = probed
             utts.append(Utterance(uid, str(audio), duration, normalize(texts[uid]), uid.split("-")[0], rate))
     if not utts:
         raise ManifestError(f"{root}: no utterances found (expected <speaker>/<chapter>/*.trans.txt)")
@@ -198,11 +193,10 @@ def prepare_folder(audio_dir: str | Path, transcripts: str | Path, out: str | Pa
         if not audio.is_file():
             problems.append(f"{audio}: file not found (listed at {transcripts}:{lineno})")
             continue
-        try:
-            duration, rate = _probe(audio)
-        except AudioError as e:
-            problems.append(str(e))
+        probed = _probe(audio, problems)
+        if probed is None:
             continue
+        duration, rate = probed
         utts.append(Utterance(get("id") or audio.stem, str(audio), duration, normalize(get("text")),
                               get("speaker") or "unknown", rate))
     if not utts:

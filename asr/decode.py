@@ -140,7 +140,7 @@ def decode_outputs(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds
 
 @torch.no_grad()
 def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexicon,
-              batch_frames: int = 60000, phone_words_too: bool = True) -> list[Hypothesis]:
+              batch_frames: int = 24000, phone_words_too: bool = True) -> list[Hypothesis]:
     """Greedy hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order.
 
     ``model`` is an ``AcousticModel`` (its ``config.frame_seconds`` gives the time scale).

@@ -46,13 +46,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 
     processed window by window in bounded memory. Raises :class:`AudioError` naming the file
     for a missing, empty, corrupt or zero-length file, or one with non-finite samples.
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes)")
+    path = _check_file(path)
     try:
         with sf.SoundFile(str(path)) as f:
             rate = f.samplerate
@@ -71,6 +65,29 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 
     if rate != sample_rate:
         wav = torchaudio.functional.resample(wav, rate, sample_rate)
     return wav.contiguous()
+
+
+def _check_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+    return path
+
+
+def audio_info(path: str | Path) -> tuple[float, int]:
+    """Duration (seconds) and sample rate from the file header, or :class:`AudioError` naming the file."""
+    path = _check_file(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError(f"{path}: not readable as audio ({_short(e)})") from None
+    if info.frames <= 0:
+        raise AudioError(f"{path}: audio has zero length")
+    return info.frames / info.samplerate, info.samplerate
 
 
 def _short(e: Exception) -> str:

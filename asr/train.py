@@ -138,6 +138,30 @@ def ctc_losses(out: dict[str, torch.Tensor], batch: list[Example]) -> tuple[torc
     return char, phone
 
 
+def train_step(model: AcousticModel, optimizer: torch.optim.Optimizer, batch: list[Example], config: TrainConfig,
+               device: torch.device) -> tuple[float, float, float] | None:
+    """One update on ``batch``: SpecAugment, forward, both CTC losses, backward, clipping, step.
+
+    Returns ``(loss, char loss, phone loss)``, or ``None`` without touching the weights when
+    the loss or the gradient norm is not finite.
+    """
+    x, lengths = pad_features([e.feats for e in batch])
+    if config.spec_augment is not None:
+        sa = config.spec_augment
+        x = spec_augment(x, lengths, sa.freq_masks, sa.freq_width, sa.time_masks, sa.time_ratio)
+    char, phone = ctc_losses(model(x.to(device, non_blocking=True), lengths), batch)
+    loss = config.char_weight * char + (1 - config.char_weight) * phone
+    optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return None
+    loss.backward()
+    if not torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)):
+        optimizer.zero_grad(set_to_none=True)
+        return None
+    optimizer.step()
+    return loss.item(), char.item(), phone.item()
+
+
 def lr_lambda(config: TrainConfig, total_steps: int):
     def f(step: int) -> float:
         if step < config.warmup_steps:
@@ -218,32 +242,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
         for idx in bar:
             batch = [examples[i] for i in idx]
-            x, lengths = pad_features([e.feats for e in batch])
-            if config.spec_augment is not None:
-                sa = config.spec_augment
-                x = spec_augment(x, lengths, sa.freq_masks, sa.freq_width, sa.time_masks, sa.time_ratio)
-            out = model(x.to(device, non_blocking=True), lengths)
-            char, phone = ctc_losses(out, batch)
-            loss = config.char_weight * char + (1 - config.char_weight) * phone
-            optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
-                skipped += 1  # a bad batch must not poison the weights
-                scheduler.step()
-                continue
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            if not torch.isfinite(grad_norm):
-                skipped += 1
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                continue
-            optimizer.step()
+            losses = train_step(model, optimizer, batch, config, device)
             scheduler.step()
+            if losses is None:
+                skipped += 1  # a non-finite loss or gradient: the batch is skipped, the weights untouched
+                continue
             done += 1
             audio += sum(e.utt.duration for e in batch)
-            sums["loss"] += loss.item()
-            sums["char"] += char.item()
-            sums["phone"] += phone.item()
+            for key, value in zip(("loss", "char", "phone"), losses):
+                sums[key] += value
             bar.set_postfix(loss=f"{sums['loss'] / done:.3f}", audio_s_per_s=f"{audio / (time.perf_counter() - t0):.0f}")
         train_seconds = time.perf_counter() - t0
         row = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_seconds": round(train_seconds, 1),

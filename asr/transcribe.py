@@ -19,12 +19,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import soundfile as sf
 import torch
 
 from .data import read_manifest
 from .decode import Word, recognize
-from .features import SAMPLE_RATE, AudioError, FeatureConfig, compute_features, load_audio
+from .features import SAMPLE_RATE, AudioError, FeatureConfig, audio_info, compute_features, load_audio
 from .model import load_model
 from .text import load_lexicon
 
@@ -97,24 +96,6 @@ def _plan(index: int, duration: float) -> list[_Item]:
     return items
 
 
-def probe(path: str) -> float:
-    """Duration in seconds, or :class:`AudioError` naming the file."""
-    p = Path(path)
-    if not p.exists():
-        raise AudioError(f"{path}: file not found")
-    if p.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if p.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes)")
-    try:
-        info = sf.info(path)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioError(f"{path}: not readable as audio ({str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__})") from None
-    if info.frames <= 0:
-        raise AudioError(f"{path}: audio has zero length")
-    return info.frames / info.samplerate
-
-
 class _Features(torch.utils.data.Dataset):
     """Item -> features, computed in a worker process; errors travel back as strings."""
 
@@ -147,7 +128,7 @@ class Transcriber:
         self.lexicon = load_lexicon(lexicon)
         self.head = head
 
-    def transcribe(self, paths: Iterable[str | Path], batch_seconds: float = 300.0, workers: int = 0,
+    def transcribe(self, paths: Iterable[str | Path], batch_seconds: float = 240.0, workers: int = 0,
                    progress: bool = False) -> Iterator[Transcript]:
         """Yield one transcript per path (in order of completion); unreadable files give ``error`` set.
 
@@ -159,7 +140,7 @@ class Transcriber:
         results: dict[int, Transcript] = {}
         for i, p in enumerate(paths):
             try:
-                items += _plan(i, probe(p))
+                items += _plan(i, audio_info(p)[0])
             except AudioError as e:
                 yield Transcript(p, error=str(e))
         remaining = {}

@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from asr.data import bucket_batches, load_features, pad_features, read_manifest, spec_augment
+from asr.data import bucket_batches, load_features, read_manifest
 from asr.model import AcousticModel
-from asr.train import TrainConfig, ctc_losses, make_examples
+from asr.train import TrainConfig, make_examples, train_step
 
 
 def main() -> None:
@@ -43,16 +43,7 @@ def main() -> None:
         audio, start = 0.0, time.perf_counter()
         for idx in batches:
             batch = [examples[i] for i in idx]
-            x, lengths = pad_features([e.feats for e in batch])
-            if config.spec_augment is not None:
-                sa = config.spec_augment
-                x = spec_augment(x, lengths, sa.freq_masks, sa.freq_width, sa.time_masks, sa.time_ratio)
-            char, phone = ctc_losses(model(x, lengths), batch)
-            loss = config.char_weight * char + (1 - config.char_weight) * phone
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            opt.step()
+            train_step(model, opt, batch, config, torch.device("cpu"))
             audio += sum(e.utt.duration for e in batch)
         wall = time.perf_counter() - start
         epoch = wall * total_audio / audio

@@ -119,3 +119,25 @@ def test_formats_parse_back():
     assert format_transcript(t, "txt") == "hello big world\n"
     with pytest.raises(ValueError, match="unknown format"):
         format_transcript(t, "docx")
+
+
+def test_window_stitching_is_exact(tmp_path, transcriber, monkeypatch):
+    """Each window 'hears' a word every second of its own time; stitched, every second is heard once."""
+    from asr.decode import Hypothesis
+
+    def fake_recognize(model, feats, lexicon, phone_words_too=True):
+        hyps = []
+        for f in feats:
+            seconds = f.shape[0] / 100  # 10 ms frames
+            words = [Word(f"w{i}", float(i), i + 0.5, (), 1.0) for i in range(int(seconds - 0.5) + 1)]
+            hyps.append(Hypothesis(words, words, []))
+        return hyps
+
+    monkeypatch.setattr(T, "recognize", fake_recognize)
+    monkeypatch.setattr(T, "CHUNK_SECONDS", 10.0)
+    monkeypatch.setattr(T, "OVERLAP_SECONDS", 2.0)
+    sf.write(tmp_path / "long.wav", np.full(16000 * 45, 0.01, np.float32), 16000)
+    (t,) = list(transcriber.transcribe([tmp_path / "long.wav"]))
+    assert [w.start for w in t.words] == [float(s) for s in range(45)]
+    assert all(w.end == w.start + 0.5 for w in t.words)
+    assert t.duration == 45.0

@@ -1,0 +1,92 @@
+"""Batch against one-by-one transcription, and against PocketSphinx, on the same files.
+
+    python benchmarks/batch_transcribe.py --manifest data/librispeech/dev.jsonl --limit 200 --out exp/bench/batch
+
+Prints the real-time factor (wall seconds / audio seconds; model loading excluded) of
+  1. our model, one file per call (batch of one, no worker processes),
+  2. our model in batch (length-sorted batches, audio loaded in --workers processes),
+  3. PocketSphinx 5.1.1 with its bundled en-us model (pip install pocketsphinx==5.1.1),
+and writes both systems' results plus a side-by-side report (asr report) under --out.
+All on --threads torch threads; PocketSphinx is single-threaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr.data import read_manifest
+from asr.features import load_audio
+from asr.report import write_report
+from asr.transcribe import Transcriber
+
+
+def pocketsphinx_transcribe(paths: list[str]) -> tuple[list[str], float]:
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+    hyps, start = [], time.perf_counter()
+    for p in paths:
+        pcm = (np.clip(load_audio(p).numpy(), -1, 1) * 32767).astype("<i2").tobytes()
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        hyps.append(hyp.hypstr.lower() if hyp is not None else "")
+    return hyps, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--limit", type=int, default=200, help="first N utterances (PocketSphinx is slow)")
+    ap.add_argument("--model")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--out", default="exp/bench/batch")
+    ap.add_argument("--no-pocketsphinx", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    utts = read_manifest(args.manifest)[: args.limit]
+    paths = [u.audio for u in utts]
+    audio = sum(u.duration for u in utts)
+    transcriber = Transcriber(args.model)
+    list(transcriber.transcribe(paths[:2]))  # warm-up: first-call allocations, lexicon load
+
+    start = time.perf_counter()
+    for p in paths:
+        list(transcriber.transcribe([p]))
+    one_by_one = time.perf_counter() - start
+
+    start = time.perf_counter()
+    results = {t.path: t for t in transcriber.transcribe(paths, workers=args.workers)}
+    batch = time.perf_counter() - start
+
+    print(f"{len(paths)} files, {audio / 60:.1f} min of audio, {args.threads} thread(s)")
+    print(f"asr one by one:   RTF {one_by_one / audio:.4f}  ({one_by_one:.1f} s)")
+    print(f"asr batch:        RTF {batch / audio:.4f}  ({batch:.1f} s, {args.workers} loader process(es)); "
+          f"{one_by_one / batch:.1f}x faster than one by one")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    systems = {"asr": [{"id": u.id, "ref": u.text, "hyp": results[u.audio].text, "duration": u.duration,
+                        "speaker": u.speaker} for u in utts]}
+    if not args.no_pocketsphinx:
+        hyps, ps = pocketsphinx_transcribe(paths)
+        print(f"pocketsphinx:     RTF {ps / audio:.4f}  ({ps:.1f} s); asr batch RTF is {ps / batch:.1f}x lower")
+        systems["pocketsphinx"] = [{"id": u.id, "ref": u.text, "hyp": h, "duration": u.duration, "speaker": u.speaker}
+                                   for u, h in zip(utts, hyps)]
+    for name, records in systems.items():
+        (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = write_report(out / "report", systems)
+    for name, s in summary.get("systems", {"asr": summary}).items():
+        print(f"{name:17s} WER {s['wer']:.2%}  CER {s['cer']:.2%}")
+    print(f"report: {out / 'report' / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()
