@@ -307,13 +307,3 @@ def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str |
                     _atomic_write(out_dir / f"{output_name(t.path)}.{fmt}", format_transcript(t, fmt))
     failed = sum(1 for p in paths if done[p].error is not None)
     return count, failed
-
-
-def real_time_factor(paths: list[str], model_path: str | Path | None = None, threads: int = 1) -> dict[str, float]:
-    """Wall seconds per audio second of :meth:`Transcriber.transcribe` (model loading excluded)."""
-    torch.set_num_threads(threads)
-    t = Transcriber(model_path)
-    start = time.perf_counter()
-    audio = sum(r.duration for r in t.transcribe(paths))
-    wall = time.perf_counter() - start
-    return {"audio_seconds": audio, "wall_seconds": wall, "rtf": wall / audio}

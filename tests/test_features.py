@@ -13,7 +13,7 @@ def _tone(seconds=0.5, rate=SAMPLE_RATE, freq=440.0):
 
 
 def test_torchaudio_mfcc_matches_librosa():
-    """Same parameters, same numbers: max abs difference < 0.05 dB-scaled units on coefficients of size ~100s."""
+    """Same parameters, same numbers: coefficients up to ~200 in size agree within 1e-3 (measured: 9e-5)."""
     librosa = pytest.importorskip("librosa")
     y = _tone(1.0)
     ours = MFCC(FeatureConfig(n_mfcc=13, n_mels=40, cmvn=False)).mfcc(torch.from_numpy(y)[None])[0].numpy()
@@ -22,8 +22,8 @@ def test_torchaudio_mfcc_matches_librosa():
     # librosa.feature.mfcc would clip at top_db=80 by default; we keep the full range (no clipping).
     ref = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=13, norm="ortho")
     assert ours.shape == ref.shape == (13, num_frames(len(y)))
-    # Float32 (torch) against float64-leaning (librosa) arithmetic; relative to a dynamic range of hundreds.
-    assert np.abs(ours - ref).max() < 0.05 * max(1.0, np.abs(ref).max() / 100)
+    # The only differences are float32 rounding in the two FFT and DCT implementations.
+    assert np.abs(ref).max() > 100 and np.abs(ours - ref).max() < 1e-3
 
 
 def test_batch_equals_single():
