@@ -104,6 +104,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lm_build(args: argparse.Namespace) -> int:
+    from .lm import build_lm
+
+    stats = build_lm(args.texts, args.out, args.order, args.max_sentences, args.top_words)
+    print(f"{args.out}: {stats['sentences']} sentences, {stats['words']} words, vocabulary {stats['vocabulary']}, "
+          f"{stats['bytes'] / 1e6:.1f} MB in {stats['seconds']} s (word list: {args.out}.words.txt)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Shipped model on shipped sample audio: print each transcript beside its reference, then the scores."""
     from .evaluate import evaluate
@@ -164,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", action="append", help="system name, once per results file (default: folder name)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("lm", help="language models")
+    lm_sub = p.add_subparsers(dest="lm_command", required=True)
+    p = lm_sub.add_parser("build", help="estimate an ARPA word n-gram LM (Kneser-Ney, arpabo) from text")
+    p.add_argument("texts", nargs="+", help="text files (.gz allowed), one sentence a line")
+    p.add_argument("--order", type=int, default=3)
+    p.add_argument("--out", required=True, help="ARPA file to write (plus OUT.words.txt)")
+    p.add_argument("--max-sentences", type=int, help="use only the first N sentences")
+    p.add_argument("--top-words", type=int, help="keep only the N most frequent words (others: <unk>)")
+    p.set_defaults(func=cmd_lm_build)
 
     p = sub.add_parser("demo", help="transcribe and score the shipped sample clips with the shipped model")
     p.add_argument("--model")

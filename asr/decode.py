@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .text import BOUNDARY as BOUNDARY_TOKEN
 from .text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
 
 
@@ -163,3 +164,84 @@ def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexico
             results[i] = h
         start = end
     return results  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam search with a lexicon and an n-gram LM (flashlight-text through torchaudio)
+
+
+class BeamDecoder:
+    """CTC beam search over one head, words constrained to a lexicon, scored by an ARPA/KenLM LM.
+
+    For the character head a word is spelled by its letters; for the phone head by each of
+    its pronunciations. ``lm=None`` decodes with the lexicon alone. Words come back with
+    times from the frames of their first and last tokens, and a confidence from the
+    posteriors of the frames where their tokens were emitted.
+    """
+
+    def __init__(self, head: str, lexicon: Lexicon, lm: str | None = None, words: list[str] | None = None,
+                 beam_size: int = 50, lm_weight: float = 2.0, word_score: float = 0.0, nbest: int = 1):
+        import tempfile
+
+        from torchaudio.models.decoder import ctc_decoder
+
+        if head not in ("char", "phone"):
+            raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
+        self.head = head
+        self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
+        vocabulary = words if words is not None else list(lexicon.prons)
+        lines = []
+        for w in vocabulary:
+            if head == "char":
+                spelled = [c for c in w if c in CHAR_VOCAB.tokens[2:]]
+                if spelled and len(spelled) == len(w):
+                    lines.append(f"{w}\t{' '.join(spelled)} |")
+            else:
+                lines += [f"{w}\t{' '.join(p)} |" for p in lexicon.prons.get(w, [])]
+        if not lines:
+            raise ValueError("no word of the vocabulary can be spelled with this head's tokens")
+        self._dir = tempfile.TemporaryDirectory(prefix="asr-beam-")
+        lex_path = f"{self._dir.name}/lexicon.txt"
+        with open(lex_path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        self.decoder = ctc_decoder(lexicon=lex_path, tokens=list(self.vocab.tokens), lm=lm, nbest=nbest,
+                                   beam_size=beam_size, lm_weight=lm_weight, word_score=word_score,
+                                   blank_token=self.vocab.tokens[0], sil_token=BOUNDARY_TOKEN, unk_word="<unk>")
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor, frame_seconds: float) -> list[list[list[Word]]]:
+        """``(B, T, V)`` log-probabilities -> for each utterance, its n-best lists of words."""
+        emissions = log_probs.detach().to("cpu", torch.float32)
+        B, T, V = emissions.shape
+        # flashlight's lexicon decoder closes a word only on a boundary token: give every
+        # utterance one more frame, a certain boundary, right after its end.
+        padded = torch.full((B, T + 1, V), -1e4)
+        padded[:, :T] = emissions
+        lengths = lengths.cpu().to(torch.int64)
+        padded[torch.arange(B), lengths] = torch.where(torch.arange(V) == self.vocab.boundary, 0.0, -1e4)
+        emissions = padded.contiguous()
+        out = []
+        for b, hyps in enumerate(self.decoder(emissions, (lengths + 1).to(torch.int32))):
+            out.append([self._words(h, emissions[b], frame_seconds) for h in hyps])
+        return out
+
+    def _words(self, hyp, emission: torch.Tensor, frame_seconds: float) -> list[Word]:
+        tokens = hyp.tokens.tolist()
+        steps = [t - 1 for t in hyp.timesteps.tolist()]  # flashlight counts an initial silence step
+        # Token runs between boundaries, matched in order with the decoded words.
+        groups, current = [], []
+        for tok, t in zip(tokens, steps):
+            if tok == self.vocab.boundary or tok == self.vocab.blank:
+                if current:
+                    groups.append(current)
+                current = []
+            else:
+                current.append((tok, t))
+        if current:
+            groups.append(current)
+        words = []
+        for word, group in zip(hyp.words, groups):
+            start, end = group[0][1], group[-1][1] + 1
+            conf = min(float(emission[t, tok].exp()) for tok, t in group)
+            words.append(Word(word, _sec(start, frame_seconds), _sec(end, frame_seconds),
+                              tuple(self.vocab.tokens[tok] for tok, _ in group), round(conf, 4)))
+        return words

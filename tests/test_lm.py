@@ -1,0 +1,67 @@
+import math
+
+import pytest
+import torch
+
+from asr.decode import BeamDecoder, best_path, char_words
+from asr.lm import build_lm
+from asr.text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
+
+C = {t: i for i, t in enumerate(CHAR_VOCAB.tokens)}
+P = {t: i for i, t in enumerate(PHONE_VOCAB.tokens)}
+LEX = Lexicon([("red", ("R", "EH", "D")), ("rid", ("R", "IH", "D")), ("bed", ("B", "EH", "D")),
+               ("read", ("R", "IY", "D")), ("read", ("R", "EH", "D"))])
+
+
+def frames(spec, index):
+    rows = []
+    for d in spec:
+        p = torch.full((len(index),), 1e-4)
+        for k, v in d.items():
+            p[index[k]] = v
+        rows.append((p / p.sum()).log())
+    return torch.stack(rows)[None]
+
+
+# "r", then 'a' 0.5 / 'i' 0.3 / 'e' 0.2, "d", boundary, "bed": greedy spells "rad bed".
+AMBIGUOUS = [{"r": 0.9}, {"a": 0.5, "i": 0.3, "e": 0.2}, {"d": 0.9}, {"|": 0.9}, {"b": 0.9}, {"e": 0.9}, {"d": 0.9}]
+
+
+def test_build_lm_writes_arpa(tmp_path):
+    (tmp_path / "t.txt").write_text("RED BED\nA RED BED\nRED BED IS RED\n")
+    stats = build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
+    arpa = (tmp_path / "lm.arpa").read_text()
+    assert arpa.lstrip().startswith("\\data\\") or "\\data\\" in arpa
+    assert "ngram 2=" in arpa and "\\2-grams:" in arpa and arpa.rstrip().endswith("\\end\\")
+    assert stats["sentences"] == 3 and stats["words"] == 9
+    assert (tmp_path / "lm.arpa.words.txt").read_text().split() == ["a", "bed", "is", "red"]
+
+
+def test_beam_with_lexicon_fixes_spelling_and_lm_decides(tmp_path):
+    lp = frames(AMBIGUOUS, C)
+    assert [w.word for w in char_words(best_path(lp[0]), 0.03)] == ["rad", "bed"]
+    plain = BeamDecoder("char", LEX, beam_size=20)
+    assert [w.word for w in plain(lp, torch.tensor([7]), 0.03)[0][0]] == ["rid", "bed"]  # acoustics: i > e
+    (tmp_path / "t.txt").write_text("RED BED\n" * 20 + "RID\n")
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
+    with_lm = BeamDecoder("char", LEX, lm=str(tmp_path / "lm.arpa"), beam_size=20, lm_weight=2.0)
+    words = with_lm(lp, torch.tensor([7]), 0.03)[0][0]
+    assert [w.word for w in words] == ["red", "bed"]  # the LM knows "red bed"
+    assert (words[1].start, words[1].end) == (0.12, 0.21) and 0 < words[0].confidence < words[1].confidence <= 1
+
+
+def test_phone_head_beam_uses_all_pronunciations():
+    # R EH D | B EH D: "red" and "read" (second pronunciation) tie acoustically; no LM -> either is a word
+    lp = frames([{"R": 0.9}, {"EH": 0.9}, {"D": 0.9}, {"|": 0.9}, {"B": 0.9}, {"EH": 0.9}, {"D": 0.9}], P)
+    words = BeamDecoder("phone", LEX, beam_size=20)(lp, torch.tensor([7]), 0.03)[0][0]
+    assert [w.word for w in words][1] == "bed" and words[0].word in ("red", "read")
+    assert words[0].tokens == ("R", "EH", "D")
+
+
+def test_batch_equals_single():
+    lp = frames(AMBIGUOUS, C)
+    short = torch.cat([lp[:, :3], torch.zeros(1, 4, len(CHAR_VOCAB))], 1)
+    dec = BeamDecoder("char", LEX, beam_size=20)
+    batch = dec(torch.cat([lp, short]), torch.tensor([7, 3]), 0.03)
+    assert batch[0] == dec(lp, torch.tensor([7]), 0.03)[0]
+    assert batch[1] == dec(short[:, :3], torch.tensor([3]), 0.03)[0]
