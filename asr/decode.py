@@ -190,14 +190,20 @@ class BeamDecoder:
         self.head = head
         self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
         vocabulary = words if words is not None else list(lexicon.prons)
-        lines = []
+        lines: list[str] = []
+        per_spelling: dict[tuple[str, ...], int] = {}
         for w in vocabulary:
             if head == "char":
                 spelled = [c for c in w if c in CHAR_VOCAB.tokens[2:]]
                 if spelled and len(spelled) == len(w):
                     lines.append(f"{w}\t{' '.join(spelled)} |")
             else:
-                lines += [f"{w}\t{' '.join(p)} |" for p in lexicon.prons.get(w, [])]
+                for p in lexicon.prons.get(w, []):
+                    # flashlight's trie holds at most 6 words per spelling; the lexicon lists the
+                    # most frequent words first, so the rarest homophones are the ones left out.
+                    if per_spelling.setdefault(p, 0) < 6:
+                        per_spelling[p] += 1
+                        lines.append(f"{w}\t{' '.join(p)} |")
         if not lines:
             raise ValueError("no word of the vocabulary can be spelled with this head's tokens")
         self._dir = tempfile.TemporaryDirectory(prefix="asr-beam-")
