@@ -160,8 +160,9 @@ class Transcriber:
             batches.append(batch)
         loader = torch.utils.data.DataLoader(
             _Features(paths, items, self.model.config.features), batch_sampler=batches, collate_fn=list,
-            num_workers=workers, worker_init_fn=_worker_init if workers else None,
-            multiprocessing_context="spawn" if workers else None)
+            # Workers start by fork, the default on Linux: no second import of torch (seconds), and
+            # PyTorch resets its thread pools in forked children.
+            num_workers=workers, worker_init_fn=_worker_init if workers else None)
         bar = _Progress(len(paths), progress)
         for batch in loader:
             ok = [(k, f) for k, f, _, err in batch if err is None]

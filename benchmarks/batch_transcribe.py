@@ -3,7 +3,8 @@
     python benchmarks/batch_transcribe.py --manifest data/librispeech/dev.jsonl --limit 200 --out exp/bench/batch
 
 Prints the real-time factor (wall seconds / audio seconds; model loading excluded) of
-  1. our model, one file per call (batch of one, no worker processes),
+  0. `asr transcribe FILE` run once per file (a shell loop; --cli-files of them, scaled to all),
+  1. our model, one file per call in one process (batch of one, no worker processes),
   2. our model in batch (length-sorted batches, audio loaded in --workers processes),
   3. PocketSphinx 5.1.1 with its bundled en-us model (pip install pocketsphinx==5.1.1),
 and writes both systems' results plus a side-by-side report (asr report) under --out.
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,6 +54,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default="exp/bench/batch")
     ap.add_argument("--no-pocketsphinx", action="store_true")
+    ap.add_argument("--cli-files", type=int, default=10, help="files timed for the one-process-per-file loop")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     utts = read_manifest(args.manifest)[: args.limit]
@@ -67,10 +72,20 @@ def main() -> None:
     results = {t.path: t for t in transcriber.transcribe(paths, workers=args.workers)}
     batch = time.perf_counter() - start
 
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    start = time.perf_counter()
+    for p in paths[: args.cli_files]:
+        subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", p] + (["--model", args.model] if args.model else []),
+                       check=True, capture_output=True, env=env)
+    cli_loop = (time.perf_counter() - start) * len(paths) / min(len(paths), args.cli_files)
+
     print(f"{len(paths)} files, {audio / 60:.1f} min of audio, {args.threads} thread(s)")
+    print(f"asr per process:  RTF {cli_loop / audio:.4f}  (one `asr transcribe FILE` per file, "
+          f"{args.cli_files} timed and scaled, model loading included)")
     print(f"asr one by one:   RTF {one_by_one / audio:.4f}  ({one_by_one:.1f} s)")
     print(f"asr batch:        RTF {batch / audio:.4f}  ({batch:.1f} s, {args.workers} loader process(es)); "
-          f"{one_by_one / batch:.1f}x faster than one by one")
+          f"{one_by_one / batch:.1f}x faster than one by one in one process, "
+          f"{cli_loop / batch:.1f}x faster than one process per file")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     systems = {"asr": [{"id": u.id, "ref": u.text, "hyp": results[u.audio].text, "duration": u.duration,

@@ -46,7 +46,7 @@ def test_mixed_folder_gives_a_record_per_file(tmp_path, transcriber):
     (d / "truncated.opus").write_bytes(data[: len(data) // 3])
     sf.write(d / "zero.wav", np.zeros(0, np.float32), 16000)
     paths = expand_inputs([str(d)])
-    count, failed = transcribe_to_dir(transcriber, paths, tmp_path / "out", ["txt"], progress=False)
+    count, failed = transcribe_to_dir(transcriber, paths, tmp_path / "out", ["txt"], workers=1, progress=False)
     records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert sorted(r["path"] for r in records) == sorted(paths) and count == len(paths) == 6
     errors = {os.path.basename(r["path"]): r["error"] for r in records if r["error"]}
