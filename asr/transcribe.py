@@ -293,18 +293,21 @@ def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.jsonl"
+    for stale in out_dir.glob(".*.tmp"):  # left by a run killed in the middle of a write
+        stale.unlink()
     done = read_results(results_path)
     todo = [p for p in paths if p not in done]
     count = 0
     with open(results_path, "a", encoding="utf-8") as f:
         for t in transcriber.transcribe(todo, workers=workers, progress=progress):
+            # Outputs first, record last: a file whose record is on disk has all its outputs.
+            if t.error is None:
+                for fmt in formats:
+                    _atomic_write(out_dir / f"{output_name(t.path)}.{fmt}", format_transcript(t, fmt))
             f.write(json.dumps(t.to_json()) + "\n")
             f.flush()
             os.fsync(f.fileno())
             done[t.path] = t
             count += 1
-            if t.error is None:
-                for fmt in formats:
-                    _atomic_write(out_dir / f"{output_name(t.path)}.{fmt}", format_transcript(t, fmt))
     failed = sum(1 for p in paths if done[p].error is not None)
     return count, failed
