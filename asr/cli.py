@@ -13,6 +13,23 @@ def _sample_manifest() -> str:
     return str(resources.files("asr") / "assets" / "samples" / "manifest.jsonl")
 
 
+def _decoding(args: argparse.Namespace):
+    from .decode import DecodingConfig
+
+    return DecodingConfig(args.decoder, None if args.lm in (None, "none") else args.lm, args.beam_size,
+                          args.lm_weight, args.word_score)
+
+
+def _add_decoding_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--head", choices=["char", "phone"], default="char", help="which CTC head gives the words")
+    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
+    p.add_argument("--lm", help="ARPA/KenLM word LM for --decoder beam (see `asr lm build`), or 'none'")
+    p.add_argument("--lexicon", help="pronunciation lexicon WORD<TAB>PHONES (default: the shipped CMUdict one)")
+    p.add_argument("--beam-size", type=int, default=50)
+    p.add_argument("--lm-weight", type=float, default=1.0)
+    p.add_argument("--word-score", type=float, default=0.0)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .data import prepare_folder, prepare_librispeech
 
@@ -46,7 +63,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if not paths:
         print("error: no audio files found in the given inputs", file=sys.stderr)
         return 2
-    transcriber = Transcriber(args.model, head=args.head)
+    transcriber = Transcriber(args.model, head=args.head, lexicon=args.lexicon, decoding=_decoding(args))
     if args.out:
         formats = [f for f in args.format.split(",") if f]
         count, failed = transcribe_to_dir(transcriber, paths, args.out, formats, args.workers,
@@ -79,8 +96,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
-    summary = evaluate(args.manifest or _sample_manifest(), args.out, args.model, args.head,
-                       workers=args.workers, progress=not args.quiet)
+    summary = evaluate(args.manifest or _sample_manifest(), args.out, args.model, args.head, args.lexicon,
+                       workers=args.workers, progress=not args.quiet, decoding=_decoding(args))
     keys = ("wer", "cer", "per", "wer_char", "wer_phone", "per_utterances", "utterances", "audio_seconds", "seconds")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
     print(f"report: {args.out}/report.html, alignments: {args.out}/errs.txt", file=sys.stderr)
@@ -150,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="audio file, folder (searched recursively), @list.txt (a path a line) or manifest.jsonl")
     p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
-    p.add_argument("--head", choices=["char", "phone"], default="char")
+    _add_decoding_options(p)
     p.add_argument("--out", help="folder for results.jsonl (one record per file; reruns skip what is done) "
                                  "and per-file outputs in --format")
     p.add_argument("--format", default="txt",
@@ -162,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a model on a manifest")
     p.add_argument("--manifest", help="JSONL manifest (default: the shipped sample clips)")
     p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
-    p.add_argument("--head", choices=["char", "phone"], default="char")
-    p.add_argument("--out", required=True, help="folder for summary.json and results.jsonl")
+    _add_decoding_options(p)
+    p.add_argument("--out", required=True, help="folder for summary.json, results.jsonl and the report")
     p.add_argument("--workers", type=int, default=1, help="processes reading audio")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)

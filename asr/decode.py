@@ -141,10 +141,13 @@ def decode_outputs(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds
 
 @torch.no_grad()
 def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexicon,
-              batch_frames: int = 24000, phone_words_too: bool = True) -> list[Hypothesis]:
-    """Greedy hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order.
+              batch_frames: int = 24000, phone_words_too: bool = True,
+              beam: "BeamDecoder | None" = None) -> list[Hypothesis]:
+    """Hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order.
 
-    ``model`` is an ``AcousticModel`` (its ``config.frame_seconds`` gives the time scale).
+    Both heads are decoded greedily; with ``beam``, the words of ``beam.head`` come from
+    its beam search instead. ``model`` is an ``AcousticModel`` (its ``config.frame_seconds``
+    gives the time scale).
     """
     model.eval()
     order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
@@ -159,7 +162,15 @@ def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexico
         lengths = torch.tensor([f.shape[0] for f in batch])
         x = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True).to(next(model.parameters()).device)
         out = {k: v.cpu() for k, v in model(x, lengths).items()}
-        hyps = decode_outputs(out, lexicon, model.config.frame_seconds, phone_words_too)
+        hyps = decode_outputs(out, lexicon, model.config.frame_seconds, phone_words_too and
+                              (beam is None or beam.head != "phone"))
+        if beam is not None:
+            for h, nbest in zip(hyps, beam(out[beam.head], out["lengths"], model.config.frame_seconds)):
+                words = nbest[0] if nbest else []
+                if beam.head == "char":
+                    h.char_words = words
+                else:
+                    h.phone_words = words
         for i, h in zip(idx, hyps):
             results[i] = h
         start = end
@@ -251,3 +262,33 @@ class BeamDecoder:
             words.append(Word(word, _sec(start, frame_seconds), _sec(end, frame_seconds),
                               tuple(self.vocab.tokens[tok] for tok, _ in group), round(conf, 4)))
         return words
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """How words are found: ``greedy`` best path, or ``beam`` search with the lexicon and an optional LM."""
+
+    decoder: str = "greedy"  # "greedy" or "beam"
+    lm: str | None = None  # ARPA or KenLM binary; its OUT.words.txt (from `asr lm build`) limits the vocabulary
+    beam_size: int = 50
+    lm_weight: float = 1.0
+    word_score: float = 0.0
+
+
+def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> BeamDecoder | None:
+    """The beam decoder ``config`` asks for, or ``None`` for greedy decoding."""
+    if config.decoder == "greedy":
+        return None
+    if config.decoder != "beam":
+        raise ValueError(f"decoder must be 'greedy' or 'beam', not {config.decoder!r}")
+    words = None
+    if config.lm is not None:
+        from pathlib import Path
+
+        if not Path(config.lm).is_file():
+            raise FileNotFoundError(f"{config.lm}: language model not found")
+        vocab = Path(f"{config.lm}.words.txt")
+        if vocab.is_file():
+            words = [w for w in vocab.read_text(encoding="utf-8").split() if w in lexicon]
+    return BeamDecoder(head, lexicon, lm=config.lm, words=words, beam_size=config.beam_size,
+                       lm_weight=config.lm_weight, word_score=config.word_score)

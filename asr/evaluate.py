@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 
 from .data import atomic_write_text, load_features, read_manifest
-from .decode import decode_outputs, recognize
+from .decode import DecodingConfig, decode_outputs, make_beam_decoder, recognize
 from .metrics import score_heads
 from .model import load_model
 from .report import posterior_png, write_report
@@ -18,14 +19,16 @@ from .text import CHAR_VOCAB, PHONE_VOCAB, load_lexicon
 
 
 def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path | None = None, head: str = "char",
-             lexicon: str | None = None, workers: int = 1, progress: bool = False, posteriors: int = 3) -> dict[str, Any]:
+             lexicon: str | None = None, workers: int = 1, progress: bool = False, posteriors: int = 3,
+             decoding: DecodingConfig = DecodingConfig()) -> dict[str, Any]:
     """Transcribe every utterance of ``manifest``; write ``results.jsonl`` and the report under ``out_dir``.
 
     The report (see :mod:`asr.report`) is ``summary.json``, ``errs.txt``, ``report.md`` and
     ``report.html``, with pictures of the CTC posteriors of ``posteriors`` utterances.
 
     ``summary["wer"]`` is the WER of ``head``; both heads' WERs are reported as ``wer_char``
-    and ``wer_phone``, ``cer`` is the character head's, ``per`` the phone head's.
+    and ``wer_phone``, ``cer`` is the character head's, ``per`` the phone head's (greedy).
+    ``decoding`` chooses greedy or beam search for ``head``; the other head stays greedy.
     """
     if head not in ("char", "phone"):
         raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
@@ -34,7 +37,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     model = load_model(model_path)
     lex = load_lexicon(lexicon)
     feats = load_features(utts, model.config.features, workers=workers, progress=progress)
-    hyps = recognize(model, feats, lex)
+    hyps = recognize(model, feats, lex, beam=make_beam_decoder(head, lex, decoding))
     refs = [u.text for u in utts]
     ref_phones = [lex.phones_for_words(r.split()) for r in refs]
     ref_phones = [None if p is None else [x for x in p if x != "|"] for p in ref_phones]
@@ -44,7 +47,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
         "manifest": str(manifest),
         "model": str(model_path or "shipped"),
         "head": head,
-        "decoder": "greedy",
+        **{k: v for k, v in dataclasses.asdict(decoding).items() if decoding.decoder == "beam" or k == "decoder"},
         "wer": scores["wer_char" if head == "char" else "wer_phone"],
         **scores,
         "utterances": len(utts),

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .data import read_manifest
-from .decode import Word, recognize
+from .decode import DecodingConfig, Word, make_beam_decoder, recognize
 from .features import SAMPLE_RATE, AudioError, FeatureConfig, audio_info, compute_features, load_audio
 from .model import load_model
 from .text import load_lexicon
@@ -121,12 +121,14 @@ def _worker_init(_: int) -> None:
 class Transcriber:
     """A loaded model and lexicon, ready to turn files into :class:`Transcript`s."""
 
-    def __init__(self, model_path: str | Path | None = None, head: str = "char", lexicon: str | None = None):
+    def __init__(self, model_path: str | Path | None = None, head: str = "char", lexicon: str | None = None,
+                 decoding: DecodingConfig = DecodingConfig()):
         if head not in ("char", "phone"):
             raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
         self.model = load_model(model_path)
         self.lexicon = load_lexicon(lexicon)
         self.head = head
+        self.beam = make_beam_decoder(head, self.lexicon, decoding)
 
     def transcribe(self, paths: Iterable[str | Path], batch_seconds: float = 240.0, workers: int = 0,
                    progress: bool = False) -> Iterator[Transcript]:
@@ -166,7 +168,8 @@ class Transcriber:
         bar = _Progress(len(paths), progress)
         for batch in loader:
             ok = [(k, f) for k, f, _, err in batch if err is None]
-            hyps = recognize(self.model, [f for _, f in ok], self.lexicon, phone_words_too=self.head == "phone") if ok else []
+            hyps = recognize(self.model, [f for _, f in ok], self.lexicon, phone_words_too=self.head == "phone",
+                             beam=self.beam) if ok else []
             words_of = {k: h.words(self.head) for (k, _), h in zip(ok, hyps)}
             for k, _, seconds, err in batch:
                 it = items[k]

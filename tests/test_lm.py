@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 
@@ -65,3 +63,29 @@ def test_batch_equals_single():
     batch = dec(torch.cat([lp, short]), torch.tensor([7, 3]), 0.03)
     assert batch[0] == dec(lp, torch.tensor([7]), 0.03)[0]
     assert batch[1] == dec(short[:, :3], torch.tensor([3]), 0.03)[0]
+
+
+def test_transcriber_with_beam_and_lm(tmp_path):
+    from asr.decode import DecodingConfig
+    from asr.transcribe import Transcriber
+    from conftest import TEST_DATA
+
+    (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nKNIT TWO TOGETHER TWICE\nWHO WAS ALREADY ASLEEP IN BED\n")
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
+    vocab = set((tmp_path / "lm.arpa.words.txt").read_text().split())
+    for head in ("char", "phone"):
+        t = Transcriber(head=head, decoding=DecodingConfig("beam", str(tmp_path / "lm.arpa"), beam_size=20))
+        (result,) = list(t.transcribe([TEST_DATA / "2416-152139-0047.opus"]))
+        assert result.words and set(result.text.split()) <= vocab  # only LM words can come out
+        assert [w.start for w in result.words] == sorted(w.start for w in result.words)
+        assert all(0 <= w.confidence <= 1 and w.end > w.start for w in result.words)
+
+
+def test_bad_decoding_options(tmp_path):
+    from asr.decode import DecodingConfig, make_beam_decoder
+
+    with pytest.raises(ValueError, match="decoder must be"):
+        make_beam_decoder("char", LEX, DecodingConfig("viterbi"))
+    with pytest.raises(FileNotFoundError, match="language model not found"):
+        make_beam_decoder("char", LEX, DecodingConfig("beam", str(tmp_path / "none.arpa")))
+    assert make_beam_decoder("char", LEX, DecodingConfig()) is None
