@@ -44,7 +44,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and rename, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -73,13 +73,16 @@ def write_manifest(utts: list[Utterance], path: str | Path) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def read_manifest(path: str | Path) -> list[Utterance]:
-    """Read and check a JSONL manifest; errors name the file and line."""
+def read_jsonl(path: str | Path, required: tuple[str, ...], error: type[ValueError],
+               what: str) -> list[tuple[int, dict]]:
+    """``(line number, record)`` of a JSONL file, each with the ``required`` fields.
+
+    Problems raise ``error`` naming the file (described as ``what``) and the line.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found")
-    base = path.parent
-    utts, seen = [], set()
+        raise error(f"{path}: {what} not found")
+    records = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -87,18 +90,27 @@ def read_manifest(path: str | Path) -> list[Utterance]:
             try:
                 r = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ManifestError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            missing = [k for k in REQUIRED_FIELDS if k not in r]
+                raise error(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            missing = [k for k in required if k not in r]
             if missing:
-                raise ManifestError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-            if r["id"] in seen:
-                raise ManifestError(f"{path}:{lineno}: duplicate id {r['id']!r}")
-            seen.add(r["id"])
-            audio = Path(r["audio"])
-            if not audio.is_absolute():
-                audio = base / audio
-            utts.append(Utterance(str(r["id"]), str(audio), float(r["duration"]), normalize(r["text"]),
-                                  str(r["speaker"]), int(r.get("sample_rate", 0))))
+                raise error(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            records.append((lineno, r))
+    return records
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """Read and check a JSONL manifest; errors name the file and line."""
+    base = Path(path).parent
+    utts, seen = [], set()
+    for lineno, r in read_jsonl(path, REQUIRED_FIELDS, ManifestError, "manifest"):
+        if r["id"] in seen:
+            raise ManifestError(f"{path}:{lineno}: duplicate id {r['id']!r}")
+        seen.add(r["id"])
+        audio = Path(r["audio"])
+        if not audio.is_absolute():
+            audio = base / audio
+        utts.append(Utterance(str(r["id"]), str(audio), float(r["duration"]), normalize(r["text"]),
+                              str(r["speaker"]), int(r.get("sample_rate", 0))))
     return utts
 
 

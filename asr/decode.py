@@ -7,7 +7,9 @@ concatenated, the phones are looked up in the lexicon.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -192,9 +194,7 @@ class BeamDecoder:
 
     def __init__(self, head: str, lexicon: Lexicon, lm: str | None = None, words: list[str] | None = None,
                  beam_size: int = 50, lm_weight: float = 2.0, word_score: float = 0.0, nbest: int = 1):
-        import tempfile
-
-        from torchaudio.models.decoder import ctc_decoder
+        from torchaudio.models.decoder import ctc_decoder  # loads flashlight-text: only when beam search is asked for
 
         if head not in ("char", "phone"):
             raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
@@ -242,26 +242,13 @@ class BeamDecoder:
         return out
 
     def _words(self, hyp, emission: torch.Tensor, frame_seconds: float) -> list[Word]:
-        tokens = hyp.tokens.tolist()
-        steps = [t - 1 for t in hyp.timesteps.tolist()]  # flashlight counts an initial silence step
-        # Token runs between boundaries, matched in order with the decoded words.
-        groups, current = [], []
-        for tok, t in zip(tokens, steps):
-            if tok == self.vocab.boundary or tok == self.vocab.blank:
-                if current:
-                    groups.append(current)
-                current = []
-            else:
-                current.append((tok, t))
-        if current:
-            groups.append(current)
-        words = []
-        for word, group in zip(hyp.words, groups):
-            start, end = group[0][1], group[-1][1] + 1
-            conf = min(float(emission[t, tok].exp()) for tok, t in group)
-            words.append(Word(word, _sec(start, frame_seconds), _sec(end, frame_seconds),
-                              tuple(self.vocab.tokens[tok] for tok, _ in group), round(conf, 4)))
-        return words
+        # torchaudio drops blanks and merges repeats; each token carries the frame it was emitted
+        # at, counted from an initial silence step that flashlight adds.
+        tokens = [Token(tok, max(t - 1, 0), max(t, 1), float(emission[max(t - 1, 0), tok].exp()))
+                  for tok, t in zip(hyp.tokens.tolist(), hyp.timesteps.tolist())]
+        return [Word(word, _sec(group[0].start, frame_seconds), _sec(group[-1].end, frame_seconds),
+                     tuple(self.vocab.tokens[t.id] for t in group), round(_confidence(group), 4))
+                for word, group in zip(hyp.words, group_words(tokens, self.vocab.boundary))]
 
 
 @dataclass(frozen=True)
@@ -283,8 +270,6 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> Be
         raise ValueError(f"decoder must be 'greedy' or 'beam', not {config.decoder!r}")
     words = None
     if config.lm is not None:
-        from pathlib import Path
-
         if not Path(config.lm).is_file():
             raise FileNotFoundError(f"{config.lm}: language model not found")
         vocab = Path(f"{config.lm}.words.txt")

@@ -19,7 +19,7 @@ from typing import Any
 
 import jiwer
 
-from .data import atomic_write_text
+from .data import atomic_write_text, read_jsonl
 from .metrics import char_errors
 
 DURATION_BUCKETS = (0, 5, 10, 15, 20, 30, float("inf"))  # seconds
@@ -31,21 +31,7 @@ class ReportError(ValueError):
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
     """Records of a results JSONL; each needs ``id``, ``ref`` and ``hyp`` (errors name file and line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"{path}: results file not found")
-    records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ReportError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-        missing = [k for k in ("id", "ref", "hyp") if k not in r]
-        if missing:
-            raise ReportError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-        records.append(r)
+    records = [r for _, r in read_jsonl(path, ("id", "ref", "hyp"), ReportError, "results file")]
     if not records:
         raise ReportError(f"{path}: no results")
     return records

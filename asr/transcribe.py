@@ -9,6 +9,7 @@ the same command skips what is done and neither loses nor repeats a file.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .data import read_manifest
-from .decode import DecodingConfig, Word, make_beam_decoder, recognize
+from .data import atomic_write_text, bucket_batches, read_manifest
+from .decode import DecodingConfig, Word, make_beam_decoder, recognize, text_of
 from .features import SAMPLE_RATE, AudioError, FeatureConfig, audio_info, compute_features, load_audio
 from .model import load_model
 from .text import load_lexicon
@@ -79,20 +80,21 @@ class _Item:
     file: int  # index into the file list
     start: float  # seconds into the file
     stop: float | None  # seconds, None = to the end
+    seconds: float  # length of this piece of audio
     keep_from: float  # words whose middle lies in [keep_from, keep_to) are kept
     keep_to: float
 
 
 def _plan(index: int, duration: float) -> list[_Item]:
     if duration <= CHUNK_SECONDS:
-        return [_Item(index, 0.0, None, 0.0, float("inf"))]
+        return [_Item(index, 0.0, None, duration, 0.0, float("inf"))]
     step = CHUNK_SECONDS - OVERLAP_SECONDS
     starts = [i * step for i in range(int((duration - OVERLAP_SECONDS) // step) + 1)]
     items = []
     for k, s in enumerate(starts):
         keep_from = 0.0 if k == 0 else s + OVERLAP_SECONDS / 2
         keep_to = float("inf") if k == len(starts) - 1 else s + step + OVERLAP_SECONDS / 2
-        items.append(_Item(index, s, s + CHUNK_SECONDS, keep_from, keep_to))
+        items.append(_Item(index, s, s + CHUNK_SECONDS, min(CHUNK_SECONDS, duration - s), keep_from, keep_to))
     return items
 
 
@@ -145,21 +147,8 @@ class Transcriber:
                 items += _plan(i, audio_info(p)[0])
             except AudioError as e:
                 yield Transcript(p, error=str(e))
-        remaining = {}
-        for it in items:
-            remaining[it.file] = remaining.get(it.file, 0) + 1
-        spans = [(it.stop or 1e9) - it.start for it in items]
-        order = sorted(range(len(items)), key=lambda k: min(spans[k], CHUNK_SECONDS))
-        batches, batch, longest = [], [], 0.0
-        for k in order:
-            d = min(spans[k], CHUNK_SECONDS)
-            if batch and max(longest, d) * (len(batch) + 1) > batch_seconds:
-                batches.append(batch)
-                batch, longest = [], 0.0
-            batch.append(k)
-            longest = max(longest, d)
-        if batch:
-            batches.append(batch)
+        remaining = collections.Counter(it.file for it in items)
+        batches = bucket_batches([it.seconds for it in items], batch_seconds, shuffle=False)
         loader = torch.utils.data.DataLoader(
             _Features(paths, items, self.model.config.features), batch_sampler=batches, collate_fn=list,
             # Workers start by fork, the default on Linux: no second import of torch (seconds), and
@@ -186,7 +175,7 @@ class Transcriber:
                     done.words.sort(key=lambda w: w.start)
                     if done.error:
                         done.words = []
-                    done.text = " ".join(w.word for w in done.words)
+                    done.text = text_of(done.words)
                     bar.update(done)
                     yield done
         bar.close()
@@ -277,12 +266,6 @@ def format_transcript(t: Transcript, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str | Path, formats: list[str] = (),
                       workers: int = 0, progress: bool = True) -> tuple[int, int]:
     """Transcribe ``paths`` into ``out_dir/results.jsonl`` (+ per-file formats), skipping files already there.
@@ -296,7 +279,7 @@ def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.jsonl"
-    for stale in out_dir.glob(".*.tmp"):  # left by a run killed in the middle of a write
+    for stale in out_dir.glob(".*.tmp"):  # left by atomic_write_text in a run killed mid-write
         stale.unlink()
     done = read_results(results_path)
     todo = [p for p in paths if p not in done]
@@ -306,7 +289,7 @@ def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str |
             # Outputs first, record last: a file whose record is on disk has all its outputs.
             if t.error is None:
                 for fmt in formats:
-                    _atomic_write(out_dir / f"{output_name(t.path)}.{fmt}", format_transcript(t, fmt))
+                    atomic_write_text(out_dir / f"{output_name(t.path)}.{fmt}", format_transcript(t, fmt))
             f.write(json.dumps(t.to_json()) + "\n")
             f.flush()
             os.fsync(f.fileno())
