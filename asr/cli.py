@@ -14,20 +14,34 @@ def _sample_manifest() -> str:
 
 
 def _decoding(args: argparse.Namespace):
-    from .decode import DecodingConfig
+    """(head, DecodingConfig): the shipped defaults (tuned on dev), with what the options override."""
+    import dataclasses
 
-    return DecodingConfig(args.decoder, None if args.lm in (None, "none") else args.lm, args.beam_size,
-                          args.lm_weight, args.word_score)
+    from .decode import DecodingConfig, shipped_decoding
+
+    head, config = shipped_decoding()
+    if args.decoder == "greedy":
+        config = DecodingConfig()
+    elif args.decoder == "beam" and config.decoder != "beam":
+        config = dataclasses.replace(config, decoder="beam")
+    changes = {k: getattr(args, k) for k in ("beam_size", "lm_weight", "word_score", "joint_weight")
+               if getattr(args, k) is not None}
+    if args.lm is not None:
+        changes["lm"] = None if args.lm == "none" else args.lm
+    return args.head or head, dataclasses.replace(config, **changes)
 
 
 def _add_decoding_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--head", choices=["char", "phone"], default="char", help="which CTC head gives the words")
-    p.add_argument("--decoder", choices=["greedy", "beam"], default="greedy")
-    p.add_argument("--lm", help="ARPA/KenLM word LM for --decoder beam (see `asr lm build`), or 'none'")
-    p.add_argument("--lexicon", help="pronunciation lexicon WORD<TAB>PHONES (default: the shipped CMUdict one)")
-    p.add_argument("--beam-size", type=int, default=50)
-    p.add_argument("--lm-weight", type=float, default=1.0)
-    p.add_argument("--word-score", type=float, default=0.0)
+    g = p.add_argument_group("decoding (defaults: the shipped setting, tuned on dev; see `asr tune`)")
+    g.add_argument("--head", choices=["char", "phone"], help="which CTC head gives the words")
+    g.add_argument("--decoder", choices=["greedy", "beam"], help="best path, or beam search with lexicon + LM")
+    g.add_argument("--lm", help="ARPA/KenLM word LM for --decoder beam (see `asr lm build`), or 'none'")
+    g.add_argument("--lexicon", help="pronunciation lexicon WORD<TAB>PHONES (default: the shipped CMUdict one)")
+    g.add_argument("--beam-size", type=int)
+    g.add_argument("--lm-weight", type=float)
+    g.add_argument("--word-score", type=float, help="score added per word (> 0: longer outputs)")
+    g.add_argument("--joint-weight", type=float,
+                   help="rescore the beam's n-best with the other head's CTC score at this weight (0: off)")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -63,7 +77,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if not paths:
         print("error: no audio files found in the given inputs", file=sys.stderr)
         return 2
-    transcriber = Transcriber(args.model, head=args.head, lexicon=args.lexicon, decoding=_decoding(args))
+    head, decoding = _decoding(args)
+    transcriber = Transcriber(args.model, head=head, lexicon=args.lexicon, decoding=decoding)
     if args.out:
         formats = [f for f in args.format.split(",") if f]
         count, failed = transcribe_to_dir(transcriber, paths, args.out, formats, args.workers,
@@ -96,11 +111,25 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
-    summary = evaluate(args.manifest or _sample_manifest(), args.out, args.model, args.head, args.lexicon,
-                       workers=args.workers, progress=not args.quiet, decoding=_decoding(args))
-    keys = ("wer", "cer", "per", "wer_char", "wer_phone", "per_utterances", "utterances", "audio_seconds", "seconds")
+    head, decoding = _decoding(args)
+    summary = evaluate(args.manifest or _sample_manifest(), args.out, args.model, head, args.lexicon,
+                       workers=args.workers, progress=not args.quiet, decoding=decoding)
+    keys = ("wer", "cer", "per", "wer_char", "wer_phone", "per_utterances", "boundary_error_s", "boundary_words",
+            "utterances", "audio_seconds", "seconds")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
     print(f"report: {args.out}/report.html, alignments: {args.out}/errs.txt", file=sys.stderr)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .evaluate import tune_decoding
+
+    best = tune_decoding(args.manifest, args.out, None if args.lm == "none" else args.lm, args.model, args.lexicon,
+                         tuple(args.heads), tuple(args.lm_weights), tuple(args.word_scores), tuple(args.joint_weights),
+                         args.beam_size, beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
+                         workers=args.workers)
+    print(json.dumps(best, indent=2))
+    print(f"grid: {args.out}/grid.tsv", file=sys.stderr)
     return 0
 
 
@@ -123,10 +152,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_lm_build(args: argparse.Namespace) -> int:
     from .lm import build_lm
+    from .text import load_lexicon
 
-    stats = build_lm(args.texts, args.out, args.order, args.max_sentences, args.top_words)
+    vocabulary = None
+    if args.lexicon:
+        vocabulary = set(load_lexicon(None if args.lexicon == "default" else args.lexicon).prons)
+    stats = build_lm(args.texts, args.out, args.order, args.max_sentences, args.top_words,
+                     tuple(args.min_counts), vocabulary)
     print(f"{args.out}: {stats['sentences']} sentences, {stats['words']} words, vocabulary {stats['vocabulary']}, "
-          f"{stats['bytes'] / 1e6:.1f} MB in {stats['seconds']} s (word list: {args.out}.words.txt)")
+          f"n-grams {stats['ngrams']}, {stats['bytes'] / 1e6:.1f} MB in {stats['seconds']} s "
+          f"(word list: {args.out}.words.txt)")
     return 0
 
 
@@ -134,11 +169,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Shipped model on shipped sample audio: print each transcript beside its reference, then the scores."""
     from .evaluate import evaluate
 
-    summary = evaluate(_sample_manifest(), args.out, args.model, args.head)
+    head, decoding = _decoding(args)
+    summary = evaluate(_sample_manifest(), args.out, args.model, head, args.lexicon, decoding=decoding)
     for line in (Path(args.out) / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
         print(f"{r['id']}\n  ref: {r['ref']}\n  hyp: {r['hyp']}")
-    print(f"WER {summary['wer']:.1%} (char head {summary['wer_char']:.1%}, phone head {summary['wer_phone']:.1%}), "
+    how = f"{head} head, " + ("greedy" if decoding.decoder == "greedy" else
+                              f"beam search{' + LM' if decoding.lm else ''}{' + joint' if decoding.joint_weight else ''}")
+    print(f"[{how}] WER {summary['wer']:.1%}, "
           f"CER {summary['cer']:.1%}, PER {summary['per']:.1%} on {summary['utterances']} sample utterances; "
           f"details in {args.out}/")
     return 0
@@ -171,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for results.jsonl (one record per file; reruns skip what is done) "
                                  "and per-file outputs in --format")
     p.add_argument("--format", default="txt",
-                   help="txt|json|srt|vtt|ctm; with --out a comma-separated list (default: txt)")
+                   help="txt|json|jsonl|srt|vtt|ctm; with --out a comma-separated list (default: txt)")
     p.add_argument("--workers", type=int, default=0, help="processes loading audio (default: 0, in-process)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_transcribe)
@@ -185,6 +223,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("tune", help="grid-search beam decoding weights on a dev manifest (never a test set)")
+    p.add_argument("--manifest", required=True, help="dev JSONL manifest")
+    p.add_argument("--lm", required=True, help="ARPA/KenLM word LM, or 'none'")
+    p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
+    p.add_argument("--lexicon", help="pronunciation lexicon (default: the shipped one)")
+    p.add_argument("--heads", nargs="+", choices=["char", "phone"], default=["char", "phone"])
+    p.add_argument("--lm-weights", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0])
+    p.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0])
+    p.add_argument("--joint-weights", type=float, nargs="+", default=[0.0, 0.3, 0.6, 1.0])
+    p.add_argument("--beam-size", type=int, default=50)
+    p.add_argument("--beam-size-token", type=int, help="tokens tried per frame (default: all)")
+    p.add_argument("--beam-threshold", type=float, default=50.0)
+    p.add_argument("--workers", type=int, default=1, help="processes reading audio")
+    p.add_argument("--out", required=True, help="folder for grid.tsv and best.json")
+    p.set_defaults(func=cmd_tune)
+
     p = sub.add_parser("report", help="error report for results of any system (JSONL with id, ref, hyp)")
     p.add_argument("results", nargs="+", help="results JSONL files; the first is the baseline")
     p.add_argument("--name", action="append", help="system name, once per results file (default: folder name)")
@@ -194,16 +248,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lm", help="language models")
     lm_sub = p.add_subparsers(dest="lm_command", required=True)
     p = lm_sub.add_parser("build", help="estimate an ARPA word n-gram LM (Kneser-Ney, arpabo) from text")
-    p.add_argument("texts", nargs="+", help="text files (.gz allowed), one sentence a line")
+    p.add_argument("texts", nargs="+", help="text files (.gz allowed), one sentence a line, or JSONL manifests")
     p.add_argument("--order", type=int, default=3)
-    p.add_argument("--out", required=True, help="ARPA file to write (plus OUT.words.txt)")
+    p.add_argument("--out", required=True, help="ARPA file to write, gzip-compressed if it ends in .gz "
+                   "(plus OUT.words.txt, the vocabulary)")
     p.add_argument("--max-sentences", type=int, help="use only the first N sentences")
-    p.add_argument("--top-words", type=int, help="keep only the N most frequent words (others: <unk>)")
+    p.add_argument("--top-words", type=int, help="keep only the N most frequent words (n-grams with others go)")
+    p.add_argument("--lexicon", help="keep only words with a pronunciation in this lexicon "
+                   "(default: none; 'default' for the shipped one)")
+    p.add_argument("--min-counts", type=int, nargs="+", default=[], metavar="N",
+                   help="drop n-grams of order 1, 2, ... seen fewer than N times (e.g. 1 2 2)")
     p.set_defaults(func=cmd_lm_build)
 
     p = sub.add_parser("demo", help="transcribe and score the shipped sample clips with the shipped model")
     p.add_argument("--model")
-    p.add_argument("--head", choices=["char", "phone"], default="char")
+    _add_decoding_options(p)
     p.add_argument("--out", default="asr-demo")
     p.set_defaults(func=cmd_demo)
     return ap

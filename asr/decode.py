@@ -7,12 +7,18 @@ concatenated, the phones are looked up in the lexicon.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sys
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
 
+from .lm import LMError, check_arpa
 from .text import BOUNDARY as BOUNDARY_TOKEN
 from .text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
 
@@ -142,18 +148,16 @@ def decode_outputs(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds
 
 
 @torch.no_grad()
-def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexicon,
-              batch_frames: int = 24000, phone_words_too: bool = True,
-              beam: "BeamDecoder | None" = None) -> list[Hypothesis]:
-    """Hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order.
+def forward_batches(model: torch.nn.Module, feats: list[torch.Tensor], batch_frames: int = 24000):
+    """Run ``model`` over feature matrices ``(T_i, D)`` in batches of similar length.
 
-    Both heads are decoded greedily; with ``beam``, the words of ``beam.head`` come from
-    its beam search instead. ``model`` is an ``AcousticModel`` (its ``config.frame_seconds``
-    gives the time scale).
+    Yields ``(indices, out)``: the positions in ``feats`` of a batch and the model's output
+    for it (``out["char"]``, ``out["phone"]``: ``(B, T', V)`` log-probabilities on the CPU,
+    ``out["lengths"]``: ``(B,)`` output frames), batches of at most ``batch_frames`` padded frames.
     """
     model.eval()
     order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
-    results: list[Hypothesis | None] = [None] * len(feats)
+    device = next(model.parameters()).device
     start = 0
     while start < len(order):
         end = start + 1
@@ -162,25 +166,90 @@ def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexico
         idx = order[start:end]
         batch = [feats[i].float() for i in idx]
         lengths = torch.tensor([f.shape[0] for f in batch])
-        x = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True).to(next(model.parameters()).device)
-        out = {k: v.cpu() for k, v in model(x, lengths).items()}
-        hyps = decode_outputs(out, lexicon, model.config.frame_seconds, phone_words_too and
-                              (beam is None or beam.head != "phone"))
-        if beam is not None:
-            for h, nbest in zip(hyps, beam(out[beam.head], out["lengths"], model.config.frame_seconds)):
-                words = nbest[0] if nbest else []
-                if beam.head == "char":
-                    h.char_words = words
-                else:
-                    h.phone_words = words
-        for i, h in zip(idx, hyps):
-            results[i] = h
+        x = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True).to(device)
+        yield idx, {k: v.cpu() for k, v in model(x, lengths).items()}
         start = end
+
+
+def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
+                 phone_words_too: bool = True, beam: "BeamDecoder | None" = None) -> list[Hypothesis]:
+    """Hypotheses for one batch of model output (see :func:`forward_batches`).
+
+    Both heads are decoded greedily; with ``beam``, the words of ``beam.head`` come from
+    its beam search instead (rescored by the other head if ``beam.joint_weight``).
+    """
+    hyps = decode_outputs(out, lexicon, frame_seconds, phone_words_too and (beam is None or beam.head != "phone"))
+    if beam is not None:
+        other = "phone" if beam.head == "char" else "char"
+        for b, (h, nbest) in enumerate(zip(hyps, beam.search(out[beam.head], out["lengths"], frame_seconds))):
+            if beam.joint_weight and len(nbest) > 1:
+                nbest = joint_rescore(nbest, out[other][b, :out["lengths"][b]], other, lexicon, beam.joint_weight)
+            words = nbest[0][0] if nbest else []
+            if beam.head == "char":
+                h.char_words = words
+            else:
+                h.phone_words = words
+    return hyps
+
+
+def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexicon,
+              batch_frames: int = 24000, phone_words_too: bool = True,
+              beam: "BeamDecoder | None" = None) -> list[Hypothesis]:
+    """Hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order
+    (see :func:`decode_batch`). ``model`` is an ``AcousticModel`` (its
+    ``config.frame_seconds`` gives the time scale)."""
+    results: list[Hypothesis | None] = [None] * len(feats)
+    for idx, out in forward_batches(model, feats, batch_frames):
+        for i, h in zip(idx, decode_batch(out, lexicon, model.config.frame_seconds, phone_words_too, beam)):
+            results[i] = h
     return results  # type: ignore[return-value]
+
+
+def align_words(log_probs: torch.Tensor, words: list[str], head: str, lexicon: Lexicon,
+                frame_seconds: float) -> list[Word] | None:
+    """Where each of ``words`` (a known transcript) lies in one utterance's ``(T, V)`` CTC
+    log-probabilities of ``head``: CTC forced alignment (``torchaudio.functional.forced_align``).
+
+    Times follow the beam decoder's convention (first frame of the first token to the last
+    frame + 1 of the last token), so the two can be compared. ``None`` if a word has no
+    pronunciation (phone head) or the transcript cannot fit in ``T`` frames.
+    """
+    import torchaudio.functional as F
+
+    vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
+    symbols = list(BOUNDARY_TOKEN.join(words)) if head == "char" else lexicon.phones_for_words(words)
+    if not words or symbols is None:
+        return None
+    targets = torch.tensor([vocab.encode(symbols)], dtype=torch.int32)
+    try:
+        labels, scores = F.forced_align(log_probs[None].float().contiguous(), targets, blank=vocab.blank)
+    except RuntimeError:  # too few frames for the targets
+        return None
+    spans = F.merge_tokens(labels[0], scores[0].exp(), blank=vocab.blank)
+    tokens = [Token(s.token, s.start, s.end, s.score) for s in spans]
+    groups = group_words(tokens, vocab.boundary)
+    if len(groups) != len(words):
+        return None
+    return [Word(w, _sec(g[0].start, frame_seconds), _sec(g[-1].end, frame_seconds),
+                 tuple(vocab.tokens[t.id] for t in g), round(_confidence(g), 4)) for w, g in zip(words, groups)]
 
 
 # ---------------------------------------------------------------------------------------------
 # Beam search with a lexicon and an n-gram LM (flashlight-text through torchaudio)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence writes to file descriptor 2, including those of C++ libraries, for a moment."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class BeamDecoder:
@@ -193,12 +262,14 @@ class BeamDecoder:
     """
 
     def __init__(self, head: str, lexicon: Lexicon, lm: str | None = None, words: list[str] | None = None,
-                 beam_size: int = 50, lm_weight: float = 2.0, word_score: float = 0.0, nbest: int = 1):
+                 beam_size: int = 50, lm_weight: float = 2.0, word_score: float = 0.0, nbest: int = 1,
+                 joint_weight: float = 0.0, beam_size_token: int | None = None, beam_threshold: float = 50.0):
         from torchaudio.models.decoder import ctc_decoder  # loads flashlight-text: only when beam search is asked for
 
         if head not in ("char", "phone"):
             raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
         self.head = head
+        self.joint_weight = joint_weight  # read by `recognize`: see `joint_rescore`
         self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
         vocabulary = words if words is not None else list(lexicon.prons)
         lines: list[str] = []
@@ -221,12 +292,27 @@ class BeamDecoder:
         lex_path = f"{self._dir.name}/lexicon.txt"
         with open(lex_path, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
-        self.decoder = ctc_decoder(lexicon=lex_path, tokens=list(self.vocab.tokens), lm=lm, nbest=nbest,
-                                   beam_size=beam_size, lm_weight=lm_weight, word_score=word_score,
-                                   blank_token=self.vocab.tokens[0], sil_token=BOUNDARY_TOKEN, unk_word="<unk>")
+        try:
+            with _quiet_stderr():  # KenLM draws a loading progress bar on stderr
+                self.decoder = ctc_decoder(lexicon=lex_path, tokens=list(self.vocab.tokens), lm=lm, nbest=nbest,
+                                           beam_size=beam_size, beam_size_token=beam_size_token,
+                                           beam_threshold=beam_threshold, lm_weight=lm_weight, word_score=word_score,
+                                           blank_token=self.vocab.tokens[0], sil_token=BOUNDARY_TOKEN,
+                                           unk_word="<unk>")
+        except RuntimeError as e:
+            if lm is None:
+                raise
+            # KenLM's own message gives a C++ source line and a byte offset: find the bad line instead.
+            check_arpa(lm)
+            raise LMError(f"{lm}: KenLM cannot load it: {str(e).splitlines()[-1]}") from None
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor, frame_seconds: float) -> list[list[list[Word]]]:
         """``(B, T, V)`` log-probabilities -> for each utterance, its n-best lists of words."""
+        return [[words for words, _ in nbest] for nbest in self.search(log_probs, lengths, frame_seconds)]
+
+    def search(self, log_probs: torch.Tensor, lengths: torch.Tensor,
+               frame_seconds: float) -> list[list[tuple[list[Word], float]]]:
+        """Like calling the decoder, with each hypothesis's score (acoustic + weighted LM + word scores)."""
         emissions = log_probs.detach().to("cpu", torch.float32)
         B, T, V = emissions.shape
         # flashlight's lexicon decoder closes a word only on a boundary token: give every
@@ -238,7 +324,7 @@ class BeamDecoder:
         emissions = padded.contiguous()
         out = []
         for b, hyps in enumerate(self.decoder(emissions, (lengths + 1).to(torch.int32))):
-            out.append([self._words(h, emissions[b], frame_seconds) for h in hyps])
+            out.append([(self._words(h, emissions[b], frame_seconds), float(h.score)) for h in hyps])
         return out
 
     def _words(self, hyp, emission: torch.Tensor, frame_seconds: float) -> list[Word]:
@@ -251,6 +337,48 @@ class BeamDecoder:
                 for word, group in zip(hyp.words, group_words(tokens, self.vocab.boundary))]
 
 
+def ctc_log_likelihood(log_probs: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
+    """``log P(target | x)`` under CTC (all alignments summed) for each of ``targets``, given one
+    utterance's ``(T, V)`` log-probabilities; ``-inf`` where a target cannot fit in ``T`` frames."""
+    T = log_probs.shape[0]
+    n = len(targets)
+    flat = torch.tensor([t for target in targets for t in target], dtype=torch.long)
+    nll = torch.nn.functional.ctc_loss(log_probs.float()[:, None].expand(T, n, -1), flat,
+                                       torch.full((n,), T, dtype=torch.long),
+                                       torch.tensor([len(t) for t in targets]), reduction="none")
+    return -nll
+
+
+def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: torch.Tensor, other_head: str,
+                  lexicon: Lexicon, weight: float) -> list[tuple[list[Word], float]]:
+    """Rescore one head's beam hypotheses with the other head: add ``weight`` times the other
+    head's CTC log-likelihood of the same words, and sort.
+
+    Both heads read the same encoder frames but were trained on different targets, so their
+    errors differ: the phone head hears words better, the character head knows how they are
+    spelled (it tells homophones and near-homophones apart). The words are spelled for the
+    character head, or said with each word's first pronunciation for the phone head;
+    ``other_log_probs`` is ``(T, V)`` for one utterance.
+    """
+    unique: dict[tuple[str, ...], tuple[list[Word], float]] = {}
+    for words, score in nbest:  # flashlight's n-best repeats word sequences with other alignments
+        key = tuple(w.word for w in words)
+        if key not in unique or score > unique[key][1]:
+            unique[key] = (words, score)
+    nbest = list(unique.values())
+    texts = [[w.word for w in words] for words, _ in nbest]
+    if other_head == "char":
+        targets = [CHAR_VOCAB.encode(list(BOUNDARY_TOKEN.join(t))) for t in texts]
+    else:
+        targets = [PHONE_VOCAB.encode(lexicon.phones_for_words(t) or []) for t in texts]
+    usable = [i for i, t in enumerate(targets) if t]
+    other = torch.full((len(nbest),), float("-inf"))
+    if usable:
+        other[usable] = ctc_log_likelihood(other_log_probs, [targets[i] for i in usable])
+    rescored = [(words, score + weight * float(o)) for (words, score), o in zip(nbest, other)]
+    return sorted(rescored, key=lambda ws: -ws[1])
+
+
 @dataclass(frozen=True)
 class DecodingConfig:
     """How words are found: ``greedy`` best path, or ``beam`` search with the lexicon and an optional LM."""
@@ -260,6 +388,28 @@ class DecodingConfig:
     beam_size: int = 50
     lm_weight: float = 1.0
     word_score: float = 0.0
+    joint_weight: float = 0.0  # > 0: rescore the beam's n-best with the other head (`joint_rescore`)
+    nbest: int = 16  # hypotheses kept for joint rescoring
+    beam_size_token: int | None = None  # tokens tried per frame (None: all)
+    beam_threshold: float = 50.0  # hypotheses scoring this far below the best are dropped
+
+
+SHIPPED_DECODING = "decoding.json"  # in asr/assets, written by the recipe's tuning stage
+
+
+def shipped_decoding() -> tuple[str, DecodingConfig]:
+    """The head and decoding shipped with the package: the best found on dev by
+    ``asr tune`` (see ``recipes/librispeech/run.sh``), its LM inside the package.
+    Greedy decoding of the character head if the package ships no decoding config."""
+    assets = resources.files("asr") / "assets"
+    path = assets / SHIPPED_DECODING
+    if not path.is_file():
+        return "char", DecodingConfig()
+    shipped = json.loads(path.read_text(encoding="utf-8"))
+    fields = dict(shipped["decoding"])
+    if fields.get("lm"):
+        fields["lm"] = str(assets / fields["lm"])  # stored relative to the assets folder
+    return shipped["head"], DecodingConfig(**fields)
 
 
 def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> BeamDecoder | None:
@@ -276,4 +426,6 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> Be
         if vocab.is_file():
             words = [w for w in vocab.read_text(encoding="utf-8").split() if w in lexicon]
     return BeamDecoder(head, lexicon, lm=config.lm, words=words, beam_size=config.beam_size,
-                       lm_weight=config.lm_weight, word_score=config.word_score)
+                       lm_weight=config.lm_weight, word_score=config.word_score,
+                       nbest=config.nbest if config.joint_weight else 1, joint_weight=config.joint_weight,
+                       beam_size_token=config.beam_size_token, beam_threshold=config.beam_threshold)

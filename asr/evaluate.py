@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from .data import atomic_write_text, load_features, read_manifest
-from .decode import DecodingConfig, decode_outputs, make_beam_decoder, recognize
+from .decode import (DecodingConfig, Word, align_words, decode_batch, decode_outputs, forward_batches,
+                     make_beam_decoder)
 from .metrics import score_heads
 from .model import load_model
 from .report import posterior_png, write_report
@@ -37,8 +38,16 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     model = load_model(model_path)
     lex = load_lexicon(lexicon)
     feats = load_features(utts, model.config.features, workers=workers, progress=progress)
-    hyps = recognize(model, feats, lex, beam=make_beam_decoder(head, lex, decoding))
+    beam = make_beam_decoder(head, lex, decoding)
     refs = [u.text for u in utts]
+    hyps: list = [None] * len(utts)
+    aligned: list = [None] * len(utts)
+    for idx, out in forward_batches(model, feats):
+        for b, (i, h) in enumerate(zip(idx, decode_batch(out, lex, model.config.frame_seconds, beam=beam))):
+            hyps[i] = h
+            aligned[i] = align_words(out[head][b, :out["lengths"][b]], refs[i].split(), head, lex,
+                                     model.config.frame_seconds)
+    errors = [e for ref, h in zip(aligned, hyps) if ref is not None for e in boundary_errors(ref, h.words(head))]
     ref_phones = [lex.phones_for_words(r.split()) for r in refs]
     ref_phones = [None if p is None else [x for x in p if x != "|"] for p in ref_phones]
     scores = score_heads(refs, [h.text("char") for h in hyps], [h.text("phone") for h in hyps], ref_phones,
@@ -50,6 +59,10 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
         **{k: v for k, v in dataclasses.asdict(decoding).items() if decoding.decoder == "beam" or k == "decoder"},
         "wer": scores["wer_char" if head == "char" else "wer_phone"],
         **scores,
+        # Word times of `head` against CTC forced alignment of the reference on the same output:
+        # mean |start - start'| and |end - end'| over the words the hypothesis got right.
+        "boundary_error_s": round(sum(errors) / len(errors), 4) if errors else None,
+        "boundary_words": len(errors) // 2,
         "utterances": len(utts),
         "audio_seconds": round(sum(u.duration for u in utts), 2),
         "seconds": round(time.perf_counter() - start, 2),
@@ -60,6 +73,23 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     atomic_write_text(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     pictures = _posterior_pictures(model, utts, feats, lex, head, posteriors)
     return write_report(out_dir, {f"asr-{head}": records}, extra=summary, pictures=pictures)
+
+
+def boundary_errors(ref: list[Word], hyp: list[Word]) -> list[float]:
+    """``|start - start'|`` and ``|end - end'|`` in seconds for each word the hypothesis got
+    right, words paired by the same Levenshtein alignment (jiwer) that counts WER errors."""
+    import jiwer
+
+    if not ref or not hyp:
+        return []
+    out = jiwer.process_words(" ".join(w.word for w in ref), " ".join(w.word for w in hyp))
+    errors = []
+    for chunk in out.alignments[0]:
+        if chunk.type == "equal":
+            for k in range(chunk.ref_end_idx - chunk.ref_start_idx):
+                r, h = ref[chunk.ref_start_idx + k], hyp[chunk.hyp_start_idx + k]
+                errors += [abs(r.start - h.start), abs(r.end - h.end)]
+    return errors
 
 
 def _posterior_pictures(model, utts, feats, lexicon, head: str, count: int) -> dict[str, bytes]:
@@ -77,3 +107,79 @@ def _posterior_pictures(model, utts, feats, lexicon, head: str, count: int) -> d
                 out[head][0], list(vocab.tokens), words, model.config.frame_seconds,
                 f"{utts[i].id} ({head} head)\nref: {utts[i].text}")
     return pictures
+
+
+def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, model_path: str | Path | None = None,
+                  lexicon: str | None = None, heads: tuple[str, ...] = ("char", "phone"),
+                  lm_weights: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0), word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0),
+                  joint_weights: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0), beam_size: int = 50, nbest: int = 16,
+                  beam_size_token: int | None = None, beam_threshold: float = 50.0, workers: int = 1,
+                  log=print) -> dict[str, Any]:
+    """Grid-search beam decoding on ``manifest`` (a dev set, never a test set): every head,
+    LM weight, word score and joint weight; the model runs once.
+
+    For each head, LM weight and word score the beam search runs once keeping ``nbest``
+    hypotheses; every joint weight then only re-sorts them (``joint_rescore``; 0 = that
+    head alone). Writes ``grid.tsv`` (WER and search time of every setting) and
+    ``best.json`` (``{"head": ..., "decoding": DecodingConfig fields, "wer": ...}``) under
+    ``out_dir`` and returns the best.
+    """
+    from .decode import BeamDecoder, joint_rescore
+    from .metrics import wer
+
+    utts = read_manifest(manifest)
+    model = load_model(model_path)
+    lex = load_lexicon(lexicon)
+    feats = load_features(utts, model.config.features, workers=workers)
+    outputs: list[tuple[list[int], dict[str, torch.Tensor]]] = list(forward_batches(model, feats))
+    refs = [u.text for u in utts]
+    audio = sum(u.duration for u in utts)
+    words = None
+    if lm is not None:
+        vocab = Path(f"{lm}.words.txt")
+        words = [w for w in vocab.read_text(encoding="utf-8").split() if w in lex] if vocab.is_file() else None
+    rows, out_dir = [], Path(out_dir)
+    greedy = [None] * len(utts)
+    for idx, out in outputs:
+        for i, h in zip(idx, decode_outputs(out, lex, model.config.frame_seconds)):
+            greedy[i] = h
+    for head in heads:
+        row = {"head": head, "decoder": "greedy", "lm_weight": "", "word_score": "", "joint_weight": "",
+               "wer": round(wer(refs, [h.text(head) for h in greedy]), 4), "search_rtf": ""}
+        rows.append(row)
+        log("\t".join(f"{k}={v}" for k, v in row.items()))
+    for head in heads:
+        other = "phone" if head == "char" else "char"
+        for lm_weight in lm_weights:
+            for word_score in word_scores:
+                beam = BeamDecoder(head, lex, lm=lm, words=words, beam_size=beam_size, lm_weight=lm_weight,
+                                   word_score=word_score, nbest=nbest, beam_size_token=beam_size_token,
+                                   beam_threshold=beam_threshold)
+                start = time.perf_counter()
+                nbests: list[list] = [[]] * len(utts)
+                for idx, out in outputs:
+                    for b, (i, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"],
+                                                                       model.config.frame_seconds))):
+                        nbests[i] = (hyps, out[other][b, :out["lengths"][b]])
+                search_rtf = (time.perf_counter() - start) / audio
+                for joint_weight in joint_weights:
+                    hyps = []
+                    for nb, other_lp in nbests:
+                        if joint_weight and len(nb) > 1:
+                            nb = joint_rescore(nb, other_lp, other, lex, joint_weight)
+                        hyps.append(" ".join(w.word for w in nb[0][0]) if nb else "")
+                    row = {"head": head, "decoder": "beam", "lm_weight": lm_weight, "word_score": word_score,
+                           "joint_weight": joint_weight, "wer": round(wer(refs, hyps), 4),
+                           "search_rtf": round(search_rtf, 4)}
+                    rows.append(row)
+                    log("\t".join(f"{k}={v}" for k, v in row.items()))
+    header = list(rows[0])
+    atomic_write_text(out_dir / "grid.tsv", "\t".join(header) + "\n" +
+                      "".join("\t".join(str(r[k]) for k in header) + "\n" for r in rows))
+    best = min((r for r in rows if r["decoder"] == "beam"), key=lambda r: r["wer"])
+    config = DecodingConfig("beam", lm, beam_size, best["lm_weight"], best["word_score"], best["joint_weight"], nbest,
+                            beam_size_token, beam_threshold)
+    result = {"head": best["head"], "decoding": dataclasses.asdict(config), "wer": best["wer"],
+              "manifest": str(manifest), "model": str(model_path or "shipped")}
+    atomic_write_text(out_dir / "best.json", json.dumps(result, indent=2) + "\n")
+    return result

@@ -3,71 +3,114 @@
 from __future__ import annotations
 
 import gzip
-import io
-import itertools
+import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from .text import normalize
 
 
-def read_sentences(paths: list[str | Path], max_sentences: int | None = None) -> list[str]:
-    """Normalised sentences (one per line) of plain or ``.gz`` text files, empty lines dropped."""
-    sentences: list[str] = []
+def iter_sentences(paths: Iterable[str | Path], max_sentences: int | None = None) -> Iterator[str]:
+    """Normalised sentences of text files (one per line, plain or ``.gz``) and of JSONL
+    manifests (their ``text`` fields: training transcripts), empty ones dropped."""
+    count = 0
     for path in paths:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: text file not found")
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as f:
-            for line in itertools.islice(f, None if max_sentences is None else max_sentences - len(sentences)):
+            for lineno, line in enumerate(f, 1):
+                if max_sentences is not None and count >= max_sentences:
+                    return
+                if path.name.endswith((".jsonl", ".jsonl.gz")) and line.strip():
+                    try:
+                        line = json.loads(line)["text"]
+                    except (ValueError, KeyError, TypeError):
+                        raise ValueError(f"{path}:{lineno}: not a manifest line with a 'text' field") from None
                 line = normalize(line)
                 if line:
-                    sentences.append(line)
-        if max_sentences is not None and len(sentences) >= max_sentences:
-            break
-    return sentences
+                    count += 1
+                    yield line
 
 
 def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sentences: int | None = None,
-             top_words: int | None = None, smoothing: str = "kneser_ney") -> dict[str, Any]:
+             top_words: int | None = None, min_counts: tuple[int, ...] = (), vocabulary: set[str] | None = None,
+             smoothing: str = "kneser_ney") -> dict[str, Any]:
     """Write an ARPA LM of ``order`` estimated on ``texts`` to ``out`` (atomically), and ``out``.words.txt.
 
-    ``top_words`` keeps only the most frequent words (the rest become ``<unk>``), which
-    bounds the size of the model. Returns counts and the time taken.
+    The size is bounded two ways before estimation, as KenLM's ``lmplz --prune`` and SRILM's
+    ``-gtNmin`` do: the vocabulary is cut to the ``top_words`` most frequent words (only words
+    in ``vocabulary``, e.g. those with a pronunciation, when given) and n-grams that use any
+    other word are dropped; an n-gram of order k+1 seen fewer than ``min_counts[k]`` times is
+    dropped (``min_counts=(1, 2, 3)``: every word, bigrams seen twice, trigrams three times).
+    ``out`` ending in ``.gz`` is written gzip-compressed (KenLM reads it as it is).
+    Returns counts, the time taken and the file size.
     """
     import arpabo
 
     start = time.perf_counter()
-    sentences = read_sentences(texts, max_sentences)
+    lm = arpabo.ArpaBoLM(max_order=order, smoothing_method=smoothing)
+    sentences = words = 0
+    for sentence in iter_sentences(texts, max_sentences):
+        lm.read_corpus_line(sentence)
+        sentences += 1
+        words += sentence.count(" ") + 1
     if not sentences:
         raise ValueError("no text to build a language model from")
-    lm = arpabo.ArpaBoLM(max_order=order, smoothing_method=smoothing)
-    lm.read_corpus(io.StringIO("\n".join(sentences) + "\n"))
-    if top_words:
-        lm = lm.prune_vocabulary(method="topk", threshold=top_words)
+    lm.sent_count = sentences
+    markers = {"<s>", "</s>"}
+    unigrams = Counter({w: c for w, c in lm.grams[0].items()
+                        if w not in markers and (vocabulary is None or w in vocabulary)})
+    keep = {w for w, _ in unigrams.most_common(top_words)} | markers
+    cutoffs = tuple(min_counts) + (1,) * order
+    lm.grams[0] = {w: c for w, c in lm.grams[0].items() if w in keep and c >= cutoffs[0]}
+    for k in range(1, order):
+        lm.grams[k] = _prune(lm.grams[k], k, keep, cutoffs[k])
     lm.compute()
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     raw, tmp = out.with_name(f".{out.name}.raw"), out.with_name(f".{out.name}.tmp")
     lm.write_file(str(raw))
-    _to_kenlm_arpa(raw, tmp)
+    _to_kenlm_arpa(raw, tmp, compress=out.suffix == ".gz")
     raw.unlink()
     os.replace(tmp, out)
-    words = sorted({w for s in sentences for w in s.split()})
-    if top_words:
-        words = sorted(_unigrams(out) - {"<s>", "</s>", "<unk>"})
-    Path(f"{out}.words.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
-    return {"sentences": len(sentences), "words": sum(len(s.split()) for s in sentences), "vocabulary": len(words),
+    vocab = sorted(set(lm.grams[0]) - {"<s>", "</s>"})
+    Path(f"{out}.words.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return {"sentences": sentences, "words": words, "vocabulary": len(vocab),
+            "ngrams": [len(lm.grams[0])] + [_count(lm.grams[k], k) for k in range(1, order)],
             "seconds": round(time.perf_counter() - start, 1), "bytes": out.stat().st_size}
 
 
-def _to_kenlm_arpa(src_path: Path, dst_path: Path) -> None:
+def _prune(grams: dict, depth: int, keep: set[str], min_count: int) -> dict:
+    """arpabo's nested counts ``{w1: {w2: ... {wn: count}}}`` without n-grams using a word outside
+    ``keep`` or seen fewer than ``min_count`` times; empty branches go too."""
+    if depth == 0:
+        return {w: c for w, c in grams.items() if w in keep and c >= min_count}
+    pruned = {}
+    for w in list(grams):
+        branch = grams.pop(w)  # free the unpruned counts as we go: the full ones take gigabytes
+        if w in keep:
+            branch = _prune(branch, depth - 1, keep, min_count)
+            if branch:
+                pruned[w] = branch
+    return pruned
+
+
+def _count(grams: dict, depth: int) -> int:
+    return len(grams) if depth == 0 else sum(_count(g, depth - 1) for g in grams.values())
+
+
+def _to_kenlm_arpa(src_path: Path, dst_path: Path, compress: bool = False) -> None:
     r"""arpabo's ARPA -> the strict form KenLM reads: nothing before "\data\", tabs between fields."""
     order = 0
-    with open(src_path, encoding="utf-8") as src, open(dst_path, "w", encoding="utf-8") as dst:
+    opener = (lambda p: gzip.open(p, "wt", encoding="utf-8", compresslevel=9)) if compress else \
+        (lambda p: open(p, "w", encoding="utf-8"))
+    with open(src_path, encoding="utf-8") as src, opener(dst_path) as dst:
         for line in src:
             if line.startswith("\\data\\"):
                 dst.write(line)
@@ -83,15 +126,59 @@ def _to_kenlm_arpa(src_path: Path, dst_path: Path) -> None:
             dst.write(line)
 
 
-def _unigrams(arpa: Path) -> set[str]:
-    words, inside = set(), False
-    with open(arpa, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("\\1-grams:"):
-                inside = True
-            elif line.startswith("\\"):
-                if inside:
+class LMError(ValueError):
+    pass
+
+
+def check_arpa(path: str | Path) -> None:
+    """Raise :class:`LMError` naming ``path`` and the line if it is not a well-formed ARPA file
+    (plain or ``.gz``): the ``\\data\\`` header and its counts, then each ``\\N-grams:``
+    section with that many lines of ``logprob w1 .. wN [backoff]``, then ``\\end\\``."""
+    path = Path(path)
+    if not path.is_file():
+        raise LMError(f"{path}: language model not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    counts: dict[int, int] = {}
+    seen: dict[int, int] = {}
+    order, state, lineno = 0, "start", 0
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for lineno, raw in enumerate(f, 1):
+                line = raw.strip()
+                if state == "start":
+                    if line:
+                        if line != "\\data\\":
+                            raise LMError(f"{path}:{lineno}: expected '\\data\\' first, got {line[:60]!r}")
+                        state = "header"
+                elif state == "header" and line.startswith("ngram "):
+                    n, _, c = line[6:].partition("=")
+                    if not (n.strip().isdigit() and c.strip().isdigit()):
+                        raise LMError(f"{path}:{lineno}: expected 'ngram N=COUNT', got {line[:60]!r}")
+                    counts[int(n)] = int(c)
+                elif line.startswith("\\") and line.endswith("-grams:"):
+                    order = int(line[1:].split("-")[0]) if line[1:].split("-")[0].isdigit() else -1
+                    if order not in counts:
+                        raise LMError(f"{path}:{lineno}: section {line} not announced in the \\data\\ header")
+                    state, seen[order] = "grams", 0
+                elif line == "\\end\\":
+                    state = "end"
                     break
-            elif inside and line.strip():
-                words.add(line.split("\t")[1])
-    return words
+                elif state == "grams" and line:
+                    fields = line.split()
+                    try:
+                        [float(x) for x in [fields[0]] + fields[1 + order:]]
+                    except ValueError:
+                        raise LMError(f"{path}:{lineno}: not a number in {line[:60]!r}") from None
+                    if not order + 1 <= len(fields) <= order + 2:
+                        raise LMError(f"{path}:{lineno}: expected 'logprob' then {order} word(s) "
+                                      f"[then backoff], got {line[:60]!r}")
+                    seen[order] += 1
+                elif line and state != "header":
+                    raise LMError(f"{path}:{lineno}: unexpected line {line[:60]!r}")
+    except (UnicodeDecodeError, OSError, EOFError) as e:
+        raise LMError(f"{path}:{lineno + 1}: cannot read as ARPA text ({e})") from None
+    if state != "end":
+        raise LMError(f"{path}: no '\\end\\' line: truncated or not an ARPA file")
+    for n, c in counts.items():
+        if seen.get(n) != c:
+            raise LMError(f"{path}: header announces {c} {n}-grams, the file has {seen.get(n, 0)}")

@@ -203,7 +203,7 @@ class _Progress:
 # ---------------------------------------------------------------------------------------------
 # Output: results.jsonl (resumable) and per-file formats
 
-FORMATS = ("txt", "json", "srt", "vtt", "ctm")
+FORMATS = ("txt", "json", "jsonl", "srt", "vtt", "ctm")
 
 
 def read_results(path: Path) -> dict[str, Transcript]:
@@ -247,11 +247,14 @@ def _cues(words: list[Word], max_words: int = 12, max_gap: float = 1.0) -> list[
 
 
 def format_transcript(t: Transcript, fmt: str) -> str:
-    """One transcript as txt, json, srt, vtt or ctm (Kaldi: ``utt 1 start dur word conf``)."""
+    """One transcript as txt, json, jsonl (one line: for streams of many files), srt, vtt
+    or ctm (Kaldi: ``utt 1 start dur word conf``)."""
     if fmt == "txt":
         return t.text + "\n"
     if fmt == "json":
         return json.dumps(t.to_json(), indent=2) + "\n"
+    if fmt == "jsonl":
+        return json.dumps(t.to_json()) + "\n"
     if fmt == "ctm":
         utt = Path(t.path).stem
         return "".join(f"{utt} 1 {w.start:.3f} {w.end - w.start:.3f} {w.word} {w.confidence:.4f}\n" for w in t.words)

@@ -8,7 +8,9 @@ Prints the real-time factor (wall seconds / audio seconds; model loading exclude
   2. our model in batch (length-sorted batches, audio loaded in --workers processes),
   3. PocketSphinx 5.1.1 with its bundled en-us model (pip install pocketsphinx==5.1.1),
 and writes both systems' results plus a side-by-side report (asr report) under --out.
-All on --threads torch threads; PocketSphinx is single-threaded.
+All on --threads torch threads; PocketSphinx is single-threaded. Our runs decode as
+`asr transcribe` does by default (--decoder shipped: the shipped head, beam search, lexicon
+and LM) or greedily (--decoder greedy).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from asr.data import read_manifest
+from asr.decode import DecodingConfig, shipped_decoding
 from asr.features import load_audio
 from asr.report import write_report
 from asr.transcribe import Transcriber
@@ -55,12 +58,17 @@ def main() -> None:
     ap.add_argument("--out", default="exp/bench/batch")
     ap.add_argument("--no-pocketsphinx", action="store_true")
     ap.add_argument("--cli-files", type=int, default=10, help="files timed for the one-process-per-file loop")
+    ap.add_argument("--decoder", choices=["shipped", "greedy"], default="shipped")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     utts = read_manifest(args.manifest)[: args.limit]
     paths = [u.audio for u in utts]
     audio = sum(u.duration for u in utts)
-    transcriber = Transcriber(args.model)
+    head, decoding = shipped_decoding()
+    if args.decoder == "greedy":
+        decoding = DecodingConfig()
+    transcriber = Transcriber(args.model, head=head, decoding=decoding)
+    print(f"decoding: head={head} {decoding}")
     list(transcriber.transcribe(paths[:2]))  # warm-up: first-call allocations, lexicon load
 
     start = time.perf_counter()
@@ -75,7 +83,8 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     start = time.perf_counter()
     for p in paths[: args.cli_files]:
-        subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", p] + (["--model", args.model] if args.model else []),
+        subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", p, "--decoder", decoding.decoder]
+                       + (["--model", args.model] if args.model else []),
                        check=True, capture_output=True, env=env)
     cli_loop = (time.perf_counter() - start) * len(paths) / min(len(paths), args.cli_files)
 

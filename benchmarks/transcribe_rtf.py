@@ -1,9 +1,13 @@
 """Real-time factor of transcription: wall seconds / audio seconds, model loading excluded.
 
     python benchmarks/transcribe_rtf.py --manifest data/librispeech/dev.jsonl [--model PATH] [--threads 1]
+        [--decoders greedy shipped] [--head char|phone]
 
 Times ``Transcriber.transcribe`` over the manifest's files (audio decoding, resampling,
-MFCC, the RNN and greedy decoding included), once per thread count.
+MFCC, the RNN and the decoder included), once per thread count and decoder, side by side:
+``greedy`` is best-path decoding, ``shipped`` the shipped decoding (beam search with the
+shipped lexicon and LM, and joint rescoring if it is on). The WER of each run is printed
+beside its speed. The head defaults to the shipped one.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import time
 import torch
 
 from asr.data import read_manifest
+from asr.decode import DecodingConfig, shipped_decoding
+from asr.metrics import wer
 from asr.transcribe import Transcriber
 
 
@@ -21,21 +27,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--model")
-    ap.add_argument("--head", default="char")
+    ap.add_argument("--head", choices=["char", "phone"])
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
+    ap.add_argument("--decoders", nargs="+", choices=["greedy", "shipped"], default=["greedy", "shipped"])
     ap.add_argument("--limit", type=int, default=None, help="first N utterances only")
     args = ap.parse_args()
-    paths = [u.audio for u in read_manifest(args.manifest)][: args.limit]
+    utts = read_manifest(args.manifest)[: args.limit]
+    paths = [u.audio for u in utts]
+    ref = {u.audio: u.text for u in utts}
+    shipped_head, shipped = shipped_decoding()
+    head = args.head or shipped_head
+    print(f"shipped decoding: head={shipped_head} {shipped}")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        t0 = time.perf_counter()
-        transcriber = Transcriber(args.model, head=args.head)
-        load = time.perf_counter() - t0
-        start = time.perf_counter()
-        audio = sum(t.duration for t in transcriber.transcribe(paths))
-        wall = time.perf_counter() - start
-        print(f"threads={threads} head={args.head}: {len(paths)} files, {audio:.0f} s audio in {wall:.1f} s -> "
-              f"RTF {wall / audio:.4f} ({audio / wall:.0f}x real time); model load {load:.2f} s not counted")
+        for name in args.decoders:
+            decoding = DecodingConfig() if name == "greedy" else shipped
+            t0 = time.perf_counter()
+            transcriber = Transcriber(args.model, head=head, decoding=decoding)
+            load = time.perf_counter() - t0
+            start = time.perf_counter()
+            results = list(transcriber.transcribe(paths))
+            wall = time.perf_counter() - start
+            audio = sum(t.duration for t in results)
+            score = wer([ref[t.path] for t in results], [t.text for t in results])
+            print(f"threads={threads} head={head} decoder={name}: {len(paths)} files, {audio:.0f} s audio in "
+                  f"{wall:.1f} s -> RTF {wall / audio:.4f} ({audio / wall:.0f}x real time), WER {score:.1%}; "
+                  f"model+decoder load {load:.2f} s not counted")
 
 
 if __name__ == "__main__":

@@ -92,3 +92,32 @@ def test_prepare_and_bad_manifest(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path / 'm.jsonl'}:1: not valid JSON")
     r = asr("prepare", "librispeech", tmp_path, "--subset", "dev-clean", "--out", tmp_path / "x.jsonl")
     assert r.returncode == 2 and "subset folder not found" in r.stderr
+
+
+def test_decoding_defaults_are_the_shipped_ones_and_options_override_them():
+    import dataclasses
+
+    from asr.cli import _decoding, build_parser
+    from asr.decode import DecodingConfig, shipped_decoding
+
+    parse = lambda *a: build_parser().parse_args(["transcribe", "x.wav", *a])  # noqa: E731
+    head, shipped = shipped_decoding()
+    assert _decoding(parse()) == (head, shipped)
+    assert _decoding(parse("--decoder", "greedy", "--head", "phone")) == ("phone", DecodingConfig())
+    head2, beam = _decoding(parse("--decoder", "beam", "--lm", "none", "--lm-weight", "3", "--joint-weight", "0"))
+    assert beam == dataclasses.replace(shipped, decoder="beam", lm=None, lm_weight=3.0, joint_weight=0.0)
+    assert _decoding(parse("--lm", "other.arpa"))[1].lm == "other.arpa"
+
+
+def test_transcribe_jsonl_format_and_beam_with_lm(tmp_path):
+    (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nKNIT TWO TOGETHER TWICE\n")
+    assert asr("lm", "build", tmp_path / "t.txt", "--order", "2", "--out", tmp_path / "lm.arpa").returncode == 0
+    files = sorted(TEST_DATA.glob("*.opus"))[:2]
+    r = asr("transcribe", *files, "--decoder", "beam", "--lm", tmp_path / "lm.arpa", "--format", "jsonl",
+            "--joint-weight", "0.1")
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [rec["path"] for rec in records] == [str(f) for f in files]
+    vocab = {"northanger", "abbey", "knit", "two", "together", "twice"}
+    for rec in records:
+        assert set(rec["text"].split()) <= vocab and all(0 <= w["confidence"] <= 1 for w in rec["words"])

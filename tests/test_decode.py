@@ -74,3 +74,66 @@ def test_decode_outputs_batch_equals_single():
         assert batch[i] == single
     assert batch[0].text("char") == "cat" and batch[1].text("char") == "at"
     assert batch[1].phones == ["K", "T"]
+
+
+def test_ctc_log_likelihood_sums_all_alignments():
+    from asr.decode import ctc_log_likelihood
+
+    # 2 frames over {blank, a, b}: "a" is a a, a -, - a; "ab" only a b; "aa" cannot fit (needs a - a)
+    p = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])
+    ll = ctc_log_likelihood(p.log(), [[1], [1, 2], [1, 1]])
+    expected_a = 0.3 * 0.6 + 0.3 * 0.1 + 0.5 * 0.6
+    assert torch.allclose(ll[:2], torch.tensor([math.log(expected_a), math.log(0.3 * 0.3)]))
+    assert ll[2] == float("-inf")
+
+
+def test_joint_rescore_lets_the_other_head_decide_and_merges_repeats():
+    from asr.decode import joint_rescore
+
+    lex = Lexicon([("red", ("R", "EH", "D")), ("read", ("R", "EH", "D")), ("bed", ("B", "EH", "D"))])
+    words = lambda *ws: [Word(w, 0.0, 0.1) for w in ws]  # noqa: E731
+    # The phone head cannot tell "read" from "red"; its n-best has "read" first (twice, other alignments).
+    nbest = [(words("read"), -1.0), (words("read"), -1.5), (words("red"), -1.1)]
+    chars = one_hot([C["r"], C["e"], C["d"]], len(CHAR_VOCAB))  # the character head spells "red"
+    out = joint_rescore(nbest, chars, "char", lex, weight=1.0)
+    assert [([w.word for w in ws], round(s, 3)) for ws, s in out][0][0] == ["red"]
+    assert len(out) == 2  # one entry per word sequence
+    assert out[0][1] > out[1][1] == -1.0 + float(ctc_ll_of(chars, "read"))
+    assert joint_rescore(nbest, chars, "char", lex, weight=0.0)[0][0] == words("read")
+    # and the other way: a phone head that hears "B EH D" picks "bed" out of a char n-best
+    phones = one_hot([P["B"], P["EH"], P["D"]], len(PHONE_VOCAB))
+    assert joint_rescore([(words("red"), -1.0), (words("bed"), -1.2)], phones, "phone", lex, 1.0)[0][0] == words("bed")
+
+
+def ctc_ll_of(char_lp, text):
+    from asr.decode import ctc_log_likelihood
+
+    return ctc_log_likelihood(char_lp, [CHAR_VOCAB.encode(list(text.replace(" ", "|")))])[0]
+
+
+def test_align_words_on_a_synthetic_alignment():
+    from asr.decode import align_words
+
+    lex = Lexicon([("red", ("R", "EH", "D")), ("bed", ("B", "EH", "D"))])
+    b = 0
+    # frames: - r r e d - | b e - d -   (10 ms frames)
+    ids = [b, C["r"], C["r"], C["e"], C["d"], b, C["|"], C["b"], C["e"], b, C["d"], b]
+    words = align_words(one_hot(ids, len(CHAR_VOCAB)), ["red", "bed"], "char", lex, 0.01)
+    assert [(w.word, w.start, w.end) for w in words] == [("red", 0.01, 0.05), ("bed", 0.07, 0.11)]
+    assert [w.tokens for w in words] == [("r", "e", "d"), ("b", "e", "d")]
+    phones = [b, P["R"], P["EH"], P["D"], P["|"], P["B"], P["B"], P["EH"], P["D"], b]
+    words = align_words(one_hot(phones, len(PHONE_VOCAB)), ["red", "bed"], "phone", lex, 0.02)
+    assert [(w.word, w.start, w.end) for w in words] == [("red", 0.02, 0.08), ("bed", 0.1, 0.18)]
+    assert align_words(one_hot(phones, len(PHONE_VOCAB)), ["red", "zebra"], "phone", lex, 0.02) is None
+    assert align_words(one_hot(ids[:3], len(CHAR_VOCAB)), ["red", "bed"], "char", lex, 0.01) is None  # too short
+
+
+def test_shipped_decoding_config_points_inside_the_package():
+    from pathlib import Path
+
+    from asr.decode import shipped_decoding
+
+    head, config = shipped_decoding()
+    assert head in ("char", "phone") and config.decoder in ("greedy", "beam")
+    if config.lm is not None:
+        assert Path(config.lm).is_file() and Path(f"{config.lm}.words.txt").is_file()

@@ -29,3 +29,33 @@ def test_shipped_model_reproduces_published_dev_figures(tmp_path):
         for key in ("cer", "per", "wer_char", "wer_phone"):
             assert s[key] == pytest.approx(published[key], abs=2e-3), (head, key)
         assert published["wer"] == published[f"wer_{head}"]
+
+
+@needs_librispeech
+def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
+    """The shipped bundle (model, lexicon, LM, tuned decoding) gives the published dev
+    transcripts again: exactly for a sample of utterances, and the published WER is the WER
+    of the published transcripts."""
+    from asr.data import read_jsonl, read_manifest, write_manifest
+    from asr.decode import shipped_decoding
+    from asr.metrics import wer
+
+    head, decoding = shipped_decoding()
+    assert decoding.decoder == "beam" and decoding.lm is not None
+    published_dir = PUBLISHED / f"dev-{head}-beam-lm{'-joint' if decoding.joint_weight else ''}"
+    summary = json.loads((published_dir / "summary.json").read_text())
+    records = {r["id"]: r for _, r in read_jsonl(published_dir / "results.jsonl", ("id", "ref", "hyp"), ValueError, "")}
+    assert len(records) == summary["utterances"] == 719
+    assert wer([r["ref"] for r in records.values()], [r["hyp"] for r in records.values()]) == \
+        pytest.approx(summary["wer"], abs=1e-4)
+    assert summary["lm_weight"] == decoding.lm_weight and summary["joint_weight"] == decoding.joint_weight
+
+    prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")
+    sample = read_manifest(tmp_path / "dev.jsonl")[::24]  # 30 utterances over all 10 speakers
+    write_manifest(sample, tmp_path / "sample.jsonl")
+    s = evaluate(tmp_path / "sample.jsonl", tmp_path / "ev", head=head, decoding=decoding, posteriors=0)
+    again = [r for _, r in read_jsonl(tmp_path / "ev" / "results.jsonl", ("id", "hyp"), ValueError, "")]
+    same = sum(r["hyp"] == records[r["id"]]["hyp"] for r in again)
+    assert same >= len(again) - 1, f"{same} of {len(again)} transcripts as published"  # float noise may flip one
+    assert s["wer"] == pytest.approx(wer([records[u.id]["ref"] for u in sample],
+                                         [records[u.id]["hyp"] for u in sample]), abs=0.02)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from asr.decode import BeamDecoder, best_path, char_words
-from asr.lm import build_lm
+from asr.lm import LMError, build_lm, check_arpa
 from asr.text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
 
 C = {t: i for i, t in enumerate(CHAR_VOCAB.tokens)}
@@ -89,3 +89,54 @@ def test_bad_decoding_options(tmp_path):
     with pytest.raises(FileNotFoundError, match="language model not found"):
         make_beam_decoder("char", LEX, DecodingConfig("beam", str(tmp_path / "none.arpa")))
     assert make_beam_decoder("char", LEX, DecodingConfig()) is None
+
+
+def test_build_lm_prunes_by_count_and_vocabulary_reads_manifests_and_gzips(tmp_path):
+    import gzip
+    import json
+
+    (tmp_path / "t.txt").write_text("RED BED\nA RED BED\nRED BED IS RED\nA ZEBRA\n")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "u", "text": "a red bed"}) + "\n")
+    stats = build_lm([tmp_path / "t.txt", tmp_path / "m.jsonl"], tmp_path / "lm.arpa.gz", order=3,
+                     min_counts=(1, 2, 2), vocabulary={"a", "red", "bed", "is"})
+    arpa = gzip.open(tmp_path / "lm.arpa.gz", "rt").read()
+    assert stats["sentences"] == 5 and stats["words"] == 14
+    assert (tmp_path / "lm.arpa.gz.words.txt").read_text().split() == ["a", "bed", "is", "red"]  # no zebra
+    # bigrams seen twice or more: <s> red, <s> a, a red, red bed, bed </s>; trigrams: <s> a red, a red bed,
+    # <s> red bed, red bed </s>
+    assert stats["ngrams"] == [6, 5, 4] and "ngram 2=5" in arpa and "ngram 3=4" in arpa
+    assert "\tis red\t" not in arpa and "zebra" not in arpa
+    check_arpa(tmp_path / "lm.arpa.gz")
+    dec = BeamDecoder("char", LEX, lm=str(tmp_path / "lm.arpa.gz"), beam_size=20)  # KenLM reads .gz
+    assert [w.word for w in dec(frames(AMBIGUOUS, C), torch.tensor([7]), 0.03)[0][0]] == ["red", "bed"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("garbage\n", r"bad.arpa:1: expected '\\data\\' first"),
+    ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\t<s>\t0\nbad line here\n\\end\\\n", r"bad.arpa:6: not a number"),
+    ("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\n-1.0\t</s>\n", "no '\\\\end\\\\' line"),
+    ("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0\t<s>\n-1.0\t</s>\n\\end\\\n", "announces 3 1-grams, the file has 2"),
+])
+def test_bad_lm_file_names_file_and_line(tmp_path, content, problem):
+    (tmp_path / "bad.arpa").write_text(content)
+    with pytest.raises(LMError, match=problem):
+        BeamDecoder("char", LEX, lm=str(tmp_path / "bad.arpa"))
+
+
+def test_tune_grid_search_writes_grid_and_best(tmp_path):
+    import json
+
+    from asr.evaluate import tune_decoding
+    from conftest import TEST_DATA
+
+    (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nKNIT TWO TOGETHER TWICE\nWHO WAS ALREADY ASLEEP IN BED\n")
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
+    best = tune_decoding(TEST_DATA / "manifest.jsonl", tmp_path / "tune", str(tmp_path / "lm.arpa"),
+                         lm_weights=(0.5, 2.0), word_scores=(0.0,), joint_weights=(0.0, 0.5), beam_size=20,
+                         log=lambda _: None)
+    rows = (tmp_path / "tune" / "grid.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 2 + 2 * 2 * 2  # header, greedy per head, head x lm weight x joint weight
+    beam_wers = [float(r.split("\t")[5]) for r in rows[1:] if "\tbeam\t" in r]
+    assert best["wer"] == min(beam_wers)
+    assert json.loads((tmp_path / "tune" / "best.json").read_text()) == best
+    assert best["decoding"]["decoder"] == "beam" and best["decoding"]["lm"] == str(tmp_path / "lm.arpa")

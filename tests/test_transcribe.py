@@ -122,6 +122,8 @@ def test_formats_parse_back():
     vtt = format_transcript(t, "vtt")
     assert vtt.startswith("WEBVTT\n\n00:00:00.500 --> 00:00:01.200\nhello big\n")
     assert Transcript.from_json(json.loads(format_transcript(t, "json"))).to_json() == t.to_json()
+    (line,) = format_transcript(t, "jsonl").splitlines()
+    assert Transcript.from_json(json.loads(line)).to_json() == t.to_json()
     assert format_transcript(t, "txt") == "hello big world\n"
     with pytest.raises(ValueError, match="unknown format"):
         format_transcript(t, "docx")
