@@ -330,8 +330,9 @@ class BeamDecoder:
     def _words(self, hyp, emission: torch.Tensor, frame_seconds: float) -> list[Word]:
         # torchaudio drops blanks and merges repeats; each token carries the frame it was emitted
         # at, counted from an initial silence step that flashlight adds.
-        tokens = [Token(tok, max(t - 1, 0), max(t, 1), float(emission[max(t - 1, 0), tok].exp()))
-                  for tok, t in zip(hyp.tokens.tolist(), hyp.timesteps.tolist())]
+        last = emission.shape[0] - 1  # flashlight may stamp the final token one step past the end
+        frames = [min(max(t - 1, 0), last) for t in hyp.timesteps.tolist()]
+        tokens = [Token(tok, f, f + 1, float(emission[f, tok].exp())) for tok, f in zip(hyp.tokens.tolist(), frames)]
         return [Word(word, _sec(group[0].start, frame_seconds), _sec(group[-1].end, frame_seconds),
                      tuple(self.vocab.tokens[t.id] for t in group), round(_confidence(group), 4))
                 for word, group in zip(hyp.words, group_words(tokens, self.vocab.boundary))]
