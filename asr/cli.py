@@ -177,7 +177,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     how = f"{head} head, " + ("greedy" if decoding.decoder == "greedy" else
                               f"beam search{' + LM' if decoding.lm else ''}{' + joint' if decoding.joint_weight else ''}")
     print(f"[{how}] WER {summary['wer']:.1%}, "
-          f"CER {summary['cer']:.1%}, PER {summary['per']:.1%} on {summary['utterances']} sample utterances; "
+          f"character head CER {summary['cer']:.1%}, phone head PER {summary['per']:.1%} on {summary['utterances']} sample utterances; "
           f"details in {args.out}/")
     return 0
 
