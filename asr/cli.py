@@ -28,6 +28,8 @@ def _decoding(args: argparse.Namespace):
                if getattr(args, k) is not None}
     if args.lm is not None:
         changes["lm"] = None if args.lm == "none" else args.lm
+    if args.lexicon_free:
+        changes["lexicon_free"] = True
     return args.head or head, dataclasses.replace(config, **changes)
 
 
@@ -40,6 +42,8 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beam-size", type=int)
     g.add_argument("--lm-weight", type=float)
     g.add_argument("--word-score", type=float, help="score added per word (> 0: longer outputs)")
+    g.add_argument("--lexicon-free", action="store_true",
+                   help="character head: beam search over any spelling, no lexicon or LM (open vocabulary)")
     g.add_argument("--joint-weight", type=float,
                    help="rescore the beam's n-best with the other head's CTC score at this weight (0: off)")
 

@@ -8,6 +8,7 @@ concatenated, the phones are looked up in the lexicon.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -263,7 +264,8 @@ class BeamDecoder:
 
     def __init__(self, head: str, lexicon: Lexicon, lm: str | None = None, words: list[str] | None = None,
                  beam_size: int = 50, lm_weight: float = 2.0, word_score: float = 0.0, nbest: int = 1,
-                 joint_weight: float = 0.0, beam_size_token: int | None = None, beam_threshold: float = 50.0):
+                 joint_weight: float = 0.0, beam_size_token: int | None = None, beam_threshold: float = 50.0,
+                 lexicon_free: bool = False):
         from torchaudio.models.decoder import ctc_decoder  # loads flashlight-text: only when beam search is asked for
 
         if head not in ("char", "phone"):
@@ -286,6 +288,9 @@ class BeamDecoder:
                     if per_spelling.setdefault(p, 0) < 6:
                         per_spelling[p] += 1
                         lines.append(f"{w}\t{' '.join(p)} |")
+        if lexicon_free and (head != "char" or lm is not None):
+            raise ValueError("lexicon-free search works on the character head only (--head char), without a word LM")
+        self.lexicon_free = lexicon_free
         if not lines:
             raise ValueError("no word of the vocabulary can be spelled with this head's tokens")
         self._dir = tempfile.TemporaryDirectory(prefix="asr-beam-")
@@ -294,7 +299,8 @@ class BeamDecoder:
             f.write("\n".join(lines) + "\n")
         try:
             with _quiet_stderr():  # KenLM draws a loading progress bar on stderr
-                self.decoder = ctc_decoder(lexicon=lex_path, tokens=list(self.vocab.tokens), lm=lm, nbest=nbest,
+                self.decoder = ctc_decoder(lexicon=None if lexicon_free else lex_path, tokens=list(self.vocab.tokens),
+                                           lm=lm, nbest=nbest,
                                            beam_size=beam_size, beam_size_token=beam_size_token,
                                            beam_threshold=beam_threshold, lm_weight=lm_weight, word_score=word_score,
                                            blank_token=self.vocab.tokens[0], sil_token=BOUNDARY_TOKEN,
@@ -335,7 +341,12 @@ class BeamDecoder:
         tokens = [Token(tok, f, f + 1, float(emission[f, tok].exp())) for tok, f in zip(hyp.tokens.tolist(), frames)]
         return [Word(word, _sec(group[0].start, frame_seconds), _sec(group[-1].end, frame_seconds),
                      tuple(self.vocab.tokens[t.id] for t in group), round(_confidence(group), 4))
-                for word, group in zip(hyp.words, group_words(tokens, self.vocab.boundary))]
+                for word, group in zip(self._spell(tokens) if self.lexicon_free else hyp.words,
+                                       group_words(tokens, self.vocab.boundary))]
+
+    def _spell(self, tokens: list[Token]) -> list[str]:
+        """Words of a lexicon-free hypothesis: its characters between boundaries."""
+        return ["".join(self.vocab.tokens[t.id] for t in group) for group in group_words(tokens, self.vocab.boundary)]
 
 
 def ctc_log_likelihood(log_probs: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
@@ -393,6 +404,7 @@ class DecodingConfig:
     nbest: int = 16  # hypotheses kept for joint rescoring
     beam_size_token: int | None = None  # tokens tried per frame (None: all)
     beam_threshold: float = 50.0  # hypotheses scoring this far below the best are dropped
+    lexicon_free: bool = False  # character head only: any spelling, no word LM (open vocabulary)
 
 
 SHIPPED_DECODING = "decoding.json"  # in asr/assets, written by the recipe's tuning stage
@@ -419,6 +431,8 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> Be
         return None
     if config.decoder != "beam":
         raise ValueError(f"decoder must be 'greedy' or 'beam', not {config.decoder!r}")
+    if config.lexicon_free:  # open vocabulary: no lexicon, so no word LM either
+        config = dataclasses.replace(config, lm=None)
     words = None
     if config.lm is not None:
         if not Path(config.lm).is_file():
@@ -429,4 +443,5 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> Be
     return BeamDecoder(head, lexicon, lm=config.lm, words=words, beam_size=config.beam_size,
                        lm_weight=config.lm_weight, word_score=config.word_score,
                        nbest=config.nbest if config.joint_weight else 1, joint_weight=config.joint_weight,
-                       beam_size_token=config.beam_size_token, beam_threshold=config.beam_threshold)
+                       beam_size_token=config.beam_size_token, beam_threshold=config.beam_threshold,
+                       lexicon_free=config.lexicon_free)

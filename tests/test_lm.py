@@ -140,3 +140,13 @@ def test_tune_grid_search_writes_grid_and_best(tmp_path):
     assert best["wer"] == min(beam_wers)
     assert json.loads((tmp_path / "tune" / "best.json").read_text()) == best
     assert best["decoding"]["decoder"] == "beam" and best["decoding"]["lm"] == str(tmp_path / "lm.arpa")
+
+
+def test_lexicon_free_char_beam_spells_open_vocabulary():
+    lp = frames(AMBIGUOUS, C)
+    free = BeamDecoder("char", LEX, beam_size=20, lexicon_free=True)
+    words = free(lp, torch.tensor([7]), 0.03)[0][0]
+    assert [w.word for w in words] == ["rad", "bed"]  # not a lexicon word: spelled as heard
+    assert [w.tokens for w in words] == [("r", "a", "d"), ("b", "e", "d")] and words[1].start == 0.12
+    with pytest.raises(ValueError, match="lexicon-free"):
+        BeamDecoder("phone", LEX, lexicon_free=True)
