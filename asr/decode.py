@@ -183,9 +183,7 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
     if beam is not None:
         other = "phone" if beam.head == "char" else "char"
         for b, (h, nbest) in enumerate(zip(hyps, beam.search(out[beam.head], out["lengths"], frame_seconds))):
-            if beam.joint_weight and len(nbest) > 1:
-                nbest = joint_rescore(nbest, out[other][b, :out["lengths"][b]], other, lexicon, beam.joint_weight)
-            words = nbest[0][0] if nbest else []
+            words = best_words(nbest, out[other][b, :out["lengths"][b]], other, lexicon, beam.joint_weight)
             if beam.head == "char":
                 h.char_words = words
             else:
@@ -273,7 +271,10 @@ class BeamDecoder:
         self.head = head
         self.joint_weight = joint_weight  # read by `recognize`: see `joint_rescore`
         self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
-        vocabulary = words if words is not None else list(lexicon.prons)
+        if lexicon_free and (head != "char" or lm is not None):
+            raise ValueError("lexicon-free search works on the character head only (--head char), without a word LM")
+        self.lexicon_free = lexicon_free
+        vocabulary = [] if lexicon_free else words if words is not None else list(lexicon.prons)
         lines: list[str] = []
         per_spelling: dict[tuple[str, ...], int] = {}
         for w in vocabulary:
@@ -288,18 +289,17 @@ class BeamDecoder:
                     if per_spelling.setdefault(p, 0) < 6:
                         per_spelling[p] += 1
                         lines.append(f"{w}\t{' '.join(p)} |")
-        if lexicon_free and (head != "char" or lm is not None):
-            raise ValueError("lexicon-free search works on the character head only (--head char), without a word LM")
-        self.lexicon_free = lexicon_free
-        if not lines:
-            raise ValueError("no word of the vocabulary can be spelled with this head's tokens")
-        self._dir = tempfile.TemporaryDirectory(prefix="asr-beam-")
-        lex_path = f"{self._dir.name}/lexicon.txt"
-        with open(lex_path, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
+        lex_path = None
+        if not lexicon_free:
+            if not lines:
+                raise ValueError("no word of the vocabulary can be spelled with this head's tokens")
+            self._dir = tempfile.TemporaryDirectory(prefix="asr-beam-")
+            lex_path = f"{self._dir.name}/lexicon.txt"
+            with open(lex_path, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
         try:
             with _quiet_stderr():  # KenLM draws a loading progress bar on stderr
-                self.decoder = ctc_decoder(lexicon=None if lexicon_free else lex_path, tokens=list(self.vocab.tokens),
+                self.decoder = ctc_decoder(lexicon=lex_path, tokens=list(self.vocab.tokens),
                                            lm=lm, nbest=nbest,
                                            beam_size=beam_size, beam_size_token=beam_size_token,
                                            beam_threshold=beam_threshold, lm_weight=lm_weight, word_score=word_score,
@@ -339,14 +339,13 @@ class BeamDecoder:
         last = emission.shape[0] - 1  # flashlight may stamp the final token one step past the end
         frames = [min(max(t - 1, 0), last) for t in hyp.timesteps.tolist()]
         tokens = [Token(tok, f, f + 1, float(emission[f, tok].exp())) for tok, f in zip(hyp.tokens.tolist(), frames)]
+        groups = group_words(tokens, self.vocab.boundary)
+        spelled = [tuple(self.vocab.tokens[t.id] for t in group) for group in groups]
+        # lexicon-free hypotheses have no words: a word is its characters between boundaries
+        words = ["".join(s) for s in spelled] if self.lexicon_free else hyp.words
         return [Word(word, _sec(group[0].start, frame_seconds), _sec(group[-1].end, frame_seconds),
-                     tuple(self.vocab.tokens[t.id] for t in group), round(_confidence(group), 4))
-                for word, group in zip(self._spell(tokens) if self.lexicon_free else hyp.words,
-                                       group_words(tokens, self.vocab.boundary))]
-
-    def _spell(self, tokens: list[Token]) -> list[str]:
-        """Words of a lexicon-free hypothesis: its characters between boundaries."""
-        return ["".join(self.vocab.tokens[t.id] for t in group) for group in group_words(tokens, self.vocab.boundary)]
+                     symbols, round(_confidence(group), 4))
+                for word, group, symbols in zip(words, groups, spelled)]
 
 
 def ctc_log_likelihood(log_probs: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
@@ -391,6 +390,14 @@ def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: torch.
     return sorted(rescored, key=lambda ws: -ws[1])
 
 
+def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: torch.Tensor, other_head: str,
+               lexicon: Lexicon, joint_weight: float) -> list[Word]:
+    """The words of the best of a beam's n-best, after joint rescoring if ``joint_weight``."""
+    if joint_weight and len(nbest) > 1:
+        nbest = joint_rescore(nbest, other_log_probs, other_head, lexicon, joint_weight)
+    return nbest[0][0] if nbest else []
+
+
 @dataclass(frozen=True)
 class DecodingConfig:
     """How words are found: ``greedy`` best path, or ``beam`` search with the lexicon and an optional LM."""
@@ -425,6 +432,15 @@ def shipped_decoding() -> tuple[str, DecodingConfig]:
     return shipped["head"], DecodingConfig(**fields)
 
 
+def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:
+    """The words of ``lm`` (its ``LM.words.txt``, written by `asr lm build`) that the lexicon
+    can spell or say; ``None`` (all lexicon words) without an LM or a word list."""
+    vocab = Path(f"{lm}.words.txt")
+    if lm is None or not vocab.is_file():
+        return None
+    return [w for w in vocab.read_text(encoding="utf-8").split() if w in lexicon]
+
+
 def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> BeamDecoder | None:
     """The beam decoder ``config`` asks for, or ``None`` for greedy decoding."""
     if config.decoder == "greedy":
@@ -433,14 +449,9 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> Be
         raise ValueError(f"decoder must be 'greedy' or 'beam', not {config.decoder!r}")
     if config.lexicon_free:  # open vocabulary: no lexicon, so no word LM either
         config = dataclasses.replace(config, lm=None)
-    words = None
-    if config.lm is not None:
-        if not Path(config.lm).is_file():
-            raise FileNotFoundError(f"{config.lm}: language model not found")
-        vocab = Path(f"{config.lm}.words.txt")
-        if vocab.is_file():
-            words = [w for w in vocab.read_text(encoding="utf-8").split() if w in lexicon]
-    return BeamDecoder(head, lexicon, lm=config.lm, words=words, beam_size=config.beam_size,
+    if config.lm is not None and not Path(config.lm).is_file():
+        raise FileNotFoundError(f"{config.lm}: language model not found")
+    return BeamDecoder(head, lexicon, lm=config.lm, words=lm_vocabulary(config.lm, lexicon), beam_size=config.beam_size,
                        lm_weight=config.lm_weight, word_score=config.word_score,
                        nbest=config.nbest if config.joint_weight else 1, joint_weight=config.joint_weight,
                        beam_size_token=config.beam_size_token, beam_threshold=config.beam_threshold,

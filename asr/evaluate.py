@@ -124,7 +124,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, mod
     ``best.json`` (``{"head": ..., "decoding": DecodingConfig fields, "wer": ...}``) under
     ``out_dir`` and returns the best.
     """
-    from .decode import BeamDecoder, joint_rescore
+    from .decode import BeamDecoder, best_words, lm_vocabulary, text_of
     from .metrics import wer
 
     utts = read_manifest(manifest)
@@ -134,10 +134,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, mod
     outputs: list[tuple[list[int], dict[str, torch.Tensor]]] = list(forward_batches(model, feats))
     refs = [u.text for u in utts]
     audio = sum(u.duration for u in utts)
-    words = None
-    if lm is not None:
-        vocab = Path(f"{lm}.words.txt")
-        words = [w for w in vocab.read_text(encoding="utf-8").split() if w in lex] if vocab.is_file() else None
+    words = lm_vocabulary(lm, lex)
     rows, out_dir = [], Path(out_dir)
     greedy = [None] * len(utts)
     for idx, out in outputs:
@@ -163,11 +160,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, mod
                         nbests[i] = (hyps, out[other][b, :out["lengths"][b]])
                 search_rtf = (time.perf_counter() - start) / audio
                 for joint_weight in joint_weights:
-                    hyps = []
-                    for nb, other_lp in nbests:
-                        if joint_weight and len(nb) > 1:
-                            nb = joint_rescore(nb, other_lp, other, lex, joint_weight)
-                        hyps.append(" ".join(w.word for w in nb[0][0]) if nb else "")
+                    hyps = [text_of(best_words(nb, other_lp, other, lex, joint_weight)) for nb, other_lp in nbests]
                     row = {"head": head, "decoder": "beam", "lm_weight": lm_weight, "word_score": word_score,
                            "joint_weight": joint_weight, "wer": round(wer(refs, hyps), 4),
                            "search_rtf": round(search_rtf, 4)}

@@ -172,6 +172,11 @@ class Lexicon:
             out.extend(prons[0])
         return out
 
+    def clear_memo(self) -> None:
+        """Forget the closest-pronunciation look-ups :meth:`word_for` memoised (a benchmark
+        times each run from the same cold start)."""
+        self._closest.clear()
+
     def word_for(self, pron: tuple[str, ...]) -> str:
         """The most frequent word pronounced ``pron``, else the word of the closest pronunciation.
 

@@ -73,13 +73,13 @@ def main() -> None:
 
     # The lexicon memoises closest-pronunciation look-ups (greedy phone head): start each
     # timed run with an empty memo, or the second run would find the first one's answers.
-    transcriber.lexicon._closest.clear()
+    transcriber.lexicon.clear_memo()
     start = time.perf_counter()
     for p in paths:
         list(transcriber.transcribe([p]))
     one_by_one = time.perf_counter() - start
 
-    transcriber.lexicon._closest.clear()
+    transcriber.lexicon.clear_memo()
     start = time.perf_counter()
     results = {t.path: t for t in transcriber.transcribe(paths, workers=args.workers)}
     batch = time.perf_counter() - start
