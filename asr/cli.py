@@ -24,7 +24,8 @@ def _decoding(args: argparse.Namespace):
         config = DecodingConfig()
     elif args.decoder == "beam" and config.decoder != "beam":
         config = dataclasses.replace(config, decoder="beam")
-    changes = {k: getattr(args, k) for k in ("beam_size", "lm_weight", "word_score", "joint_weight")
+    changes = {k: getattr(args, k) for k in ("beam_size", "beam_threshold", "blank_skip", "lm_weight", "word_score",
+                                                 "joint_weight")
                if getattr(args, k) is not None}
     if args.lm is not None:
         changes["lm"] = None if args.lm == "none" else args.lm
@@ -40,6 +41,9 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lm", help="ARPA/KenLM word LM for --decoder beam (see `asr lm build`), or 'none'")
     g.add_argument("--lexicon", help="pronunciation lexicon WORD<TAB>PHONES (default: the shipped CMUdict one)")
     g.add_argument("--beam-size", type=int)
+    g.add_argument("--beam-threshold", type=float, help="drop hypotheses scoring this far below the best")
+    g.add_argument("--blank-skip", type=float, metavar="P",
+                   help="search only the first of consecutive frames whose blank posterior exceeds P (faster)")
     g.add_argument("--lm-weight", type=float)
     g.add_argument("--word-score", type=float, help="score added per word (> 0: longer outputs)")
     g.add_argument("--lexicon-free", action="store_true",
@@ -75,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from .transcribe import Transcriber, expand_inputs, format_transcript, transcribe_to_dir
+    from .transcribe import Transcriber, default_workers, expand_inputs, format_transcript, transcribe_to_dir
 
     paths = expand_inputs(args.inputs)
     if not paths:
@@ -83,9 +87,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         return 2
     head, decoding = _decoding(args)
     transcriber = Transcriber(args.model, head=head, lexicon=args.lexicon, decoding=decoding)
+    workers = default_workers() if args.workers is None else args.workers
     if args.out:
         formats = [f for f in args.format.split(",") if f]
-        count, failed = transcribe_to_dir(transcriber, paths, args.out, formats, args.workers,
+        count, failed = transcribe_to_dir(transcriber, paths, args.out, formats, workers,
                                           not args.quiet and sys.stderr.isatty())
         print(f"{args.out}/results.jsonl: {count} file(s) transcribed now, {len(paths) - count} already done, "
               f"{failed} failed", file=sys.stderr)
@@ -94,7 +99,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     failed, pending, next_index = 0, {}, 0
     index = {p: i for i, p in enumerate(paths)}
     show = not args.quiet and len(paths) > 1 and sys.stderr.isatty()  # a bar would break one-line errors in logs
-    for t in transcriber.transcribe(paths, workers=args.workers, progress=show):
+    for t in transcriber.transcribe(paths, workers=workers, progress=show):
         pending[index[t.path]] = t
         while next_index in pending:
             t = pending.pop(next_index)
@@ -131,7 +136,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     best = tune_decoding(args.manifest, args.out, None if args.lm == "none" else args.lm, args.model, args.lexicon,
                          tuple(args.heads), tuple(args.lm_weights), tuple(args.word_scores), tuple(args.joint_weights),
                          args.beam_size, beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
-                         workers=args.workers)
+                         blank_skip=args.blank_skip, workers=args.workers)
     print(json.dumps(best, indent=2))
     print(f"grid: {args.out}/grid.tsv", file=sys.stderr)
     return 0
@@ -214,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "and per-file outputs in --format")
     p.add_argument("--format", default="txt",
                    help="txt|json|jsonl|srt|vtt|ctm; with --out a comma-separated list (default: txt)")
-    p.add_argument("--workers", type=int, default=0, help="processes loading audio (default: 0, in-process)")
+    p.add_argument("--workers", type=int, help="processes transcribing batches, one core each "
+                   "(default: one per core; 0: all in this process)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_transcribe)
 
@@ -239,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=int, default=50)
     p.add_argument("--beam-size-token", type=int, help="tokens tried per frame (default: all)")
     p.add_argument("--beam-threshold", type=float, default=50.0)
+    p.add_argument("--blank-skip", type=float, metavar="P", help="see `asr transcribe --help` (default: off)")
     p.add_argument("--workers", type=int, default=1, help="processes reading audio")
     p.add_argument("--out", required=True, help="folder for grid.tsv and best.json")
     p.set_defaults(func=cmd_tune)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -263,7 +264,7 @@ class BeamDecoder:
     def __init__(self, head: str, lexicon: Lexicon, lm: str | None = None, words: list[str] | None = None,
                  beam_size: int = 50, lm_weight: float = 2.0, word_score: float = 0.0, nbest: int = 1,
                  joint_weight: float = 0.0, beam_size_token: int | None = None, beam_threshold: float = 50.0,
-                 lexicon_free: bool = False):
+                 lexicon_free: bool = False, blank_skip: float | None = None):
         from torchaudio.models.decoder import ctc_decoder  # loads flashlight-text: only when beam search is asked for
 
         if head not in ("char", "phone"):
@@ -274,6 +275,7 @@ class BeamDecoder:
         if lexicon_free and (head != "char" or lm is not None):
             raise ValueError("lexicon-free search works on the character head only (--head char), without a word LM")
         self.lexicon_free = lexicon_free
+        self.blank_skip = blank_skip  # see `skip_blank_frames`
         vocabulary = [] if lexicon_free else words if words is not None else list(lexicon.prons)
         lines: list[str] = []
         per_spelling: dict[tuple[str, ...], int] = {}
@@ -320,25 +322,26 @@ class BeamDecoder:
                frame_seconds: float) -> list[list[tuple[list[Word], float]]]:
         """Like calling the decoder, with each hypothesis's score (acoustic + weighted LM + word scores)."""
         emissions = log_probs.detach().to("cpu", torch.float32)
-        B, T, V = emissions.shape
-        # flashlight's lexicon decoder closes a word only on a boundary token: give every
-        # utterance one more frame, a certain boundary, right after its end.
-        padded = torch.full((B, T + 1, V), -1e4)
-        padded[:, :T] = emissions
-        lengths = lengths.cpu().to(torch.int64)
-        padded[torch.arange(B), lengths] = torch.where(torch.arange(V) == self.vocab.boundary, 0.0, -1e4)
-        emissions = padded.contiguous()
+        boundary = torch.where(torch.arange(emissions.shape[-1]) == self.vocab.boundary, 0.0, -1e4)
         out = []
-        for b, hyps in enumerate(self.decoder(emissions, (lengths + 1).to(torch.int32))):
-            out.append([(self._words(h, emissions[b], frame_seconds), float(h.score)) for h in hyps])
+        for b, n in enumerate(lengths.tolist()):
+            frames = skip_blank_frames(emissions[b, :n], self.blank_skip, self.vocab.blank)
+            # flashlight's lexicon decoder closes a word only on a boundary token: give every
+            # utterance one more frame, a certain boundary, right after its end.
+            emission = torch.cat([emissions[b, frames], boundary[None]]).contiguous()
+            frames = torch.cat([frames, torch.tensor([n])])
+            hyps = self.decoder(emission[None], torch.tensor([emission.shape[0]], dtype=torch.int32))[0]
+            out.append([(self._words(h, emission, frames, frame_seconds), float(h.score)) for h in hyps])
         return out
 
-    def _words(self, hyp, emission: torch.Tensor, frame_seconds: float) -> list[Word]:
-        # torchaudio drops blanks and merges repeats; each token carries the frame it was emitted
-        # at, counted from an initial silence step that flashlight adds.
+    def _words(self, hyp, emission: torch.Tensor, frames: torch.Tensor, frame_seconds: float) -> list[Word]:
+        # torchaudio drops blanks and merges repeats; each token carries the step it was emitted
+        # at, counted from an initial silence step that flashlight adds. Step k of the search
+        # is frame frames[k] of the utterance.
         last = emission.shape[0] - 1  # flashlight may stamp the final token one step past the end
-        frames = [min(max(t - 1, 0), last) for t in hyp.timesteps.tolist()]
-        tokens = [Token(tok, f, f + 1, float(emission[f, tok].exp())) for tok, f in zip(hyp.tokens.tolist(), frames)]
+        steps = [min(max(t - 1, 0), last) for t in hyp.timesteps.tolist()]
+        tokens = [Token(tok, int(frames[k]), int(frames[k]) + 1, float(emission[k, tok].exp()))
+                  for tok, k in zip(hyp.tokens.tolist(), steps)]
         groups = group_words(tokens, self.vocab.boundary)
         spelled = [tuple(self.vocab.tokens[t.id] for t in group) for group in groups]
         # lexicon-free hypotheses have no words: a word is its characters between boundaries
@@ -346,6 +349,22 @@ class BeamDecoder:
         return [Word(word, _sec(group[0].start, frame_seconds), _sec(group[-1].end, frame_seconds),
                      symbols, round(_confidence(group), 4))
                 for word, group, symbols in zip(words, groups, spelled)]
+
+
+def skip_blank_frames(log_probs: torch.Tensor, threshold: float | None, blank: int = 0) -> torch.Tensor:
+    """The frames of ``(T, V)`` CTC log-probabilities worth searching: all but the second and
+    later frames of each run where the blank's posterior exceeds ``threshold`` (all if ``None``).
+
+    A CTC model is peaky: most frames are near-certain blanks, and a hypothesis can only stay
+    put through them. One frame of each such run is kept, so two equal tokens either side
+    still read as two. Returns the ``(T',)`` frame indices kept, in order.
+    """
+    T = log_probs.shape[0]
+    if threshold is None:
+        return torch.arange(T)
+    sure = log_probs[:, blank] > math.log(threshold)
+    after_sure = torch.cat([torch.tensor([False]), sure[:-1]])
+    return (~(sure & after_sure)).nonzero()[:, 0]
 
 
 def ctc_log_likelihood(log_probs: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
@@ -412,6 +431,7 @@ class DecodingConfig:
     beam_size_token: int | None = None  # tokens tried per frame (None: all)
     beam_threshold: float = 50.0  # hypotheses scoring this far below the best are dropped
     lexicon_free: bool = False  # character head only: any spelling, no word LM (open vocabulary)
+    blank_skip: float | None = None  # search skips repeated frames whose blank posterior exceeds this
 
 
 SHIPPED_DECODING = "decoding.json"  # in asr/assets, written by the recipe's tuning stage
@@ -455,4 +475,4 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> Be
                        lm_weight=config.lm_weight, word_score=config.word_score,
                        nbest=config.nbest if config.joint_weight else 1, joint_weight=config.joint_weight,
                        beam_size_token=config.beam_size_token, beam_threshold=config.beam_threshold,
-                       lexicon_free=config.lexicon_free)
+                       lexicon_free=config.lexicon_free, blank_skip=config.blank_skip)

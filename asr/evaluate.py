@@ -113,7 +113,8 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, mod
                   lexicon: str | None = None, heads: tuple[str, ...] = ("char", "phone"),
                   lm_weights: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0), word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0),
                   joint_weights: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0), beam_size: int = 50, nbest: int = 16,
-                  beam_size_token: int | None = None, beam_threshold: float = 50.0, workers: int = 1,
+                  beam_size_token: int | None = None, beam_threshold: float = 50.0, blank_skip: float | None = None,
+                  workers: int = 1,
                   log=print) -> dict[str, Any]:
     """Grid-search beam decoding on ``manifest`` (a dev set, never a test set): every head,
     LM weight, word score and joint weight; the model runs once.
@@ -151,7 +152,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, mod
             for word_score in word_scores:
                 beam = BeamDecoder(head, lex, lm=lm, words=words, beam_size=beam_size, lm_weight=lm_weight,
                                    word_score=word_score, nbest=nbest, beam_size_token=beam_size_token,
-                                   beam_threshold=beam_threshold)
+                                   beam_threshold=beam_threshold, blank_skip=blank_skip)
                 start = time.perf_counter()
                 nbests: list[list] = [[]] * len(utts)
                 for idx, out in outputs:
@@ -171,7 +172,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, mod
                       "".join("\t".join(str(r[k]) for k in header) + "\n" for r in rows))
     best = min((r for r in rows if r["decoder"] == "beam"), key=lambda r: r["wer"])
     config = DecodingConfig("beam", lm, beam_size, best["lm_weight"], best["word_score"], best["joint_weight"], nbest,
-                            beam_size_token, beam_threshold)
+                            beam_size_token, beam_threshold, blank_skip=blank_skip)
     result = {"head": best["head"], "decoding": dataclasses.asdict(config), "wer": best["wer"],
               "manifest": str(manifest), "model": str(model_path or "shipped")}
     atomic_write_text(out_dir / "best.json", json.dumps(result, indent=2) + "\n")

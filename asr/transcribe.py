@@ -1,8 +1,8 @@
 """Transcribe audio files with a trained model (the shipped one by default), one or thousands.
 
 Files are probed, cut into items (whole files, or overlapping windows of long ones), sorted
-into batches of similar length, loaded and featurised in worker processes, recognised in
-the main process, and written as one record per input file. With an output folder the
+into batches of similar length, read, featurised and recognised a batch at a time in worker
+processes (one per core), and written as one record per input file. With an output folder the
 records go to ``results.jsonl`` as they are finished, so an interrupted run restarted with
 the same command skips what is done and neither loses nor repeats a file.
 """
@@ -24,7 +24,7 @@ import torch
 
 from .data import atomic_write_text, bucket_batches, read_manifest
 from .decode import DecodingConfig, Word, make_beam_decoder, recognize, text_of
-from .features import SAMPLE_RATE, AudioError, FeatureConfig, audio_info, compute_features, load_audio
+from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio
 from .model import load_model
 from .text import load_lexicon
 
@@ -98,26 +98,44 @@ def _plan(index: int, duration: float) -> list[_Item]:
     return items
 
 
-class _Features(torch.utils.data.Dataset):
-    """Item -> features, computed in a worker process; errors travel back as strings."""
+class _Recognition(torch.utils.data.Dataset):
+    """A batch of items -> their words: read, featurised and recognised together, in a worker
+    process when there are workers; unreadable items come back with their error as a string."""
 
-    def __init__(self, paths: list[str], items: list[_Item], config: FeatureConfig):
-        self.paths, self.items, self.config = paths, items, config
+    def __init__(self, transcriber: "Transcriber", paths: list[str], items: list[_Item]):
+        self.transcriber, self.paths, self.items = transcriber, paths, items
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int):
-        item = self.items[i]
-        try:
-            wav = load_audio(self.paths[item.file], start=item.start, stop=item.stop)
-            return i, compute_features(wav, self.config), wav.shape[0] / SAMPLE_RATE, None
-        except AudioError as e:
-            return i, None, 0.0, str(e)
+    def __getitem__(self, batch: list[int]) -> list[tuple[int, list[Word], float, str | None]]:
+        tr = self.transcriber
+        done, loaded = [], []
+        for k in batch:
+            item = self.items[k]
+            try:
+                wav = load_audio(self.paths[item.file], start=item.start, stop=item.stop)
+                loaded.append((k, compute_features(wav, tr.model.config.features), wav.shape[0] / SAMPLE_RATE))
+            except AudioError as e:
+                done.append((k, [], 0.0, str(e)))
+        if loaded:
+            hyps = recognize(tr.model, [f for _, f, _ in loaded], tr.lexicon, phone_words_too=tr.head == "phone",
+                             beam=tr.beam)
+            done += [(k, h.words(tr.head), seconds, None) for (k, _, seconds), h in zip(loaded, hyps)]
+        return done
 
 
 def _worker_init(_: int) -> None:
-    torch.set_num_threads(1)  # workers only featurise; the main process owns the math threads
+    torch.set_num_threads(1)  # one core per worker: N workers use N cores without oversubscription
+
+
+def _as_is(batch):
+    return batch
+
+
+def default_workers() -> int:
+    """One worker process per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Transcriber:
@@ -136,8 +154,9 @@ class Transcriber:
                    progress: bool = False) -> Iterator[Transcript]:
         """Yield one transcript per path (in order of completion); unreadable files give ``error`` set.
 
-        ``batch_seconds`` bounds the audio in one batch (and so memory); ``workers`` > 0 loads
-        audio in that many processes.
+        ``batch_seconds`` bounds the audio in one batch (and so memory); ``workers`` > 0
+        transcribes batches in that many processes, one core each (see :func:`default_workers`);
+        0 does everything in this process, with its torch threads.
         """
         paths = [str(p) for p in paths]
         items: list[_Item] = []
@@ -149,18 +168,18 @@ class Transcriber:
                 yield Transcript(p, error=str(e))
         remaining = collections.Counter(it.file for it in items)
         batches = bucket_batches([it.seconds for it in items], batch_seconds, shuffle=False)
+        workers = min(workers, len(batches)) if len(batches) > 1 else 0  # a single batch: no process to start
+        # Each batch is a whole job (read, featurise, run the model, search) for one worker, so
+        # N workers keep N cores busy: the beam search, the costly part, is one utterance at a
+        # time and can only go faster by running on several cores. Workers start by fork (the
+        # Linux default): they share the model, lexicon and LM already in memory, and PyTorch
+        # resets its thread pools in forked children.
         loader = torch.utils.data.DataLoader(
-            _Features(paths, items, self.model.config.features), batch_sampler=batches, collate_fn=list,
-            # Workers start by fork, the default on Linux: no second import of torch (seconds), and
-            # PyTorch resets its thread pools in forked children.
+            _Recognition(self, paths, items), sampler=batches, batch_size=None, collate_fn=_as_is,
             num_workers=workers, worker_init_fn=_worker_init if workers else None)
         bar = _Progress(len(paths), progress)
         for batch in loader:
-            ok = [(k, f) for k, f, _, err in batch if err is None]
-            hyps = recognize(self.model, [f for _, f in ok], self.lexicon, phone_words_too=self.head == "phone",
-                             beam=self.beam) if ok else []
-            words_of = {k: h.words(self.head) for (k, _), h in zip(ok, hyps)}
-            for k, _, seconds, err in batch:
+            for k, words, seconds, err in batch:
                 it = items[k]
                 t = results.setdefault(it.file, Transcript(paths[it.file]))
                 if err is not None:
@@ -168,7 +187,7 @@ class Transcriber:
                 else:
                     t.duration = max(t.duration, it.start + seconds)
                     t.words += [dataclasses.replace(w, start=round(w.start + it.start, 3), end=round(w.end + it.start, 3))
-                                for w in words_of[k] if it.keep_from <= it.start + (w.start + w.end) / 2 < it.keep_to]
+                                for w in words if it.keep_from <= it.start + (w.start + w.end) / 2 < it.keep_to]
                 remaining[it.file] -= 1
                 if remaining[it.file] == 0:
                     done = results.pop(it.file)

@@ -137,3 +137,14 @@ def test_shipped_decoding_config_points_inside_the_package():
     assert head in ("char", "phone") and config.decoder in ("greedy", "beam")
     if config.lm is not None:
         assert Path(config.lm).is_file() and Path(f"{config.lm}.words.txt").is_file()
+
+
+def test_skip_blank_frames_keeps_one_frame_of_each_sure_blank_run():
+    from asr.decode import skip_blank_frames
+
+    # blank posterior per frame: runs of sure blanks (> 0.95) at 1-3 and 5-6; frame 7 is unsure
+    p_blank = [0.1, 0.99, 0.99, 0.97, 0.2, 0.96, 0.99, 0.9, 0.99]
+    lp = torch.stack([torch.tensor([p, 1 - p]).log() for p in p_blank])
+    assert skip_blank_frames(lp, 0.95).tolist() == [0, 1, 4, 5, 7, 8]
+    assert skip_blank_frames(lp, None).tolist() == list(range(9))
+    assert skip_blank_frames(lp, 0.999).tolist() == list(range(9))

@@ -65,6 +65,21 @@ def test_batch_equals_single():
     assert batch[1] == dec(short[:, :3], torch.tensor([3]), 0.03)[0]
 
 
+def test_blank_skip_keeps_words_times_and_doubled_letters():
+    # "reed": r, three sure blanks, e, three sure blanks, e, d: dropping whole blank runs would
+    # merge the two e's into "red"; skipping keeps one blank between them.
+    lex = Lexicon([("red", ("R", "EH", "D")), ("reed", ("R", "IY", "D")), ("bed", ("B", "EH", "D"))])
+    blank = {"<b>": 0.99}
+    spec = [{"r": 0.9}, blank, blank, blank, {"e": 0.9}, blank, blank, blank, {"e": 0.9}, {"d": 0.9},
+            {"|": 0.9}, blank, blank, {"b": 0.9}, {"e": 0.9}, blank, {"d": 0.9}, blank]
+    lp = frames(spec, C)
+    full = BeamDecoder("char", lex, beam_size=20)(lp, torch.tensor([len(spec)]), 0.03)[0][0]
+    skipping = BeamDecoder("char", lex, beam_size=20, blank_skip=0.95)
+    skipped = skipping(lp, torch.tensor([len(spec)]), 0.03)[0][0]
+    assert [w.word for w in full] == [w.word for w in skipped] == ["reed", "bed"]
+    assert [(w.start, w.end) for w in skipped] == [(w.start, w.end) for w in full] == [(0.0, 0.3), (0.39, 0.51)]
+
+
 def test_transcriber_with_beam_and_lm(tmp_path):
     from asr.decode import DecodingConfig
     from asr.transcribe import Transcriber

@@ -149,3 +149,17 @@ def test_window_stitching_is_exact(tmp_path, transcriber, monkeypatch):
     assert [w.start for w in t.words] == [float(s) for s in range(45)]
     assert all(w.end == w.start + 0.5 for w in t.words)
     assert t.duration == 45.0
+
+
+def test_worker_processes_give_the_transcripts_of_one_file_at_a_time():
+    """Batches in worker processes (the shipped beam search) = each file alone in this process."""
+    from asr.decode import shipped_decoding
+
+    head, decoding = shipped_decoding()
+    tr = Transcriber(head=head, decoding=decoding)
+    paths = [str(p) for p in SAMPLES] + [str(TEST_DATA / n) for n in ("3_jackson_0.wav", "19-198-0000.opus")]
+    alone = {p: next(iter(tr.transcribe([p], workers=0))).to_json() for p in paths}
+    batched = list(tr.transcribe(paths, batch_seconds=20.0, workers=2))
+    assert sorted(t.path for t in batched) == sorted(paths)
+    assert {t.path: t.to_json() for t in batched} == alone
+    assert all(t.text for t in batched if t.path.endswith(".opus"))  # LibriSpeech clips: words heard
