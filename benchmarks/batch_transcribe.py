@@ -1,22 +1,26 @@
-"""Batch against one-by-one transcription, and against PocketSphinx, on the same files.
+"""Batch against one-by-one transcription, and against PocketSphinx, on the same files and cores.
 
-    python benchmarks/batch_transcribe.py --manifest data/librispeech/dev.jsonl --limit 200 --out exp/bench/batch
+    python benchmarks/batch_transcribe.py --manifest data/librispeech/dev.jsonl --limit 60 --out exp/bench/batch
 
 Prints the real-time factor (wall seconds / audio seconds; model loading excluded) of
-  0. `asr transcribe FILE` run once per file (a shell loop; --cli-files of them, scaled to all),
-  1. our model, one file per call in one process (batch of one, no worker processes),
-  2. our model in batch (length-sorted batches, audio loaded in --workers processes),
-  3. PocketSphinx 5.1.1 with its bundled en-us model (pip install pocketsphinx==5.1.1),
+  - `asr transcribe FILE` run once per file (a shell loop; --cli-files of them, scaled to all),
+  - our model, one file per call in one process (no worker processes), on 1 and on --cores
+    torch threads (the better of the two is the one-by-one baseline),
+  - our model in batch (`Transcriber.transcribe(paths, workers=N)`: length-sorted batches, each
+    read, featurised, recognised and searched in one of N worker processes) on 1 and --cores workers,
+  - PocketSphinx 5.1.1 with its bundled en-us model (pip install pocketsphinx==5.1.1), in 1 and in
+    --cores processes (the files split between them by duration; each process's decoding time
+    counted, its model loading not),
 and writes both systems' results plus a side-by-side report (asr report) under --out.
-All on --threads torch threads; PocketSphinx is single-threaded. Our runs decode as
-`asr transcribe` does by default (--decoder shipped: the shipped head, beam search, lexicon
-and LM) or greedily (--decoder greedy).
+Our runs decode as `asr transcribe` does by default (--decoder shipped: the shipped head, beam
+search, lexicon and LM) or greedily (--decoder greedy).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -30,10 +34,11 @@ from asr.data import read_manifest
 from asr.decode import DecodingConfig, shipped_decoding
 from asr.features import load_audio
 from asr.report import write_report
-from asr.transcribe import Transcriber
+from asr.transcribe import Transcriber, default_workers
 
 
 def pocketsphinx_transcribe(paths: list[str]) -> tuple[list[str], float]:
+    """PocketSphinx's hypotheses for ``paths`` and the seconds spent decoding them (model load excluded)."""
     from pocketsphinx import Decoder
 
     decoder = Decoder(samprate=16000, loglevel="FATAL")
@@ -48,19 +53,41 @@ def pocketsphinx_transcribe(paths: list[str]) -> tuple[list[str], float]:
     return hyps, time.perf_counter() - start
 
 
+def pocketsphinx_parallel(paths: list[str], durations: list[float], processes: int) -> tuple[list[str], float]:
+    """PocketSphinx in ``processes`` processes, each given an equal share of the audio; the wall
+    time is the longest share's decoding time."""
+    shares: list[list[int]] = [[] for _ in range(processes)]
+    load = [0.0] * processes
+    for i in sorted(range(len(paths)), key=lambda i: -durations[i]):  # longest first, to the least loaded
+        k = load.index(min(load))
+        shares[k].append(i)
+        load[k] += durations[i]
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        runs = pool.map(pocketsphinx_transcribe, [[paths[i] for i in share] for share in shares])
+    hyps = [""] * len(paths)
+    for share, (share_hyps, _) in zip(shares, runs):
+        for i, h in zip(share, share_hyps):
+            hyps[i] = h
+    return hyps, max(seconds for _, seconds in runs)
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--limit", type=int, default=200, help="first N utterances (PocketSphinx is slow)")
     ap.add_argument("--model")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--cores", type=int, default=default_workers(), help="cores to use (default: all usable)")
     ap.add_argument("--out", default="exp/bench/batch")
     ap.add_argument("--no-pocketsphinx", action="store_true")
     ap.add_argument("--cli-files", type=int, default=10, help="files timed for the one-process-per-file loop")
     ap.add_argument("--decoder", choices=["shipped", "greedy"], default="shipped")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     utts = read_manifest(args.manifest)[: args.limit]
     paths = [u.audio for u in utts]
     audio = sum(u.duration for u in utts)
@@ -69,45 +96,58 @@ def main() -> None:
         decoding = DecodingConfig()
     transcriber = Transcriber(args.model, head=head, decoding=decoding)
     print(f"decoding: head={head} {decoding}")
+    print(f"{len(paths)} files, {audio / 60:.1f} min of audio, {args.cores} core(s)")
     list(transcriber.transcribe(paths[:2]))  # warm-up: first-call allocations, lexicon load
 
-    # The lexicon memoises closest-pronunciation look-ups (greedy phone head): start each
-    # timed run with an empty memo, or the second run would find the first one's answers.
-    transcriber.lexicon.clear_memo()
-    start = time.perf_counter()
-    for p in paths:
-        list(transcriber.transcribe([p]))
-    one_by_one = time.perf_counter() - start
+    def one_by_one():
+        for p in paths:
+            list(transcriber.transcribe([p], workers=0))
 
-    transcriber.lexicon.clear_memo()
-    start = time.perf_counter()
-    results = {t.path: t for t in transcriber.transcribe(paths, workers=args.workers)}
-    batch = time.perf_counter() - start
+    rtf = {}
+    for threads in sorted({1, args.cores}):
+        torch.set_num_threads(threads)
+        # The lexicon memoises closest-pronunciation look-ups (greedy phone head): start each
+        # timed run with an empty memo, or a run would find the answers of the one before.
+        transcriber.lexicon.clear_memo()
+        rtf[f"one by one, {threads} thread(s)"] = timed(one_by_one) / audio
+    torch.set_num_threads(1)
+    results = {}
+    for workers in sorted({1, args.cores}):
+        transcriber.lexicon.clear_memo()
+        seconds = timed(lambda: results.update((t.path, t) for t in transcriber.transcribe(paths, workers=workers)))
+        rtf[f"batch, {workers} worker process(es)"] = seconds / audio
 
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    start = time.perf_counter()
-    for p in paths[: args.cli_files]:
-        subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", p, "--decoder", decoding.decoder]
-                       + (["--model", args.model] if args.model else []),
-                       check=True, capture_output=True, env=env)
-    cli_loop = (time.perf_counter() - start) * len(paths) / min(len(paths), args.cli_files)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = timed(lambda: [subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", p, "--decoder", decoding.decoder]
+                                        + (["--model", args.model] if args.model else []),
+                                        check=True, capture_output=True, env=env)
+                         for p in paths[: args.cli_files]])
+    rtf["one `asr transcribe FILE` process per file"] = cli * len(paths) / min(len(paths), args.cli_files) / audio
 
-    print(f"{len(paths)} files, {audio / 60:.1f} min of audio, {args.threads} thread(s)")
-    print(f"asr per process:  RTF {cli_loop / audio:.4f}  (one `asr transcribe FILE` per file, "
-          f"{args.cli_files} timed and scaled, model loading included)")
-    print(f"asr one by one:   RTF {one_by_one / audio:.4f}  ({one_by_one:.1f} s)")
-    print(f"asr batch:        RTF {batch / audio:.4f}  ({batch:.1f} s, {args.workers} loader process(es)); "
-          f"{one_by_one / batch:.1f}x faster than one by one in one process, "
-          f"{cli_loop / batch:.1f}x faster than one process per file")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     systems = {"asr": [{"id": u.id, "ref": u.text, "hyp": results[u.audio].text, "duration": u.duration,
                         "speaker": u.speaker} for u in utts]}
     if not args.no_pocketsphinx:
-        hyps, ps = pocketsphinx_transcribe(paths)
-        print(f"pocketsphinx:     RTF {ps / audio:.4f}  ({ps:.1f} s); asr batch RTF is {ps / batch:.1f}x lower")
+        hyps, seconds = pocketsphinx_transcribe(paths)
+        rtf["pocketsphinx, 1 process"] = seconds / audio
+        if args.cores > 1:
+            parallel_hyps, seconds = pocketsphinx_parallel(paths, [u.duration for u in utts], args.cores)
+            assert parallel_hyps == hyps, "PocketSphinx gave other words in parallel"
+            rtf[f"pocketsphinx, {args.cores} processes"] = seconds / audio
         systems["pocketsphinx"] = [{"id": u.id, "ref": u.text, "hyp": h, "duration": u.duration, "speaker": u.speaker}
                                    for u, h in zip(utts, hyps)]
+    for name, value in rtf.items():
+        print(f"{name:45s} RTF {value:.4f}")
+    baseline = min(v for k, v in rtf.items() if k.startswith("one by one"))
+    for cores in sorted({1, args.cores}):
+        batch = rtf[f"batch, {cores} worker process(es)"]
+        line = f"batch on {cores} core(s): {baseline / batch:.1f}x faster than one by one in one process"
+        line += f", {rtf['one `asr transcribe FILE` process per file'] / batch:.0f}x faster than a process per file"
+        ps = rtf.get("pocketsphinx, 1 process" if cores == 1 else f"pocketsphinx, {cores} processes")
+        if ps is not None:
+            line += f"; RTF {ps / batch:.1f}x lower than PocketSphinx on as many cores"
+        print(line)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     for name, records in systems.items():
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     summary = write_report(out / "report", systems)

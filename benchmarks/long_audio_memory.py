@@ -1,15 +1,19 @@
 """Peak memory and speed transcribing one long recording (default: one hour).
 
-    python benchmarks/long_audio_memory.py --manifest data/librispeech/dev.jsonl --minutes 60
+    python benchmarks/long_audio_memory.py --manifest data/librispeech/dev.jsonl --minutes 60 [--workers N]
 
 Builds a FLAC file of the given length by joining the manifest's utterances (with 0.5 s
-of silence between them), then runs `asr transcribe` on it in a child process and prints
-that process's peak resident memory (ru_maxrss) and real-time factor.
+of silence between them), then runs `asr transcribe` on it in a child process (with its
+default worker processes, one per core, unless --workers) and prints the peak memory of the
+whole process tree: the sum of its processes' proportional set sizes (PSS, pages shared
+between the forked workers counted once), sampled every 0.1 s, and the largest resident
+set of any one process (ru_maxrss), with the real-time factor.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -24,11 +28,36 @@ from asr.data import read_manifest
 from asr.features import load_audio
 
 
+def tree_pss_kb(root: int) -> int:
+    """Summed PSS (kB) of ``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:  # the process ended meanwhile
+            pass
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--minutes", type=float, default=60)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, help="asr transcribe --workers (default: its own, one per core)")
     args = ap.parse_args()
     target = int(args.minutes * 60 * 16000)
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,19 +71,26 @@ def main() -> None:
                     written += len(wav)
                     if written >= target:
                         break
-        env_threads = {"OMP_NUM_THREADS": str(args.threads)}
-        import os
-
+        command = [sys.executable, "-m", "asr.cli", "transcribe", str(path), "--quiet"]
+        if args.workers is not None:
+            command += ["--workers", str(args.workers)]
         start = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", str(path), "--quiet"],
-                           capture_output=True, text=True, env={**os.environ, **env_threads})
-        wall = time.perf_counter() - start
-        if r.returncode:
-            sys.exit(r.stderr)
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        words = len(r.stdout.split())
-        print(f"{written / 16000 / 60:.1f} min recording: {words} words, peak RSS {peak_mb:.0f} MB, "
-              f"wall {wall:.1f} s (model load included), RTF {wall / (written / 16000):.4f}")
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(command, stdout=out, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            peak_pss = 0
+            while proc.poll() is None:
+                peak_pss = max(peak_pss, tree_pss_kb(proc.pid))
+                time.sleep(0.1)
+            wall = time.perf_counter() - start
+            out.seek(0), err.seek(0)
+            if proc.returncode:
+                sys.exit(err.read())
+            words = len(out.read().split())
+        max_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"{written / 16000 / 60:.1f} min recording, workers: {args.workers if args.workers is not None else 'default'}"
+              f": {words} words, peak memory {peak_pss / 1024:.0f} MB (PSS summed over the process tree), "
+              f"largest process {max_rss:.0f} MB RSS, wall {wall:.1f} s (model load included), "
+              f"RTF {wall / (written / 16000):.4f}")
 
 
 if __name__ == "__main__":

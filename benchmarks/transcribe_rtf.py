@@ -1,10 +1,12 @@
 """Real-time factor of transcription: wall seconds / audio seconds, model loading excluded.
 
     python benchmarks/transcribe_rtf.py --manifest data/librispeech/dev.jsonl [--model PATH] [--threads 1]
-        [--decoders greedy shipped] [--head char|phone]
+        [--workers 0 2] [--decoders greedy shipped] [--head char|phone]
 
 Times ``Transcriber.transcribe`` over the manifest's files (audio decoding, resampling,
-MFCC, the RNN and the decoder included), once per thread count and decoder, side by side:
+MFCC, the RNN and the decoder included), once per setting and decoder, side by side: in
+this process on each of --threads torch threads (--workers 0), and in each other number of
+--workers processes (one thread each). Decoders:
 ``greedy`` is best-path decoding, ``shipped`` the shipped decoding (beam search with the
 shipped lexicon and LM, and joint rescoring if it is on). The WER of each run is printed
 beside its speed. The head defaults to the shipped one.
@@ -29,6 +31,7 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--head", choices=["char", "phone"])
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
+    ap.add_argument("--workers", type=int, nargs="+", default=[0], help="0: in this process, with --threads")
     ap.add_argument("--decoders", nargs="+", choices=["greedy", "shipped"], default=["greedy", "shipped"])
     ap.add_argument("--limit", type=int, default=None, help="first N utterances only")
     args = ap.parse_args()
@@ -38,7 +41,8 @@ def main() -> None:
     shipped_head, shipped = shipped_decoding()
     head = args.head or shipped_head
     print(f"shipped decoding: head={shipped_head} {shipped}")
-    for threads in args.threads:
+    settings = [(t, 0) for t in args.threads if 0 in args.workers] + [(1, w) for w in args.workers if w > 0]
+    for threads, workers in settings:
         torch.set_num_threads(threads)
         for name in args.decoders:
             decoding = DecodingConfig() if name == "greedy" else shipped
@@ -46,11 +50,12 @@ def main() -> None:
             transcriber = Transcriber(args.model, head=head, decoding=decoding)
             load = time.perf_counter() - t0
             start = time.perf_counter()
-            results = list(transcriber.transcribe(paths))
+            results = list(transcriber.transcribe(paths, workers=workers))
             wall = time.perf_counter() - start
             audio = sum(t.duration for t in results)
             score = wer([ref[t.path] for t in results], [t.text for t in results])
-            print(f"threads={threads} head={head} decoder={name}: {len(paths)} files, {audio:.0f} s audio in "
+            where = f"workers={workers}" if workers else f"threads={threads}"
+            print(f"{where} head={head} decoder={name}: {len(paths)} files, {audio:.0f} s audio in "
                   f"{wall:.1f} s -> RTF {wall / audio:.4f} ({audio / wall:.0f}x real time), WER {score:.1%}; "
                   f"model+decoder load {load:.2f} s not counted")
 

@@ -48,7 +48,8 @@ def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
     assert len(records) == summary["utterances"] == 719
     assert wer([r["ref"] for r in records.values()], [r["hyp"] for r in records.values()]) == \
         pytest.approx(summary["wer"], abs=1e-4)
-    assert summary["lm_weight"] == decoding.lm_weight and summary["joint_weight"] == decoding.joint_weight
+    for key in ("beam_size", "beam_size_token", "beam_threshold", "blank_skip", "lm_weight", "word_score", "joint_weight"):
+        assert summary.get(key) == getattr(decoding, key), key
 
     prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")
     sample = read_manifest(tmp_path / "dev.jsonl")[::24]  # 30 utterances over all 10 speakers
