@@ -24,9 +24,8 @@ def _decoding(args: argparse.Namespace):
         config = DecodingConfig()
     elif args.decoder == "beam" and config.decoder != "beam":
         config = dataclasses.replace(config, decoder="beam")
-    changes = {k: getattr(args, k) for k in ("beam_size", "beam_threshold", "blank_skip", "lm_weight", "word_score",
-                                                 "joint_weight")
-               if getattr(args, k) is not None}
+    options = ("beam_size", "beam_threshold", "blank_skip", "lm_weight", "word_score", "joint_weight")
+    changes = {k: getattr(args, k) for k in options if getattr(args, k) is not None}
     if args.lm is not None:
         changes["lm"] = None if args.lm == "none" else args.lm
     if args.lexicon_free:

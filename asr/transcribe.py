@@ -31,6 +31,7 @@ from .text import load_lexicon
 AUDIO_EXTENSIONS = (".wav", ".flac", ".opus", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
 CHUNK_SECONDS = 30.0  # longer files are cut into windows this long...
 OVERLAP_SECONDS = 2.0  # ...overlapping by this much, words kept where their middle is nearest their window's centre
+BATCHES_PER_WORKER = 4  # at least, when the audio allows: smaller batches balance the workers' load
 
 
 @dataclass
@@ -167,6 +168,11 @@ class Transcriber:
             except AudioError as e:
                 yield Transcript(p, error=str(e))
         remaining = collections.Counter(it.file for it in items)
+        if workers > 1:
+            # Batches go to the workers in turn: give each worker several, or the last ones leave
+            # cores idle (the model gains little from batches larger than a few utterances).
+            audio = sum(it.seconds for it in items)
+            batch_seconds = min(batch_seconds, max(audio / (BATCHES_PER_WORKER * workers), CHUNK_SECONDS))
         batches = bucket_batches([it.seconds for it in items], batch_seconds, shuffle=False)
         workers = min(workers, len(batches)) if len(batches) > 1 else 0  # a single batch: no process to start
         # Each batch is a whole job (read, featurise, run the model, search) for one worker, so

@@ -33,6 +33,7 @@ import torch
 from asr.data import read_manifest
 from asr.decode import DecodingConfig, shipped_decoding
 from asr.features import load_audio
+from asr.metrics import wer
 from asr.report import write_report
 from asr.transcribe import Transcriber, default_workers
 
@@ -131,12 +132,16 @@ def main() -> None:
         rtf["pocketsphinx, 1 process"] = seconds / audio
         if args.cores > 1:
             parallel_hyps, seconds = pocketsphinx_parallel(paths, [u.duration for u in utts], args.cores)
-            assert parallel_hyps == hyps, "PocketSphinx gave other words in parallel"
             rtf[f"pocketsphinx, {args.cores} processes"] = seconds / audio
+            # PocketSphinx carries its cepstral mean from one utterance to the next, so its words
+            # depend a little on which files a process saw before: say how much.
+            print(f"pocketsphinx WER, 1 process {wer([u.text for u in utts], hyps):.2%}, {args.cores} processes "
+                  f"{wer([u.text for u in utts], parallel_hyps):.2%} (the report uses the first)")
         systems["pocketsphinx"] = [{"id": u.id, "ref": u.text, "hyp": h, "duration": u.duration, "speaker": u.speaker}
                                    for u, h in zip(utts, hyps)]
     for name, value in rtf.items():
         print(f"{name:45s} RTF {value:.4f}")
+    sys.stdout.flush()
     baseline = min(v for k, v in rtf.items() if k.startswith("one by one"))
     for cores in sorted({1, args.cores}):
         batch = rtf[f"batch, {cores} worker process(es)"]

@@ -49,6 +49,9 @@ def main() -> None:
             t0 = time.perf_counter()
             transcriber = Transcriber(args.model, head=head, decoding=decoding)
             load = time.perf_counter() - t0
+            # The lexicon (shared by every Transcriber) memoises closest-pronunciation look-ups of
+            # the greedy phone head: empty it, or a run would find the answers of the run before.
+            transcriber.lexicon.clear_memo()
             start = time.perf_counter()
             results = list(transcriber.transcribe(paths, workers=workers))
             wall = time.perf_counter() - start

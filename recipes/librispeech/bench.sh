@@ -9,7 +9,7 @@ config=${1:-recipes/librispeech/conf/train-clean-5.toml}
 (lscpu | grep -E "Model name|^CPU\(s\)"; python3 -c "import torch; print('torch', torch.__version__)") > "$out/bench-machine.log"
 python3 benchmarks/train_epoch.py "$config" --threads 1 2 --max-batches 40 2>&1 | grep -v "^features" | tee "$out/bench-train-epoch.log"
 python3 benchmarks/beam_pruning.py --manifest data/librispeech/dev.jsonl --every 3 \
-  --settings 1000:25:none 1000:12:none 1000:12:0.95 | tee "$out/bench-beam-pruning.log"
+  --settings 1000:25:none 1000:12:none 1000:12:0.95 500:12:0.95 2000:12:0.95 | tee "$out/bench-beam-pruning.log"
 python3 benchmarks/transcribe_rtf.py --manifest data/librispeech/dev.jsonl --threads 1 --workers 0 2 \
   --decoders greedy shipped | tee "$out/bench-transcribe-rtf.log"
 python3 benchmarks/batch_transcribe.py --manifest data/librispeech/dev.jsonl --limit 60 \
