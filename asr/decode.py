@@ -270,7 +270,7 @@ class BeamDecoder:
         if head not in ("char", "phone"):
             raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
         self.head = head
-        self.joint_weight = joint_weight  # read by `recognize`: see `joint_rescore`
+        self.joint_weight = joint_weight  # read by `decode_batch`: see `joint_rescore`
         self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
         if lexicon_free and (head != "char" or lm is not None):
             raise ValueError("lexicon-free search works on the character head only (--head char), without a word LM")
