@@ -13,10 +13,12 @@ import collections
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,17 +101,14 @@ def _plan(index: int, duration: float) -> list[_Item]:
     return items
 
 
-class _Recognition(torch.utils.data.Dataset):
+class _Recognition:
     """A batch of items -> their words: read, featurised and recognised together, in a worker
     process when there are workers; unreadable items come back with their error as a string."""
 
     def __init__(self, transcriber: "Transcriber", paths: list[str], items: list[_Item]):
         self.transcriber, self.paths, self.items = transcriber, paths, items
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, batch: list[int]) -> list[tuple[int, list[Word], float, str | None]]:
+    def __call__(self, batch: list[int]) -> list[tuple[int, list[Word], float, str | None]]:
         tr = self.transcriber
         done, loaded = [], []
         for k in batch:
@@ -126,12 +125,34 @@ class _Recognition(torch.utils.data.Dataset):
         return done
 
 
-def _worker_init(_: int) -> None:
+_job: _Recognition | None = None  # a worker process's job, inherited from its parent at the fork
+
+
+def _worker_init(job: _Recognition) -> None:
+    global _job
+    _job = job
     torch.set_num_threads(1)  # one core per worker: N workers use N cores without oversubscription
 
 
-def _as_is(batch):
-    return batch
+def _worker_run(batch: list[int]) -> list[tuple[int, list[Word], float, str | None]]:
+    return _job(batch)
+
+
+def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> Iterator[list]:
+    """``job(batch)`` for each batch: in this process, or in ``workers`` forked processes that
+    take the next batch whenever they finish one (results in order of completion)."""
+    if workers == 0:
+        yield from map(job, batches)
+        return
+    # fork: the workers share the model, lexicon and LM already in memory, and the job is
+    # inherited rather than pickled; PyTorch resets its thread pools in forked children.
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_worker_init, initargs=(job,))
+    try:
+        for future in as_completed([pool.submit(_worker_run, b) for b in batches]):
+            yield future.result()
+    finally:  # also when the caller stops early or a batch fails: drop the batches not started
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def default_workers() -> int:
@@ -169,22 +190,20 @@ class Transcriber:
                 yield Transcript(p, error=str(e))
         remaining = collections.Counter(it.file for it in items)
         if workers > 1:
-            # Batches go to the workers in turn: give each worker several, or the last ones leave
-            # cores idle (the model gains little from batches larger than a few utterances).
+            # Several batches per worker, so that the last ones can even out the loads (the model
+            # gains little from batches larger than a few utterances).
             audio = sum(it.seconds for it in items)
             batch_seconds = min(batch_seconds, max(audio / (BATCHES_PER_WORKER * workers), CHUNK_SECONDS))
         batches = bucket_batches([it.seconds for it in items], batch_seconds, shuffle=False)
+        # Longest batches first, each to whichever worker is free: the small ones come last
+        # and even out the workers' loads, so no core sits idle while another finishes.
+        batches.sort(key=lambda b: -sum(items[k].seconds for k in b))
         workers = min(workers, len(batches)) if len(batches) > 1 else 0  # a single batch: no process to start
         # Each batch is a whole job (read, featurise, run the model, search) for one worker, so
         # N workers keep N cores busy: the beam search, the costly part, is one utterance at a
-        # time and can only go faster by running on several cores. Workers start by fork (the
-        # Linux default): they share the model, lexicon and LM already in memory, and PyTorch
-        # resets its thread pools in forked children.
-        loader = torch.utils.data.DataLoader(
-            _Recognition(self, paths, items), sampler=batches, batch_size=None, collate_fn=_as_is,
-            num_workers=workers, worker_init_fn=_worker_init if workers else None)
+        # time and can only go faster by running on several cores.
         bar = _Progress(len(paths), progress)
-        for batch in loader:
+        for batch in _run_batches(_Recognition(self, paths, items), batches, workers):
             for k, words, seconds, err in batch:
                 it = items[k]
                 t = results.setdefault(it.file, Transcript(paths[it.file]))

@@ -2,17 +2,27 @@
 beam thresholds and blank-skip settings, on the same model outputs, in one run.
 
     python benchmarks/beam_pruning.py --manifest data/librispeech/dev.jsonl --every 3 \
-        --settings 1000:25:none 1000:12:0.95
+        --settings 1000:25:none 1000:12:0.95 [--preload /usr/lib/x86_64-linux-gnu/libjemalloc.so.2]
 
 A setting is BEAM_SIZE:BEAM_THRESHOLD:BLANK_SKIP ("none": every frame searched); the other
-decoding weights are the shipped ones. The model runs once; each setting's search is timed
-alone on one thread (search RTF = search seconds / audio seconds).
+decoding weights are the shipped ones. The model runs once and its outputs are saved; each
+setting is then searched on one thread in a fresh process (search RTF = search seconds /
+audio seconds). Fresh processes, because flashlight's search spends much of its time in
+malloc and free, so its speed depends on the state of the heap: in one process, a decoder
+built while another one's hypotheses were still in memory searched up to 1.7x faster than
+the same decoder built first. ``--preload LIB`` times each setting a second time with that
+allocator (LD_PRELOAD), e.g. jemalloc.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
@@ -24,37 +34,62 @@ from asr.model import load_model
 from asr.text import load_lexicon
 
 
+def search(outputs_path: str, setting: str) -> dict:
+    """Search the saved model outputs with one setting; its hypotheses, seconds and frame counts."""
+    torch.set_num_threads(1)
+    saved = torch.load(outputs_path, weights_only=True)
+    head, shipped = shipped_decoding()
+    beam_size, threshold, skip = setting.split(":")
+    config = dataclasses.replace(shipped, beam_size=int(beam_size), beam_threshold=float(threshold),
+                                 blank_skip=None if skip == "none" else float(skip))
+    beam = make_beam_decoder(head, load_lexicon(None), config)
+    hyps: dict[int, str] = {}
+    start = time.perf_counter()
+    for idx, out in zip(saved["indices"], saved["outputs"]):
+        for i, nbest in zip(idx, beam.search(out[head], out["lengths"], saved["frame_seconds"])):
+            hyps[i] = text_of(nbest[0][0]) if nbest else ""
+    seconds = time.perf_counter() - start
+    frames = searched = 0
+    for out in saved["outputs"]:
+        for b, n in enumerate(out["lengths"].tolist()):
+            frames += n
+            searched += len(skip_blank_frames(out[head][b, :n], config.blank_skip))
+    return {"hyps": [hyps[i] for i in range(len(hyps))], "seconds": seconds, "frames": frames, "searched": searched}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--every", type=int, default=1, help="every N-th utterance only")
     ap.add_argument("--settings", nargs="+", default=["1000:25:none", "1000:12:0.95"])
+    ap.add_argument("--preload", help="also time each setting with this allocator library preloaded")
+    ap.add_argument("--search", nargs=2, metavar=("OUTPUTS", "SETTING"), help=argparse.SUPPRESS)  # one child's job
     args = ap.parse_args()
+    if args.search:
+        print(json.dumps(search(*args.search)))
+        return
     torch.set_num_threads(1)
     utts = read_manifest(args.manifest)[:: args.every]
     audio = sum(u.duration for u in utts)
     head, shipped = shipped_decoding()
-    model, lexicon = load_model(None), load_lexicon(None)
-    outputs = list(forward_batches(model, load_features(utts, model.config.features, progress=False)))
+    model = load_model(None)
+    indices, outputs = zip(*forward_batches(model, load_features(utts, model.config.features, progress=False)))
     print(f"{len(utts)} utterances, {audio / 60:.0f} min; shipped: head={head} {shipped}")
-    for setting in args.settings:
-        beam_size, threshold, skip = setting.split(":")
-        config = dataclasses.replace(shipped, beam_size=int(beam_size), beam_threshold=float(threshold),
-                                     blank_skip=None if skip == "none" else float(skip))
-        beam = make_beam_decoder(head, lexicon, config)
-        hyps, frames, searched = [""] * len(utts), 0, 0
-        start = time.perf_counter()
-        for idx, out in outputs:
-            for i, nbest in zip(idx, beam.search(out[head], out["lengths"], model.config.frame_seconds)):
-                hyps[i] = text_of(nbest[0][0]) if nbest else ""
-        seconds = time.perf_counter() - start
-        for _, out in outputs:
-            for b, n in enumerate(out["lengths"].tolist()):
-                frames += n
-                searched += len(skip_blank_frames(out[head][b, :n], config.blank_skip))
-        print(f"beam {beam_size:>5s} threshold {threshold:>4s} blank-skip {skip:>4s}: WER "
-              f"{wer([u.text for u in utts], hyps):.2%}, search RTF {seconds / audio:.4f}, "
-              f"frames searched {searched / frames:.0%}")
+    allocators = {"glibc malloc": None, **({os.path.basename(args.preload): args.preload} if args.preload else {})}
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = os.path.join(tmp, "outputs.pt")
+        torch.save({"indices": list(indices), "outputs": list(outputs),
+                    "frame_seconds": model.config.frame_seconds}, saved)
+        for setting in args.settings:
+            for allocator, library in allocators.items():
+                env = {**os.environ, "OMP_NUM_THREADS": "1", **({"LD_PRELOAD": library} if library else {})}
+                child = subprocess.run([sys.executable, __file__, "--manifest", args.manifest, "--search", saved, setting],
+                                       env=env, check=True, capture_output=True, text=True)
+                r = json.loads(child.stdout.splitlines()[-1])
+                beam_size, threshold, skip = setting.split(":")
+                print(f"beam {beam_size:>5s} threshold {threshold:>4s} blank-skip {skip:>4s} {allocator:>16s}: WER "
+                      f"{wer([u.text for u in utts], r['hyps']):.2%}, search RTF {r['seconds'] / audio:.4f}, "
+                      f"frames searched {r['searched'] / r['frames']:.0%}", flush=True)
 
 
 if __name__ == "__main__":
