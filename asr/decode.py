@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -318,9 +319,23 @@ class BeamDecoder:
         """``(B, T, V)`` log-probabilities -> for each utterance, its n-best lists of words."""
         return [[words for words, _ in nbest] for nbest in self.search(log_probs, lengths, frame_seconds)]
 
+    search_in_thread = True  # see `search`
+
     def search(self, log_probs: torch.Tensor, lengths: torch.Tensor,
                frame_seconds: float) -> list[list[tuple[list[Word], float]]]:
         """Like calling the decoder, with each hypothesis's score (acoustic + weighted LM + word scores)."""
+        if not self.search_in_thread:
+            return self._search(log_probs, lengths, frame_seconds)
+        # flashlight allocates and frees millions of small objects an utterance (hypotheses, LM
+        # states). With glibc's malloc that ran ~1.5x slower on the main thread's heap than on
+        # the separate heap (arena) glibc gives another thread, whatever the malloc tunables
+        # (benchmarks/beam_pruning.py --main-thread). A new thread per call, so that none is
+        # left running when worker processes are forked.
+        with ThreadPoolExecutor(1, thread_name_prefix="asr-beam") as thread:
+            return thread.submit(self._search, log_probs, lengths, frame_seconds).result()
+
+    def _search(self, log_probs: torch.Tensor, lengths: torch.Tensor,
+                frame_seconds: float) -> list[list[tuple[list[Word], float]]]:
         emissions = log_probs.detach().to("cpu", torch.float32)
         boundary = torch.where(torch.arange(emissions.shape[-1]) == self.vocab.boundary, 0.0, -1e4)
         out = []

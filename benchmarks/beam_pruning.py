@@ -6,12 +6,13 @@ beam thresholds and blank-skip settings, on the same model outputs, in one run.
 
 A setting is BEAM_SIZE:BEAM_THRESHOLD:BLANK_SKIP ("none": every frame searched); the other
 decoding weights are the shipped ones. The model runs once and its outputs are saved; each
-setting is then searched on one thread in a fresh process (search RTF = search seconds /
+setting is then searched on one core in a fresh process (search RTF = search seconds /
 audio seconds). Fresh processes, because flashlight's search spends much of its time in
 malloc and free, so its speed depends on the state of the heap: in one process, a decoder
 built while another one's hypotheses were still in memory searched up to 1.7x faster than
-the same decoder built first. ``--preload LIB`` times each setting a second time with that
-allocator (LD_PRELOAD), e.g. jemalloc.
+the same decoder built first. ``--main-thread`` also times each setting searching on the
+main thread (``BeamDecoder.search_in_thread = False``), ``--preload LIB`` with that
+allocator preloaded (LD_PRELOAD), e.g. jemalloc.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from asr.model import load_model
 from asr.text import load_lexicon
 
 
-def search(outputs_path: str, setting: str) -> dict:
+def search(outputs_path: str, setting: str, main_thread: bool) -> dict:
     """Search the saved model outputs with one setting; its hypotheses, seconds and frame counts."""
     torch.set_num_threads(1)
     saved = torch.load(outputs_path, weights_only=True)
@@ -43,6 +44,7 @@ def search(outputs_path: str, setting: str) -> dict:
     config = dataclasses.replace(shipped, beam_size=int(beam_size), beam_threshold=float(threshold),
                                  blank_skip=None if skip == "none" else float(skip))
     beam = make_beam_decoder(head, load_lexicon(None), config)
+    beam.search_in_thread = not main_thread
     hyps: dict[int, str] = {}
     start = time.perf_counter()
     for idx, out in zip(saved["indices"], saved["outputs"]):
@@ -62,11 +64,13 @@ def main() -> None:
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--every", type=int, default=1, help="every N-th utterance only")
     ap.add_argument("--settings", nargs="+", default=["1000:25:none", "1000:12:0.95"])
+    ap.add_argument("--main-thread", action="store_true", help="also time each setting searching on the main thread")
     ap.add_argument("--preload", help="also time each setting with this allocator library preloaded")
-    ap.add_argument("--search", nargs=2, metavar=("OUTPUTS", "SETTING"), help=argparse.SUPPRESS)  # one child's job
+    ap.add_argument("--search", nargs=3, metavar=("OUTPUTS", "SETTING", "THREAD"), help=argparse.SUPPRESS)  # a child's job
     args = ap.parse_args()
     if args.search:
-        print(json.dumps(search(*args.search)))
+        outputs, setting, thread = args.search
+        print(json.dumps(search(outputs, setting, main_thread=thread == "main")))
         return
     torch.set_num_threads(1)
     utts = read_manifest(args.manifest)[:: args.every]
@@ -75,19 +79,23 @@ def main() -> None:
     model = load_model(None)
     indices, outputs = zip(*forward_batches(model, load_features(utts, model.config.features, progress=False)))
     print(f"{len(utts)} utterances, {audio / 60:.0f} min; shipped: head={head} {shipped}")
-    allocators = {"glibc malloc": None, **({os.path.basename(args.preload): args.preload} if args.preload else {})}
+    # (label, LD_PRELOAD, thread): the shipped way first
+    variants = [("glibc, own thread", None, "own")] + ([("glibc, main thread", None, "main")] if args.main_thread else [])
+    if args.preload:
+        variants.append((f"{os.path.basename(args.preload)}, own thread", args.preload, "own"))
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "outputs.pt")
         torch.save({"indices": list(indices), "outputs": list(outputs),
                     "frame_seconds": model.config.frame_seconds}, saved)
         for setting in args.settings:
-            for allocator, library in allocators.items():
+            for label, library, thread in variants:
                 env = {**os.environ, "OMP_NUM_THREADS": "1", **({"LD_PRELOAD": library} if library else {})}
-                child = subprocess.run([sys.executable, __file__, "--manifest", args.manifest, "--search", saved, setting],
+                child = subprocess.run([sys.executable, __file__, "--manifest", args.manifest, "--search", saved,
+                                        setting, thread],
                                        env=env, check=True, capture_output=True, text=True)
                 r = json.loads(child.stdout.splitlines()[-1])
                 beam_size, threshold, skip = setting.split(":")
-                print(f"beam {beam_size:>5s} threshold {threshold:>4s} blank-skip {skip:>4s} {allocator:>16s}: WER "
+                print(f"beam {beam_size:>5s} threshold {threshold:>4s} blank-skip {skip:>4s} {label:>27s}: WER "
                       f"{wer([u.text for u in utts], r['hyps']):.2%}, search RTF {r['seconds'] / audio:.4f}, "
                       f"frames searched {r['searched'] / r['frames']:.0%}", flush=True)
 
