@@ -65,6 +65,24 @@ def test_batch_equals_single():
     assert batch[1] == dec(short[:, :3], torch.tensor([3]), 0.03)[0]
 
 
+def test_search_in_its_own_thread_equals_the_main_thread(tmp_path):
+    import threading
+
+    (tmp_path / "t.txt").write_text("A RED BED\nREAD A BED\n")
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
+    lp = frames(AMBIGUOUS, C)
+    dec = BeamDecoder("char", LEX, lm=str(tmp_path / "lm.arpa"), beam_size=20, nbest=3)
+    seen = []
+    search = dec.decoder.__call__
+    dec.decoder = lambda *args: seen.append(threading.current_thread()) or search(*args)
+    own = dec.search(lp, torch.tensor([7]), 0.03)
+    dec.search_in_thread = False
+    main = dec.search(lp, torch.tensor([7]), 0.03)
+    assert own == main and own[0]
+    assert seen[0] is not threading.main_thread() and seen[1] is threading.main_thread()
+    assert not seen[0].is_alive()  # the search's thread is gone: nothing left running at a fork
+
+
 def test_blank_skip_keeps_words_times_and_doubled_letters():
     # "reed": r, three sure blanks, e, three sure blanks, e, d: dropping whole blank runs would
     # merge the two e's into "red"; skipping keeps one blank between them.

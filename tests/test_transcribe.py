@@ -168,3 +168,14 @@ def test_worker_processes_give_the_transcripts_of_one_file_at_a_time():
         # a batch's padded matrix products may round differently from one utterance's
         assert [w.confidence for w in t.words] == pytest.approx([w.confidence for w in one.words], abs=1e-3)
     assert all(t.text for t in batched if t.path.endswith(".opus"))  # LibriSpeech clips: words heard
+
+
+def test_stopping_early_stops_the_worker_processes():
+    import multiprocessing
+
+    tr = Transcriber()
+    paths = [str(p) for p in SAMPLES] + [str(TEST_DATA / n) for n in ("3_jackson_0.wav", "19-198-0000.opus")]
+    results = tr.transcribe(paths, batch_seconds=5.0, workers=2)
+    first = next(results)
+    results.close()  # e.g. a consumer that breaks out of its loop
+    assert first.path in paths and not multiprocessing.active_children()
