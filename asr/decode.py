@@ -326,9 +326,9 @@ class BeamDecoder:
         """Like calling the decoder, with each hypothesis's score (acoustic + weighted LM + word scores)."""
         if not self.search_in_thread:
             return self._search(log_probs, lengths, frame_seconds)
-        # flashlight allocates and frees millions of small objects an utterance (hypotheses, LM
-        # states). With glibc's malloc that ran ~1.5x slower on the main thread's heap than on
-        # the separate heap (arena) glibc gives another thread, whatever the malloc tunables
+        # flashlight allocates and frees many small objects an utterance (hypotheses, LM
+        # states). With glibc's malloc that ran ~1.8x slower on the main thread's heap than on
+        # the separate heap (arena) glibc gives another thread, with every malloc tunable we tried
         # (benchmarks/beam_pruning.py --main-thread). A new thread per call, so that none is
         # left running when worker processes are forked.
         with ThreadPoolExecutor(1, thread_name_prefix="asr-beam") as thread:

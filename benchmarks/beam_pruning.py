@@ -9,8 +9,8 @@ decoding weights are the shipped ones. The model runs once and its outputs are s
 setting is then searched on one core in a fresh process (search RTF = search seconds /
 audio seconds). Fresh processes, because flashlight's search spends much of its time in
 malloc and free, so its speed depends on the state of the heap: in one process, a decoder
-built while another one's hypotheses were still in memory searched up to 1.7x faster than
-the same decoder built first. ``--main-thread`` also times each setting searching on the
+built while another one's hypotheses were still in memory searched much faster than the
+same decoder built first. ``--main-thread`` also times each setting searching on the
 main thread (``BeamDecoder.search_in_thread = False``), ``--preload LIB`` with that
 allocator preloaded (LD_PRELOAD), e.g. jemalloc.
 """

@@ -76,7 +76,7 @@ if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
   # A wide beam with few tokens per frame: in quick runs on part of dev, beam 1000 / 8 tokens
   # was several points better than torchaudio's default beam of 50. Threshold 12 and skipping
   # repeated sure-blank frames (P > 0.95) cost no WER against threshold 25 without skipping
-  # and search ~1.8x faster: benchmarks/beam_pruning.py.
+  # and search ~2.4x faster: benchmarks/beam_pruning.py.
   # Refine around the best with other grids and TUNE_TAG=-name: each run has its own folder
   # tune/HEAD-name/, and the best of all of them is taken.
   for head in ${HEADS:-char phone}; do
