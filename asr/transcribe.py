@@ -141,7 +141,7 @@ def _worker_run(batch: list[int]) -> list[tuple[int, list[Word], float, str | No
 def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> Iterator[list]:
     """``job(batch)`` for each batch: in this process, or in ``workers`` forked processes that
     take the next batch whenever they finish one (results in order of completion)."""
-    if workers == 0 or "fork" not in multiprocessing.get_all_start_methods():  # no fork on Windows
+    if workers == 0:
         yield from map(job, batches)
         return
     # fork: the workers share the model, lexicon and LM already in memory, and the job is
@@ -189,6 +189,8 @@ class Transcriber:
             except AudioError as e:
                 yield Transcript(p, error=str(e))
         remaining = collections.Counter(it.file for it in items)
+        if "fork" not in multiprocessing.get_all_start_methods():  # Windows: no workers (see `_run_batches`)
+            workers = 0
         if workers > 1:
             # Several batches per worker, so that the last ones can even out the loads (the model
             # gains little from batches larger than a few utterances).
