@@ -159,15 +159,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_lm_build(args: argparse.Namespace) -> int:
-    from .lm import build_lm
+    from .lm import build_lm, read_word_list
     from .text import load_lexicon
 
     vocabulary = None
     if args.lexicon:
         vocabulary = set(load_lexicon(None if args.lexicon == "default" else args.lexicon).prons)
+    english = read_word_list(args.english_words) if args.english_words else None
     stats = build_lm(args.texts, args.out, args.order, args.max_sentences, args.top_words,
-                     tuple(args.min_counts), vocabulary)
-    print(f"{args.out}: {stats['sentences']} sentences, {stats['words']} words, vocabulary {stats['vocabulary']}, "
+                     tuple(args.min_counts), vocabulary, english=english, min_english=args.min_english)
+    print(f"{args.out}: {stats['sentences']} sentences ({stats['foreign_sentences']} more left out as foreign), "
+          f"{stats['words']} words, vocabulary {stats['vocabulary']}, "
           f"n-grams {stats['ngrams']}, {stats['bytes'] / 1e6:.1f} MB in {stats['seconds']} s "
           f"(word list: {args.out}.words.txt)")
     return 0
@@ -268,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: none; 'default' for the shipped one)")
     p.add_argument("--min-counts", type=int, nargs="+", default=[], metavar="N",
                    help="drop n-grams of order 1, 2, ... seen fewer than N times (e.g. 1 2 2)")
+    p.add_argument("--english-words", metavar="FILE", help="word list or CMUdict file: with --min-english, "
+                   "sentences with too few of their words in it are left out as foreign-language text")
+    p.add_argument("--min-english", type=float, default=0.8, metavar="SHARE",
+                   help="least share of a sentence's words found in --english-words (default 0.8)")
     p.set_defaults(func=cmd_lm_build)
 
     p = sub.add_parser("demo", help="transcribe and score the shipped sample clips with the shipped model")

@@ -62,11 +62,11 @@ def write_manifest(utts: list[Utterance], path: str | Path) -> None:
     base = path.parent.resolve()
     lines = []
     for u in utts:
-        audio = Path(u.audio)
+        audio = Path(u.audio).resolve()
         try:
-            audio = audio.resolve().relative_to(base)
+            audio = audio.relative_to(base)
         except ValueError:
-            pass
+            pass  # outside the manifest's folder: stored absolute, since a relative path is read against that folder
         record = dict(id=u.id, audio=str(audio), duration=round(u.duration, 3), sample_rate=u.sample_rate,
                       text=u.text, speaker=u.speaker)
         lines.append(json.dumps(record, ensure_ascii=False))
@@ -221,26 +221,26 @@ def prepare_folder(audio_dir: str | Path, transcripts: str | Path, out: str | Pa
 # Features cached in memory for training
 
 
-def _features_worker(args: tuple[str, FeatureConfig]) -> torch.Tensor:
+def _features_worker(args: tuple[str, FeatureConfig, float]) -> torch.Tensor:
     torch.set_num_threads(1)
-    path, config = args
-    return file_features(path, config).to(torch.float16)  # half the memory; CMVN output is ~N(0, 1)
+    path, config, speed = args
+    return file_features(path, config, speed).to(torch.float16)  # half the memory; CMVN output is ~N(0, 1)
 
 
 def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Path | None = None,
-                  workers: int = 1, progress: bool = True) -> list[torch.Tensor]:
-    """Features ``(frames, dim)`` float16 for every utterance, from ``cache`` if it matches.
+                  workers: int = 1, progress: bool = True, speed: float = 1.0) -> list[torch.Tensor]:
+    """Features ``(frames, dim)`` float16 for every utterance played ``speed`` times as fast, from ``cache`` if it matches.
 
-    The cache is keyed by the utterance ids, audio paths and feature config, and written atomically.
+    The cache is keyed by the utterance ids, audio paths, feature config and speed, and written atomically.
     """
-    key = json.dumps([[(u.id, u.audio) for u in utts], config.__dict__])
+    key = json.dumps([[(u.id, u.audio) for u in utts], config.__dict__] + ([speed] if speed != 1.0 else []))
     if cache is not None and Path(cache).is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("key") == key:
             return saved["features"]
     from tqdm import tqdm
 
-    jobs = [(u.audio, config) for u in utts]
+    jobs = [(u.audio, config, speed) for u in utts]
     if workers > 1:
         import multiprocessing as mp
 

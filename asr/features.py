@@ -176,6 +176,19 @@ def compute_features(wav: torch.Tensor, config: FeatureConfig = FeatureConfig())
         return extractor(wav[None])[0][0]
 
 
-def file_features(path: str | Path, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
-    """Load ``path`` and return its features ``(frames, dim)``."""
-    return compute_features(load_audio(path), config)
+def speed_perturb(wav: torch.Tensor, factor: float, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """Play ``wav`` ``(samples,)`` ``factor`` times as fast: tempo and pitch both change (Kaldi's speed perturbation).
+
+    Resampling from ``sample_rate * factor`` to ``sample_rate`` Hz gives ``len(wav) / factor``
+    samples that, read at ``sample_rate``, last ``1 / factor`` as long.
+    """
+    if factor == 1.0:
+        return wav
+    if factor <= 0:
+        raise ValueError(f"speed factor must be positive, not {factor}")
+    return torchaudio.functional.resample(wav, int(round(sample_rate * factor)), sample_rate)
+
+
+def file_features(path: str | Path, config: FeatureConfig = FeatureConfig(), speed: float = 1.0) -> torch.Tensor:
+    """Load ``path`` (played ``speed`` times as fast) and return its features ``(frames, dim)``."""
+    return compute_features(speed_perturb(load_audio(path), speed), config)

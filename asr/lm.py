@@ -37,9 +37,31 @@ def iter_sentences(paths: Iterable[str | Path], max_sentences: int | None = None
                     yield line
 
 
+def read_word_list(path: str | Path) -> set[str]:
+    """Lower-cased words of a word list or a CMUdict-format dictionary: the first field of each
+    line, alternate-pronunciation markers (``word(2)``) and comments (``;;;``, ``#``) removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: word list not found")
+    words = set()
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith(";;;"):
+                words.add(line.split()[0].split("(", 1)[0].lower())
+    return words
+
+
+def english_share(sentence: str, english: set[str]) -> float:
+    """Fraction of the words of ``sentence`` found in ``english``: low for foreign-language text."""
+    words = sentence.split()
+    return sum(w in english for w in words) / len(words) if words else 0.0
+
+
 def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sentences: int | None = None,
              top_words: int | None = None, min_counts: tuple[int, ...] = (), vocabulary: set[str] | None = None,
-             smoothing: str = "kneser_ney") -> dict[str, Any]:
+             smoothing: str = "kneser_ney", english: set[str] | None = None, min_english: float = 0.0) -> dict[str, Any]:
     """Write an ARPA LM of ``order`` estimated on ``texts`` to ``out`` (atomically), and ``out``.words.txt.
 
     The size is bounded two ways before estimation, as KenLM's ``lmplz --prune`` and SRILM's
@@ -48,17 +70,33 @@ def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sente
     other word are dropped; an n-gram of order k+1 seen fewer than ``min_counts[k]`` times is
     dropped (``min_counts=(1, 2, 3)``: every word, bigrams seen twice, trigrams three times).
     ``out`` ending in ``.gz`` is written gzip-compressed (KenLM reads it as it is).
+    With ``english`` (e.g. CMUdict's words), sentences with less than ``min_english`` of their
+    words in it are left out, and the vocabulary keeps only words of ``english`` or of the
+    JSONL manifests' transcripts: book text holds foreign-language passages whose words would
+    otherwise enter the vocabulary and come out in English transcripts.
     Returns counts, the time taken and the file size.
     """
     import arpabo
 
     start = time.perf_counter()
     lm = arpabo.ArpaBoLM(max_order=order, smoothing_method=smoothing)
-    sentences = words = 0
-    for sentence in iter_sentences(texts, max_sentences):
-        lm.read_corpus_line(sentence)
-        sentences += 1
-        words += sentence.count(" ") + 1
+    sentences = words = foreign = 0
+    transcript_words: set[str] = set()  # words of the training transcripts: English whatever CMUdict says
+    for path in texts:
+        manifest = Path(path).name.endswith((".jsonl", ".jsonl.gz"))
+        left = None if max_sentences is None else max_sentences - sentences - foreign
+        for sentence in iter_sentences([path], left):
+            if manifest:
+                transcript_words.update(sentence.split())
+            elif english is not None and english_share(sentence, english) < min_english:
+                foreign += 1
+                continue
+            lm.read_corpus_line(sentence)
+            sentences += 1
+            words += sentence.count(" ") + 1
+    if english is not None:
+        allowed = english | transcript_words
+        vocabulary = allowed if vocabulary is None else vocabulary & allowed
     if not sentences:
         raise ValueError("no text to build a language model from")
     lm.sent_count = sentences
@@ -81,7 +119,7 @@ def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sente
     os.replace(tmp, out)
     vocab = sorted(set(lm.grams[0]) - {"<s>", "</s>"})
     Path(f"{out}.words.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return {"sentences": sentences, "words": words, "vocabulary": len(vocab),
+    return {"sentences": sentences, "words": words, "foreign_sentences": foreign, "vocabulary": len(vocab),
             "ngrams": [len(lm.grams[0])] + [_count(lm.grams[k], k) for k in range(1, order)],
             "seconds": round(time.perf_counter() - start, 1), "bytes": out.stat().st_size}
 

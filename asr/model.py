@@ -24,6 +24,8 @@ class ModelConfig:
     layers: int = 4
     bidirectional: bool = True
     nonlinearity: str = "tanh"  # "tanh" or "relu"
+    identity_init: bool = False  # recurrent weights start as the identity, biases at 0 (IRNN, Le et al. 2015; for relu)
+    residual: bool = False  # add each RNN layer's input to its output (layers 2..L, where the widths match)
     dropout: float = 0.2
     n_chars: int = len(CHAR_VOCAB)
     n_phones: int = len(PHONE_VOCAB)
@@ -62,6 +64,13 @@ class AcousticModel(nn.Module):
             for i in range(config.layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(config.layers))
+        if config.identity_init:
+            for rnn in self.rnns:
+                for name, p in rnn.named_parameters():
+                    if name.startswith("weight_hh"):
+                        nn.init.eye_(p)
+                    elif name.startswith("bias"):
+                        nn.init.zeros_(p)
         self.dropout = nn.Dropout(config.dropout)
         self.char_head = nn.Linear(d, config.n_chars)
         self.phone_head = nn.Linear(d, config.n_phones)
@@ -86,14 +95,14 @@ class AcousticModel(nn.Module):
         # batch is packed, so each utterance's output is exactly what it would be alone.
         packed = not self.training and bool((out_lengths != out_lengths.max()).any())
         x = self.dropout(self.input(self.stack_frames(feats)))
-        for rnn, norm in zip(self.rnns, self.norms):
+        for i, (rnn, norm) in enumerate(zip(self.rnns, self.norms)):
             if packed:
-                x = nn.utils.rnn.pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
-                x, _ = rnn(x)
-                x, _ = nn.utils.rnn.pad_packed_sequence(x, batch_first=True, total_length=int(out_lengths.max()))
+                y = nn.utils.rnn.pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
+                y, _ = rnn(y)
+                y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=int(out_lengths.max()))
             else:
-                x, _ = rnn(x)
-            x = self.dropout(norm(x))
+                y, _ = rnn(x)
+            x = self.dropout(norm(y + x if self.config.residual and i > 0 else y))
         return {
             "char": self.char_head(x).log_softmax(-1),
             "phone": self.phone_head(x).log_softmax(-1),
@@ -113,6 +122,15 @@ def save_checkpoint(path: str | Path, model: AcousticModel, **extra: Any) -> Non
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the ``model`` weights of ``paths`` (same architecture): checkpoint averaging."""
+    states = [load_checkpoint(p)["model"] for p in paths]
+    if not states:
+        raise ValueError("no checkpoints to average")
+    return {k: sum(s[k].double() for s in states).div(len(states)).to(states[0][k].dtype)
+            if states[0][k].is_floating_point() else states[-1][k] for k in states[0]}
 
 
 def default_model_path() -> Path:

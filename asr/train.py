@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .data import Utterance, atomic_write_text, bucket_batches, load_features, pad_features, read_manifest, spec_augment
 from .decode import recognize
 from .metrics import score_heads
-from .model import AcousticModel, ModelConfig, load_checkpoint, save_checkpoint
+from .model import AcousticModel, ModelConfig, average_checkpoints, load_checkpoint, save_checkpoint
 from .text import CHAR_VOCAB, PHONE_VOCAB, chars_to_ids, load_lexicon
 
 
@@ -48,10 +48,13 @@ class TrainConfig:
     clip_norm: float = 5.0
     char_weight: float = 0.5  # loss = char_weight * CTC(char) + (1 - char_weight) * CTC(phone)
     threads: int = 1  # torch CPU threads; pick on purpose: oversubscribed cores slow RNNs ~10x
+    precision: str = "fp32"  # "fp32" or "bf16": autocast of the network (CPU with avx512_bf16, or CUDA); CTC in fp32
+    speed_perturb: tuple[float, ...] = ()  # e.g. (0.9, 1.0, 1.1): one epoch trains on every speed (Kaldi style)
+    average_last: int = 0  # average the weights of the last N epochs into final.pt (icefall/ESPnet); 0: final.pt = best.pt
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda[:N]"
     feature_workers: int = 2
     seed: int = 0
-    best_metric: str = "wer_char"  # dev metric that chooses best.pt (lower is better)
+    best_metric: str = "per"  # dev metric that chooses best.pt (lower is better): "per" for the phone head that ships
     max_minutes: float | None = None  # stop after the epoch that crosses this wall-clock budget
     lexicon: str | None = None  # default: the shipped CMUdict lexicon
 
@@ -66,7 +69,14 @@ class TrainConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
+        if "speed_perturb" in d:
+            d["speed_perturb"] = tuple(float(f) for f in d["speed_perturb"])
+        config = cls(**d)
+        if config.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', not {config.precision!r}")
+        if any(f <= 0 for f in config.speed_perturb):
+            raise ValueError(f"speed_perturb factors must be positive, not {list(config.speed_perturb)}")
+        return config
 
     @classmethod
     def load(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "TrainConfig":
@@ -149,7 +159,11 @@ def train_step(model: AcousticModel, optimizer: torch.optim.Optimizer, batch: li
     if config.spec_augment is not None:
         sa = config.spec_augment
         x = spec_augment(x, lengths, sa.freq_masks, sa.freq_width, sa.time_masks, sa.time_ratio)
-    char, phone = ctc_losses(model(x.to(device, non_blocking=True), lengths), batch)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        out = model(x.to(device, non_blocking=True), lengths)
+    # CTC sums log-probabilities over thousands of paths: bf16's 8-bit mantissa is too coarse for it.
+    out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
+    char, phone = ctc_losses(out, batch)
     loss = config.char_weight * char + (1 - config.char_weight) * phone
     optimizer.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):
@@ -193,12 +207,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
     log = _log(f"{out_dir}/train.log")
 
     train_utts = read_manifest(config.train_manifest)
-    feats = load_features(train_utts, config.model.features, out_dir / "cache" / "train_feats.pt",
-                          config.feature_workers, progress)
-    examples, dropped = make_examples(train_utts, feats, config)
-    log(f"train: {len(examples)} utterances kept of {len(train_utts)}; {dropped['too_short']} dropped as too short "
-        f"for their characters; phone loss off for {dropped['no_pronunciation']} (word missing from lexicon) "
-        f"and {dropped['phones_too_short']} (too short for their phones)")
+    examples: list[Example] = []
+    for speed in config.speed_perturb or (1.0,):
+        # A copy of the training set per speed, its features cached apart; durations scale by 1 / speed.
+        utts = train_utts if speed == 1.0 else [
+            dataclasses.replace(u, id=f"sp{speed}-{u.id}", duration=u.duration / speed) for u in train_utts]
+        cache = out_dir / "cache" / ("train_feats.pt" if speed == 1.0 else f"train_feats_sp{speed}.pt")
+        feats = load_features(utts, config.model.features, cache, config.feature_workers, progress, speed=speed)
+        kept, dropped = make_examples(utts, feats, config)
+        examples += kept
+        log(f"train at speed {speed}: {len(kept)} utterances kept of {len(utts)}; {dropped['too_short']} dropped as "
+            f"too short for their characters; phone loss off for {dropped['no_pronunciation']} (word missing from "
+            f"lexicon) and {dropped['phones_too_short']} (too short for their phones)")
     dev: list[Example] = []
     if config.dev_manifest:
         dev_utts = read_manifest(config.dev_manifest)
@@ -268,11 +288,43 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         if metric < best:
             best = metric
             save_checkpoint(out_dir / "best.pt", model, epoch=epoch, dev=row)
+        if config.average_last:
+            save_checkpoint(out_dir / f"epoch-{epoch}.pt", model, epoch=epoch)
+            for old in out_dir.glob("epoch-*.pt"):
+                if int(old.stem.split("-")[1]) <= epoch - config.average_last:
+                    old.unlink()
         save_checkpoint(last_path, model, epoch=epoch, best=best, rows=json.dumps(rows), elapsed=elapsed,
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=torch.get_rng_state())
         _write_csv(out_dir / "log.csv", rows)
         log(" ".join(f"{k}={v}" for k, v in row.items()))
+    if rows:
+        _finalize(model, dev, config, out_dir, best, log)
     return row
+
+
+def _finalize(model: AcousticModel, dev: list[Example], config: TrainConfig, out_dir: Path, best: float, log) -> None:
+    """Write ``final.pt``: the average of the last ``average_last`` epochs if it scores better on dev than ``best.pt``.
+
+    The averaged weights are scored on dev like every epoch (``averaged.json``); without dev or
+    averaging, ``final.pt`` is ``best.pt``.
+    """
+    best_ckpt = load_checkpoint(out_dir / "best.pt")
+    chosen = {"model": best_ckpt["model"], "epoch": best_ckpt["epoch"], "dev": best_ckpt["dev"], "averaged": []}
+    paths = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))[-config.average_last:] \
+        if config.average_last else []
+    if paths and dev:
+        model.load_state_dict(average_checkpoints(paths))
+        scores = {f"dev_{k}": round(v, 4) if isinstance(v, float) else v
+                  for k, v in evaluate_examples(model, dev, config).items()}
+        epochs = [int(p.stem.split("-")[1]) for p in paths]
+        atomic_write_text(out_dir / "averaged.json", json.dumps({"epochs": epochs, **scores}, indent=2) + "\n")
+        metric = scores[f"dev_{config.best_metric}"]
+        log(f"average of epochs {epochs}: " + " ".join(f"{k}={v}" for k, v in scores.items())
+            + f" ({'better' if metric < best else 'not better'} than best.pt's {config.best_metric}={best})")
+        if metric < best:
+            chosen = {"model": model.state_dict(), "epoch": epochs[-1], "dev": scores, "averaged": epochs}
+    model.load_state_dict(chosen.pop("model"))
+    save_checkpoint(out_dir / "final.pt", model, **chosen)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

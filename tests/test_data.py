@@ -100,6 +100,15 @@ def test_load_features_cache(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(feats, again))
 
 
+def test_load_features_speed_perturbed_has_its_own_cache(tmp_path):
+    utts = read_manifest(TEST_DATA / "manifest.jsonl")[:1]
+    cfg = FeatureConfig()
+    normal = load_features(utts, cfg, tmp_path / "cache.pt", progress=False)
+    fast = load_features(utts, cfg, tmp_path / "cache.pt", progress=False, speed=1.1)  # same file: key must differ
+    assert abs(fast[0].shape[0] - normal[0].shape[0] / 1.1) <= 2
+    assert load_features(utts, cfg, tmp_path / "cache.pt", progress=False, speed=1.1)[0].shape == fast[0].shape
+
+
 @needs_librispeech
 def test_prepare_real_librispeech_dev(tmp_path):
     report = prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")

@@ -3,7 +3,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.features import HOP, MFCC, N_FFT, SAMPLE_RATE, WIN_LENGTH, AudioError, FeatureConfig, compute_features, load_audio, num_frames
+from asr.features import (HOP, MFCC, N_FFT, SAMPLE_RATE, WIN_LENGTH, AudioError, FeatureConfig, compute_features, load_audio,
+                          num_frames, speed_perturb)
 
 
 def _tone(seconds=0.5, rate=SAMPLE_RATE, freq=440.0):
@@ -78,3 +79,17 @@ def test_bad_audio_names_file(tmp_path, make, problem):
         load_audio(path)
     assert str(path) in str(e.value) and problem in str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_perturb_scales_duration_and_pitch(factor):
+    """Played 1.1x as fast, one second lasts 1/1.1 s and a 1 kHz tone becomes 1.1 kHz."""
+    wav = torch.from_numpy(_tone(1.0, freq=1000.0))
+    out = speed_perturb(wav, factor)
+    assert abs(len(out) - SAMPLE_RATE / factor) <= 1
+    spectrum = torch.fft.rfft(out * torch.hann_window(len(out)))
+    peak_hz = int(spectrum.abs().argmax()) * SAMPLE_RATE / len(out)
+    assert abs(peak_hz - 1000.0 * factor) < 5
+    assert speed_perturb(wav, 1.0) is wav
+    with pytest.raises(ValueError, match="positive"):
+        speed_perturb(wav, 0.0)

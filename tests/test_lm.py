@@ -1,3 +1,4 @@
+import json
 import pytest
 import torch
 
@@ -142,6 +143,23 @@ def test_build_lm_prunes_by_count_and_vocabulary_reads_manifests_and_gzips(tmp_p
     check_arpa(tmp_path / "lm.arpa.gz")
     dec = BeamDecoder("char", LEX, lm=str(tmp_path / "lm.arpa.gz"), beam_size=20)  # KenLM reads .gz
     assert [w.word for w in dec(frames(AMBIGUOUS, C), torch.tensor([7]), 0.03)[0][0]] == ["red", "bed"]
+
+
+def test_build_lm_leaves_foreign_sentences_and_words_out(tmp_path):
+    from asr.lm import english_share, read_word_list
+
+    (tmp_path / "cmu.dict").write_text(";;; comment\nthe DH AH0\nthe(2) DH IY0\nred R EH1 D\nbed B EH1 D\n"
+                                       "il IH1 L  # a name in CMUdict\n")
+    english = read_word_list(tmp_path / "cmu.dict")
+    assert english == {"the", "red", "bed", "il"}
+    assert english_share("the red avait", english) == pytest.approx(2 / 3)
+    (tmp_path / "t.txt").write_text("THE RED BED\nIL AVAIT DES YEUX DOUX\nTHE BED\nTHE RED BED AVAIT\n")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "u", "text": "the zorg bed"}) + "\n")
+    stats = build_lm([tmp_path / "t.txt", tmp_path / "m.jsonl"], tmp_path / "lm.arpa", english=english,
+                     min_english=0.7)
+    assert stats["sentences"] == 4 and stats["foreign_sentences"] == 1  # the French line (1 of 5 words)
+    # "avait" is kept in a 3/4-English sentence but is no English word; "zorg" is in a transcript
+    assert (tmp_path / "lm.arpa.words.txt").read_text().split() == ["bed", "red", "the", "zorg"]
 
 
 @pytest.mark.parametrize("content, problem", [

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from asr.model import AcousticModel, CheckpointError, ModelConfig, load_model, save_checkpoint
+from asr.model import AcousticModel, CheckpointError, ModelConfig, average_checkpoints, load_model, save_checkpoint
 
 SMALL = ModelConfig(hidden=16, layers=2, stack=3, dropout=0.0)
 
@@ -23,10 +23,11 @@ def test_stack_frames():
     assert s[0].tolist() == [[0, 1, 2], [3, 0, 0]]
 
 
-@pytest.mark.parametrize("bidirectional,nonlinearity", [(True, "tanh"), (False, "relu")])
-def test_batch_equals_single(bidirectional, nonlinearity):
+@pytest.mark.parametrize("bidirectional,nonlinearity,residual", [(True, "tanh", False), (False, "relu", False),
+                                                                 (True, "tanh", True)])
+def test_batch_equals_single(bidirectional, nonlinearity, residual):
     torch.manual_seed(0)
-    cfg = ModelConfig(hidden=16, layers=2, bidirectional=bidirectional, nonlinearity=nonlinearity)
+    cfg = ModelConfig(hidden=16, layers=2, bidirectional=bidirectional, nonlinearity=nonlinearity, residual=residual)
     model = AcousticModel(cfg).eval()
     feats = [torch.randn(n, cfg.features.dim) for n in (30, 17, 9)]
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
@@ -60,3 +61,42 @@ def test_bad_checkpoint(tmp_path):
     (tmp_path / "junk.pt").write_text("junk")
     with pytest.raises(CheckpointError, match="junk.pt: not a readable"):
         load_model(tmp_path / "junk.pt")
+
+
+def test_residual_adds_each_layers_input():
+    """With the RNN weights at zero a layer outputs tanh(0) = 0: the residual model then passes its input on."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden=8, layers=3, dropout=0.0, residual=True)
+    model = AcousticModel(cfg).eval()
+    for rnn in model.rnns[1:]:
+        for p in rnn.parameters():
+            torch.nn.init.zeros_(p)
+    x = torch.randn(1, 9, cfg.features.dim)
+    captured = []
+    model.norms[0].register_forward_hook(lambda m, i, o: captured.append(o))
+    model.norms[1].register_forward_hook(lambda m, i, o: captured.append(i[0]))
+    model(x, torch.tensor([9]))
+    torch.testing.assert_close(captured[1], captured[0])  # layer 2's norm sees layer 1's output + 0
+    plain = AcousticModel(ModelConfig(hidden=8, layers=3, dropout=0.0))
+    plain.load_state_dict(model.state_dict())
+    assert not torch.allclose(plain.eval()(x, torch.tensor([9]))["char"], model(x, torch.tensor([9]))["char"])
+
+
+def test_identity_init_irnn():
+    model = AcousticModel(ModelConfig(hidden=8, layers=2, nonlinearity="relu", identity_init=True))
+    for rnn in model.rnns:
+        torch.testing.assert_close(rnn.weight_hh_l0, torch.eye(8))
+        torch.testing.assert_close(rnn.weight_hh_l0_reverse, torch.eye(8))
+        assert not rnn.bias_hh_l0.any() and not rnn.bias_ih_l0.any()
+    assert not torch.equal(AcousticModel(ModelConfig(hidden=8, layers=1)).rnns[0].weight_hh_l0, torch.eye(8))
+
+
+def test_average_checkpoints(tmp_path):
+    a, b = AcousticModel(SMALL), AcousticModel(SMALL)
+    save_checkpoint(tmp_path / "a.pt", a)
+    save_checkpoint(tmp_path / "b.pt", b)
+    avg = average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(avg[k], (v + b.state_dict()[k]) / 2)
+    with pytest.raises(ValueError, match="no checkpoints"):
+        average_checkpoints([])

@@ -2,13 +2,14 @@
 
 import csv
 import dataclasses
+import json
 
 import pytest
 import torch
 
 from asr.data import read_manifest, write_manifest
 from asr.evaluate import evaluate
-from asr.model import ModelConfig, load_model
+from asr.model import AcousticModel, ModelConfig, average_checkpoints, load_model
 from asr.train import TrainConfig, ctc_min_frames, make_examples, train
 from conftest import FSDD, TEST_DATA, needs_fsdd
 
@@ -38,6 +39,55 @@ def test_overfits_a_few_clips(tmp_path):
     log = (tmp_path / "exp" / "log.csv").read_text().splitlines()
     assert len(log) == 151 and log[0].startswith("epoch,")
     assert load_model(tmp_path / "exp" / "best.pt").config == cfg.model
+
+
+def test_bf16_step_matches_fp32_and_keeps_ctc_in_fp32(tmp_path):
+    """One step in bf16 autocast gives about the fp32 loss (bf16 keeps 8 bits of mantissa: 2 %)."""
+    from asr.data import load_features
+    from asr.train import train_step
+
+    utts = read_manifest(TEST_DATA / "manifest.jsonl")
+    cfg = TrainConfig(train_manifest="", dev_manifest=None, out_dir=str(tmp_path), spec_augment=None,
+                      model=ModelConfig(hidden=32, layers=2, dropout=0.0))
+    examples, _ = make_examples(utts, load_features(utts, cfg.model.features, progress=False), cfg)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = AcousticModel(cfg.model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        losses[precision] = train_step(model, opt, examples, dataclasses.replace(cfg, precision=precision),
+                                       torch.device("cpu"))
+    assert losses["bf16"] != losses["fp32"]  # autocast did run in bf16
+    for a, b in zip(losses["bf16"], losses["fp32"]):
+        assert a == pytest.approx(b, rel=0.02)
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig.from_dict({"train_manifest": "", "dev_manifest": None, "out_dir": "", "precision": "fp8"})
+
+
+def test_speed_perturbation_and_checkpoint_averaging(tmp_path):
+    """Speed perturbation triples the training set; the last 2 epochs are averaged and scored on dev."""
+    cfg = TrainConfig(
+        train_manifest=str(TEST_DATA / "manifest.jsonl"), dev_manifest=str(TEST_DATA / "manifest.jsonl"),
+        out_dir=str(tmp_path / "exp"), model=ModelConfig(hidden=16, layers=1, dropout=0.0), spec_augment=None,
+        epochs=3, warmup_steps=2, feature_workers=1, speed_perturb=(0.9, 1.0, 1.1), average_last=2,
+        precision="bf16",
+    )
+    train(cfg, progress=False)
+    exp = tmp_path / "exp"
+    log = (exp / "train.log").read_text()
+    assert all(f"train at speed {s}: 3 utterances kept" in log for s in (0.9, 1.0, 1.1))
+    assert sorted(p.name for p in exp.glob("epoch-*.pt")) == ["epoch-2.pt", "epoch-3.pt"]
+    averaged = json.loads((exp / "averaged.json").read_text())
+    assert averaged["epochs"] == [2, 3] and "dev_per" in averaged
+    final = torch.load(exp / "final.pt", weights_only=True)
+    best = torch.load(exp / "best.pt", weights_only=True)
+    if final["averaged"]:  # the average won on dev: final.pt holds the mean of the epoch checkpoints
+        assert final["dev"]["dev_per"] < best["dev"]["dev_per"]
+        mean = average_checkpoints([exp / "epoch-2.pt", exp / "epoch-3.pt"])
+        assert all(torch.allclose(final["model"][k].float(), mean[k].float()) for k in mean)
+    else:  # it did not: final.pt is best.pt
+        assert averaged["dev_per"] >= best["dev"]["dev_per"]
+        assert all(torch.equal(final["model"][k], best["model"][k]) for k in best["model"])
 
 
 def test_resume_continues_where_it_stopped(tmp_path):

