@@ -66,12 +66,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
     from .train import TrainConfig, train
 
     overrides = {}
     for item in args.set or []:
-        key, _, value = item.partition("=")
-        overrides[key] = json.loads(value) if value[:1] in "0123456789-[{tfn\"" else value
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            overrides[key] = json.loads(value)  # numbers, true/false, lists...
+        except json.JSONDecodeError:
+            overrides[key] = value  # anything else is a plain string: --set out_dir=tmp/exp
     config = TrainConfig.load(args.config, overrides)
     train(config, resume=args.resume, progress=not args.quiet)
     return 0
@@ -194,6 +200,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="asr", description="Small speech recognizer: MFCC + vanilla RNN + CTC.")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of every error, the user's too")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="write a JSONL manifest for a corpus")
@@ -207,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from a TOML config")
     p.add_argument("config")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a top-level config entry")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config entry (JSON value, else a string): epochs=10, out_dir=exp/x, model.hidden=512")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
@@ -286,15 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .data import ManifestError
-    from .features import AudioError
-    from .model import CheckpointError
-    from .report import ReportError
-    from .text import LexiconError
+    from .errors import UserError
 
     try:
         return args.func(args)
-    except (AudioError, ManifestError, CheckpointError, LexiconError, ReportError, FileNotFoundError, ValueError) as e:
+    except (UserError, FileNotFoundError) as e:
+        # The user's to fix: one line naming the file or option. Anything else is a bug in asr and
+        # shows its traceback (as do these with --debug), so that it can be reported.
+        if args.debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,13 +20,14 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
+from .errors import UserError
 from .features import AudioError, FeatureConfig, audio_info, file_features
 from .text import normalize
 
-REQUIRED_FIELDS = ("id", "audio", "duration", "text", "speaker")
+REQUIRED_FIELDS = ("id", "audio", "text")  # duration is read from the file when missing; speaker defaults to "unknown"
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError):
     pass
 
 
@@ -109,8 +110,15 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         audio = Path(r["audio"])
         if not audio.is_absolute():
             audio = base / audio
-        utts.append(Utterance(str(r["id"]), str(audio), float(r["duration"]), normalize(r["text"]),
-                              str(r["speaker"]), int(r.get("sample_rate", 0))))
+        if "duration" in r:
+            duration, rate = float(r["duration"]), int(r.get("sample_rate", 0))
+        else:
+            try:
+                duration, rate = audio_info(audio)
+            except AudioError:
+                duration, rate = 0.0, 0  # reading the audio later reports the problem, naming the file
+        utts.append(Utterance(str(r["id"]), str(audio), duration, normalize(r["text"]),
+                              str(r.get("speaker", "unknown")), rate))
     return utts
 
 

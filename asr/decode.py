@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import ConfigError
 from .lm import LMError, check_arpa
 from .text import BOUNDARY as BOUNDARY_TOKEN
 from .text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
@@ -127,7 +128,7 @@ class Hypothesis:
 
     def words(self, head: str = "char") -> list[Word]:
         if head not in ("char", "phone"):
-            raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
+            raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
         return self.char_words if head == "char" else self.phone_words
 
     def text(self, head: str = "char") -> str:
@@ -269,12 +270,12 @@ class BeamDecoder:
         from torchaudio.models.decoder import ctc_decoder  # loads flashlight-text: only when beam search is asked for
 
         if head not in ("char", "phone"):
-            raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
+            raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
         self.head = head
         self.joint_weight = joint_weight  # read by `decode_batch`: see `joint_rescore`
         self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
         if lexicon_free and (head != "char" or lm is not None):
-            raise ValueError("lexicon-free search works on the character head only (--head char), without a word LM")
+            raise ConfigError("lexicon-free search works on the character head only (--head char), without a word LM")
         self.lexicon_free = lexicon_free
         self.blank_skip = blank_skip  # see `skip_blank_frames`
         vocabulary = [] if lexicon_free else words if words is not None else list(lexicon.prons)
@@ -295,7 +296,7 @@ class BeamDecoder:
         lex_path = None
         if not lexicon_free:
             if not lines:
-                raise ValueError("no word of the vocabulary can be spelled with this head's tokens")
+                raise ConfigError("no word of the vocabulary can be spelled with this head's tokens")
             self._dir = tempfile.TemporaryDirectory(prefix="asr-beam-")
             lex_path = f"{self._dir.name}/lexicon.txt"
             with open(lex_path, "w", encoding="utf-8") as f:
@@ -481,7 +482,7 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> Be
     if config.decoder == "greedy":
         return None
     if config.decoder != "beam":
-        raise ValueError(f"decoder must be 'greedy' or 'beam', not {config.decoder!r}")
+        raise ConfigError(f"decoder must be 'greedy' or 'beam', not {config.decoder!r}")
     if config.lexicon_free:  # open vocabulary: no lexicon, so no word LM either
         config = dataclasses.replace(config, lm=None)
     if config.lm is not None and not Path(config.lm).is_file():

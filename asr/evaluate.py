@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from .data import atomic_write_text, load_features, read_manifest
+from .errors import ConfigError
 from .decode import (DecodingConfig, Word, align_words, decode_batch, decode_outputs, forward_batches,
                      make_beam_decoder)
 from .metrics import score_heads
@@ -32,7 +33,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     ``decoding`` chooses greedy or beam search for ``head``; the other head stays greedy.
     """
     if head not in ("char", "phone"):
-        raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
+        raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
     start = time.perf_counter()
     utts = read_manifest(manifest)
     model = load_model(model_path)

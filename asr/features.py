@@ -15,6 +15,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from .errors import ConfigError, UserError
+
 SAMPLE_RATE = 16000  # Hz: LibriSpeech's rate; all input is resampled to it
 WIN_LENGTH = 400  # 25 ms at 16 kHz
 HOP = 160  # 10 ms at 16 kHz
@@ -22,7 +24,7 @@ N_FFT = 512  # next power of two above WIN_LENGTH
 FRAME_SECONDS = HOP / SAMPLE_RATE  # 0.01 s per feature frame
 
 
-class AudioError(ValueError):
+class AudioError(UserError):
     """Raised for unreadable or unusable audio; the message names the file and the problem."""
 
 
@@ -185,7 +187,7 @@ def speed_perturb(wav: torch.Tensor, factor: float, sample_rate: int = SAMPLE_RA
     if factor == 1.0:
         return wav
     if factor <= 0:
-        raise ValueError(f"speed factor must be positive, not {factor}")
+        raise ConfigError(f"speed factor must be positive, not {factor}")
     return torchaudio.functional.resample(wav, int(round(sample_rate * factor)), sample_rate)
 
 

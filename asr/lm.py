@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .errors import UserError
 from .text import normalize
 
 
@@ -30,7 +31,7 @@ def iter_sentences(paths: Iterable[str | Path], max_sentences: int | None = None
                     try:
                         line = json.loads(line)["text"]
                     except (ValueError, KeyError, TypeError):
-                        raise ValueError(f"{path}:{lineno}: not a manifest line with a 'text' field") from None
+                        raise LMError(f"{path}:{lineno}: not a manifest line with a 'text' field") from None
                 line = normalize(line)
                 if line:
                     count += 1
@@ -98,7 +99,7 @@ def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sente
         allowed = english | transcript_words
         vocabulary = allowed if vocabulary is None else vocabulary & allowed
     if not sentences:
-        raise ValueError("no text to build a language model from")
+        raise LMError("no text to build a language model from")
     lm.sent_count = sentences
     markers = {"<s>", "</s>"}
     unigrams = Counter({w: c for w, c in lm.grams[0].items()
@@ -164,7 +165,7 @@ def _to_kenlm_arpa(src_path: Path, dst_path: Path, compress: bool = False) -> No
             dst.write(line)
 
 
-class LMError(ValueError):
+class LMError(UserError):
     pass
 
 

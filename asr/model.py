@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import ConfigError, UserError
 from .features import FRAME_SECONDS, FeatureConfig
 from .text import CHAR_VOCAB, PHONE_VOCAB
 
@@ -53,7 +54,7 @@ class AcousticModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         if config.nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', not {config.nonlinearity!r}")
+            raise ConfigError(f"nonlinearity must be 'tanh' or 'relu', not {config.nonlinearity!r}")
         self.config = config
         d = config.hidden * (2 if config.bidirectional else 1)
         self.input = nn.Sequential(nn.Linear(config.features.dim * config.stack, config.hidden), nn.LayerNorm(config.hidden))
@@ -110,7 +111,7 @@ class AcousticModel(nn.Module):
         }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     pass
 
 

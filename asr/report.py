@@ -20,12 +20,13 @@ from typing import Any
 import jiwer
 
 from .data import atomic_write_text, read_jsonl
+from .errors import UserError
 from .metrics import char_errors
 
 DURATION_BUCKETS = (0, 5, 10, 15, 20, 30, float("inf"))  # seconds
 
 
-class ReportError(ValueError):
+class ReportError(UserError):
     pass
 
 

@@ -26,6 +26,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from .errors import UserError
+
 BLANK = "<b>"
 BOUNDARY = "|"
 
@@ -102,7 +104,7 @@ def strip_stress(phone: str) -> str:
     return phone.rstrip("012")
 
 
-class LexiconError(ValueError):
+class LexiconError(UserError):
     pass
 
 

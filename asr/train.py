@@ -19,6 +19,8 @@ from tqdm import tqdm
 
 from .data import Utterance, atomic_write_text, bucket_batches, load_features, pad_features, read_manifest, spec_augment
 from .decode import recognize
+from .errors import ConfigError
+from .features import FeatureConfig
 from .metrics import score_heads
 from .model import AcousticModel, ModelConfig, average_checkpoints, load_checkpoint, save_checkpoint
 from .text import CHAR_VOCAB, PHONE_VOCAB, chars_to_ids, load_lexicon
@@ -62,20 +64,22 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         d = dict(d)
         if "model" in d:
-            d["model"] = ModelConfig.from_dict(d["model"])
+            model = _known(ModelConfig, d["model"], "[model]")
+            if isinstance(model.get("features"), dict):
+                _known(FeatureConfig, model["features"], "[model.features]")
+            d["model"] = ModelConfig.from_dict(model)
         if d.get("spec_augment") is not None:
             sa = d["spec_augment"]
-            d["spec_augment"] = None if sa is False or sa.get("enabled") is False else SpecAugmentConfig(**sa)
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+            d["spec_augment"] = None if sa is False or sa.get("enabled") is False else \
+                SpecAugmentConfig(**_known(SpecAugmentConfig, sa, "spec_augment"))
+        _known(cls, d, "training")
         if "speed_perturb" in d:
             d["speed_perturb"] = tuple(float(f) for f in d["speed_perturb"])
         config = cls(**d)
         if config.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', not {config.precision!r}")
+            raise ConfigError(f"precision must be 'fp32' or 'bf16', not {config.precision!r}")
         if any(f <= 0 for f in config.speed_perturb):
-            raise ValueError(f"speed_perturb factors must be positive, not {list(config.speed_perturb)}")
+            raise ConfigError(f"speed_perturb factors must be positive, not {list(config.speed_perturb)}")
         return config
 
     @classmethod
@@ -87,9 +91,24 @@ class TrainConfig:
         try:
             d = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path}: invalid TOML ({e})") from None
-        d.update(overrides or {})
+            raise ConfigError(f"{path}: invalid TOML ({e})") from None
+        for key, value in (overrides or {}).items():  # "model.hidden" sets hidden in [model]
+            *parents, last = key.split(".")
+            target = d
+            for name in parents:
+                target = target.setdefault(name, {})
+                if not isinstance(target, dict):
+                    raise ConfigError(f"{path}: cannot set {key!r}: {name!r} is not a table")
+            target[last] = value
         return cls.from_dict(d)
+
+
+def _known(cls: type, d: dict[str, Any], where: str) -> dict[str, Any]:
+    """``d`` if all its keys are fields of the dataclass ``cls``, else a :class:`ConfigError` naming the others."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown {where} option(s): {', '.join(sorted(unknown))}")
+    return d
 
 
 @dataclass

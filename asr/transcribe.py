@@ -26,6 +26,7 @@ import torch
 
 from .data import atomic_write_text, bucket_batches, read_manifest
 from .decode import DecodingConfig, Word, make_beam_decoder, recognize, text_of
+from .errors import ConfigError
 from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio
 from .model import load_model
 from .text import load_lexicon
@@ -166,7 +167,7 @@ class Transcriber:
     def __init__(self, model_path: str | Path | None = None, head: str = "char", lexicon: str | None = None,
                  decoding: DecodingConfig = DecodingConfig()):
         if head not in ("char", "phone"):
-            raise ValueError(f"head must be 'char' or 'phone', not {head!r}")
+            raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
         self.model = load_model(model_path)
         self.lexicon = load_lexicon(lexicon)
         self.head = head
@@ -312,7 +313,7 @@ def format_transcript(t: Transcript, fmt: str) -> str:
             blocks.append(f"{head}{_timestamp(cue[0].start, sep)} --> {_timestamp(cue[-1].end, sep)}\n"
                           + " ".join(w.word for w in cue) + "\n")
         return ("WEBVTT\n\n" if fmt == "vtt" else "") + "\n".join(blocks)
-    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
 def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str | Path, formats: list[str] = (),
@@ -324,7 +325,7 @@ def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str |
     """
     for fmt in formats:
         if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+            raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.jsonl"

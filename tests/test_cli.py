@@ -94,6 +94,51 @@ def test_prepare_and_bad_manifest(tmp_path):
     assert r.returncode == 2 and "subset folder not found" in r.stderr
 
 
+def test_evaluate_minimal_manifest_of_id_audio_text(tmp_path):
+    lines = [json.loads(line) for line in (TEST_DATA / "manifest.jsonl").read_text().splitlines()]
+    (tmp_path / "m.jsonl").write_text("".join(
+        json.dumps({"id": r["id"], "audio": str(TEST_DATA / r["audio"]), "text": r["text"]}) + "\n" for r in lines))
+    r = asr("evaluate", "--manifest", tmp_path / "m.jsonl", "--out", tmp_path / "ev", "--decoder", "greedy", "--quiet")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["utterances"] == 3 and abs(summary["audio_seconds"] - 6.105) < 0.01
+
+
+def test_train_set_takes_plain_strings_and_dotted_keys(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(f'train_manifest = "{TEST_DATA / "manifest.jsonl"}"\ndev_manifest = ""\nout_dir = "x"\n'
+                      "feature_workers = 1\n[model]\nhidden = 64\n")
+    out = tmp_path / "exp dir"  # not JSON: taken as a string
+    r = asr("train", config, "--quiet", "--set", f"out_dir={out}", "--set", "epochs=1", "--set", "model.hidden=8",
+            "--set", "model.layers=1")
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["epochs"] == 1 and saved["model"]["hidden"] == 8 and saved["out_dir"] == str(out)
+    r = asr("train", config, "--set", "model.hiden=8")
+    assert r.returncode == 2 and r.stderr.strip() == "error: unknown [model] option(s): hiden"
+    r = asr("train", config, "--set", "epochs")
+    assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr
+
+
+def test_user_errors_are_one_line_and_bugs_show_their_traceback(monkeypatch, capsys):
+    from asr import cli
+    from asr.errors import UserError
+
+    def user_error(args):
+        raise UserError("x.wav: not readable as audio")
+
+    def bug(args):
+        raise ValueError("a bug in asr")  # not a UserError: must not be hidden as a one-line "error:"
+
+    monkeypatch.setattr(cli, "cmd_demo", user_error)
+    assert cli.main(["demo"]) == 2 and capsys.readouterr().err == "error: x.wav: not readable as audio\n"
+    with pytest.raises(UserError):
+        cli.main(["--debug", "demo"])
+    monkeypatch.setattr(cli, "cmd_demo", bug)
+    with pytest.raises(ValueError, match="a bug in asr"):
+        cli.main(["demo"])
+
+
 def test_decoding_defaults_are_the_shipped_ones_and_options_override_them():
     import dataclasses
 

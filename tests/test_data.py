@@ -61,7 +61,7 @@ def test_manifest_round_trip_relative_paths(tmp_path):
 
 @pytest.mark.parametrize("line,problem", [
     ("not json", "m.jsonl:2: not valid JSON"),
-    ('{"id": "x"}', "m.jsonl:2: missing field(s) audio, duration, text, speaker"),
+    ('{"id": "x"}', "m.jsonl:2: missing field(s) audio, text"),
     ('{"id": "u", "audio": "a", "duration": 1, "text": "", "speaker": "s"}', "m.jsonl:2: duplicate id 'u'"),
 ])
 def test_bad_manifest_names_line(tmp_path, line, problem):
@@ -70,6 +70,14 @@ def test_bad_manifest_names_line(tmp_path, line, problem):
     with pytest.raises(ManifestError) as e:
         read_manifest(tmp_path / "m.jsonl")
     assert problem in str(e.value)
+
+
+def test_minimal_manifest_reads_duration_from_the_file_and_defaults_the_speaker(tmp_path):
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "u", "audio": str(TEST_DATA / "19-198-0000.opus"),
+                                                  "text": "Northanger Abbey"}) + "\n")
+    u = read_manifest(tmp_path / "m.jsonl")[0]
+    assert (u.speaker, u.text, u.sample_rate) == ("unknown", "northanger abbey", 16000)
+    assert u.duration == pytest.approx(1.965, abs=1e-3)  # the full manifest's figure for this clip
 
 
 def test_bucket_batches_cover_everything_once_and_respect_budget():
@@ -89,6 +97,13 @@ def test_pad_and_spec_augment():
     g = torch.Generator().manual_seed(0)
     y = spec_augment(x, lengths, freq_masks=1, freq_width=2, time_masks=1, time_ratio=0.4, generator=g)
     assert y.shape == x.shape and (y <= x).all() and x.sum() == 32  # input untouched
+    assert ((y == 0) & (x == 1)).any()  # something was masked
+    # Each mask is whole: a frequency band zeroes its coefficients in every frame of the utterance.
+    g = torch.Generator().manual_seed(1)
+    y = spec_augment(torch.ones(1, 50, 10), torch.tensor([50]), freq_masks=1, freq_width=3, time_masks=0,
+                     time_ratio=0.0, generator=g)
+    zero_cols = (y[0] == 0).all(0)
+    assert 1 <= int(zero_cols.sum()) <= 3 and int((y[0] == 0).sum()) == 50 * int(zero_cols.sum())
 
 
 def test_load_features_cache(tmp_path):
@@ -98,6 +113,12 @@ def test_load_features_cache(tmp_path):
     torch.testing.assert_close(feats[0].float(), file_features(utts[0].audio, cfg), atol=1e-2, rtol=1e-2)
     again = load_features(utts, cfg, tmp_path / "cache.pt", progress=False)
     assert all(torch.equal(a, b) for a, b in zip(feats, again))
+    saved = torch.load(tmp_path / "cache.pt", weights_only=True)  # the cache is what is read, not recomputed:
+    saved["features"][0] = torch.full_like(saved["features"][0], 7)
+    torch.save(saved, tmp_path / "cache.pt")
+    assert (load_features(utts, cfg, tmp_path / "cache.pt", progress=False)[0] == 7).all()
+    other = load_features(utts, FeatureConfig(n_mfcc=13), tmp_path / "cache.pt", progress=False)  # another key
+    assert other[0].shape[1] == 13
 
 
 def test_load_features_speed_perturbed_has_its_own_cache(tmp_path):

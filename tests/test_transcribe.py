@@ -71,8 +71,11 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and not (results.is_file() and results.read_text().count("\n") >= 1):
         time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before the kill: nothing was interrupted"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    done_at_kill = read_results(results)
+    assert 1 <= len(done_at_kill) < 8  # killed mid-run
     with open(results, "a") as f:
         f.write('{"path": "torn')  # as if killed in the middle of a write
     subprocess.run(cmd + ["--out", str(tmp_path / "cut")], check=True, env=env, capture_output=True, timeout=300)

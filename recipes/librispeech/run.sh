@@ -103,8 +103,8 @@ if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
   for head in ${HEADS:-char phone}; do
     OMP_NUM_THREADS=1 $asr tune --manifest "$dev_manifest" --model "$out_dir/final.pt" --lm "$lm" --heads "$head" \
       --beam-size 1000 --beam-size-token 8 --beam-threshold ${BEAM_THRESHOLD:-12} --blank-skip ${BLANK_SKIP:-0.95} \
-      --lm-weights ${LM_WEIGHTS:-1.75 2.0 2.25} --word-scores ${WORD_SCORES:--1 -0.5 0} \
-      --joint-weights ${JOINT_WEIGHTS:-0 0.05 0.2 0.4} --out "$out_dir/tune/$head${TUNE_TAG:-}" \
+      --lm-weights ${LM_WEIGHTS:-1.5 2.0 2.5} --word-scores ${WORD_SCORES:--0.5 0 0.5} \
+      --joint-weights ${JOINT_WEIGHTS:-0 0.1 0.2 0.4} --out "$out_dir/tune/$head${TUNE_TAG:-}" \
       > "$out_dir/tune-$head${TUNE_TAG:-}.log" 2>&1 &
   done
   wait
