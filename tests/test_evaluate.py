@@ -19,6 +19,7 @@ def test_evaluate_small_manifest_both_heads(tmp_path):
         assert len(list((tmp_path / head).glob("posteriors-*.png"))) == 1
 
 
+@pytest.mark.slow
 @needs_librispeech
 def test_shipped_model_reproduces_published_dev_figures(tmp_path):
     prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")
@@ -31,6 +32,7 @@ def test_shipped_model_reproduces_published_dev_figures(tmp_path):
         assert published["wer"] == published[f"wer_{head}"]
 
 
+@pytest.mark.slow
 @needs_librispeech
 def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
     """The shipped bundle (model, lexicon, LM, tuned decoding) gives the published dev

@@ -27,6 +27,7 @@ def test_too_short_utterances_are_dropped_and_counted(tmp_path):
     assert counts["too_short"] == 1 and len(examples) == 1 and examples[0].utt == utts[1]
 
 
+@pytest.mark.slow
 def test_overfits_a_few_clips(tmp_path):
     """A tiny model must learn three clips by heart: the whole training path works."""
     cfg = TrainConfig(
@@ -107,6 +108,7 @@ def test_resume_continues_where_it_stopped(tmp_path):
         torch.testing.assert_close(a[k], b[k])
 
 
+@pytest.mark.slow
 @needs_fsdd
 def test_fsdd_digits_reach_95_percent(tmp_path):
     """Train on FSDD recordings 5-49 of each digit and speaker for at most 2 minutes; test on 0-4."""
