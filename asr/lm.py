@@ -72,9 +72,11 @@ def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sente
     dropped (``min_counts=(1, 2, 3)``: every word, bigrams seen twice, trigrams three times).
     ``out`` ending in ``.gz`` is written gzip-compressed (KenLM reads it as it is).
     With ``english`` (e.g. CMUdict's words), sentences with less than ``min_english`` of their
-    words in it are left out, and the vocabulary keeps only words of ``english`` or of the
-    JSONL manifests' transcripts: book text holds foreign-language passages whose words would
-    otherwise enter the vocabulary and come out in English transcripts.
+    words in it are left out as foreign, and a word that is neither in ``english`` nor in the
+    JSONL manifests' transcripts stays in the vocabulary only if it is seen at least as often
+    in the sentences kept as in those left out: book text holds foreign-language passages whose
+    words would otherwise enter the vocabulary and come out in English transcripts, while
+    English words CMUdict lacks ("deprecation", "holborn") are seen in English sentences.
     Returns counts, the time taken and the file size.
     """
     import arpabo
@@ -82,6 +84,7 @@ def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sente
     start = time.perf_counter()
     lm = arpabo.ArpaBoLM(max_order=order, smoothing_method=smoothing)
     sentences = words = foreign = 0
+    foreign_counts: Counter[str] = Counter()
     transcript_words: set[str] = set()  # words of the training transcripts: English whatever CMUdict says
     for path in texts:
         manifest = Path(path).name.endswith((".jsonl", ".jsonl.gz"))
@@ -91,12 +94,14 @@ def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sente
                 transcript_words.update(sentence.split())
             elif english is not None and english_share(sentence, english) < min_english:
                 foreign += 1
+                foreign_counts.update(sentence.split())
                 continue
             lm.read_corpus_line(sentence)
             sentences += 1
             words += sentence.count(" ") + 1
     if english is not None:
-        allowed = english | transcript_words
+        allowed = {w for w, c in lm.grams[0].items()
+                   if w in english or w in transcript_words or c >= foreign_counts[w]}
         vocabulary = allowed if vocabulary is None else vocabulary & allowed
     if not sentences:
         raise LMError("no text to build a language model from")
