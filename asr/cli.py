@@ -128,7 +128,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     head, decoding = _decoding(args)
     summary = evaluate(args.manifest or _sample_manifest(), args.out, args.model, head, args.lexicon,
                        workers=args.workers, progress=not args.quiet, decoding=decoding)
-    keys = ("wer", "cer", "per", "wer_char", "wer_phone", "per_utterances", "boundary_error_s", "boundary_words",
+    keys = ("wer", "cer", "per", "wer_char", "wer_phone", "per_utterances", "oov_rate", "boundary_error_s", "boundary_words",
             "utterances", "audio_seconds", "seconds")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
     print(f"report: {args.out}/report.html, alignments: {args.out}/errs.txt", file=sys.stderr)

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from .data import atomic_write_text, load_features, read_manifest
-from .errors import ConfigError
 from .decode import (DecodingConfig, Word, align_words, decode_batch, decode_outputs, forward_batches,
-                     make_beam_decoder)
+                     lm_vocabulary, make_beam_decoder)
+from .errors import ConfigError
 from .metrics import score_heads
 from .model import load_model
 from .report import posterior_png, write_report
@@ -49,6 +49,8 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
             aligned[i] = align_words(out[head][b, :out["lengths"][b]], refs[i].split(), head, lex,
                                      model.config.frame_seconds)
     errors = [e for ref, h in zip(aligned, hyps) if ref is not None for e in boundary_errors(ref, h.words(head))]
+    ref_words = [w for r in refs for w in r.split()]
+    vocab = output_vocabulary(head, lex, decoding)
     ref_phones = [lex.phones_for_words(r.split()) for r in refs]
     ref_phones = [None if p is None else [x for x in p if x != "|"] for p in ref_phones]
     scores = score_heads(refs, [h.text("char") for h in hyps], [h.text("phone") for h in hyps], ref_phones,
@@ -64,6 +66,10 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
         # mean |start - start'| and |end - end'| over the words the hypothesis got right.
         "boundary_error_s": round(sum(errors) / len(errors), 4) if errors else None,
         "boundary_words": len(errors) // 2,
+        # Reference words this decoding cannot output (not in the lexicon, or not in the LM's
+        # vocabulary): each is at least one error. None where any spelling can come out.
+        "oov_rate": round(sum(w not in vocab for w in ref_words) / max(len(ref_words), 1), 4)
+        if vocab is not None else None,
         "utterances": len(utts),
         "audio_seconds": round(sum(u.duration for u in utts), 2),
         "seconds": round(time.perf_counter() - start, 2),
@@ -74,6 +80,16 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     atomic_write_text(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     pictures = _posterior_pictures(model, utts, feats, lex, head, posteriors)
     return write_report(out_dir, {f"asr-{head}": records}, extra=summary, pictures=pictures)
+
+
+def output_vocabulary(head: str, lexicon, decoding: DecodingConfig):
+    """What words ``decoding`` of ``head`` can output (anything with ``in``), or ``None`` for any spelling:
+    the LM's words that the lexicon has (beam search with an LM), the lexicon (beam search without
+    one; the greedy phone head's look-up), ``None`` for the greedy or lexicon-free character head."""
+    if decoding.decoder == "beam" and not decoding.lexicon_free:
+        words = lm_vocabulary(decoding.lm, lexicon)
+        return lexicon if words is None else set(words)
+    return lexicon if head == "phone" else None
 
 
 def boundary_errors(ref: list[Word], hyp: list[Word]) -> list[float]:

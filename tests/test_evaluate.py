@@ -15,8 +15,20 @@ def test_evaluate_small_manifest_both_heads(tmp_path):
     for head in ("char", "phone"):
         s = evaluate(TEST_DATA / "manifest.jsonl", tmp_path / head, head=head, posteriors=1)
         assert s["utterances"] == 3 and s["wer"] == s[f"wer_{head}"]
+        assert s["oov_rate"] == (0.0 if head == "phone" else None)  # greedy characters spell any word
         assert s["substitutions"] + s["deletions"] + s["insertions"] == round(s["wer"] * s["reference_words"])
         assert len(list((tmp_path / head).glob("posteriors-*.png"))) == 1
+
+
+def test_oov_rate_counts_reference_words_the_lm_cannot_output(tmp_path):
+    from asr.decode import DecodingConfig
+    from asr.lm import build_lm
+
+    (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nWHO WAS IN BED\n")  # 6 of the 12 reference words
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
+    s = evaluate(TEST_DATA / "manifest.jsonl", tmp_path / "ev", head="phone", posteriors=0,
+                 decoding=DecodingConfig("beam", str(tmp_path / "lm.arpa"), beam_size=10))
+    assert s["oov_rate"] == 0.5
 
 
 @pytest.mark.slow
