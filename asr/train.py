@@ -309,9 +309,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             save_checkpoint(out_dir / "best.pt", model, epoch=epoch, dev=row)
         if config.average_last:
             save_checkpoint(out_dir / f"epoch-{epoch}.pt", model, epoch=epoch)
-            for old in out_dir.glob("epoch-*.pt"):
-                if int(old.stem.split("-")[1]) <= epoch - config.average_last:
-                    old.unlink()
+            for old in _epoch_checkpoints(out_dir)[:-config.average_last]:
+                old.unlink()
         save_checkpoint(last_path, model, epoch=epoch, best=best, rows=json.dumps(rows), elapsed=elapsed,
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=torch.get_rng_state())
         _write_csv(out_dir / "log.csv", rows)
@@ -329,13 +328,12 @@ def _finalize(model: AcousticModel, dev: list[Example], config: TrainConfig, out
     """
     best_ckpt = load_checkpoint(out_dir / "best.pt")
     chosen = {"model": best_ckpt["model"], "epoch": best_ckpt["epoch"], "dev": best_ckpt["dev"], "averaged": []}
-    paths = sorted(out_dir.glob("epoch-*.pt"), key=lambda p: int(p.stem.split("-")[1]))[-config.average_last:] \
-        if config.average_last else []
+    paths = _epoch_checkpoints(out_dir)[-config.average_last:] if config.average_last else []
     if paths and dev:
         model.load_state_dict(average_checkpoints(paths))
         scores = {f"dev_{k}": round(v, 4) if isinstance(v, float) else v
                   for k, v in evaluate_examples(model, dev, config).items()}
-        epochs = [int(p.stem.split("-")[1]) for p in paths]
+        epochs = [_epoch_of(p) for p in paths]
         atomic_write_text(out_dir / "averaged.json", json.dumps({"epochs": epochs, **scores}, indent=2) + "\n")
         metric = scores[f"dev_{config.best_metric}"]
         log(f"average of epochs {epochs}: " + " ".join(f"{k}={v}" for k, v in scores.items())
@@ -344,6 +342,15 @@ def _finalize(model: AcousticModel, dev: list[Example], config: TrainConfig, out
             chosen = {"model": model.state_dict(), "epoch": epochs[-1], "dev": scores, "averaged": epochs}
     model.load_state_dict(chosen.pop("model"))
     save_checkpoint(out_dir / "final.pt", model, **chosen)
+
+
+def _epoch_of(path: Path) -> int:
+    return int(path.stem.split("-")[1])  # epoch-12.pt -> 12
+
+
+def _epoch_checkpoints(out_dir: Path) -> list[Path]:
+    """``out_dir/epoch-N.pt`` in order of N."""
+    return sorted(out_dir.glob("epoch-*.pt"), key=_epoch_of)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

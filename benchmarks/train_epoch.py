@@ -5,7 +5,7 @@
 Features are extracted (or read from the cache) before the clock starts, as in training.
 Prints seconds per epoch (of the unperturbed manifest) and audio seconds processed per wall
 second for each thread count and precision, side by side in one run; ``--set`` overrides
-config entries (``--set hidden=384 batch_seconds=480``; model keys go to [model]).
+config entries as `asr train --set` does (``--set model.hidden=384 batch_seconds=480``).
 """
 
 from __future__ import annotations
@@ -31,13 +31,8 @@ def main() -> None:
     ap.add_argument("--max-batches", type=int, default=None, help="time only this many batches, extrapolate")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (JSON values)")
     args = ap.parse_args()
-    config = TrainConfig.load(args.config)
-    model_keys = {f.name for f in dataclasses.fields(config.model)}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        value = json.loads(value)
-        config = (dataclasses.replace(config, model=dataclasses.replace(config.model, **{key: value}))
-                  if key in model_keys else dataclasses.replace(config, **{key: value}))
+    overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.set)}
+    config = TrainConfig.load(args.config, overrides)
     utts = read_manifest(config.train_manifest)
     feats = load_features(utts, config.model.features, f"{config.out_dir}/cache/train_feats.pt", config.feature_workers)
     examples, _ = make_examples(utts, feats, config)
