@@ -295,6 +295,63 @@ def bucket_batches(durations: list[float], max_seconds: float, shuffle: bool, se
     return batches
 
 
+def split_batch(batch: list[int], world_size: int) -> list[list[int]]:
+    """Deal one global batch out to ``world_size`` ranks: rank ``r`` gets items ``r, r + W, ...``.
+
+    The batch is sorted by duration, so every rank gets utterances of about the same length. A
+    batch with fewer items than ranks (one very long utterance) repeats its items, so that no
+    rank is left without work; every rank always gets exactly one part.
+    """
+    if len(batch) < world_size:
+        batch = [batch[i % len(batch)] for i in range(world_size)]
+    return [batch[r::world_size] for r in range(world_size)]
+
+
+class BucketingSampler:
+    """Duration-bucketed batches for one rank of a (possibly distributed) training run.
+
+    Each epoch, the global batches of :func:`bucket_batches` (``batch_seconds`` of audio each,
+    shuffled with the seed ``seed + epoch``, so the same on every rank) are dealt out by
+    :func:`split_batch`. Hence every rank gets the same number of batches (uneven counts hang
+    DDP), every utterance is used exactly once per epoch across all ranks (apart from the
+    repeats of :attr:`repeated`), and the global batch (the audio per optimizer step) does not
+    depend on the number of ranks: a run resumed with another world size takes the same steps.
+    ``set_epoch(epoch, start)`` skips the first ``start`` batches: the position of a resumed epoch.
+
+    Why not lhotse's ``DynamicBucketingSampler``: it needs lhotse's Cut manifests, and it
+    equalises ranks by dropping or duplicating batches at the end of an epoch, while dealing out
+    each global batch keeps both the counts and the global batch exact by construction.
+    """
+
+    def __init__(self, durations: list[float], batch_seconds: float, world_size: int = 1, rank: int = 0,
+                 seed: int = 0):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside a world of {world_size}")
+        self.durations, self.batch_seconds = durations, batch_seconds
+        self.world_size, self.rank, self.seed = world_size, rank, seed
+        self.set_epoch(1)
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+        self.batches = bucket_batches(self.durations, self.batch_seconds, shuffle=True, seed=self.seed + epoch)
+
+    @property
+    def repeated(self) -> int:
+        """Items repeated this epoch so that small global batches cover every rank."""
+        return sum(max(0, self.world_size - len(b)) for b in self.batches)
+
+    def global_batch(self, i: int) -> list[int]:
+        """The ``i``-th global batch of the epoch (counted from the start of the epoch), as dealt out."""
+        return [j for part in split_batch(self.batches[i], self.world_size) for j in part]
+
+    def __len__(self) -> int:
+        return len(self.batches) - self.start
+
+    def __iter__(self):
+        for batch in self.batches[self.start:]:
+            yield split_batch(batch, self.world_size)[self.rank]
+
+
 def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """List of ``(T_i, D)`` -> ``(B, T_max, D)`` float32 padded with zeros, and lengths ``(B,)``."""
     lengths = torch.tensor([f.shape[0] for f in feats])

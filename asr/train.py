@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import math
+import os
 import random
 import time
 import tomllib
@@ -15,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
-from .data import Utterance, atomic_write_text, bucket_batches, load_features, pad_features, read_manifest, spec_augment
+from .data import (BucketingSampler, Utterance, atomic_write_text, load_features, pad_features, read_manifest,
+                   spec_augment)
 from .decode import recognize
 from .errors import ConfigError
 from .features import FeatureConfig
@@ -58,6 +62,7 @@ class TrainConfig:
     seed: int = 0
     best_metric: str = "per"  # dev metric that chooses best.pt (lower is better): "per" for the phone head that ships
     max_minutes: float | None = None  # stop after the epoch that crosses this wall-clock budget
+    save_every_steps: int = 0  # also write last.pt every N steps inside an epoch (0: at epoch ends only)
     lexicon: str | None = None  # default: the shipped CMUdict lexicon
 
     @classmethod
@@ -150,30 +155,43 @@ def make_examples(utts: list[Utterance], feats: list[torch.Tensor], config: Trai
 
 
 def ctc_losses(out: dict[str, torch.Tensor], batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean per-utterance CTC losses ``(char, phone)``; the phone loss skips utterances without phones."""
+    """Summed per-utterance CTC losses ``(char, phone)``; the phone loss skips utterances without phones.
+
+    The phone head always joins the graph (times zero when no utterance has phones), so that
+    DistributedDataParallel sees a gradient for every parameter on every rank.
+    """
     lengths = out["lengths"].cpu()
     char_t = torch.cat([e.chars for e in batch])
     char_l = torch.tensor([len(e.chars) for e in batch])
     dev = out["char"].device
     char = torch.nn.functional.ctc_loss(out["char"].transpose(0, 1), char_t.to(dev), lengths, char_l,
-                                        blank=CHAR_VOCAB.blank, reduction="sum", zero_infinity=True) / len(batch)
+                                        blank=CHAR_VOCAB.blank, reduction="sum", zero_infinity=True)
     has = [i for i, e in enumerate(batch) if e.phones is not None]
     if not has:
-        return char, torch.zeros((), device=char.device)
+        return char, out["phone"].sum() * 0
     ph_t = torch.cat([batch[i].phones for i in has])
     ph_l = torch.tensor([len(batch[i].phones) for i in has])
-    phone = torch.nn.functional.ctc_loss(out["phone"][torch.tensor(has, device=out["phone"].device)].transpose(0, 1), ph_t.to(dev), lengths[has], ph_l,
-                                         blank=PHONE_VOCAB.blank, reduction="sum", zero_infinity=True) / len(has)
+    phone = torch.nn.functional.ctc_loss(out["phone"][torch.tensor(has, device=dev)].transpose(0, 1), ph_t.to(dev),
+                                         lengths[has], ph_l, blank=PHONE_VOCAB.blank, reduction="sum",
+                                         zero_infinity=True)
     return char, phone
 
 
-def train_step(model: AcousticModel, optimizer: torch.optim.Optimizer, batch: list[Example], config: TrainConfig,
-               device: torch.device) -> tuple[float, float, float] | None:
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: list[Example], config: TrainConfig,
+               device: torch.device, global_batch: list[Example] | None = None,
+               world_size: int = 1) -> tuple[float, float, float] | None:
     """One update on ``batch``: SpecAugment, forward, both CTC losses, backward, clipping, step.
 
-    Returns ``(loss, char loss, phone loss)``, or ``None`` without touching the weights when
-    the loss or the gradient norm is not finite.
+    The losses are means over ``global_batch`` (the batch of all ranks together; default:
+    ``batch``), each rank contributing its share: with DistributedDataParallel averaging the
+    gradients of ``world_size`` ranks, the update is the one a single process would make on the
+    whole global batch. Returns this rank's shares ``(loss, char loss, phone loss)`` (summed over
+    ranks: the global batch means), or ``None`` without touching the weights when the loss (on
+    any rank) or the gradient norm is not finite.
     """
+    global_batch = batch if global_batch is None else global_batch
+    n_char = len(global_batch)
+    n_phone = max(1, sum(e.phones is not None for e in global_batch))
     x, lengths = pad_features([e.feats for e in batch])
     if config.spec_augment is not None:
         sa = config.spec_augment
@@ -183,11 +201,15 @@ def train_step(model: AcousticModel, optimizer: torch.optim.Optimizer, batch: li
     # CTC sums log-probabilities over thousands of paths: bf16's 8-bit mantissa is too coarse for it.
     out = {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
     char, phone = ctc_losses(out, batch)
+    char, phone = char / n_char, phone / n_phone
     loss = config.char_weight * char + (1 - config.char_weight) * phone
     optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
+    finite = torch.isfinite(loss).to(device=device, dtype=torch.float32)
+    if world_size > 1:  # every rank must take the same branch, or the others wait forever in backward
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    if not finite:
         return None
-    loss.backward()
+    (loss * world_size).backward()  # DDP averages gradients over ranks; the shares add up
     if not torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)):
         optimizer.zero_grad(set_to_none=True)
         return None
@@ -217,14 +239,63 @@ def _strip_boundaries(phones: list[str] | None) -> list[str] | None:
     return None if phones is None else [p for p in phones if p != "|"]
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train, writing ``out_dir/{best,last}.pt``, ``log.csv`` and ``config.json``; return the last epoch's row."""
-    torch.set_num_threads(config.threads)
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-    log = _log(f"{out_dir}/train.log")
+@dataclass(frozen=True)
+class Distributed:
+    """Where this process sits in a torchrun launch (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); one process: 0/1/0."""
 
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (decisions that all ranks must take alike)."""
+        if self.world_size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        if self.world_size == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+
+def setup_distributed(config: TrainConfig) -> tuple[Distributed, torch.device]:
+    """Join the process group that torchrun describes in the environment (nccl on CUDA, gloo on
+    the CPU) and pick this rank's device; without torchrun, one process on ``config.device``."""
+    env = Distributed(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                      int(os.environ.get("LOCAL_RANK", 0)))
+    cuda = torch.cuda.is_available() if config.device == "auto" else config.device.startswith("cuda")
+    if cuda and env.world_size > 1:
+        device = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cuda" if cuda and config.device == "auto" else config.device if cuda else "cpu")
+    if env.world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return env, device
+
+
+def _reseed(seed: int, epoch: int, rank: int, start: int) -> None:
+    """Seed SpecAugment and dropout from (seed, epoch, rank, first batch): a resumed run draws as an unbroken one."""
+    n = int.from_bytes(hashlib.sha256(f"{seed}/{epoch}/{rank}/{start}".encode()).digest()[:8], "little")
+    torch.manual_seed(n)
+    random.seed(n)
+
+
+def _load_examples(config: TrainConfig, out_dir: Path, progress: bool, log) -> tuple[list[Example], list[Example]]:
+    """Training examples (every speed of ``speed_perturb``) and dev examples, features from the cache when it matches."""
     train_utts = read_manifest(config.train_manifest)
     examples: list[Example] = []
     for speed in config.speed_perturb or (1.0,):
@@ -244,29 +315,75 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
         dev_feats = load_features(dev_utts, config.model.features, out_dir / "cache" / "dev_feats.pt",
                                   config.feature_workers, progress)
         dev = [Example(u, f, torch.tensor([]), None) for u, f in zip(dev_utts, dev_feats)]
+    return examples, dev
 
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if config.device == "auto" else config.device)
-    model = AcousticModel(config.model).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    durations = [e.utt.duration for e in examples]
-    steps_per_epoch = len(bucket_batches(durations, config.batch_seconds, shuffle=False))
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train, writing ``out_dir/{best,last}.pt``, ``log.csv`` and ``config.json``; return the last epoch's row.
+
+    Under torchrun each process is one rank of DistributedDataParallel: ``batch_seconds`` is
+    the global batch, dealt out to the ranks (:class:`asr.data.BucketingSampler`); rank 0
+    computes the feature cache, scores dev and writes every file while the others wait.
+    ``resume`` continues from ``last.pt`` (weights, optimizer, schedule, epoch and batch
+    position), also with another number of ranks: the steps are the same, only dealt out anew.
+    """
+    env, device = setup_distributed(config)
+    try:
+        return _train(config, env, device, resume, progress and env.main)
+    finally:
+        if env.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: bool, progress: bool) -> dict[str, Any]:
+    torch.set_num_threads(config.threads)
+    out_dir = Path(config.out_dir)
+    log = _log(f"{out_dir}/train.log") if env.main else (lambda msg: None)
+    if env.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / "config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
+        examples, dev = _load_examples(config, out_dir, progress, log)  # computes and caches the features
+    env.barrier()
+    if not env.main:
+        examples, _ = _load_examples(config, out_dir, False, log)  # reads rank 0's cache
+        dev = []
+
+    torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+    net = AcousticModel(config.model).to(device)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sampler = BucketingSampler([e.utt.duration for e in examples], config.batch_seconds, env.world_size, env.rank,
+                               config.seed)
+    steps_per_epoch = len(sampler.batches)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps_per_epoch * config.epochs))
-    start_epoch, best, rows, elapsed = 1, float("inf"), [], 0.0
+    start_epoch, start_batch, best, rows, elapsed = 1, 0, float("inf"), [], 0.0
+    partial: dict[str, float] = {}
     last_path = out_dir / "last.pt"
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path)
-        model.load_state_dict(ckpt["model"])
+        net.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, best, rows, elapsed = ckpt["epoch"] + 1, ckpt["best"], json.loads(ckpt["rows"]), ckpt["elapsed"]
-        torch.set_rng_state(ckpt["rng"])
-        log(f"resumed from {last_path} after epoch {ckpt['epoch']}")
-    n_params = sum(p.numel() for p in model.parameters())
+        best, rows, elapsed = ckpt["best"], json.loads(ckpt["rows"]), ckpt["elapsed"]
+        start_epoch, start_batch = ckpt["epoch"] + 1, ckpt.get("batch", 0)
+        if start_batch and env.main:  # written inside an epoch: it goes on from the next batch, with its sums so far
+            partial = json.loads(ckpt["partial"])
+        saved_world = ckpt.get("world_size", 1)
+        log(f"resumed from {last_path} at epoch {start_epoch}, batch {start_batch}" + (
+            f"; saved by {saved_world} rank(s), now {env.world_size}: the same global batches "
+            f"({config.batch_seconds:g} s), {config.batch_seconds / env.world_size:g} s per rank"
+            if saved_world != env.world_size else ""))
+    model = net if env.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
+        net, device_ids=[device.index] if device.type == "cuda" else None)
+    n_params = sum(p.numel() for p in net.parameters())
     log(f"model: {n_params / 1e6:.2f} M parameters, {steps_per_epoch} batches per epoch, device {device}"
-        + (f", {config.threads} thread(s)" if device.type == "cpu" else ""))
+        + (f", {config.threads} thread(s)" if device.type == "cpu" else "")
+        + (f", {env.world_size} ranks" if env.world_size > 1 else ""))
+
+    def save_last(epoch: int, batch: int = 0, partial: dict[str, float] | None = None) -> None:
+        save_checkpoint(last_path, net, epoch=epoch if not batch else epoch - 1, batch=batch, best=best,
+                        rows=json.dumps(rows), elapsed=elapsed, partial=json.dumps(partial or {}),
+                        world_size=env.world_size, optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict())
 
     row: dict[str, Any] = rows[-1] if rows else {}
     for epoch in range(start_epoch, config.epochs + 1):
@@ -275,48 +392,63 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
             break
         model.train()
         t0 = time.perf_counter()
-        batches = bucket_batches(durations, config.batch_seconds, shuffle=True, seed=config.seed + epoch)
-        sums = {"loss": 0.0, "char": 0.0, "phone": 0.0}
-        done, skipped, audio = 0, 0, 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
-        for idx in bar:
-            batch = [examples[i] for i in idx]
-            losses = train_step(model, optimizer, batch, config, device)
+        first = start_batch if epoch == start_epoch else 0
+        sampler.set_epoch(epoch, first)
+        _reseed(config.seed, epoch, env.rank, first)
+        keys = ("loss", "char", "phone", "audio", "done", "skipped", "seconds")
+        sums = {k: partial.get(k, 0.0) if epoch == start_epoch else 0.0 for k in keys}
+        bar = tqdm(sampler, desc=f"epoch {epoch}", disable=not progress, leave=False)
+        for i, idx in enumerate(bar, first):
+            batch = [examples[j] for j in idx]
+            losses = train_step(model, optimizer, batch, config, device,
+                                [examples[j] for j in sampler.global_batch(i)], env.world_size)
             scheduler.step()
             if losses is None:
-                skipped += 1  # a non-finite loss or gradient: the batch is skipped, the weights untouched
-                continue
-            done += 1
-            audio += sum(e.utt.duration for e in batch)
-            for key, value in zip(("loss", "char", "phone"), losses):
-                sums[key] += value
-            bar.set_postfix(loss=f"{sums['loss'] / done:.3f}", audio_s_per_s=f"{audio / (time.perf_counter() - t0):.0f}")
-        train_seconds = time.perf_counter() - t0
+                sums["skipped"] += 1  # a non-finite loss or gradient: the batch is skipped, the weights untouched
+            else:
+                sums["done"] += 1
+                sums["audio"] += sum(e.utt.duration for e in batch)
+                for key, value in zip(("loss", "char", "phone"), losses):
+                    sums[key] += value
+            if progress:
+                bar.set_postfix(loss=f"{sums['loss'] / max(sums['done'], 1):.3f}")
+            if config.save_every_steps and (i + 1) % config.save_every_steps == 0 and i + 1 < steps_per_epoch:
+                now = dict(sums, seconds=sums["seconds"] + time.perf_counter() - t0)
+                totals = dict(zip(keys, env.sum([now[k] for k in keys[:4]], device) + [now[k] for k in keys[4:]]))
+                if env.main:
+                    save_last(epoch, i + 1, totals)
+                env.barrier()
+        train_seconds = sums["seconds"] + time.perf_counter() - t0
+        loss, char, phone, audio = env.sum([sums[k] for k in ("loss", "char", "phone", "audio")], device)
+        done = max(sums["done"], 1)
         row = {"epoch": epoch, "lr": scheduler.get_last_lr()[0], "train_seconds": round(train_seconds, 1),
-               "audio_seconds_per_second": round(audio / train_seconds, 1), "skipped_batches": skipped,
-               **{k: round(v / max(done, 1), 4) for k, v in sums.items()}}
-        if dev:
-            t1 = time.perf_counter()
-            scores = evaluate_examples(model, dev, config)
-            row.update({f"dev_{k}": round(v, 4) if isinstance(v, float) else v for k, v in scores.items()})
-            row["dev_seconds"] = round(time.perf_counter() - t1, 1)
-        elapsed += time.perf_counter() - t0
-        row["elapsed_minutes"] = round(elapsed / 60, 2)
-        rows.append(row)
-        metric = row.get(f"dev_{config.best_metric}", row["loss"])
-        if metric < best:
-            best = metric
-            save_checkpoint(out_dir / "best.pt", model, epoch=epoch, dev=row)
-        if config.average_last:
-            save_checkpoint(out_dir / f"epoch-{epoch}.pt", model, epoch=epoch)
-            for old in _epoch_checkpoints(out_dir)[:-config.average_last]:
-                old.unlink()
-        save_checkpoint(last_path, model, epoch=epoch, best=best, rows=json.dumps(rows), elapsed=elapsed,
-                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), rng=torch.get_rng_state())
-        _write_csv(out_dir / "log.csv", rows)
-        log(" ".join(f"{k}={v}" for k, v in row.items()))
-    if rows:
-        _finalize(model, dev, config, out_dir, best, log)
+               "audio_seconds_per_second": round(audio / train_seconds, 1), "skipped_batches": int(sums["skipped"]),
+               "loss": round(loss / done, 4), "char": round(char / done, 4), "phone": round(phone / done, 4)}
+        if env.main:
+            if dev:
+                t1 = time.perf_counter()
+                scores = evaluate_examples(net, dev, config)
+                row.update({f"dev_{k}": round(v, 4) if isinstance(v, float) else v for k, v in scores.items()})
+                row["dev_seconds"] = round(time.perf_counter() - t1, 1)
+            elapsed += time.perf_counter() - t0
+            row["elapsed_minutes"] = round(elapsed / 60, 2)
+            rows.append(row)
+            metric = row.get(f"dev_{config.best_metric}", row["loss"])
+            if metric < best:
+                best = metric
+                save_checkpoint(out_dir / "best.pt", net, epoch=epoch, dev=row)
+            if config.average_last:
+                save_checkpoint(out_dir / f"epoch-{epoch}.pt", net, epoch=epoch)
+                for old in _epoch_checkpoints(out_dir)[:-config.average_last]:
+                    old.unlink()
+            save_last(epoch)
+            _write_csv(out_dir / "log.csv", rows)
+            log(" ".join(f"{k}={v}" for k, v in row.items()))
+        elapsed = env.broadcast(elapsed)  # rank 0's clock decides max_minutes for all
+        env.barrier()
+    if rows and env.main:
+        _finalize(net, dev, config, out_dir, best, log)
+    env.barrier()
     return row
 
 

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from asr.data import (ManifestError, Utterance, bucket_batches, load_features, pad_features, prepare_folder,
+from asr.data import (BucketingSampler, ManifestError, Utterance, bucket_batches, load_features, pad_features, prepare_folder,
                       prepare_librispeech, read_manifest, spec_augment, write_manifest)
 from asr.features import FeatureConfig, file_features
 from conftest import LIBRISPEECH, TEST_DATA, needs_librispeech
@@ -87,6 +87,45 @@ def test_bucket_batches_cover_everything_once_and_respect_budget():
         assert sorted(i for b in batches for i in b) == list(range(500))
         assert all(max(durations[i] for i in b) * len(b) <= 60.0 for b in batches if len(b) > 1)
     assert bucket_batches(durations, 60.0, True, seed=1) != bucket_batches(durations, 60.0, True, seed=2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 13, 101])
+def test_sampler_gives_every_rank_as_many_batches_and_covers_each_utterance_once(n):
+    """Awkward sizes (fewer utterances than ranks, odd counts, one 200 s utterance): counts stay equal."""
+    durations = [float(d) for d in np.random.default_rng(n).uniform(1, 20, n)]
+    durations[0] = 200.0  # longer than a batch: a global batch of one, repeated on every rank
+    for world in (1, 2, 3, 5):
+        samplers = [BucketingSampler(durations, 60.0, world, rank, seed=4) for rank in range(world)]
+        for epoch in (1, 2):
+            for s in samplers:
+                s.set_epoch(epoch)
+            per_rank = [list(s) for s in samplers]
+            assert len({len(b) for b in per_rank}) == 1  # equal counts: DDP never waits for a missing batch
+            assert all(len(b) > 0 for batches in per_rank for b in batches)
+            used = [i for batches in per_rank for b in batches for i in b]
+            assert sorted(set(used)) == list(range(n))
+            assert len(used) == n + samplers[0].repeated  # each once, apart from the stated repeats
+            assert samplers[0].repeated == sum(max(0, world - len(b)) for b in samplers[0].batches)
+            # The global batch of each step does not depend on the world size.
+            single = BucketingSampler(durations, 60.0, seed=4)
+            single.set_epoch(epoch)
+            for step, batch in enumerate(single):
+                merged = [i for batches in per_rank for i in batches[step]]
+                assert sorted(set(merged)) == sorted(batch)
+                assert sorted(samplers[0].global_batch(step)) == sorted(merged)
+
+
+def test_sampler_epochs_differ_and_a_resumed_epoch_starts_at_its_position():
+    durations = [float(d) for d in np.random.default_rng(0).uniform(1, 20, 300)]
+    s = BucketingSampler(durations, 60.0, 2, 1, seed=0)
+    s.set_epoch(3)
+    whole = list(s)
+    s.set_epoch(3, start=5)
+    assert list(s) == whole[5:] and len(s) == len(whole) - 5
+    s.set_epoch(4)
+    assert list(s) != whole
+    with pytest.raises(ValueError, match="rank 2"):
+        BucketingSampler(durations, 60.0, 2, 2)
 
 
 def test_pad_and_spec_augment():
