@@ -65,9 +65,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _train_config(args: argparse.Namespace):
     from .errors import ConfigError
-    from .train import TrainConfig, train
+    from .train import TrainConfig
 
     overrides = {}
     for item in args.set or []:
@@ -78,8 +78,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             overrides[key] = json.loads(value)  # numbers, true/false, lists...
         except json.JSONDecodeError:
             overrides[key] = value  # anything else is a plain string: --set out_dir=tmp/exp
-    config = TrainConfig.load(args.config, overrides)
-    train(config, resume=args.resume, progress=not args.quiet)
+    return TrainConfig.load(args.config, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    train(_train_config(args), resume=args.resume, progress=not args.quiet)
+    return 0
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    import os
+
+    from .train import write_training_features
+
+    for folder in write_training_features(_train_config(args), args.workers or os.cpu_count() or 1, not args.quiet):
+        print(folder)
     return 0
 
 
@@ -218,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config entry (JSON value, else a string): epochs=10, out_dir=exp/x, model.hidden=512")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("features", help="compute a training config's features once into shards on disk "
+                                        "(its feature_shards folder), for sets beyond RAM")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config entry, as for train")
+    p.add_argument("--workers", type=int, help="processes computing features (default: one per core)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("transcribe", help="transcribe audio files, folders, @lists or manifests")
     p.add_argument("inputs", nargs="+", metavar="INPUT",

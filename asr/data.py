@@ -10,6 +10,7 @@ A manifest is JSONL, one utterance a line::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -17,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 import torch
 
@@ -41,12 +43,17 @@ class Utterance:
     sample_rate: int = 0
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the process's umask, restored at once
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and rename, so a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a written file gets the usual permissions
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -263,6 +270,110 @@ def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Pat
         torch.save({"key": key, "features": feats}, tmp)
         os.replace(tmp, cache)
     return feats
+
+
+# ---------------------------------------------------------------------------------------------
+# Features on disk for sets that do not fit in RAM
+
+SHARD_BYTES = 1 << 30  # 1 GiB of float16 features per shard file: ~3.6 h of 40-dim MFCC at 100 frames/s
+
+
+def _features_key(utts: list[Utterance], config: FeatureConfig, speed: float) -> str:
+    digest = hashlib.sha256(json.dumps([(u.id, u.audio) for u in utts]).encode()).hexdigest()
+    return json.dumps({"utterances": digest, "features": config.__dict__, "speed": speed}, sort_keys=True)
+
+
+def write_feature_shards(utts: list[Utterance], config: FeatureConfig, out: str | Path, workers: int = 1,
+                         speed: float = 1.0, progress: bool = True) -> Path:
+    """Compute the features of ``utts`` (played ``speed`` times as fast) into float16 shards on disk.
+
+    ``out`` gets ``shard-00000.f16``... (raw float16 ``(frames, dim)`` rows, utterance after
+    utterance) and ``index.jsonl`` (``id``, ``shard``, ``offset`` row, ``frames``) plus
+    ``meta.json``; ``workers`` processes compute, this one writes, so memory holds a few
+    utterances at a time. ``index.jsonl`` is written last and atomically: a folder with a
+    matching one is complete and is left as it is (rerunning after a crash starts over).
+    """
+    out = Path(out)
+    key = _features_key(utts, config, speed)
+    meta_path = out / "meta.json"
+    if (out / "index.jsonl").is_file() and meta_path.is_file() and json.loads(meta_path.read_text())["key"] == key:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    from tqdm import tqdm
+
+    jobs = [(u.audio, config, speed) for u in utts]
+    import multiprocessing as mp
+
+    pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
+    results = pool.imap(_features_worker, jobs, chunksize=4) if pool else map(_features_worker, jobs)
+    index, shard, offset, f = [], 0, 0, None
+    try:
+        for u, feats in tqdm(zip(utts, results), total=len(utts), desc=f"features (speed {speed})",
+                             disable=not progress):
+            if f is None or offset * config.dim * 2 >= SHARD_BYTES:
+                if f is not None:
+                    f.close()
+                    shard += 1
+                f, offset = open(out / f"shard-{shard:05d}.f16", "wb"), 0
+            f.write(feats.numpy().astype("<f2").tobytes())
+            index.append({"id": u.id, "shard": shard, "offset": offset, "frames": int(feats.shape[0])})
+            offset += feats.shape[0]
+    finally:
+        if f is not None:
+            f.close()
+        if pool:
+            pool.terminate()
+    atomic_write_text(meta_path, json.dumps({"key": key, "dim": config.dim, "dtype": "float16"}) + "\n")
+    atomic_write_text(out / "index.jsonl", "".join(json.dumps(r) + "\n" for r in index))
+    return out
+
+
+class FeatureShards:
+    """Features written by :func:`write_feature_shards`, each read from disk when asked for.
+
+    ``shards[i]`` is utterance ``i``'s ``(frames, dim)`` float16 tensor, read with one
+    positioned read: nothing stays in memory, so training on 960 h needs the RAM of the
+    batches in flight, not of the corpus. ``frames(i)`` comes from the index without reading.
+    """
+
+    def __init__(self, folder: str | Path, utts: list[Utterance], config: FeatureConfig, speed: float = 1.0):
+        self.folder = Path(folder)
+        meta_path, index_path = self.folder / "meta.json", self.folder / "index.jsonl"
+        if not index_path.is_file() or not meta_path.is_file():
+            raise ManifestError(f"{self.folder}: no feature shards (write them with `asr features CONFIG`)")
+        if json.loads(meta_path.read_text())["key"] != _features_key(utts, config, speed):
+            raise ManifestError(f"{self.folder}: the feature shards are of another manifest or feature "
+                                f"config (rerun `asr features CONFIG`)")
+        self.index = [json.loads(line) for line in index_path.read_text().splitlines()]
+        self.dim = config.dim
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def frames(self, i: int) -> int:
+        return self.index[i]["frames"]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        r = self.index[i]
+        data = np.fromfile(self.folder / f"shard-{r['shard']:05d}.f16", dtype="<f2", count=r["frames"] * self.dim,
+                           offset=r["offset"] * self.dim * 2)
+        return torch.from_numpy(data.reshape(r["frames"], self.dim))
+
+
+class ShardedFeature:
+    """A stand-in for one utterance's features in :class:`FeatureShards`: its shape now, its values on ``load()``."""
+
+    __slots__ = ("shards", "i")
+
+    def __init__(self, shards: FeatureShards, i: int):
+        self.shards, self.i = shards, i
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.shards.frames(self.i), self.shards.dim)
+
+    def load(self) -> torch.Tensor:
+        return self.shards[self.i]
 
 
 def bucket_batches(durations: list[float], max_seconds: float, shuffle: bool, seed: int = 0,

@@ -20,8 +20,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .data import (BucketingSampler, Utterance, atomic_write_text, load_features, pad_features, read_manifest,
-                   spec_augment)
+from .data import (BucketingSampler, FeatureShards, ShardedFeature, Utterance, atomic_write_text, load_features,
+                   pad_features, read_manifest, spec_augment, write_feature_shards)
 from .decode import recognize
 from .errors import ConfigError
 from .features import FeatureConfig
@@ -63,6 +63,8 @@ class TrainConfig:
     best_metric: str = "per"  # dev metric that chooses best.pt (lower is better): "per" for the phone head that ships
     max_minutes: float | None = None  # stop after the epoch that crosses this wall-clock budget
     save_every_steps: int = 0  # also write last.pt every N steps inside an epoch (0: at epoch ends only)
+    feature_shards: str | None = None  # folder written by `asr features`: read per batch from disk (sets beyond RAM)
+    data_workers: int = 0  # DataLoader processes reading feature shards (0: in the training process)
     lexicon: str | None = None  # default: the shipped CMUdict lexicon
 
     @classmethod
@@ -119,7 +121,7 @@ def _known(cls: type, d: dict[str, Any], where: str) -> dict[str, Any]:
 @dataclass
 class Example:
     utt: Utterance
-    feats: torch.Tensor  # (T, D) float16
+    feats: torch.Tensor | ShardedFeature  # (T, D) float16, or where to read it
     chars: torch.Tensor  # (L,) int64
     phones: torch.Tensor | None  # (L',) int64, None when a word has no pronunciation
 
@@ -287,6 +289,24 @@ def setup_distributed(config: TrainConfig) -> tuple[Distributed, torch.device]:
     return env, device
 
 
+class _ExampleSet(torch.utils.data.Dataset):
+    """Examples by index, their features read from the shards when they are on disk."""
+
+    def __init__(self, examples: list[Example]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> Example:
+        e = self.examples[i]
+        return e if isinstance(e.feats, torch.Tensor) else dataclasses.replace(e, feats=e.feats.load())
+
+
+def _as_list(batch: list[Example]) -> list[Example]:
+    return batch
+
+
 def _reseed(seed: int, epoch: int, rank: int, start: int) -> None:
     """Seed SpecAugment and dropout from (seed, epoch, rank, first batch): a resumed run draws as an unbroken one."""
     n = int.from_bytes(hashlib.sha256(f"{seed}/{epoch}/{rank}/{start}".encode()).digest()[:8], "little")
@@ -294,16 +314,38 @@ def _reseed(seed: int, epoch: int, rank: int, start: int) -> None:
     random.seed(n)
 
 
-def _load_examples(config: TrainConfig, out_dir: Path, progress: bool, log) -> tuple[list[Example], list[Example]]:
-    """Training examples (every speed of ``speed_perturb``) and dev examples, features from the cache when it matches."""
+def _training_sets(config: TrainConfig) -> list[tuple[float, list[Utterance]]]:
+    """``(speed, utterances)`` for each copy of the training set that ``speed_perturb`` asks for."""
     train_utts = read_manifest(config.train_manifest)
+    # A copy of the training set per speed, its features kept apart; durations scale by 1 / speed.
+    return [(speed, train_utts if speed == 1.0 else [
+        dataclasses.replace(u, id=f"sp{speed}-{u.id}", duration=u.duration / speed) for u in train_utts])
+        for speed in config.speed_perturb or (1.0,)]
+
+
+def write_training_features(config: TrainConfig, workers: int, progress: bool = True) -> list[Path]:
+    """Compute the training set's features (every speed) into ``config.feature_shards``, once (see
+    :func:`asr.data.write_feature_shards`); return the folders."""
+    if not config.feature_shards:
+        raise ConfigError("feature_shards is not set: name the folder for the features in the config")
+    return [write_feature_shards(utts, config.model.features, Path(config.feature_shards) / f"speed{speed}", workers,
+                                 speed, progress) for speed, utts in _training_sets(config)]
+
+
+def _load_examples(config: TrainConfig, out_dir: Path, progress: bool, log) -> tuple[list[Example], list[Example]]:
+    """Training examples (every speed of ``speed_perturb``) and dev examples.
+
+    Features come from ``config.feature_shards`` (read per batch) when set, else from the RAM
+    cache under ``out_dir/cache``, computed when it does not match.
+    """
     examples: list[Example] = []
-    for speed in config.speed_perturb or (1.0,):
-        # A copy of the training set per speed, its features cached apart; durations scale by 1 / speed.
-        utts = train_utts if speed == 1.0 else [
-            dataclasses.replace(u, id=f"sp{speed}-{u.id}", duration=u.duration / speed) for u in train_utts]
-        cache = out_dir / "cache" / ("train_feats.pt" if speed == 1.0 else f"train_feats_sp{speed}.pt")
-        feats = load_features(utts, config.model.features, cache, config.feature_workers, progress, speed=speed)
+    for speed, utts in _training_sets(config):
+        if config.feature_shards:
+            shards = FeatureShards(Path(config.feature_shards) / f"speed{speed}", utts, config.model.features, speed)
+            feats = [ShardedFeature(shards, i) for i in range(len(shards))]
+        else:
+            cache = out_dir / "cache" / ("train_feats.pt" if speed == 1.0 else f"train_feats_sp{speed}.pt")
+            feats = load_features(utts, config.model.features, cache, config.feature_workers, progress, speed=speed)
         kept, dropped = make_examples(utts, feats, config)
         examples += kept
         log(f"train at speed {speed}: {len(kept)} utterances kept of {len(utts)}; {dropped['too_short']} dropped as "
@@ -372,6 +414,8 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
             f"; saved by {saved_world} rank(s), now {env.world_size}: the same global batches "
             f"({config.batch_seconds:g} s), {config.batch_seconds / env.world_size:g} s per rank"
             if saved_world != env.world_size else ""))
+    loader = torch.utils.data.DataLoader(_ExampleSet(examples), batch_sampler=sampler, collate_fn=_as_list,
+                                         num_workers=config.data_workers)
     model = net if env.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None)
     n_params = sum(p.numel() for p in net.parameters())
@@ -397,9 +441,8 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
         _reseed(config.seed, epoch, env.rank, first)
         keys = ("loss", "char", "phone", "audio", "done", "skipped", "seconds")
         sums = {k: partial.get(k, 0.0) if epoch == start_epoch else 0.0 for k in keys}
-        bar = tqdm(sampler, desc=f"epoch {epoch}", disable=not progress, leave=False)
-        for i, idx in enumerate(bar, first):
-            batch = [examples[j] for j in idx]
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False)
+        for i, batch in enumerate(bar, first):
             losses = train_step(model, optimizer, batch, config, device,
                                 [examples[j] for j in sampler.global_batch(i)], env.world_size)
             scheduler.step()

@@ -174,3 +174,34 @@ def test_prepare_real_librispeech_dev(tmp_path):
     report = prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")
     assert report.utterances == 719 and not report.problems
     assert 1.3 < report.hours < 1.4
+
+
+def test_feature_shards_hold_the_cached_features_and_check_their_key(tmp_path):
+    from asr.data import FeatureShards, ShardedFeature, write_feature_shards
+
+    utts = read_manifest(TEST_DATA / "manifest.jsonl")
+    config = FeatureConfig()
+    cached = load_features(utts, config, progress=False, speed=0.9)
+    folder = write_feature_shards(utts, config, tmp_path / "f", workers=1, speed=0.9, progress=False)
+    shards = FeatureShards(folder, utts, config, speed=0.9)
+    assert len(shards) == len(utts)
+    for i, f in enumerate(cached):
+        assert shards.frames(i) == f.shape[0] and ShardedFeature(shards, i).shape == tuple(f.shape)
+        assert torch.equal(shards[i], f)
+    assert oct((folder / "index.jsonl").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    mtime = (folder / "shard-00000.f16").stat().st_mtime_ns
+    write_feature_shards(utts, config, folder, workers=1, speed=0.9, progress=False)  # complete: left as it is
+    assert (folder / "shard-00000.f16").stat().st_mtime_ns == mtime
+    for other in ({"speed": 1.0}, {"utts": utts[:2]}):
+        with pytest.raises(ManifestError, match="another manifest or feature config"):
+            FeatureShards(folder, other.get("utts", utts), config, other.get("speed", 0.9))
+    with pytest.raises(ManifestError, match="asr features"):
+        FeatureShards(tmp_path / "none", utts, config)
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

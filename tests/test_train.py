@@ -108,6 +108,25 @@ def test_resume_continues_where_it_stopped(tmp_path):
         torch.testing.assert_close(a[k], b[k])
 
 
+def test_training_from_feature_shards_equals_training_from_ram(tmp_path):
+    """`asr features` then training that reads each batch from disk (2 DataLoader workers): the same run."""
+    from asr.train import write_training_features
+
+    base = TrainConfig(
+        train_manifest=str(TEST_DATA / "manifest.jsonl"), dev_manifest=None, out_dir=str(tmp_path / "ram"),
+        model=ModelConfig(hidden=16, layers=1, dropout=0.0), epochs=2, warmup_steps=2, feature_workers=1,
+        batch_seconds=4.5, speed_perturb=(0.9, 1.0),
+    )
+    ram = train(base, progress=False)
+    sharded = dataclasses.replace(base, out_dir=str(tmp_path / "disk"), feature_shards=str(tmp_path / "features"),
+                                  data_workers=2)
+    folders = write_training_features(sharded, workers=1, progress=False)
+    assert [f.name for f in folders] == ["speed0.9", "speed1.0"]
+    disk = train(sharded, progress=False)
+    assert not (tmp_path / "disk" / "cache").exists()  # nothing cached in RAM or beside the run
+    assert (disk["loss"], disk["char"], disk["phone"]) == (ram["loss"], ram["char"], ram["phone"])
+
+
 @pytest.mark.slow
 @needs_fsdd
 def test_fsdd_digits_reach_95_percent(tmp_path):
