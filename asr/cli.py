@@ -15,22 +15,11 @@ def _sample_manifest() -> str:
 
 def _decoding(args: argparse.Namespace):
     """(head, DecodingConfig): the shipped defaults (tuned on dev), with what the options override."""
-    import dataclasses
+    from .decode import resolve_decoding
 
-    from .decode import DecodingConfig, shipped_decoding
-
-    head, config = shipped_decoding()
-    if args.decoder == "greedy":
-        config = DecodingConfig()
-    elif args.decoder == "beam" and config.decoder != "beam":
-        config = dataclasses.replace(config, decoder="beam")
-    options = ("beam_size", "beam_threshold", "blank_skip", "lm_weight", "word_score", "joint_weight")
-    changes = {k: getattr(args, k) for k in options if getattr(args, k) is not None}
-    if args.lm is not None:
-        changes["lm"] = None if args.lm == "none" else args.lm
-    if args.lexicon_free:
-        changes["lexicon_free"] = True
-    return args.head or head, dataclasses.replace(config, **changes)
+    return resolve_decoding(args.head, args.decoder, lm=args.lm, lexicon_free=args.lexicon_free or None,
+                            **{k: getattr(args, k) for k in ("beam_size", "beam_threshold", "blank_skip", "lm_weight",
+                                                             "word_score", "joint_weight")})
 
 
 def _add_decoding_options(p: argparse.ArgumentParser) -> None:
@@ -153,10 +142,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from .evaluate import tune_decoding
 
-    best = tune_decoding(args.manifest, args.out, None if args.lm == "none" else args.lm, args.model, args.lexicon,
-                         tuple(args.heads), tuple(args.lm_weights), tuple(args.word_scores), tuple(args.joint_weights),
-                         args.beam_size, beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
-                         blank_skip=args.blank_skip, workers=args.workers)
+    from .decode import DecodingConfig
+
+    base = DecodingConfig("beam", None if args.lm == "none" else args.lm, args.beam_size,
+                          beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
+                          blank_skip=args.blank_skip)
+    best = tune_decoding(args.manifest, args.out, base, args.model, args.lexicon, tuple(args.heads),
+                         tuple(args.lm_weights), tuple(args.word_scores), tuple(args.joint_weights), workers=args.workers)
     print(json.dumps(best, indent=2))
     print(f"grid: {args.out}/grid.tsv", file=sys.stderr)
     return 0

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -185,12 +186,10 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
     hyps = decode_outputs(out, lexicon, frame_seconds, phone_words_too and (beam is None or beam.head != "phone"))
     if beam is not None:
         other = "phone" if beam.head == "char" else "char"
-        for b, (h, nbest) in enumerate(zip(hyps, beam.search(out[beam.head], out["lengths"], frame_seconds))):
-            words = best_words(nbest, out[other][b, :out["lengths"][b]], other, lexicon, beam.joint_weight)
-            if beam.head == "char":
-                h.char_words = words
-            else:
-                h.phone_words = words
+        nbests = beam.search(out[beam.head], out["lengths"], frame_seconds)
+        hyps = [dataclasses.replace(h, **{f"{beam.head}_words": best_words(
+            nbest, out[other][b, :out["lengths"][b]], other, lexicon, beam.joint_weight)})
+            for b, (h, nbest) in enumerate(zip(hyps, nbests))]
     return hyps
 
 
@@ -257,28 +256,31 @@ def _quiet_stderr():
 class BeamDecoder:
     """CTC beam search over one head, words constrained to a lexicon, scored by an ARPA/KenLM LM.
 
-    For the character head a word is spelled by its letters; for the phone head by each of
-    its pronunciations. ``lm=None`` decodes with the lexicon alone. Words come back with
+    ``config`` (a :class:`DecodingConfig`) gives the LM, weights and pruning. For the character
+    head a word is spelled by its letters; for the phone head by each of its pronunciations;
+    the words are the LM's (its ``.words.txt``) that the lexicon has, or the whole lexicon.
+    ``config.lm=None`` decodes with the lexicon alone. Words come back with
     times from the frames of their first and last tokens, and a confidence from the
     posteriors of the frames where their tokens were emitted.
     """
 
-    def __init__(self, head: str, lexicon: Lexicon, lm: str | None = None, words: list[str] | None = None,
-                 beam_size: int = 50, lm_weight: float = 2.0, word_score: float = 0.0, nbest: int = 1,
-                 joint_weight: float = 0.0, beam_size_token: int | None = None, beam_threshold: float = 50.0,
-                 lexicon_free: bool = False, blank_skip: float | None = None):
+    def __init__(self, head: str, lexicon: Lexicon, config: "DecodingConfig"):
         from torchaudio.models.decoder import ctc_decoder  # loads flashlight-text: only when beam search is asked for
 
         if head not in ("char", "phone"):
             raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
-        self.head = head
-        self.joint_weight = joint_weight  # read by `decode_batch`: see `joint_rescore`
-        self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
-        if lexicon_free and (head != "char" or lm is not None):
+        if config.lexicon_free and (head != "char" or config.lm is not None):
             raise ConfigError("lexicon-free search works on the character head only (--head char), without a word LM")
-        self.lexicon_free = lexicon_free
-        self.blank_skip = blank_skip  # see `skip_blank_frames`
-        vocabulary = [] if lexicon_free else words if words is not None else list(lexicon.prons)
+        lm = config.lm
+        if lm is not None and not Path(lm).is_file():
+            raise FileNotFoundError(f"{lm}: language model not found")
+        self.head, self.config = head, config
+        self.joint_weight = config.joint_weight  # read by `decode_batch`: see `joint_rescore`
+        self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
+        self.lexicon_free = config.lexicon_free
+        self.blank_skip = config.blank_skip  # see `skip_blank_frames`
+        words = lm_vocabulary(lm, lexicon)
+        vocabulary = [] if config.lexicon_free else words if words is not None else list(lexicon.prons)
         lines: list[str] = []
         per_spelling: dict[tuple[str, ...], int] = {}
         for w in vocabulary:
@@ -294,7 +296,7 @@ class BeamDecoder:
                         per_spelling[p] += 1
                         lines.append(f"{w}\t{' '.join(p)} |")
         lex_path = None
-        if not lexicon_free:
+        if not config.lexicon_free:
             if not lines:
                 raise ConfigError("no word of the vocabulary can be spelled with this head's tokens")
             self._dir = tempfile.TemporaryDirectory(prefix="asr-beam-")
@@ -303,10 +305,12 @@ class BeamDecoder:
                 f.write("\n".join(lines) + "\n")
         try:
             with _quiet_stderr():  # KenLM draws a loading progress bar on stderr
+                # Without joint rescoring only the best hypothesis is used: don't build the others.
                 self.decoder = ctc_decoder(lexicon=lex_path, tokens=list(self.vocab.tokens),
-                                           lm=lm, nbest=nbest,
-                                           beam_size=beam_size, beam_size_token=beam_size_token,
-                                           beam_threshold=beam_threshold, lm_weight=lm_weight, word_score=word_score,
+                                           lm=lm, nbest=config.nbest if config.joint_weight else 1,
+                                           beam_size=config.beam_size, beam_size_token=config.beam_size_token,
+                                           beam_threshold=config.beam_threshold, lm_weight=config.lm_weight,
+                                           word_score=config.word_score,
                                            blank_token=self.vocab.tokens[0], sil_token=BOUNDARY_TOKEN,
                                            unk_word="<unk>")
         except RuntimeError as e:
@@ -485,10 +489,22 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> Be
         raise ConfigError(f"decoder must be 'greedy' or 'beam', not {config.decoder!r}")
     if config.lexicon_free:  # open vocabulary: no lexicon, so no word LM either
         config = dataclasses.replace(config, lm=None)
-    if config.lm is not None and not Path(config.lm).is_file():
-        raise FileNotFoundError(f"{config.lm}: language model not found")
-    return BeamDecoder(head, lexicon, lm=config.lm, words=lm_vocabulary(config.lm, lexicon), beam_size=config.beam_size,
-                       lm_weight=config.lm_weight, word_score=config.word_score,
-                       nbest=config.nbest if config.joint_weight else 1, joint_weight=config.joint_weight,
-                       beam_size_token=config.beam_size_token, beam_threshold=config.beam_threshold,
-                       lexicon_free=config.lexicon_free, blank_skip=config.blank_skip)
+    return BeamDecoder(head, lexicon, config)
+
+
+def resolve_decoding(head: str | None = None, decoder: str | None = None, **changes: Any) -> tuple[str, DecodingConfig]:
+    """``(head, DecodingConfig)``: the shipped decoding (tuned on dev) with the given changes.
+
+    ``decoder="greedy"`` is plain best-path decoding; ``decoder="beam"`` turns a greedy
+    default into beam search; ``changes`` are :class:`DecodingConfig` fields (``None``
+    values are left as shipped; give ``lm="none"`` for no LM).
+    """
+    shipped_head, config = shipped_decoding()
+    if decoder == "greedy":
+        config = DecodingConfig()
+    elif decoder == "beam" and config.decoder != "beam":
+        config = dataclasses.replace(config, decoder="beam")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if changes.get("lm") == "none":
+        changes["lm"] = None
+    return head or shipped_head, dataclasses.replace(config, **changes)

@@ -126,24 +126,25 @@ def _posterior_pictures(model, utts, feats, lexicon, head: str, count: int) -> d
     return pictures
 
 
-def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, model_path: str | Path | None = None,
+def tune_decoding(manifest: str | Path, out_dir: str | Path, base: DecodingConfig, model_path: str | Path | None = None,
                   lexicon: str | None = None, heads: tuple[str, ...] = ("char", "phone"),
                   lm_weights: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0), word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0),
-                  joint_weights: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0), beam_size: int = 50, nbest: int = 16,
-                  beam_size_token: int | None = None, beam_threshold: float = 50.0, blank_skip: float | None = None,
-                  workers: int = 1,
+                  joint_weights: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0), workers: int = 1,
                   log=print) -> dict[str, Any]:
     """Grid-search beam decoding on ``manifest`` (a dev set, never a test set): every head,
-    LM weight, word score and joint weight; the model runs once.
+    LM weight, word score and joint weight, each setting ``dataclasses.replace(base, ...)``
+    (``base`` gives the LM, beam and pruning); the model runs once.
 
-    For each head, LM weight and word score the beam search runs once keeping ``nbest``
+    For each head, LM weight and word score the beam search runs once keeping ``base.nbest``
     hypotheses; every joint weight then only re-sorts them (``joint_rescore``; 0 = that
     head alone). Writes ``grid.tsv`` (WER and search time of every setting) and
     ``best.json`` (``{"head": ..., "decoding": DecodingConfig fields, "wer": ...}``) under
     ``out_dir`` and returns the best.
     """
-    from .decode import BeamDecoder, best_words, lm_vocabulary, text_of
+    from .decode import BeamDecoder, best_words, text_of
     from .metrics import wer
+
+    base = dataclasses.replace(base, decoder="beam")
 
     utts = read_manifest(manifest)
     model = load_model(model_path)
@@ -152,7 +153,6 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, mod
     outputs: list[tuple[list[int], dict[str, torch.Tensor]]] = list(forward_batches(model, feats))
     refs = [u.text for u in utts]
     audio = sum(u.duration for u in utts)
-    words = lm_vocabulary(lm, lex)
     rows, out_dir = [], Path(out_dir)
     greedy = [None] * len(utts)
     for idx, out in outputs:
@@ -167,9 +167,9 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, mod
         other = "phone" if head == "char" else "char"
         for lm_weight in lm_weights:
             for word_score in word_scores:
-                beam = BeamDecoder(head, lex, lm=lm, words=words, beam_size=beam_size, lm_weight=lm_weight,
-                                   word_score=word_score, nbest=nbest, beam_size_token=beam_size_token,
-                                   beam_threshold=beam_threshold, blank_skip=blank_skip)
+                # The search keeps the n-best whatever the joint weight: the weights only re-sort them.
+                beam = BeamDecoder(head, lex, dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score,
+                                                                  joint_weight=max(joint_weights) or 1.0))
                 start = time.perf_counter()
                 nbests: list[list] = [[]] * len(utts)
                 for idx, out in outputs:
@@ -188,8 +188,8 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, lm: str | None, mod
     atomic_write_text(out_dir / "grid.tsv", "\t".join(header) + "\n" +
                       "".join("\t".join(str(r[k]) for k in header) + "\n" for r in rows))
     best = min((r for r in rows if r["decoder"] == "beam"), key=lambda r: r["wer"])
-    config = DecodingConfig("beam", lm, beam_size, best["lm_weight"], best["word_score"], best["joint_weight"], nbest,
-                            beam_size_token, beam_threshold, blank_skip=blank_skip)
+    config = dataclasses.replace(base, lm_weight=best["lm_weight"], word_score=best["word_score"],
+                                 joint_weight=best["joint_weight"])
     result = {"head": best["head"], "decoding": dataclasses.asdict(config), "wer": best["wer"],
               "manifest": str(manifest), "model": str(model_path or "shipped")}
     atomic_write_text(out_dir / "best.json", json.dumps(result, indent=2) + "\n")

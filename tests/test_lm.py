@@ -2,7 +2,7 @@ import json
 import pytest
 import torch
 
-from asr.decode import BeamDecoder, best_path, char_words
+from asr.decode import BeamDecoder, DecodingConfig, best_path, char_words
 from asr.lm import LMError, build_lm, check_arpa
 from asr.text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
 
@@ -39,11 +39,11 @@ def test_build_lm_writes_arpa(tmp_path):
 def test_beam_with_lexicon_fixes_spelling_and_lm_decides(tmp_path):
     lp = frames(AMBIGUOUS, C)
     assert [w.word for w in char_words(best_path(lp[0]), 0.03)] == ["rad", "bed"]
-    plain = BeamDecoder("char", LEX, beam_size=20)
+    plain = BeamDecoder("char", LEX, DecodingConfig("beam", beam_size=20))
     assert [w.word for w in plain(lp, torch.tensor([7]), 0.03)[0][0]] == ["rid", "bed"]  # acoustics: i > e
     (tmp_path / "t.txt").write_text("RED BED\n" * 20 + "RID\n")
     build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
-    with_lm = BeamDecoder("char", LEX, lm=str(tmp_path / "lm.arpa"), beam_size=20, lm_weight=2.0)
+    with_lm = BeamDecoder("char", LEX, DecodingConfig("beam", lm=str(tmp_path / "lm.arpa"), beam_size=20, lm_weight=2.0))
     words = with_lm(lp, torch.tensor([7]), 0.03)[0][0]
     assert [w.word for w in words] == ["red", "bed"]  # the LM knows "red bed"
     assert (words[1].start, words[1].end) == (0.12, 0.21) and 0 < words[0].confidence < words[1].confidence <= 1
@@ -52,7 +52,7 @@ def test_beam_with_lexicon_fixes_spelling_and_lm_decides(tmp_path):
 def test_phone_head_beam_uses_all_pronunciations():
     # R EH D | B EH D: "red" and "read" (second pronunciation) tie acoustically; no LM -> either is a word
     lp = frames([{"R": 0.9}, {"EH": 0.9}, {"D": 0.9}, {"|": 0.9}, {"B": 0.9}, {"EH": 0.9}, {"D": 0.9}], P)
-    words = BeamDecoder("phone", LEX, beam_size=20)(lp, torch.tensor([7]), 0.03)[0][0]
+    words = BeamDecoder("phone", LEX, DecodingConfig("beam", beam_size=20))(lp, torch.tensor([7]), 0.03)[0][0]
     assert [w.word for w in words][1] == "bed" and words[0].word in ("red", "read")
     assert words[0].tokens == ("R", "EH", "D")
 
@@ -60,7 +60,7 @@ def test_phone_head_beam_uses_all_pronunciations():
 def test_batch_equals_single():
     lp = frames(AMBIGUOUS, C)
     short = torch.cat([lp[:, :3], torch.zeros(1, 4, len(CHAR_VOCAB))], 1)
-    dec = BeamDecoder("char", LEX, beam_size=20)
+    dec = BeamDecoder("char", LEX, DecodingConfig("beam", beam_size=20))
     batch = dec(torch.cat([lp, short]), torch.tensor([7, 3]), 0.03)
     assert batch[0] == dec(lp, torch.tensor([7]), 0.03)[0]
     assert batch[1] == dec(short[:, :3], torch.tensor([3]), 0.03)[0]
@@ -72,7 +72,7 @@ def test_search_in_its_own_thread_equals_the_main_thread(tmp_path):
     (tmp_path / "t.txt").write_text("A RED BED\nREAD A BED\n")
     build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
     lp = frames(AMBIGUOUS, C)
-    dec = BeamDecoder("char", LEX, lm=str(tmp_path / "lm.arpa"), beam_size=20, nbest=3)
+    dec = BeamDecoder("char", LEX, DecodingConfig("beam", lm=str(tmp_path / "lm.arpa"), beam_size=20, nbest=3))
     seen = []
     search = dec.decoder.__call__
     dec.decoder = lambda *args: seen.append(threading.current_thread()) or search(*args)
@@ -92,8 +92,8 @@ def test_blank_skip_keeps_words_times_and_doubled_letters():
     spec = [{"r": 0.9}, blank, blank, blank, {"e": 0.9}, blank, blank, blank, {"e": 0.9}, {"d": 0.9},
             {"|": 0.9}, blank, blank, {"b": 0.9}, {"e": 0.9}, blank, {"d": 0.9}, blank]
     lp = frames(spec, C)
-    full = BeamDecoder("char", lex, beam_size=20)(lp, torch.tensor([len(spec)]), 0.03)[0][0]
-    skipping = BeamDecoder("char", lex, beam_size=20, blank_skip=0.95)
+    full = BeamDecoder("char", lex, DecodingConfig("beam", beam_size=20))(lp, torch.tensor([len(spec)]), 0.03)[0][0]
+    skipping = BeamDecoder("char", lex, DecodingConfig("beam", beam_size=20, blank_skip=0.95))
     skipped = skipping(lp, torch.tensor([len(spec)]), 0.03)[0][0]
     assert [w.word for w in full] == [w.word for w in skipped] == ["reed", "bed"]
     assert [(w.start, w.end) for w in skipped] == [(w.start, w.end) for w in full] == [(0.0, 0.3), (0.39, 0.51)]
@@ -141,7 +141,7 @@ def test_build_lm_prunes_by_count_and_vocabulary_reads_manifests_and_gzips(tmp_p
     assert stats["ngrams"] == [6, 5, 4] and "ngram 2=5" in arpa and "ngram 3=4" in arpa
     assert "\tis red\t" not in arpa and "zebra" not in arpa
     check_arpa(tmp_path / "lm.arpa.gz")
-    dec = BeamDecoder("char", LEX, lm=str(tmp_path / "lm.arpa.gz"), beam_size=20)  # KenLM reads .gz
+    dec = BeamDecoder("char", LEX, DecodingConfig("beam", lm=str(tmp_path / "lm.arpa.gz"), beam_size=20))  # KenLM reads .gz
     assert [w.word for w in dec(frames(AMBIGUOUS, C), torch.tensor([7]), 0.03)[0][0]] == ["red", "bed"]
 
 
@@ -173,20 +173,21 @@ def test_build_lm_leaves_foreign_sentences_and_words_out(tmp_path):
 def test_bad_lm_file_names_file_and_line(tmp_path, content, problem):
     (tmp_path / "bad.arpa").write_text(content)
     with pytest.raises(LMError, match=problem):
-        BeamDecoder("char", LEX, lm=str(tmp_path / "bad.arpa"))
+        BeamDecoder("char", LEX, DecodingConfig("beam", lm=str(tmp_path / "bad.arpa")))
 
 
 def test_tune_grid_search_writes_grid_and_best(tmp_path):
     import json
 
+    from asr.decode import DecodingConfig
     from asr.evaluate import tune_decoding
     from conftest import TEST_DATA
 
     (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nKNIT TWO TOGETHER TWICE\nWHO WAS ALREADY ASLEEP IN BED\n")
     build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
-    best = tune_decoding(TEST_DATA / "manifest.jsonl", tmp_path / "tune", str(tmp_path / "lm.arpa"),
-                         lm_weights=(0.5, 2.0), word_scores=(0.0,), joint_weights=(0.0, 0.5), beam_size=20,
-                         log=lambda _: None)
+    best = tune_decoding(TEST_DATA / "manifest.jsonl", tmp_path / "tune",
+                         DecodingConfig("beam", str(tmp_path / "lm.arpa"), beam_size=20),
+                         lm_weights=(0.5, 2.0), word_scores=(0.0,), joint_weights=(0.0, 0.5), log=lambda _: None)
     rows = (tmp_path / "tune" / "grid.tsv").read_text().splitlines()
     assert len(rows) == 1 + 2 + 2 * 2 * 2  # header, greedy per head, head x lm weight x joint weight
     beam_wers = [float(r.split("\t")[5]) for r in rows[1:] if "\tbeam\t" in r]
@@ -197,9 +198,9 @@ def test_tune_grid_search_writes_grid_and_best(tmp_path):
 
 def test_lexicon_free_char_beam_spells_open_vocabulary():
     lp = frames(AMBIGUOUS, C)
-    free = BeamDecoder("char", LEX, beam_size=20, lexicon_free=True)
+    free = BeamDecoder("char", LEX, DecodingConfig("beam", beam_size=20, lexicon_free=True))
     words = free(lp, torch.tensor([7]), 0.03)[0][0]
     assert [w.word for w in words] == ["rad", "bed"]  # not a lexicon word: spelled as heard
     assert [w.tokens for w in words] == [("r", "a", "d"), ("b", "e", "d")] and words[1].start == 0.12
     with pytest.raises(ValueError, match="lexicon-free"):
-        BeamDecoder("phone", LEX, lexicon_free=True)
+        BeamDecoder("phone", LEX, DecodingConfig("beam", lexicon_free=True))
