@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from .errors import UserError
 from .features import AudioError, FeatureConfig, audio_info, file_features
+from .io import atomic_torch_save, atomic_write_text, is_audio_file, read_jsonl, write_jsonl
 from .text import normalize
 
 REQUIRED_FIELDS = ("id", "audio", "text")  # duration is read from the file when missing; speaker defaults to "unknown"
@@ -43,27 +41,6 @@ class Utterance:
     sample_rate: int = 0
 
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: the process's umask, restored at once
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a written file gets the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_manifest(utts: list[Utterance], path: str | Path) -> None:
     """Write ``utts`` as JSONL; audio paths under the manifest's folder are stored relative to it."""
     path = Path(path)
@@ -77,33 +54,8 @@ def write_manifest(utts: list[Utterance], path: str | Path) -> None:
             pass  # outside the manifest's folder: stored absolute, since a relative path is read against that folder
         record = dict(id=u.id, audio=str(audio), duration=round(u.duration, 3), sample_rate=u.sample_rate,
                       text=u.text, speaker=u.speaker)
-        lines.append(json.dumps(record, ensure_ascii=False))
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_jsonl(path: str | Path, required: tuple[str, ...], error: type[ValueError],
-               what: str) -> list[tuple[int, dict]]:
-    """``(line number, record)`` of a JSONL file, each with the ``required`` fields.
-
-    Problems raise ``error`` naming the file (described as ``what``) and the line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"{path}: {what} not found")
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise error(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            missing = [k for k in required if k not in r]
-            if missing:
-                raise error(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-            records.append((lineno, r))
-    return records
+        lines.append(record)
+    write_jsonl(path, lines)
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:
@@ -138,10 +90,6 @@ def _probe(audio: Path, problems: list[str]) -> tuple[float, int] | None:
         return None
 
 
-def _is_audio(path: Path) -> bool:
-    return path.suffix.lower().lstrip(".") in {f.lower() for f in sf.available_formats()} | {"opus"}
-
-
 @dataclass
 class PrepareReport:
     utterances: int
@@ -160,7 +108,7 @@ def prepare_librispeech(corpus: str | Path, subset: str, out: str | Path) -> Pre
         raise ManifestError(f"{root}: LibriSpeech subset folder not found")
     utts, problems = [], []
     for trans in sorted(root.glob("*/*/*.trans.txt")):
-        audio_by_id = {p.stem: p for p in trans.parent.iterdir() if p.is_file() and _is_audio(p)}
+        audio_by_id = {p.stem: p for p in trans.parent.iterdir() if is_audio_file(p)}
         texts = {}
         for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
@@ -265,10 +213,7 @@ def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Pat
     else:
         feats = [_features_worker(j) for j in tqdm(jobs, desc="features", disable=not progress)]
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{cache}.tmp"
-        torch.save({"key": key, "features": feats}, tmp)
-        os.replace(tmp, cache)
+        atomic_torch_save({"key": key, "features": feats}, cache)
     return feats
 
 
@@ -324,7 +269,7 @@ def write_feature_shards(utts: list[Utterance], config: FeatureConfig, out: str 
         if pool:
             pool.terminate()
     atomic_write_text(meta_path, json.dumps({"key": key, "dim": config.dim, "dtype": "float16"}) + "\n")
-    atomic_write_text(out / "index.jsonl", "".join(json.dumps(r) + "\n" for r in index))
+    write_jsonl(out / "index.jsonl", index)
     return out
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from .data import atomic_write_text, load_features, read_manifest
+from .data import load_features, read_manifest
+from .io import atomic_write_text
 from .decode import (DecodingConfig, Word, align_words, decode_batch, decode_outputs, forward_batches,
                      lm_vocabulary, make_beam_decoder)
 from .errors import ConfigError

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import UserError
+from .io import atomic_write_text
 from .text import normalize
 
 
@@ -124,7 +125,7 @@ def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sente
     raw.unlink()
     os.replace(tmp, out)
     vocab = sorted(set(lm.grams[0]) - {"<s>", "</s>"})
-    Path(f"{out}.words.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    atomic_write_text(f"{out}.words.txt", "\n".join(vocab) + "\n")
     return {"sentences": sentences, "words": words, "foreign_sentences": foreign, "vocabulary": len(vocab),
             "ngrams": [len(lm.grams[0])] + [_count(lm.grams[k], k) for k in range(1, order)],
             "seconds": round(time.perf_counter() - start, 1), "bytes": out.stat().st_size}

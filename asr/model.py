@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -14,6 +13,7 @@ from torch import nn
 
 from .errors import ConfigError, UserError
 from .features import FRAME_SECONDS, FeatureConfig
+from .io import atomic_torch_save
 from .text import CHAR_VOCAB, PHONE_VOCAB
 
 
@@ -117,12 +117,7 @@ class CheckpointError(UserError):
 
 def save_checkpoint(path: str | Path, model: AcousticModel, **extra: Any) -> None:
     """Write weights and config (plus ``extra`` entries) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"config": dataclasses.asdict(model.config), "model": model.state_dict(), **extra}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({"config": dataclasses.asdict(model.config), "model": model.state_dict(), **extra}, path)
 
 
 def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import jiwer
 
-from .data import atomic_write_text, read_jsonl
+from .io import atomic_write_text, read_jsonl
 from .errors import UserError
 from .metrics import char_errors
 

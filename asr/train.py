@@ -20,9 +20,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .data import (BucketingSampler, FeatureShards, ShardedFeature, Utterance, atomic_write_text, load_features,
-                   pad_features, read_manifest, spec_augment, write_feature_shards)
+from .data import (BucketingSampler, FeatureShards, ShardedFeature, Utterance, load_features, pad_features,
+                   read_manifest, spec_augment, write_feature_shards)
 from .decode import recognize
+from .io import atomic_write_text
 from .errors import ConfigError
 from .features import FeatureConfig
 from .metrics import score_heads

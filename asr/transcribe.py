@@ -24,14 +24,14 @@ from pathlib import Path
 
 import torch
 
-from .data import atomic_write_text, bucket_batches, read_manifest
+from .data import bucket_batches, read_manifest
 from .decode import DecodingConfig, Word, make_beam_decoder, recognize, text_of
+from .io import atomic_write_text, is_audio_file
 from .errors import ConfigError
 from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio
 from .model import load_model
 from .text import load_lexicon
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".opus", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
 CHUNK_SECONDS = 30.0  # longer files are cut into windows this long...
 OVERLAP_SECONDS = 2.0  # ...overlapping by this much, words kept where their middle is nearest their window's centre
 BATCHES_PER_WORKER = 4  # at least, when the audio allows: smaller batches balance the workers' load
@@ -73,7 +73,7 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
         elif item.endswith(".jsonl") and Path(item).is_file():
             out += [u.audio for u in read_manifest(item)]
         elif Path(item).is_dir():
-            out += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+            out += sorted(str(p) for p in Path(item).rglob("*") if is_audio_file(p))
         else:
             out.append(item)
     return list(dict.fromkeys(out))

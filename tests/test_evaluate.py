@@ -50,7 +50,8 @@ def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
     """The shipped bundle (model, lexicon, LM, tuned decoding) gives the published dev
     transcripts again: exactly for a sample of utterances, and the published WER is the WER
     of the published transcripts."""
-    from asr.data import read_jsonl, read_manifest, write_manifest
+    from asr.data import read_manifest, write_manifest
+    from asr.io import read_jsonl
     from asr.decode import shipped_decoding
     from asr.metrics import wer
 
@@ -74,3 +75,25 @@ def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
     assert same >= len(again) - 1, f"{same} of {len(again)} transcripts as published"  # float noise may flip one
     assert s["wer"] == pytest.approx(wer([records[u.id]["ref"] for u in sample],
                                          [records[u.id]["hyp"] for u in sample]), abs=0.02)
+
+
+def test_tune_grid_search_writes_grid_and_best(tmp_path):
+    import json
+
+    from asr.lm import build_lm
+
+    from asr.decode import DecodingConfig
+    from asr.evaluate import tune_decoding
+    from conftest import TEST_DATA
+
+    (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nKNIT TWO TOGETHER TWICE\nWHO WAS ALREADY ASLEEP IN BED\n")
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
+    best = tune_decoding(TEST_DATA / "manifest.jsonl", tmp_path / "tune",
+                         DecodingConfig("beam", str(tmp_path / "lm.arpa"), beam_size=20),
+                         lm_weights=(0.5, 2.0), word_scores=(0.0,), joint_weights=(0.0, 0.5), log=lambda _: None)
+    rows = (tmp_path / "tune" / "grid.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 2 + 2 * 2 * 2  # header, greedy per head, head x lm weight x joint weight
+    beam_wers = [float(r.split("\t")[5]) for r in rows[1:] if "\tbeam\t" in r]
+    assert best["wer"] == min(beam_wers)
+    assert json.loads((tmp_path / "tune" / "best.json").read_text()) == best
+    assert best["decoding"]["decoder"] == "beam" and best["decoding"]["lm"] == str(tmp_path / "lm.arpa")

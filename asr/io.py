@@ -1,0 +1,96 @@
+"""Files: atomic writes (text and torch), JSONL, gzip-aware opening, and what counts as an audio file.
+
+The bottom layer for every module that reads or writes: a crash or a kill never leaves half
+a file (write to a temporary file in the same folder, flush, rename), and readers name the
+file and line of what they cannot use.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterable
+
+# What `asr transcribe DIR` picks up and `asr prepare` accepts: the formats soundfile
+# (libsndfile) reads, Ogg/Opus included, by extension.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".opus", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the process's umask, restored at once
+
+
+def is_audio_file(path: str | Path) -> bool:
+    """Whether ``path`` names a file with an audio extension (see :data:`AUDIO_EXTENSIONS`)."""
+    path = Path(path)
+    return path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+
+
+def open_text(path: str | Path, mode: str = "r") -> IO[str]:
+    """Open a text file for ``mode`` ("r", "w" or "a"), gzip-compressed when the name ends in ``.gz``."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def _atomic(path: str | Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a written file gets the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file and rename, so a crash never leaves half a file."""
+    _atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically (checkpoints, feature caches)."""
+    import torch
+
+    _atomic(path, lambda f: torch.save(obj, f))
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    """Write ``records`` one JSON object a line (UTF-8, not escaped), atomically."""
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def read_jsonl(path: str | Path, required: tuple[str, ...], error: type[Exception],
+               what: str) -> list[tuple[int, dict]]:
+    """``(line number, record)`` of a JSONL file, each with the ``required`` fields.
+
+    Problems raise ``error`` naming the file (described as ``what``) and the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(r, dict):
+                raise error(f"{path}:{lineno}: expected a JSON object, not {type(r).__name__}")
+            missing = [k for k in required if k not in r]
+            if missing:
+                raise error(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            records.append((lineno, r))
+    return records
