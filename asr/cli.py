@@ -104,23 +104,17 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         print(f"{args.out}/results.jsonl: {count} file(s) transcribed now, {len(paths) - count} already done, "
               f"{failed} failed", file=sys.stderr)
         return 1 if failed else 0
-    # To stdout, in input order: hold back finished files until those before them are done.
-    failed, pending, next_index = 0, {}, 0
-    index = {p: i for i, p in enumerate(paths)}
+    failed = 0
     show = not args.quiet and len(paths) > 1 and sys.stderr.isatty()  # a bar would break one-line errors in logs
-    for t in transcriber.transcribe(paths, workers=workers, progress=show):
-        pending[index[t.path]] = t
-        while next_index in pending:
-            t = pending.pop(next_index)
-            next_index += 1
-            if t.error:
-                failed += 1
-                print(f"error: {t.error}", file=sys.stderr)
-            elif args.format == "txt":
-                print(t.text if len(paths) == 1 else f"{t.path}\t{t.text}")
-            else:
-                sys.stdout.write(format_transcript(t, args.format))
-            sys.stdout.flush()
+    for t in transcriber.transcribe(paths, workers=workers, progress=show, in_order=True):
+        if t.error:
+            failed += 1
+            print(f"error: {t.error}", file=sys.stderr)
+        elif args.format == "txt":
+            print(t.text if len(paths) == 1 else f"{t.path}\t{t.text}")
+        else:
+            sys.stdout.write(format_transcript(t, args.format))
+        sys.stdout.flush()
     if failed:
         print(f"{failed} of {len(paths)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0

@@ -174,21 +174,37 @@ class Transcriber:
         self.beam = make_beam_decoder(head, self.lexicon, decoding)
 
     def transcribe(self, paths: Iterable[str | Path], batch_seconds: float = 240.0, workers: int = 0,
-                   progress: bool = False) -> Iterator[Transcript]:
-        """Yield one transcript per path (in order of completion); unreadable files give ``error`` set.
+                   progress: bool = False, in_order: bool = False) -> Iterator[Transcript]:
+        """Yield one transcript per path; unreadable files give ``error`` set.
 
-        ``batch_seconds`` bounds the audio in one batch (and so memory); ``workers`` > 0
-        transcribes batches in that many processes, one core each (see :func:`default_workers`);
-        0 does everything in this process, with its torch threads.
+        In order of completion, or with ``in_order`` in the order of ``paths`` (finished files
+        are held back until those before them are done). ``batch_seconds`` bounds the audio in
+        one batch (and so memory); ``workers`` > 0 transcribes batches in that many processes,
+        one core each (see :func:`default_workers`); 0 does everything in this process, with
+        its torch threads.
         """
-        paths = [str(p) for p in paths]
+        done = self._transcribe([str(p) for p in paths], batch_seconds, workers, progress)
+        if not in_order:
+            yield from (t for _, t in done)
+            return
+        pending: dict[int, Transcript] = {}
+        next_index = 0
+        for i, t in done:
+            pending[i] = t
+            while next_index in pending:
+                yield pending.pop(next_index)
+                next_index += 1
+
+    def _transcribe(self, paths: list[str], batch_seconds: float, workers: int,
+                    progress: bool) -> Iterator[tuple[int, Transcript]]:
+        """``(position in paths, transcript)`` in order of completion."""
         items: list[_Item] = []
         results: dict[int, Transcript] = {}
         for i, p in enumerate(paths):
             try:
                 items += _plan(i, audio_info(p)[0])
             except AudioError as e:
-                yield Transcript(p, error=str(e))
+                yield i, Transcript(p, error=str(e))
         remaining = collections.Counter(it.file for it in items)
         if "fork" not in multiprocessing.get_all_start_methods():  # Windows: no workers (see `_run_batches`)
             workers = 0
@@ -224,7 +240,7 @@ class Transcriber:
                         done.words = []
                     done.text = text_of(done.words)
                     bar.update(done)
-                    yield done
+                    yield it.file, done
         bar.close()
 
 

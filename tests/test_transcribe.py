@@ -87,6 +87,18 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path):
     assert sorted(os.listdir(tmp_path / "cut")) == sorted(os.listdir(tmp_path / "full"))
 
 
+def test_in_order_yields_transcripts_in_input_order(tmp_path, transcriber):
+    """Workers finish in any order (longest batches first); in_order gives them back as listed, errors included."""
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    paths = [str(SAMPLES[2]), str(SAMPLES[1]), str(tmp_path / "bad.wav"), str(SAMPLES[0])]
+    got = list(transcriber.transcribe(paths, workers=2, in_order=True, batch_seconds=5.0))
+    assert [t.path for t in got] == paths
+    assert [bool(t.error) for t in got] == [p.endswith("bad.wav") for p in paths]
+    unordered = list(transcriber.transcribe(paths, workers=2, batch_seconds=5.0))
+    assert [t.path for t in unordered] != paths  # the unreadable file is known first: without in_order it leads
+    assert {t.path: t.text for t in unordered} == {t.path: t.text for t in got}
+
+
 def test_long_audio_is_windowed_and_stitched(tmp_path, transcriber, monkeypatch):
     """A long file made of short clips: windowed transcription ~ the clips transcribed one by one."""
     clips = [load_audio(p).numpy() for p in SAMPLES * 3]
