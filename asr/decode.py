@@ -24,6 +24,7 @@ import torch
 
 from .errors import ConfigError
 from .lm import LMError, check_arpa
+from .model import AcousticModel, forward_batches
 from .text import BOUNDARY as BOUNDARY_TOKEN
 from .text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
 
@@ -152,30 +153,6 @@ def decode_outputs(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds
     return hyps
 
 
-@torch.no_grad()
-def forward_batches(model: torch.nn.Module, feats: list[torch.Tensor], batch_frames: int = 24000):
-    """Run ``model`` over feature matrices ``(T_i, D)`` in batches of similar length.
-
-    Yields ``(indices, out)``: the positions in ``feats`` of a batch and the model's output
-    for it (``out["char"]``, ``out["phone"]``: ``(B, T', V)`` log-probabilities on the CPU,
-    ``out["lengths"]``: ``(B,)`` output frames), batches of at most ``batch_frames`` padded frames.
-    """
-    model.eval()
-    order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
-    device = next(model.parameters()).device
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and feats[order[end]].shape[0] * (end - start + 1) <= batch_frames:
-            end += 1
-        idx = order[start:end]
-        batch = [feats[i].float() for i in idx]
-        lengths = torch.tensor([f.shape[0] for f in batch])
-        x = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True).to(device)
-        yield idx, {k: v.cpu() for k, v in model(x, lengths).items()}
-        start = end
-
-
 def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
                  phone_words_too: bool = True, beam: "BeamDecoder | None" = None) -> list[Hypothesis]:
     """Hypotheses for one batch of model output (see :func:`forward_batches`).
@@ -193,12 +170,11 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
     return hyps
 
 
-def recognize(model: torch.nn.Module, feats: list[torch.Tensor], lexicon: Lexicon,
+def recognize(model: AcousticModel, feats: list[torch.Tensor], lexicon: Lexicon,
               batch_frames: int = 24000, phone_words_too: bool = True,
               beam: "BeamDecoder | None" = None) -> list[Hypothesis]:
     """Hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order
-    (see :func:`decode_batch`). ``model`` is an ``AcousticModel`` (its
-    ``config.frame_seconds`` gives the time scale)."""
+    (see :func:`decode_batch`; the model runs in :func:`asr.model.forward_batches`)."""
     results: list[Hypothesis | None] = [None] * len(feats)
     for idx, out in forward_batches(model, feats, batch_frames):
         for i, h in zip(idx, decode_batch(out, lexicon, model.config.frame_seconds, phone_words_too, beam)):

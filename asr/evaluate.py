@@ -12,11 +12,10 @@ import torch
 
 from .data import load_features, read_manifest
 from .io import atomic_write_text
-from .decode import (DecodingConfig, Word, align_words, decode_batch, decode_outputs, forward_batches,
-                     lm_vocabulary, make_beam_decoder)
+from .decode import DecodingConfig, Word, align_words, decode_batch, decode_outputs, lm_vocabulary, make_beam_decoder
 from .errors import ConfigError
 from .metrics import score_heads
-from .model import load_model
+from .model import forward_batches, load_model
 from .report import posterior_png, write_report
 from .text import CHAR_VOCAB, PHONE_VOCAB, load_lexicon
 

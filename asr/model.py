@@ -111,6 +111,30 @@ class AcousticModel(nn.Module):
         }
 
 
+@torch.no_grad()
+def forward_batches(model: AcousticModel, feats: list[torch.Tensor], batch_frames: int = 24000):
+    """Run ``model`` over feature matrices ``(T_i, D)`` in batches of similar length.
+
+    Yields ``(indices, out)``: the positions in ``feats`` of a batch and the model's output
+    for it (``out["char"]``, ``out["phone"]``: ``(B, T', V)`` log-probabilities on the CPU,
+    ``out["lengths"]``: ``(B,)`` output frames), batches of at most ``batch_frames`` padded frames.
+    """
+    model.eval()
+    order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
+    device = next(model.parameters()).device
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and feats[order[end]].shape[0] * (end - start + 1) <= batch_frames:
+            end += 1
+        idx = order[start:end]
+        batch = [feats[i].float() for i in idx]
+        lengths = torch.tensor([f.shape[0] for f in batch])
+        x = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True).to(device)
+        yield idx, {k: v.cpu() for k, v in model(x, lengths).items()}
+        start = end
+
+
 class CheckpointError(UserError):
     pass
 

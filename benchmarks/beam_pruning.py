@@ -29,7 +29,8 @@ import time
 import torch
 
 from asr.data import load_features, read_manifest
-from asr.decode import forward_batches, make_beam_decoder, shipped_decoding, skip_blank_frames, text_of
+from asr.decode import make_beam_decoder, shipped_decoding, skip_blank_frames, text_of
+from asr.model import forward_batches
 from asr.metrics import wer
 from asr.model import load_model
 from asr.text import load_lexicon
