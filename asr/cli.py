@@ -9,6 +9,15 @@ from importlib import resources
 from pathlib import Path
 
 
+WORKERS = "worker processes, one core each,"  # --workers means this in every command
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from .transcribe import default_workers
+
+    return default_workers() if args.workers is None else args.workers
+
+
 def _sample_manifest() -> str:
     return str(resources.files("asr") / "assets" / "samples" / "manifest.jsonl")
 
@@ -78,17 +87,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    import os
-
     from .train import write_training_features
 
-    for folder in write_training_features(_train_config(args), args.workers or os.cpu_count() or 1, not args.quiet):
+    for folder in write_training_features(_train_config(args), _workers(args) or 1, not args.quiet):
         print(folder)
     return 0
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from .transcribe import Transcriber, default_workers, expand_inputs, format_transcript, transcribe_to_dir
+    from .transcribe import Transcriber, expand_inputs, format_transcript, transcribe_to_dir
 
     paths = expand_inputs(args.inputs)
     if not paths:
@@ -96,7 +103,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         return 2
     head, decoding = _decoding(args)
     transcriber = Transcriber(args.model, head=head, lexicon=args.lexicon, decoding=decoding)
-    workers = default_workers() if args.workers is None else args.workers
+    workers = _workers(args)
     if args.out:
         formats = [f for f in args.format.split(",") if f]
         count, failed = transcribe_to_dir(transcriber, paths, args.out, formats, workers,
@@ -125,7 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     head, decoding = _decoding(args)
     summary = evaluate(args.manifest or _sample_manifest(), args.out, args.model, head, args.lexicon,
-                       workers=args.workers, progress=not args.quiet, decoding=decoding)
+                       workers=_workers(args), progress=not args.quiet, decoding=decoding)
     keys = ("wer", "cer", "per", "wer_char", "wer_phone", "per_utterances", "oov_rate", "boundary_error_s", "boundary_words",
             "utterances", "audio_seconds", "seconds")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
@@ -142,7 +149,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                           beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
                           blank_skip=args.blank_skip)
     best = tune_decoding(args.manifest, args.out, base, args.model, args.lexicon, tuple(args.heads),
-                         tuple(args.lm_weights), tuple(args.word_scores), tuple(args.joint_weights), workers=args.workers)
+                         tuple(args.lm_weights), tuple(args.word_scores), tuple(args.joint_weights), workers=_workers(args))
     print(json.dumps(best, indent=2))
     print(f"grid: {args.out}/grid.tsv", file=sys.stderr)
     return 0
@@ -224,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(its feature_shards folder), for sets beyond RAM")
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config entry, as for train")
-    p.add_argument("--workers", type=int, help="processes computing features (default: one per core)")
+    p.add_argument("--workers", type=int, help=WORKERS + " computing features (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_features)
 
@@ -237,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "and per-file outputs in --format")
     p.add_argument("--format", default="txt",
                    help="txt|json|jsonl|srt|vtt|ctm; with --out a comma-separated list (default: txt)")
-    p.add_argument("--workers", type=int, help="processes transcribing batches, one core each "
-                   "(default: one per core; 0: all in this process)")
+    p.add_argument("--workers", type=int, help=WORKERS + " transcribing batches (default: one per core; "
+                                                         "0: all in this process)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_transcribe)
 
@@ -247,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
     _add_decoding_options(p)
     p.add_argument("--out", required=True, help="folder for summary.json, results.jsonl and the report")
-    p.add_argument("--workers", type=int, default=1, help="processes reading audio")
+    p.add_argument("--workers", type=int, help=WORKERS + " reading audio into features (default: one per core)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -264,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size-token", type=int, help="tokens tried per frame (default: all)")
     p.add_argument("--beam-threshold", type=float, default=50.0)
     p.add_argument("--blank-skip", type=float, metavar="P", help="see `asr transcribe --help` (default: off)")
-    p.add_argument("--workers", type=int, default=1, help="processes reading audio")
+    p.add_argument("--workers", type=int, help=WORKERS + " reading audio into features (default: one per core)")
     p.add_argument("--out", required=True, help="folder for grid.tsv and best.json")
     p.set_defaults(func=cmd_tune)
 
