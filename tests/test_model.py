@@ -100,3 +100,43 @@ def test_average_checkpoints(tmp_path):
         torch.testing.assert_close(avg[k], (v + b.state_dict()[k]) / 2)
     with pytest.raises(ValueError, match="no checkpoints"):
         average_checkpoints([])
+
+
+class _RunsCode:
+    """Pickles as a call of ``os.system``: loading it with plain pickle would run the command."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_checkpoint_whose_pickle_runs_code_is_refused_and_runs_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    marker = tmp_path / "ran"
+    torch.save({"config": {}, "model": _RunsCode(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match=r"evil\.pt: not a readable asr checkpoint"):
+        load_model(tmp_path / "evil.pt")
+    r = subprocess.run([sys.executable, "-m", "asr", "evaluate", "--model", str(tmp_path / "evil.pt"),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "evil.pt: not a readable asr checkpoint" in r.stderr
+    assert not marker.exists()  # neither load ran the payload
+
+
+def test_truncated_or_foreign_checkpoints_give_one_line_errors(tmp_path):
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, AcousticModel(ModelConfig(hidden=8, layers=1)))
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "text.pt").write_text("not a checkpoint\n")
+    torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")
+    for name, problem in (("cut.pt", "not a readable asr checkpoint"), ("text.pt", "not a readable asr checkpoint"),
+                          ("other.pt", "lacks 'config' or 'model'"), ("none.pt", "model file not found")):
+        with pytest.raises(CheckpointError, match=problem) as e:
+            load_model(tmp_path / name)
+        assert str(e.value).startswith(str(tmp_path / name)) and "\n" not in str(e.value)
