@@ -15,6 +15,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -27,7 +28,7 @@ import torch
 from .data import bucket_batches, read_manifest
 from .decode import DecodingConfig, Word, make_beam_decoder, recognize, text_of
 from .io import atomic_write_text, is_audio_file
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio
 from .model import load_model
 from .text import load_lexicon
@@ -129,10 +130,27 @@ class _Recognition:
 _job: _Recognition | None = None  # a worker process's job, inherited from its parent at the fork
 
 
-def _worker_init(job: _Recognition) -> None:
+def _worker_init(job: _Recognition, parent: int) -> None:
     global _job
     _job = job
     torch.set_num_threads(1)  # one core per worker: N workers use N cores without oversubscription
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this worker when its parent dies (Linux's PR_SET_PDEATHSIG).
+
+    Without it, a SIGKILLed `asr transcribe` leaves its workers running: they waste the
+    cores and hold the output folder's lock, so the rerun that should resume is refused.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request: nobody would kill us
+        os._exit(1)
 
 
 def _worker_run(batch: list[int]) -> list[tuple[int, list[Word], float, str | None]]:
@@ -148,7 +166,7 @@ def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> I
     # fork: the workers share the model, lexicon and LM already in memory, and the job is
     # inherited rather than pickled; PyTorch resets its thread pools in forked children.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_worker_init, initargs=(job,))
+                               initializer=_worker_init, initargs=(job, os.getpid()))
     try:
         for future in as_completed([pool.submit(_worker_run, b) for b in batches]):
             yield future.result()
@@ -344,6 +362,40 @@ def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str |
             raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with _OutputLock(out_dir):
+        return _transcribe_to_dir(transcriber, paths, out_dir, formats, workers, progress)
+
+
+class _OutputLock:
+    """An exclusive lock on ``out_dir/.lock`` for one run: a second run on the same folder is refused.
+
+    ``flock`` locks are released by the kernel when their holder dies, however it dies, so a
+    killed run never leaves the folder locked (its workers die with it: see ``_die_with``).
+    """
+
+    def __init__(self, out_dir: Path):
+        self.path = out_dir / ".lock"
+
+    def __enter__(self) -> "_OutputLock":
+        self.file = open(self.path, "a")
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock
+            return self
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise UserError(f"{self.path.parent}: another `asr transcribe` is writing there; "
+                            f"wait for it to finish or give another --out") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path, formats: list[str],
+                       workers: int, progress: bool) -> tuple[int, int]:
     results_path = out_dir / "results.jsonl"
     for stale in out_dir.glob(".*.tmp"):  # left by atomic_write_text in a run killed mid-write
         stale.unlink()

@@ -57,6 +57,37 @@ def test_mixed_folder_gives_a_record_per_file(tmp_path, transcriber):
     assert (tmp_path / "out" / f"{T.output_name(str(d / 'good.opus'))}.txt").is_file()
 
 
+def _processes_with(text: str) -> list[int]:
+    """Processes whose command line contains ``text``."""
+    from pathlib import Path
+
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return pids
+
+
+def test_a_second_run_on_the_same_output_folder_is_refused(tmp_path):
+    import fcntl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "asr.cli", "transcribe", str(SAMPLES[0]), "--out", str(out), "--quiet"]
+    with open(out / ".lock", "a") as held:  # as a running `asr transcribe --out out` holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"error: {out}: another `asr transcribe` is writing there; wait for it to finish " \
+                               "or give another --out"
+    assert not (out / "results.jsonl").exists()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)  # released: it runs
+    assert r.returncode == 0 and len(read_results(out / "results.jsonl")) == 1
+
+
 def test_interrupted_run_resumes_to_the_same_output(tmp_path):
     d = tmp_path / "in"
     d.mkdir()
@@ -74,6 +105,10 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path):
     assert proc.poll() is None, "the run finished before the kill: nothing was interrupted"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    deadline = time.time() + 10  # its worker processes die with it (the kernel kills them)
+    while time.time() < deadline and _processes_with(str(tmp_path / "cut")):
+        time.sleep(0.1)
+    assert _processes_with(str(tmp_path / "cut")) == []
     done_at_kill = read_results(results)
     assert 1 <= len(done_at_kill) < 8  # killed mid-run
     with open(results, "a") as f:
