@@ -137,8 +137,8 @@ class Hypothesis:
         return text_of(self.words(head))
 
 
-def decode_outputs(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
-                   phone_words_too: bool = True) -> list[Hypothesis]:
+def _greedy_both_heads(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
+                      phone_words_too: bool = True) -> list[Hypothesis]:
     """Greedy decoding of a model's batch output (see ``AcousticModel.forward``).
 
     ``phone_words_too=False`` skips the lexicon look-up of the phone head's words (its
@@ -160,7 +160,7 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
     Both heads are decoded greedily; with ``beam``, the words of ``beam.head`` come from
     its beam search instead (rescored by the other head if ``beam.joint_weight``).
     """
-    hyps = decode_outputs(out, lexicon, frame_seconds, phone_words_too and (beam is None or beam.head != "phone"))
+    hyps = _greedy_both_heads(out, lexicon, frame_seconds, phone_words_too and (beam is None or beam.head != "phone"))
     if beam is not None:
         other = "phone" if beam.head == "char" else "char"
         nbests = beam.search(out[beam.head], out["lengths"], frame_seconds)

@@ -12,7 +12,7 @@ import torch
 
 from .data import load_features, read_manifest
 from .io import atomic_write_text
-from .decode import DecodingConfig, Word, align_words, decode_batch, decode_outputs, lm_vocabulary, make_beam_decoder
+from .decode import DecodingConfig, Word, align_words, decode_batch, lm_vocabulary, make_beam_decoder
 from .errors import ConfigError
 from .metrics import score_heads
 from .model import forward_batches, load_model
@@ -118,7 +118,7 @@ def _posterior_pictures(model, utts, feats, lexicon, head: str, count: int) -> d
         for i in chosen:
             f = feats[i].float()[None]
             out = model(f, torch.tensor([f.shape[1]]))
-            hyp = decode_outputs(out, lexicon, model.config.frame_seconds, head == "phone")[0]
+            hyp = decode_batch(out, lexicon, model.config.frame_seconds, head == "phone")[0]
             words = [(w.word, w.start, w.end) for w in hyp.words(head)]
             pictures[f"posteriors-{utts[i].id}.png"] = posterior_png(
                 out[head][0], list(vocab.tokens), words, model.config.frame_seconds,
@@ -156,7 +156,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, base: DecodingConfi
     rows, out_dir = [], Path(out_dir)
     greedy = [None] * len(utts)
     for idx, out in outputs:
-        for i, h in zip(idx, decode_outputs(out, lex, model.config.frame_seconds)):
+        for i, h in zip(idx, decode_batch(out, lex, model.config.frame_seconds)):
             greedy[i] = h
     for head in heads:
         row = {"head": head, "decoder": "greedy", "lm_weight": "", "word_score": "", "joint_weight": "",

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from asr.decode import (BeamDecoder, DecodingConfig, Token, Word, best_path, char_words, decode_outputs, group_words,
+from asr.decode import (BeamDecoder, DecodingConfig, Token, Word, best_path, char_words, decode_batch, group_words,
                         phone_words)
 from asr.lm import build_lm
 from asr.text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
@@ -59,7 +59,7 @@ def test_phone_words_through_lexicon():
     assert words[1].tokens == ("S", "AE", "D") and words[1].start == 0.12 and words[1].end == 0.21
 
 
-def test_decode_outputs_batch_equals_single():
+def test_decode_batch_batch_equals_single():
     lex = Lexicon([("cat", ("K", "AE", "T"))])
     a = [C["c"], C["a"], C["t"], 0]
     b = [C["a"], 0, 0, 0, 0, C["t"]]
@@ -70,9 +70,9 @@ def test_decode_outputs_batch_equals_single():
         "phone": torch.nn.utils.rnn.pad_sequence([one_hot(pa, len(PHONE_VOCAB)), one_hot(pb, len(PHONE_VOCAB))], batch_first=True),
         "lengths": torch.tensor([4, 6]),
     }
-    batch = decode_outputs(out, lex, 0.03)
+    batch = decode_batch(out, lex, 0.03)
     for i, (c, p) in enumerate([(a, pa), (b, pb)]):
-        single = decode_outputs({"char": one_hot(c, len(CHAR_VOCAB))[None], "phone": one_hot(p, len(PHONE_VOCAB))[None],
+        single = decode_batch({"char": one_hot(c, len(CHAR_VOCAB))[None], "phone": one_hot(p, len(PHONE_VOCAB))[None],
                                  "lengths": torch.tensor([len(c)])}, lex, 0.03)[0]
         assert batch[i] == single
     assert batch[0].text("char") == "cat" and batch[1].text("char") == "at"
