@@ -291,7 +291,7 @@ def setup_distributed(config: TrainConfig) -> tuple[Distributed, torch.device]:
 
 
 class _ExampleSet(torch.utils.data.Dataset):
-    """Examples by index, their features read from the shards when they are on disk."""
+    """``(index, features)`` of each example, the features read from the shards when they are on disk."""
 
     def __init__(self, examples: list[Example]):
         self.examples = examples
@@ -299,13 +299,20 @@ class _ExampleSet(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, i: int) -> Example:
-        e = self.examples[i]
-        return e if isinstance(e.feats, torch.Tensor) else dataclasses.replace(e, feats=e.feats.load())
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
+        f = self.examples[i].feats
+        return i, f if isinstance(f, torch.Tensor) else f.load()
 
 
-def _as_list(batch: list[Example]) -> list[Example]:
-    return batch
+def _collate(items: list[tuple[int, torch.Tensor]]) -> tuple[list[int], torch.Tensor, list[int]]:
+    """One tensor per batch: a DataLoader worker hands each tensor over through a file descriptor,
+    and a batch of hundreds of utterances as separate tensors ran out of them ("Too many open files")."""
+    return [i for i, _ in items], torch.cat([f for _, f in items]), [f.shape[0] for _, f in items]
+
+
+def _batch_examples(examples: list[Example], collated: tuple[list[int], torch.Tensor, list[int]]) -> list[Example]:
+    ids, feats, frames = collated
+    return [dataclasses.replace(examples[i], feats=f) for i, f in zip(ids, torch.split(feats, frames))]
 
 
 def _reseed(seed: int, epoch: int, rank: int, start: int) -> None:
@@ -415,8 +422,8 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
             f"; saved by {saved_world} rank(s), now {env.world_size}: the same global batches "
             f"({config.batch_seconds:g} s), {config.batch_seconds / env.world_size:g} s per rank"
             if saved_world != env.world_size else ""))
-    loader = torch.utils.data.DataLoader(_ExampleSet(examples), batch_sampler=sampler, collate_fn=_as_list,
-                                         num_workers=config.data_workers)
+    loader = torch.utils.data.DataLoader(_ExampleSet(examples), batch_sampler=sampler, collate_fn=_collate,
+                                         num_workers=config.data_workers if config.feature_shards else 0)
     model = net if env.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
         net, device_ids=[device.index] if device.type == "cuda" else None)
     n_params = sum(p.numel() for p in net.parameters())
@@ -443,7 +450,8 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
         keys = ("loss", "char", "phone", "audio", "done", "skipped", "seconds")
         sums = {k: partial.get(k, 0.0) if epoch == start_epoch else 0.0 for k in keys}
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not progress, leave=False)
-        for i, batch in enumerate(bar, first):
+        for i, collated in enumerate(bar, first):
+            batch = _batch_examples(examples, collated)
             losses = train_step(model, optimizer, batch, config, device,
                                 [examples[j] for j in sampler.global_batch(i)], env.world_size)
             scheduler.step()

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from asr.data import BucketingSampler, FeatureShards, ShardedFeature, read_manifest, write_feature_shards
-from asr.train import TrainConfig, _as_list, _ExampleSet, make_examples
+from asr.train import TrainConfig, _batch_examples, _collate, _ExampleSet, make_examples
 
 
 def tree_rss_bytes() -> int:
@@ -61,10 +61,11 @@ def main() -> None:
     examples, _ = make_examples(all_utts, [ShardedFeature(shards, i) for i in range(len(all_utts))], config)
     rss_examples = tree_rss_bytes()
     sampler = BucketingSampler([e.utt.duration for e in examples], config.batch_seconds, seed=config.seed)
-    loader = torch.utils.data.DataLoader(_ExampleSet(examples), batch_sampler=sampler, collate_fn=_as_list,
+    loader = torch.utils.data.DataLoader(_ExampleSet(examples), batch_sampler=sampler, collate_fn=_collate,
                                          num_workers=config.data_workers)
     peak, audio, frames, start = 0, 0.0, 0, time.perf_counter()
-    for n, batch in enumerate(loader):
+    for n, collated in enumerate(loader):
+        batch = _batch_examples(examples, collated)
         audio += sum(e.utt.duration for e in batch)
         frames += sum(e.feats.shape[0] for e in batch)
         peak = max(peak, tree_rss_bytes())

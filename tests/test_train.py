@@ -127,6 +127,25 @@ def test_training_from_feature_shards_equals_training_from_ram(tmp_path):
     assert (disk["loss"], disk["char"], disk["phone"]) == (ram["loss"], ram["char"], ram["phone"])
 
 
+def test_a_worker_hands_over_a_batch_of_thousands_of_utterances(tmp_path):
+    """Found by benchmarks/shard_memory.py at 960 h: a tensor per utterance through DataLoader workers
+    took a file descriptor each, and 2400 s batches of short utterances hit the limit of 1024."""
+    import resource
+
+    from asr.data import BucketingSampler, Utterance
+    from asr.train import Example, _batch_examples, _collate, _ExampleSet
+
+    n = resource.getrlimit(resource.RLIMIT_NOFILE)[0] + 500
+    examples = [Example(Utterance(f"u{i}", "", 0.1, "a", "s"), torch.full((3, 2), float(i), dtype=torch.float16),
+                        torch.tensor([3]), None) for i in range(n)]
+    sampler = BucketingSampler([0.1] * n, 0.1 * n, seed=0)
+    loader = torch.utils.data.DataLoader(_ExampleSet(examples), batch_sampler=sampler, collate_fn=_collate,
+                                         num_workers=1)
+    (collated,) = list(loader)
+    batch = _batch_examples(examples, collated)
+    assert len(batch) == n and all(torch.equal(e.feats, examples[int(e.utt.id[1:])].feats) for e in batch)
+
+
 @pytest.mark.slow
 @needs_fsdd
 def test_fsdd_digits_reach_95_percent(tmp_path):
