@@ -75,7 +75,17 @@ fi
 
 if [ "$start" -le 2 ] && [ "$stop" -ge 2 ]; then
   echo "stage 2: train ($config -> $out_dir)"
-  $asr train "$config" --resume
+  if grep -q '^feature_shards' "$config"; then
+    $asr features "$config" --quiet  # once, with all cores; a complete shard folder is left as it is
+  fi
+  # TORCHRUN: options for DistributedDataParallel, e.g. TORCHRUN="--standalone --nproc_per_node 8"
+  # (one machine) or "--nnodes 2 --node_rank 0 --rdzv_backend c10d --rdzv_endpoint HOST:29500 --nproc_per_node 8".
+  if [ -n "${TORCHRUN:-}" ]; then
+    # shellcheck disable=SC2086  # TORCHRUN holds several options
+    torchrun $TORCHRUN -m asr train "$config" --resume --quiet
+  else
+    $asr train "$config" --resume
+  fi
 fi
 
 if [ "$start" -le 3 ] && [ "$stop" -ge 3 ]; then
