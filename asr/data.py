@@ -190,6 +190,22 @@ def _features_worker(args: tuple[str, FeatureConfig, float]) -> torch.Tensor:
     return file_features(path, config, speed).to(torch.float16)  # half the memory; CMVN output is ~N(0, 1)
 
 
+def _compute_features(utts: list[Utterance], config: FeatureConfig, speed: float, workers: int, progress: bool,
+                      desc: str):
+    """Features of each utterance in order, computed in ``workers`` processes (1: in this one)."""
+    from tqdm import tqdm
+
+    jobs = [(u.audio, config, speed) for u in utts]
+    if workers <= 1:
+        yield from map(_features_worker, tqdm(jobs, desc=desc, disable=not progress))
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        yield from tqdm(pool.imap(_features_worker, jobs, chunksize=4), total=len(jobs), desc=desc,
+                        disable=not progress)
+
+
 def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Path | None = None,
                   workers: int = 1, progress: bool = True, speed: float = 1.0) -> list[torch.Tensor]:
     """Features ``(frames, dim)`` float16 for every utterance played ``speed`` times as fast, from ``cache`` if it matches.
@@ -201,17 +217,7 @@ def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Pat
         saved = torch.load(cache, weights_only=True)
         if saved.get("key") == key:
             return saved["features"]
-    from tqdm import tqdm
-
-    jobs = [(u.audio, config, speed) for u in utts]
-    if workers > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(workers) as pool:
-            feats = list(tqdm(pool.imap(_features_worker, jobs, chunksize=8), total=len(jobs),
-                              desc="features", disable=not progress))
-    else:
-        feats = [_features_worker(j) for j in tqdm(jobs, desc="features", disable=not progress)]
+    feats = list(_compute_features(utts, config, speed, workers, progress, "features"))
     if cache is not None:
         atomic_torch_save({"key": key, "features": feats}, cache)
     return feats
@@ -235,8 +241,9 @@ def write_feature_shards(utts: list[Utterance], config: FeatureConfig, out: str 
     ``out`` gets ``shard-00000.f16``... (raw float16 ``(frames, dim)`` rows, utterance after
     utterance) and ``index.jsonl`` (``id``, ``shard``, ``offset`` row, ``frames``) plus
     ``meta.json``; ``workers`` processes compute, this one writes, so memory holds a few
-    utterances at a time. ``index.jsonl`` is written last and atomically: a folder with a
-    matching one is complete and is left as it is (rerunning after a crash starts over).
+    utterances at a time. ``meta.json``, holding the key of manifest, feature config and
+    speed, is written last and atomically: a folder whose key matches is complete and is left
+    as it is (rerunning after a crash starts over).
     """
     out = Path(out)
     key = _features_key(utts, config, speed)
@@ -244,17 +251,10 @@ def write_feature_shards(utts: list[Utterance], config: FeatureConfig, out: str 
     if (out / "index.jsonl").is_file() and meta_path.is_file() and json.loads(meta_path.read_text())["key"] == key:
         return out
     out.mkdir(parents=True, exist_ok=True)
-    from tqdm import tqdm
-
-    jobs = [(u.audio, config, speed) for u in utts]
-    import multiprocessing as mp
-
-    pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
-    results = pool.imap(_features_worker, jobs, chunksize=4) if pool else map(_features_worker, jobs)
+    results = _compute_features(utts, config, speed, workers, progress, f"features (speed {speed})")
     index, shard, offset, f = [], 0, 0, None
     try:
-        for u, feats in tqdm(zip(utts, results), total=len(utts), desc=f"features (speed {speed})",
-                             disable=not progress):
+        for u, feats in zip(utts, results):
             if f is None or offset * config.dim * 2 >= SHARD_BYTES:
                 if f is not None:
                     f.close()
@@ -266,10 +266,11 @@ def write_feature_shards(utts: list[Utterance], config: FeatureConfig, out: str 
     finally:
         if f is not None:
             f.close()
-        if pool:
-            pool.terminate()
-    atomic_write_text(meta_path, json.dumps({"key": key, "dim": config.dim, "dtype": "float16"}) + "\n")
+        results.close()  # stops the worker pool, also after an error
     write_jsonl(out / "index.jsonl", index)
+    # Last: meta.json's key marks the folder complete, so a crash before it (with another
+    # run's index.jsonl still there) never passes for finished shards.
+    atomic_write_text(meta_path, json.dumps({"key": key, "dim": config.dim, "dtype": "float16"}) + "\n")
     return out
 
 
