@@ -15,13 +15,14 @@ import os
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .confidence import Calibrator
 from .errors import ConfigError
 from .lm import LMError, check_arpa
 from .model import AcousticModel, forward_batches
@@ -43,7 +44,10 @@ class Word:
     start: float  # seconds
     end: float  # seconds
     tokens: tuple[str, ...] = ()  # characters or phones that spelled it
-    confidence: float = 1.0  # in [0, 1]: the lowest mean posterior of its tokens
+    confidence: float = 1.0  # in [0, 1]: calibrated (see asr.confidence), else the lowest posterior of its tokens
+    # What the search knew about the word, the raw material of a calibrated confidence
+    # (beam search only; names in asr.confidence.FEATURES).
+    evidence: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
 
 def best_path(log_probs: torch.Tensor, length: int | None = None, blank: int = 0) -> list[Token]:
@@ -158,15 +162,18 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
     """Hypotheses for one batch of model output (see :func:`forward_batches`).
 
     Both heads are decoded greedily; with ``beam``, the words of ``beam.head`` come from
-    its beam search instead (rescored by the other head if ``beam.joint_weight``).
+    its beam search instead (rescored by the other head if ``beam.joint_weight``), with their
+    evidence (:func:`word_evidence`) and confidences calibrated if the config says so.
     """
     hyps = _greedy_both_heads(out, lexicon, frame_seconds, phone_words_too and (beam is None or beam.head != "phone"))
     if beam is not None:
         other = "phone" if beam.head == "char" else "char"
         nbests = beam.search(out[beam.head], out["lengths"], frame_seconds)
-        hyps = [dataclasses.replace(h, **{f"{beam.head}_words": best_words(
-            nbest, out[other][b, :out["lengths"][b]], other, lexicon, beam.joint_weight)})
-            for b, (h, nbest) in enumerate(zip(hyps, nbests))]
+        for b, (n, nbest) in enumerate(zip(out["lengths"].tolist(), nbests)):
+            words = best_words(nbest, out[other][b, :n], other, lexicon, beam.joint_weight)
+            words = word_evidence(beam.lm_evidence(words), out[beam.head][b, :n], beam.vocab, out[other][b, :n],
+                                  hyps[b].words(other), frame_seconds)
+            hyps[b] = dataclasses.replace(hyps[b], **{f"{beam.head}_words": beam.calibrate(words)})
     return hyps
 
 
@@ -255,6 +262,12 @@ class BeamDecoder:
         self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
         self.lexicon_free = config.lexicon_free
         self.blank_skip = config.blank_skip  # see `skip_blank_frames`
+        self.calibrator = None
+        if config.calibration is not None:
+            self.calibrator = Calibrator.load(config.calibration)
+            if self.calibrator.head != head:
+                raise ConfigError(f"{config.calibration}: calibrated for the {self.calibrator.head} head, "
+                                  f"not the {head} head")
         words = lm_vocabulary(lm, lexicon)
         vocabulary = [] if config.lexicon_free else words if words is not None else list(lexicon.prons)
         lines: list[str] = []
@@ -281,9 +294,9 @@ class BeamDecoder:
                 f.write("\n".join(lines) + "\n")
         try:
             with _quiet_stderr():  # KenLM draws a loading progress bar on stderr
-                # Without joint rescoring only the best hypothesis is used: don't build the others.
+                # The n-best serves joint rescoring and the words' posteriors (confidence).
                 self.decoder = ctc_decoder(lexicon=lex_path, tokens=list(self.vocab.tokens),
-                                           lm=lm, nbest=config.nbest if config.joint_weight else 1,
+                                           lm=lm, nbest=config.nbest,
                                            beam_size=config.beam_size, beam_size_token=config.beam_size_token,
                                            beam_threshold=config.beam_threshold, lm_weight=config.lm_weight,
                                            word_score=config.word_score,
@@ -295,6 +308,24 @@ class BeamDecoder:
             # KenLM's own message gives a C++ source line and a byte offset: find the bad line instead.
             check_arpa(lm)
             raise LMError(f"{lm}: KenLM cannot load it: {str(e).splitlines()[-1]}") from None
+
+    def lm_evidence(self, words: list[Word]) -> list[Word]:
+        """``words`` (one utterance's, in order) with ``evidence["lm"]``: each word's LM log-probability
+        given the words before it (0 without an LM)."""
+        lm = getattr(self.decoder, "lm", None)
+        if self.config.lm is None or lm is None:
+            return [dataclasses.replace(w, evidence={**w.evidence, "lm": 0.0}) for w in words]
+        state, out = lm.start(False), []
+        for w in words:
+            state, score = lm.score(state, self.decoder.word_dict.get_index(w.word))
+            out.append(dataclasses.replace(w, evidence={**w.evidence, "lm": float(score)}))
+        return out
+
+    def calibrate(self, words: list[Word]) -> list[Word]:
+        """``words`` with calibrated confidences, if the config names a calibrator (with all their evidence)."""
+        if self.calibrator is None:
+            return words
+        return [dataclasses.replace(w, confidence=round(self.calibrator.probability(w.evidence), 4)) for w in words]
 
     def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor, frame_seconds: float) -> list[list[list[Word]]]:
         """``(B, T, V)`` log-probabilities -> for each utterance, its n-best lists of words."""
@@ -343,8 +374,15 @@ class BeamDecoder:
         # lexicon-free hypotheses have no words: a word is its characters between boundaries
         words = ["".join(s) for s in spelled] if self.lexicon_free else hyp.words
         return [Word(word, _sec(group[0].start, frame_seconds), _sec(group[-1].end, frame_seconds),
-                     symbols, round(_confidence(group), 4))
+                     symbols, round(_confidence(group), 4), _token_evidence(group))
                 for word, group, symbols in zip(words, groups, spelled)]
+
+
+def _token_evidence(tokens: list[Token]) -> dict[str, float]:
+    """A beam word's acoustic evidence: the posteriors of its tokens at the frames where they were emitted."""
+    logs = [math.log(max(t.prob, 1e-30)) for t in tokens]
+    return {"acoustic_min": min(t.prob for t in tokens), "acoustic_mean": math.exp(sum(logs) / len(logs)),
+            "tokens": float(len(tokens))}
 
 
 def skip_blank_frames(log_probs: torch.Tensor, threshold: float | None, blank: int = 0) -> torch.Tensor:
@@ -407,10 +445,113 @@ def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: torch.
 
 def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: torch.Tensor, other_head: str,
                lexicon: Lexicon, joint_weight: float) -> list[Word]:
-    """The words of the best of a beam's n-best, after joint rescoring if ``joint_weight``."""
+    """The words of the best of a beam's n-best, after joint rescoring if ``joint_weight``,
+    each with its n-best posterior in ``evidence["posterior"]`` (see :func:`nbest_posteriors`)."""
     if joint_weight and len(nbest) > 1:
         nbest = joint_rescore(nbest, other_log_probs, other_head, lexicon, joint_weight)
-    return nbest[0][0] if nbest else []
+    if not nbest:
+        return []
+    return [dataclasses.replace(w, evidence={**w.evidence, "posterior": p})
+            for w, p in zip(nbest[0][0], nbest_posteriors(nbest))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Word evidence: what the search knew about each word, the raw material of its confidence
+# (asr.confidence turns it into a probability that the word is right)
+
+NEAR = 0.1  # seconds: another reading has "the same word" if its span, widened this much, overlaps
+SPAN_PAD = 3  # frames either side of a word where the greedy reading may spell it
+
+
+def _near(v: Word, w: Word) -> bool:
+    return v.word == w.word and v.start - NEAR < w.end and w.start < v.end + NEAR
+
+
+def nbest_posteriors(nbest: list[tuple[list[Word], float]]) -> list[float]:
+    """For each word of the best hypothesis (``nbest[0]``), the share of the n-best's probability
+    mass (softmax of the scores) in hypotheses that have the same word at about the same time.
+
+    A word all competing hypotheses agree on gets 1; one the search was torn about, less.
+    Hypotheses that differ only in alignment count separately: their mass adds up.
+    """
+    mass = torch.softmax(torch.tensor([score for _, score in nbest], dtype=torch.float64), 0).tolist()
+    return [min(1.0, sum(m for (words, _), m in zip(nbest, mass) if any(_near(v, w) for v in words)))
+            for w in nbest[0][0]]
+
+
+def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, other_log_probs: torch.Tensor,
+                  other_words: list[Word], frame_seconds: float) -> list[Word]:
+    """One utterance's beam words with the evidence that needs the whole utterance.
+
+    ``log_probs`` ``(T, V)`` are the searched head's (``vocab``), ``other_log_probs`` and
+    ``other_words`` the other head's output and greedy words. Adds, per word: ``speech``, the
+    share of the utterance's frames that are not sure blanks (P(blank) < 0.5: unusually high in
+    noise, near 0 in silence); ``activity``, the mean non-blank posterior over the word's
+    frames; ``llr``, the mean per-frame log-probability gap between the CTC forced alignment of
+    the hypothesis and the best token of each frame, over the word's frames (0: the acoustics
+    alone would have said it); ``match``, how much of the word's spelling the greedy reading
+    of the same head has nearby (1 - edit distance / length); ``other_match``, the same for the
+    character head's reading of the phone head's words (``agree``: it has the very word).
+    """
+    from rapidfuzz.distance import Levenshtein
+
+    if not words:
+        return words
+    nonblank = 1.0 - log_probs[:, vocab.blank].float().exp()
+    speech = float((nonblank > 0.5).float().mean())
+    llrs = _forced_gaps(words, log_probs, vocab)
+    greedy = best_path(log_probs)
+    other_greedy = best_path(other_log_probs) if vocab is PHONE_VOCAB else None
+
+    def match(w: Word, tokens: list[Token], symbols: list[str], tokens_vocab) -> float:
+        first = int(round(w.start / frame_seconds)) - SPAN_PAD
+        last = int(round(w.end / frame_seconds)) + SPAN_PAD
+        seen = [tokens_vocab.tokens[t.id] for t in tokens if first <= t.start < last and t.id != tokens_vocab.boundary]
+        return max(0.0, 1 - Levenshtein.distance(symbols, seen) / max(len(symbols), 1))
+
+    out = []
+    for w, llr in zip(words, llrs):
+        first = int(round(w.start / frame_seconds))
+        last = max(first + 1, int(round(w.end / frame_seconds)))
+        evidence = {"speech": speech, "activity": float(nonblank[first:last].mean()) if first < len(nonblank) else 0.0,
+                    "llr": llr, "match": match(w, greedy, list(w.tokens), vocab),
+                    "other_match": match(w, other_greedy, list(w.word), CHAR_VOCAB) if other_greedy is not None else 0.0,
+                    "agree": float(any(_near(v, w) for v in other_words)), "seconds": w.end - w.start}
+        out.append(dataclasses.replace(w, evidence={**w.evidence, **evidence}))
+    return out
+
+
+def _forced_gaps(words: list[Word], log_probs: torch.Tensor, vocab) -> list[float]:
+    """Per word, the mean over its frames of (log-prob of the forced alignment's token - best
+    log-prob) for the CTC forced alignment of the whole hypothesis (``torchaudio``'s
+    ``forced_align``); a word's frames run from the boundary before it to the one after it."""
+    import torchaudio.functional as F
+
+    symbols = [s for k, w in enumerate(words) for s in ([BOUNDARY_TOKEN] if k else []) + list(w.tokens)]
+    lp = log_probs.float()
+    try:
+        labels = F.forced_align(lp[None].contiguous(), torch.tensor([vocab.encode(symbols)], dtype=torch.int32),
+                                blank=vocab.blank)[0][0]
+    except RuntimeError:  # more tokens than frames: no alignment, the words are doubtful
+        return [FORCED_GAP_FLOOR] * len(words)
+    gap = lp.gather(1, labels[:, None].long())[:, 0] - lp.max(-1).values
+    # the boundaries' frame runs cut the utterance into the words' spans
+    edges, t, T = [0], 0, len(labels)
+    boundary = (labels == vocab.boundary).tolist()
+    while t < T:
+        if boundary[t]:
+            edges.append(t)
+            while t < T and boundary[t]:
+                t += 1
+            edges.append(t)
+        else:
+            t += 1
+    edges.append(T)
+    return [max(float(gap[a:b].mean()), FORCED_GAP_FLOOR) if b > a else FORCED_GAP_FLOOR
+            for a, b in zip(edges[0::2], edges[1::2])][:len(words)] + [FORCED_GAP_FLOOR] * (len(words) - len(edges) // 2)
+
+
+FORCED_GAP_FLOOR = -10.0  # nats a frame: a word the acoustics do not support at all
 
 
 @dataclass(frozen=True)
@@ -428,6 +569,7 @@ class DecodingConfig:
     beam_threshold: float = 50.0  # hypotheses scoring this far below the best are dropped
     lexicon_free: bool = False  # character head only: any spelling, no word LM (open vocabulary)
     blank_skip: float | None = None  # search skips repeated frames whose blank posterior exceeds this
+    calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
 
 
 SHIPPED_DECODING = "decoding.json"  # in asr/assets, written by the recipe's tuning stage
@@ -443,8 +585,9 @@ def shipped_decoding() -> tuple[str, DecodingConfig]:
         return "char", DecodingConfig()
     shipped = json.loads(path.read_text(encoding="utf-8"))
     fields = dict(shipped["decoding"])
-    if fields.get("lm"):
-        fields["lm"] = str(assets / fields["lm"])  # stored relative to the assets folder
+    for name in ("lm", "calibration"):
+        if fields.get(name):
+            fields[name] = str(assets / fields[name])  # stored relative to the assets folder
     return shipped["head"], DecodingConfig(**fields)
 
 

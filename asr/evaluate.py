@@ -14,7 +14,8 @@ from .data import load_features, read_manifest
 from .io import atomic_write_text
 from .decode import DecodingConfig, Word, align_words, decode_batch, lm_vocabulary, make_beam_decoder
 from .errors import ConfigError
-from .metrics import score_heads
+from .confidence import FIT_NON_SPEECH
+from .metrics import expected_calibration_error, roc_auc, score_heads, words_right
 from .model import forward_batches, load_model
 from .report import posterior_png, write_report
 from .text import CHAR_VOCAB, PHONE_VOCAB, load_lexicon
@@ -194,3 +195,79 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, base: DecodingConfi
               "manifest": str(manifest), "model": str(model_path or "shipped")}
     atomic_write_text(out_dir / "best.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _beam_words(model, feats: list[torch.Tensor], lexicon, head: str, beam) -> list[list[Word]]:
+    """``head``'s beam words (with their evidence) for each feature matrix."""
+    words: list = [None] * len(feats)
+    for idx, out in forward_batches(model, feats):
+        for i, h in zip(idx, decode_batch(out, lexicon, model.config.frame_seconds, beam=beam)):
+            words[i] = h.words(head)
+    return words
+
+
+def calibrate(manifest: str | Path, out_dir: str | Path, decoding: DecodingConfig, head: str = "phone",
+              model_path: str | Path | None = None, lexicon: str | None = None, workers: int = 1,
+              non_speech: tuple[str, ...] = FIT_NON_SPEECH, non_speech_seconds: float = 30.0,
+              log=print) -> dict[str, Any]:
+    """Fit the word-confidence calibrator of ``decoding`` (beam search of ``head``) on ``manifest``,
+    a dev set, and write it to ``out_dir/calibration.json`` with ``calibration-summary.json``.
+
+    Every beam word of the dev set is labelled right or wrong by the WER alignment with its
+    reference; words the search finds in generated non-speech (``non_speech`` kinds, see
+    :func:`asr.confidence.synthetic_audio`) are all wrong. The figures reported are honest
+    ones: the calibrator is fitted on half of the speakers and scored on the other half, both
+    ways (2-fold cross-validation by speaker); the shipped one is then fitted on all.
+    """
+    from .features import compute_features
+    from .confidence import FEATURES, feature_matrix, fit_calibrator, synthetic_audio
+
+    decoding = dataclasses.replace(decoding, decoder="beam", calibration=None)
+    utts = read_manifest(manifest)
+    model = load_model(model_path)
+    lex = load_lexicon(lexicon)
+    beam = make_beam_decoder(head, lex, decoding)
+    feats = load_features(utts, model.config.features, workers=workers)
+    words = _beam_words(model, feats, lex, head, beam)
+    speakers = sorted({u.speaker for u in utts})
+    evidence, right, fold = [], [], []
+    for u, ws in zip(utts, words):
+        evidence += [w.evidence for w in ws]
+        right += words_right(u.text, [w.word for w in ws])
+        fold += [speakers.index(u.speaker) % 2] * len(ws)
+    noise_feats = [compute_features(synthetic_audio(kind, non_speech_seconds, seed=k), model.config.features)
+                   for k, kind in enumerate(non_speech)]
+    noise_words = _beam_words(model, noise_feats, lex, head, beam)
+    for k, ws in enumerate(noise_words):
+        evidence += [w.evidence for w in ws]
+        right += [False] * len(ws)
+        fold += [k % 2] * len(ws)
+    log(f"{len(evidence)} words: {sum(right)} right; {sum(len(ws) for ws in noise_words)} from non-speech "
+        f"({', '.join(f'{kind} {len(ws)}' for kind, ws in zip(non_speech, noise_words))})")
+    features = tuple(FEATURES)
+    cross = [0.0] * len(evidence)
+    for k in (0, 1):
+        train = [i for i, f in enumerate(fold) if f != k]
+        c = fit_calibrator([evidence[i] for i in train], [right[i] for i in train], features, head)
+        for i, f in enumerate(fold):
+            if f == k:
+                cross[i] = c.probability(evidence[i])
+    calibrator = fit_calibrator(evidence, right, features, head)
+    dev = range(len(evidence) - sum(len(ws) for ws in noise_words))  # the dev words, without the noise's
+    raw = [evidence[i]["acoustic_min"] for i in dev]
+    summary = {
+        "manifest": str(manifest), "head": head, "words": len(dev), "right": sum(right[i] for i in dev),
+        "non_speech_words": len(evidence) - len(dev),
+        "auc_raw": round(roc_auc(raw, [right[i] for i in dev]), 4),
+        "ece_raw": round(expected_calibration_error(raw, [right[i] for i in dev]), 4),
+        "auc": round(roc_auc([cross[i] for i in dev], [right[i] for i in dev]), 4),
+        "ece": round(expected_calibration_error([cross[i] for i in dev], [right[i] for i in dev]), 4),
+        # each input alone (0.5 = no use; below 0.5 = it tells the other way)
+        "auc_by_feature": {f: round(roc_auc(column.tolist(), [right[i] for i in dev]), 4)
+                           for f, column in zip(features, feature_matrix([evidence[i] for i in dev], features).T)},
+        "calibrator": dataclasses.asdict(calibrator),
+    }
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "calibration.json", calibrator.to_json())
+    atomic_write_text(out_dir / "calibration-summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -85,3 +85,51 @@ def score_heads(refs: list[str], char_hyps: list[str], phone_hyps: list[str],
         "per": token_errors([ref_phones[i] for i in keep], [hyp_phones[i] for i in keep]).rate if keep else float("nan"),
         "per_utterances": len(keep),
     }
+
+
+def roc_auc(scores: list[float], right: list[bool]) -> float:
+    """Area under the ROC curve of ``scores`` separating right (True) from wrong words: the chance
+    that a random right word scores above a random wrong one, ties counting half (Mann-Whitney U).
+    NaN unless both kinds are present."""
+    pos = sum(right)
+    neg = len(right) - pos
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    rank_sum, i = 0.0, 0
+    while i < len(order):  # average ranks (1-based) over runs of equal scores
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        rank = (i + j) / 2 + 1
+        rank_sum += rank * sum(right[order[k]] for k in range(i, j + 1))
+        i = j + 1
+    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def calibration_bins(confidences: list[float], right: list[bool], bins: int = 10) -> list[tuple[int, float, float]]:
+    """``(count, mean confidence, share right)`` for ``bins`` equal-width confidence bins
+    ([0, 0.1), ..., [0.9, 1.0]), empty bins included as ``(0, nan, nan)``."""
+    groups: list[list[int]] = [[] for _ in range(bins)]
+    for k, c in enumerate(confidences):
+        groups[min(int(c * bins), bins - 1)].append(k)
+    return [(len(g), sum(confidences[k] for k in g) / len(g), sum(right[k] for k in g) / len(g)) if g
+            else (0, float("nan"), float("nan")) for g in groups]
+
+
+def expected_calibration_error(confidences: list[float], right: list[bool], bins: int = 10) -> float:
+    """ECE: the mean over words of |mean confidence - share right| of their confidence bin."""
+    if not confidences:
+        return float("nan")
+    return sum(n * abs(c - r) for n, c, r in calibration_bins(confidences, right, bins) if n) / len(confidences)
+
+
+def words_right(ref: str, hyp: list[str]) -> list[bool]:
+    """For each hypothesis word, whether the WER alignment (jiwer) pairs it with the same reference word."""
+    right = [False] * len(hyp)
+    if not hyp or not ref.split():
+        return right
+    for chunk in jiwer.process_words(ref, " ".join(hyp)).alignments[0]:
+        if chunk.type == "equal":
+            right[chunk.hyp_start_idx:chunk.hyp_end_idx] = [True] * (chunk.hyp_end_idx - chunk.hyp_start_idx)
+    return right

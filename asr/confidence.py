@@ -1,0 +1,171 @@
+"""Word confidences: the probability that a word is right, from what the beam search knew about it.
+
+The decoder gives each word raw evidence (``Word.evidence``, see
+:func:`asr.decode.word_evidence`): its n-best posterior, the posteriors of its tokens, its LM
+score, how well the forced alignment and the greedy readings of both heads support it, how much
+of the utterance and of the word's own frames the model heard as speech, its length. None of these is a probability that the word is right. A :class:`Calibrator`, a
+logistic regression over them fitted on a dev set by ``asr calibrate`` (words labelled right
+or wrong by aligning them to the reference), turns them into one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+# The regression's inputs: name -> (the word's evidence it reads, how). Probabilities enter as
+# log-odds (a posterior of 0.999 against 0.99 is ten times fewer errors, not 1 % more), counts
+# and durations as logs, the rest as they are. Speech enters twice, as log-odds and their square:
+# real speech lies in between, silence reads near 0 and noise unusually high (the model hears
+# phones everywhere in it), so its effect on a word's chance of being right is not monotone.
+FEATURES = {
+    "posterior": ("posterior", "logit"),  # share of the n-best's mass with this word at this time
+    "acoustic_min": ("acoustic_min", "logit"),  # lowest posterior of its tokens where they were emitted
+    "acoustic_mean": ("acoustic_mean", "logit"),  # geometric mean of those posteriors
+    "activity": ("activity", "logit"),  # mean non-blank posterior over its frames
+    "speech": ("speech", "logit"),  # share of the utterance's frames heard as non-blank
+    "speech_sq": ("speech", "logit_sq"),
+    "llr": ("llr", "raw"),  # forced alignment's log-prob gap to the best frame by frame (<= 0)
+    "match": ("match", "raw"),  # the same head's greedy reading spells it (share)
+    "other_match": ("other_match", "raw"),  # the character head's greedy reading spells it (share)
+    "agree": ("agree", "raw"),  # the other head's greedy reading has it (0/1)
+    "lm": ("lm", "raw"),  # LM log-probability given the words before it
+    "seconds": ("seconds", "log"),  # from first to last token
+    "tokens": ("tokens", "log"),  # characters or phones
+}
+EPS = 1e-4  # probabilities are clipped to [EPS, 1 - EPS] before the log-odds: +-9.2
+
+
+class CalibrationError(UserError):
+    pass
+
+
+def _value(feature: str, evidence: dict[str, float]) -> float:
+    key, kind = FEATURES[feature]
+    x = evidence[key]
+    if kind in ("logit", "logit_sq"):
+        p = min(max(x, EPS), 1 - EPS)
+        z = math.log(p / (1 - p))
+        return z if kind == "logit" else z * z
+    if kind == "log":
+        return math.log(max(x, 1e-3))
+    return float(x)
+
+
+def feature_matrix(evidence: list[dict[str, float]], features: tuple[str, ...]) -> torch.Tensor:
+    """``(N, F)`` regression inputs: each word's evidence, transformed (see ``FEATURES``)."""
+    return torch.tensor([[_value(f, e) for f in features] for e in evidence],
+                        dtype=torch.float64).reshape(len(evidence), len(features))
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """``P(right) = sigmoid(bias + weights . x)``, ``x`` the word's transformed evidence."""
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+    head: str = "phone"  # the head whose beam words it was fitted on
+
+    def probability(self, evidence: dict[str, float]) -> float:
+        z = self.bias + sum(w * _value(f, evidence) for f, w in zip(self.features, self.weights))
+        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "features": list(self.features), "weights": list(self.weights)}, indent=2) + "\n"
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibrator":
+        """Read a calibrator written by ``asr calibrate``; a clear error if the file is not one."""
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+            features, weights = tuple(d["features"]), tuple(float(w) for w in d["weights"])
+            calibrator = cls(features, weights, float(d["bias"]), str(d.get("head", "phone")))
+        except FileNotFoundError:
+            raise CalibrationError(f"{path}: confidence calibrator not found") from None
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise CalibrationError(f"{path}: not a confidence calibrator ({type(e).__name__}: {e})") from None
+        unknown = [f for f in features if f not in FEATURES]
+        if unknown or len(features) != len(weights):
+            raise CalibrationError(f"{path}: not a confidence calibrator (unknown features {unknown} "
+                                   f"or {len(weights)} weights for {len(features)} features)")
+        return calibrator
+
+
+def fit_calibrator(evidence: list[dict[str, float]], right: list[bool], features: tuple[str, ...] = tuple(FEATURES),
+                   head: str = "phone", l2: float = 1e-3) -> Calibrator:
+    """Logistic regression of ``right`` (one flag a word) on the words' evidence, by L-BFGS on the
+    mean log-loss plus ``l2`` times the squared weights of the standardised inputs."""
+    if len(evidence) != len(right) or not evidence:
+        raise ValueError(f"{len(evidence)} words of evidence but {len(right)} labels")
+    x = feature_matrix(evidence, features)
+    y = torch.tensor(right, dtype=torch.float64)
+    mean, scale = x.mean(0), x.std(0).clamp_min(1e-6)  # standardised, so one l2 suits every feature
+    z = (x - mean) / scale
+    w = torch.zeros(len(features), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=500, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+
+    def loss_fn():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(loss_fn)
+    weights = (w / scale).detach()  # back to the raw (transformed) inputs
+    bias = float(b.detach() - (weights * mean).sum())
+    return Calibrator(tuple(features), tuple(round(float(v), 6) for v in weights), round(bias, 6), head)
+
+
+SAMPLE_RATE = 16000
+
+
+def synthetic_audio(kind: str, seconds: float = 30.0, seed: int = 0) -> torch.Tensor:
+    """``(samples,)`` of generated non-speech at 16 kHz, peak 0.5 unless said.
+
+    Kinds: ``white``, ``pink`` (1/f), ``brown`` (1/f^2) noise; ``tone`` (440 Hz), ``chord``
+    (three tones with vibrato), ``chirp`` (100 Hz to 4 kHz sweeps); ``clicks`` (a 1 ms click
+    every 120 ms); ``hum`` (50 Hz and harmonics with faint hiss); ``silence`` (digital zeros).
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = int(seconds * SAMPLE_RATE)
+    t = torch.arange(n, dtype=torch.float64) / SAMPLE_RATE
+    if kind == "silence":
+        return torch.zeros(n)
+    if kind in ("white", "pink", "brown"):
+        spectrum = torch.fft.rfft(torch.randn(n, generator=g, dtype=torch.float64))
+        f = torch.fft.rfftfreq(n, 1 / SAMPLE_RATE).clamp_min(20.0)
+        spectrum = spectrum / f.pow({"white": 0.0, "pink": 0.5, "brown": 1.0}[kind])
+        x = torch.fft.irfft(spectrum, n)
+    elif kind == "tone":
+        x = torch.sin(2 * math.pi * 440 * t)
+    elif kind == "chord":
+        vibrato = 0.003 * torch.sin(2 * math.pi * 5 * t)
+        x = sum(torch.sin(2 * math.pi * f * t * (1 + vibrato)) for f in (261.6, 329.6, 392.0))
+    elif kind == "chirp":
+        period = 2.0  # seconds per sweep, exponential from 100 Hz to 4 kHz
+        phase_t = t % period
+        k = math.log(4000 / 100) / period
+        x = torch.sin(2 * math.pi * 100 * (torch.exp(k * phase_t) - 1) / k)
+    elif kind == "clicks":
+        x = torch.zeros(n, dtype=torch.float64)
+        for start in range(0, n, int(0.12 * SAMPLE_RATE)):
+            x[start:start + 16] = torch.randn(min(16, n - start), generator=g, dtype=torch.float64)
+    elif kind == "hum":
+        x = sum(torch.sin(2 * math.pi * 50 * h * t) / h for h in (1, 2, 3, 5)) \
+            + 0.01 * torch.randn(n, generator=g, dtype=torch.float64)
+    else:
+        raise ValueError(f"unknown kind of audio {kind!r}")
+    return (0.5 * x / x.abs().max().clamp_min(1e-12)).float()
+
+
+# Non-speech the calibrator is fitted on (its words are all wrong), kept apart from the kinds
+# the tests and benchmarks/confidence.py check it on (white and pink noise, a 440 Hz tone, silence).
+FIT_NON_SPEECH = ("brown", "chord", "chirp", "clicks", "hum")
