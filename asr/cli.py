@@ -27,6 +27,7 @@ def _decoding(args: argparse.Namespace):
     from .decode import resolve_decoding
 
     return resolve_decoding(args.head, args.decoder, lm=args.lm, lexicon_free=args.lexicon_free or None,
+                            calibration=args.calibration,
                             **{k: getattr(args, k) for k in ("beam_size", "beam_threshold", "blank_skip", "lm_weight",
                                                              "word_score", "joint_weight")})
 
@@ -47,6 +48,8 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                    help="character head: beam search over any spelling, no lexicon or LM (open vocabulary)")
     g.add_argument("--joint-weight", type=float,
                    help="rescore the beam's n-best with the other head's CTC score at this weight (0: off)")
+    g.add_argument("--calibration", metavar="JSON",
+                   help="word-confidence calibrator from `asr calibrate` (default: the shipped one), or 'none'")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -104,10 +107,13 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     head, decoding = _decoding(args)
     transcriber = Transcriber(args.model, head=head, lexicon=args.lexicon, decoding=decoding)
     workers = _workers(args)
+    if not 0.0 <= args.min_confidence <= 1.0:
+        print(f"error: --min-confidence must lie in [0, 1], not {args.min_confidence}", file=sys.stderr)
+        return 2
     if args.out:
         formats = [f for f in args.format.split(",") if f]
         count, failed = transcribe_to_dir(transcriber, paths, args.out, formats, workers,
-                                          not args.quiet and sys.stderr.isatty())
+                                          not args.quiet and sys.stderr.isatty(), args.min_confidence)
         print(f"{args.out}/results.jsonl: {count} file(s) transcribed now, {len(paths) - count} already done, "
               f"{failed} failed", file=sys.stderr)
         return 1 if failed else 0
@@ -118,9 +124,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             failed += 1
             print(f"error: {t.error}", file=sys.stderr)
         elif args.format == "txt":
-            print(t.text if len(paths) == 1 else f"{t.path}\t{t.text}")
+            text = format_transcript(t, "txt", args.min_confidence).rstrip("\n")
+            print(text if len(paths) == 1 else f"{t.path}\t{text}")
         else:
-            sys.stdout.write(format_transcript(t, args.format))
+            sys.stdout.write(format_transcript(t, args.format, args.min_confidence))
         sys.stdout.flush()
     if failed:
         print(f"{failed} of {len(paths)} file(s) failed", file=sys.stderr)
@@ -137,6 +144,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "utterances", "audio_seconds", "seconds")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
     print(f"report: {args.out}/report.html, alignments: {args.out}/errs.txt", file=sys.stderr)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .evaluate import calibrate
+
+    head, decoding = _decoding(args)
+    if args.decoding:  # e.g. `asr tune`'s best.json: {"head": ..., "decoding": {DecodingConfig fields}}
+        from .decode import DecodingConfig
+
+        tuned = json.loads(Path(args.decoding).read_text(encoding="utf-8"))
+        head, decoding = tuned["head"], DecodingConfig(**tuned["decoding"])
+    summary = calibrate(args.manifest, args.out, decoding, head, args.model, args.lexicon, workers=_workers(args),
+                        log=lambda line: print(line, file=sys.stderr))
+    print(json.dumps({k: v for k, v in summary.items() if k != "calibrator"}, indent=2))
+    print(f"calibrator: {args.out}/calibration.json", file=sys.stderr)
     return 0
 
 
@@ -244,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "and per-file outputs in --format")
     p.add_argument("--format", default="txt",
                    help="txt|json|jsonl|srt|vtt|ctm; with --out a comma-separated list (default: txt)")
+    p.add_argument("--min-confidence", type=float, default=0.0, metavar="X",
+                   help="leave words whose confidence is below X out of txt, srt, vtt and ctm outputs "
+                        "(json, jsonl and results.jsonl keep every word with its confidence)")
     p.add_argument("--workers", type=int, help=WORKERS + " transcribing batches (default: one per core; "
                                                          "0: all in this process)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -257,6 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help=WORKERS + " reading audio into features (default: one per core)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="fit the word-confidence calibrator of a decoding on a dev manifest")
+    p.add_argument("--manifest", required=True, help="dev JSONL manifest (never a test set)")
+    p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
+    _add_decoding_options(p)
+    p.add_argument("--decoding", metavar="JSON", help="head and decoding to calibrate, as `asr tune` writes them "
+                                                      "(best.json); default: the shipped decoding with the options above")
+    p.add_argument("--out", required=True, help="folder for calibration.json and calibration-summary.json")
+    p.add_argument("--workers", type=int, help=WORKERS + " reading audio into features (default: one per core)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("tune", help="grid-search beam decoding weights on a dev manifest (never a test set)")
     p.add_argument("--manifest", required=True, help="dev JSONL manifest")

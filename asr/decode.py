@@ -489,11 +489,12 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, other_log_p
     noise, near 0 in silence); ``activity``, the mean non-blank posterior over the word's
     frames; ``llr``, the mean per-frame log-probability gap between the CTC forced alignment of
     the hypothesis and the best token of each frame, over the word's frames (0: the acoustics
-    alone would have said it); ``match``, how much of the word's spelling the greedy reading
-    of the same head has nearby (1 - edit distance / length); ``other_match``, the same for the
-    character head's reading of the phone head's words (``agree``: it has the very word).
+    alone would have said it); ``match``, the share of the word's tokens that the greedy reading
+    of the same head has, in order, within ``SPAN_PAD`` frames of it (longest common
+    subsequence); ``other_match``, the same for the character head's reading of the phone
+    head's words (``agree``: it has the very word).
     """
-    from rapidfuzz.distance import Levenshtein
+    from rapidfuzz.distance import LCSseq
 
     if not words:
         return words
@@ -507,7 +508,7 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, other_log_p
         first = int(round(w.start / frame_seconds)) - SPAN_PAD
         last = int(round(w.end / frame_seconds)) + SPAN_PAD
         seen = [tokens_vocab.tokens[t.id] for t in tokens if first <= t.start < last and t.id != tokens_vocab.boundary]
-        return max(0.0, 1 - Levenshtein.distance(symbols, seen) / max(len(symbols), 1))
+        return LCSseq.similarity(symbols, seen) / max(len(symbols), 1)
 
     out = []
     for w, llr in zip(words, llrs):
@@ -616,14 +617,18 @@ def resolve_decoding(head: str | None = None, decoder: str | None = None, **chan
 
     ``decoder="greedy"`` is plain best-path decoding; ``decoder="beam"`` turns a greedy
     default into beam search; ``changes`` are :class:`DecodingConfig` fields (``None``
-    values are left as shipped; give ``lm="none"`` for no LM).
+    values are left as shipped; give ``lm="none"`` for no LM, ``calibration="none"`` for raw
+    confidences). The shipped confidence calibrator goes with the shipped head only.
     """
     shipped_head, config = shipped_decoding()
     if decoder == "greedy":
         config = DecodingConfig()
     elif decoder == "beam" and config.decoder != "beam":
         config = dataclasses.replace(config, decoder="beam")
+    if head not in (None, shipped_head):  # the shipped calibrator knows the shipped head's words only
+        config = dataclasses.replace(config, calibration=None)
     changes = {k: v for k, v in changes.items() if v is not None}
-    if changes.get("lm") == "none":
-        changes["lm"] = None
+    for name in ("lm", "calibration"):
+        if changes.get(name) == "none":
+            changes[name] = None
     return head or shipped_head, dataclasses.replace(config, **changes)

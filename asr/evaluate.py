@@ -77,7 +77,8 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     }
     out_dir = Path(out_dir)
     records = [{"id": u.id, "ref": u.text, "hyp": h.text(head), "hyp_char": h.text("char"), "hyp_phone": h.text("phone"),
-                "speaker": u.speaker, "duration": u.duration} for u, h in zip(utts, hyps)]
+                "speaker": u.speaker, "duration": u.duration, "confidences": [w.confidence for w in h.words(head)]}
+               for u, h in zip(utts, hyps)]
     atomic_write_text(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     pictures = _posterior_pictures(model, utts, feats, lex, head, posteriors)
     return write_report(out_dir, {f"asr-{head}": records}, extra=summary, pictures=pictures)

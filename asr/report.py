@@ -1,7 +1,8 @@
 """Evaluation reports: where the errors are, for one system or several side by side.
 
 Input is per-utterance records ``{"id", "ref", "hyp"}`` (optionally ``speaker``,
-``duration``), from ``asr evaluate`` or any other recogniser. Output, in one folder:
+``duration``, and ``confidences``, one per hypothesis word), from ``asr evaluate`` or any
+other recogniser. Output, in one folder:
 ``summary.json``, ``errs.txt`` (icefall style), ``report.md`` with PNG plots beside it,
 and ``report.html`` with the same plots embedded so that it opens offline as one file.
 """
@@ -21,7 +22,7 @@ import jiwer
 
 from .io import atomic_write_text, read_jsonl
 from .errors import UserError
-from .metrics import char_errors
+from .metrics import calibration_bins, char_errors, expected_calibration_error, roc_auc, words_right
 
 DURATION_BUCKETS = (0, 5, 10, 15, 20, 30, float("inf"))  # seconds
 
@@ -116,7 +117,34 @@ def analyse(records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[Aligned
         "top_insertions": [[w, c] for w, c in ins.most_common(20)],
         "top_deletions": [[w, c] for w, c in dels.most_common(20)],
     }
+    confidence = confidence_summary(records)
+    if confidence is not None:
+        summary["confidence"] = confidence
     return summary, aligned
+
+
+def _word_confidences(records: list[dict[str, Any]]) -> tuple[list[float], list[bool]] | None:
+    """Every hypothesis word's confidence and whether it is right (WER alignment), if each record
+    has ``confidences``, one per word of ``hyp``; else None."""
+    if not records or not all(isinstance(r.get("confidences"), list) and len(r["confidences"]) == len(r["hyp"].split())
+                              for r in records):
+        return None
+    conf = [float(c) for r in records for c in r["confidences"]]
+    right = [ok for r in records for ok in words_right(r["ref"], r["hyp"].split())]
+    return conf, right
+
+
+def confidence_summary(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How well word confidences tell right from wrong words: ROC AUC, expected calibration
+    error (10 bins), mean confidence against the share right; None without confidences."""
+    got = _word_confidences(records)
+    if got is None or not got[0]:
+        return None
+    conf, right = got
+    return {"words": len(conf), "right": sum(right), "mean_confidence": round(sum(conf) / len(conf), 4),
+            "share_right": round(sum(right) / len(right), 4), "auc": round(roc_auc(conf, right), 4),
+            "ece": round(expected_calibration_error(conf, right), 4),
+            "bins": [[n, round(c, 4), round(r, 4)] for n, c, r in calibration_bins(conf, right) if n]}
 
 
 def _bucket(duration: float | None) -> str:
@@ -164,7 +192,7 @@ def _figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _plots(systems: dict[str, tuple[dict, list[Aligned]]]) -> dict[str, bytes]:
+def _plots(systems: dict[str, tuple[dict, list[Aligned]]], records_by_system: dict[str, list[dict]]) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -193,6 +221,30 @@ def _plots(systems: dict[str, tuple[dict, list[Aligned]]]) -> dict[str, bytes]:
     ax.set_title("WER per speaker")
     ax.legend()
     pngs["wer_by_speaker.png"] = _figure_png(fig)
+
+    with_conf = {name: _word_confidences(records) for name, records in records_by_system.items()}
+    with_conf = {name: got for name, got in with_conf.items() if got is not None and got[0]}
+    if with_conf:
+        fig, (rel, hist) = plt.subplots(1, 2, figsize=(10, 4))
+        rel.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfectly calibrated")
+        for name, (conf, right) in with_conf.items():
+            bins = [b for b in calibration_bins(conf, right) if b[0]]
+            rel.plot([c for _, c, _ in bins], [r for _, _, r in bins], marker="o", label=name)
+        rel.set_xlabel("confidence (bin mean)")
+        rel.set_ylabel("share of words right")
+        rel.set_title("Reliability diagram (10 bins)")
+        rel.set_xlim(0, 1)
+        rel.set_ylim(0, 1)
+        rel.legend()
+        name, (conf, right) = next(iter(with_conf.items()))
+        edges = [k / 20 for k in range(21)]
+        hist.hist([c for c, ok in zip(conf, right) if ok], bins=edges, alpha=0.6, label="right words")
+        hist.hist([c for c, ok in zip(conf, right) if not ok], bins=edges, alpha=0.6, label="wrong words")
+        hist.set_xlabel("confidence")
+        hist.set_ylabel("words")
+        hist.set_title(f"Confidence of right and wrong words ({name})")
+        hist.legend()
+        pngs["confidence.png"] = _figure_png(fig)
     return pngs
 
 
@@ -243,7 +295,7 @@ def write_report(out_dir: str | Path, systems: dict[str, list[dict[str, Any]]], 
     summary_out = summaries[names[0]] if len(systems) == 1 else {"systems": summaries}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary_out, indent=2) + "\n")
 
-    pngs = {**_plots(analysed), **(pictures or {})}
+    pngs = {**_plots(analysed, systems), **(pictures or {})}
     for fname, data in pngs.items():
         (out_dir / fname).write_bytes(data)
     md = _markdown(names, summaries, analysed, pngs, worst)
@@ -307,6 +359,17 @@ def _markdown(names, summaries, analysed, pngs, worst) -> str:
                     f"| id | errors {base} | errors {n} | {base} | {n} |", "|---|---|---|---|---|"]
             for delta, uid, b, a in diffs[:15] + diffs[-15:] if len(diffs) > 30 else diffs:
                 out.append(f"| {uid} | {b.errors} | {a.errors} | {alignment_text(b.pairs)} | {alignment_text(a.pairs)} |")
+    if "confidence.png" in pngs:
+        out += ["", "## Word confidence", "", "| system | words | mean confidence | share right | ROC AUC | ECE |",
+                "|---|---|---|---|---|---|"]
+        for n in names:
+            c = summaries[n].get("confidence")
+            if c:
+                out.append(f"| {n} | {c['words']} | {c['mean_confidence']:.3f} | {c['share_right']:.3f} | "
+                           f"{c['auc']:.3f} | {c['ece']:.3f} |")
+        out += ["", "ROC AUC: the chance that a right word has a higher confidence than a wrong one (0.5: no use). "
+                "ECE: how far confidence is from the share of words right, averaged over words in 10 bins.",
+                "", "![Word confidence](confidence.png)"]
     extra_pngs = [f for f in pngs if f.startswith("posteriors")]
     if extra_pngs:
         out += ["", "## CTC posteriors", ""] + [f"![{f}]({f})" for f in extra_pngs]

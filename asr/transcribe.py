@@ -327,9 +327,13 @@ def _cues(words: list[Word], max_words: int = 12, max_gap: float = 1.0) -> list[
     return cues
 
 
-def format_transcript(t: Transcript, fmt: str) -> str:
+def format_transcript(t: Transcript, fmt: str, min_confidence: float = 0.0) -> str:
     """One transcript as txt, json, jsonl (one line: for streams of many files), srt, vtt
-    or ctm (Kaldi: ``utt 1 start dur word conf``)."""
+    or ctm (Kaldi: ``utt 1 start dur word conf``). The text formats (txt, srt, vtt, ctm) leave
+    out words whose confidence is below ``min_confidence``; json and jsonl keep every word."""
+    if min_confidence > 0 and fmt not in ("json", "jsonl"):
+        words = [w for w in t.words if w.confidence >= min_confidence]
+        t = dataclasses.replace(t, words=words, text=text_of(words))
     if fmt == "txt":
         return t.text + "\n"
     if fmt == "json":
@@ -351,8 +355,9 @@ def format_transcript(t: Transcript, fmt: str) -> str:
 
 
 def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str | Path, formats: list[str] = (),
-                      workers: int = 0, progress: bool = True) -> tuple[int, int]:
-    """Transcribe ``paths`` into ``out_dir/results.jsonl`` (+ per-file formats), skipping files already there.
+                      workers: int = 0, progress: bool = True, min_confidence: float = 0.0) -> tuple[int, int]:
+    """Transcribe ``paths`` into ``out_dir/results.jsonl`` (+ per-file formats, see
+    :func:`format_transcript` for ``min_confidence``), skipping files already there.
 
     Each record is appended and flushed to disk as soon as its file is finished. Returns
     ``(transcribed now, failed in total)``.
@@ -363,7 +368,7 @@ def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str |
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _OutputLock(out_dir):
-        return _transcribe_to_dir(transcriber, paths, out_dir, formats, workers, progress)
+        return _transcribe_to_dir(transcriber, paths, out_dir, formats, workers, progress, min_confidence)
 
 
 class _OutputLock:
@@ -395,7 +400,7 @@ class _OutputLock:
 
 
 def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path, formats: list[str],
-                       workers: int, progress: bool) -> tuple[int, int]:
+                       workers: int, progress: bool, min_confidence: float) -> tuple[int, int]:
     results_path = out_dir / "results.jsonl"
     for stale in out_dir.glob(".*.tmp"):  # left by atomic_write_text in a run killed mid-write
         stale.unlink()
@@ -407,7 +412,7 @@ def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path
             # Outputs first, record last: a file whose record is on disk has all its outputs.
             if t.error is None:
                 for fmt in formats:
-                    atomic_write_text(out_dir / f"{output_name(t.path)}.{fmt}", format_transcript(t, fmt))
+                    atomic_write_text(out_dir / f"{output_name(t.path)}.{fmt}", format_transcript(t, fmt, min_confidence))
             f.write(json.dumps(t.to_json()) + "\n")
             f.flush()
             os.fsync(f.fileno())

@@ -166,3 +166,26 @@ def test_transcribe_jsonl_format_and_beam_with_lm(tmp_path):
     vocab = {"northanger", "abbey", "knit", "two", "together", "twice"}
     for rec in records:
         assert set(rec["text"].split()) <= vocab and all(0 <= w["confidence"] <= 1 for w in rec["words"])
+
+
+def test_calibrate_fits_a_calibrator_that_transcribe_uses(tmp_path):
+    r = asr("calibrate", "--manifest", TEST_DATA / "manifest.jsonl", "--out", tmp_path / "cal", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["words"] > 0 and summary["non_speech_words"] >= 0 and 0 <= summary["ece"] <= 1
+    cal = tmp_path / "cal" / "calibration.json"
+    assert json.loads(cal.read_text())["head"] == "phone"
+    r = asr("transcribe", CLIP, "--format", "json", "--calibration", cal)
+    assert r.returncode == 0, r.stderr
+    words = json.loads(r.stdout)["words"]
+    raw = json.loads(asr("transcribe", CLIP, "--format", "json", "--calibration", "none").stdout)["words"]
+    assert [w["word"] for w in words] == [w["word"] for w in raw]  # the same words, other confidences
+    assert [w["confidence"] for w in words] != [w["confidence"] for w in raw]
+
+
+def test_min_confidence_option(tmp_path):
+    r = asr("transcribe", CLIP, "--min-confidence", "2")
+    assert r.returncode == 2 and "--min-confidence must lie in [0, 1]" in r.stderr
+    everything = asr("transcribe", CLIP).stdout.split()
+    nothing = asr("transcribe", CLIP, "--min-confidence", "1").stdout.split()
+    assert everything and len(nothing) < len(everything)

@@ -272,3 +272,61 @@ def test_lexicon_free_char_beam_spells_open_vocabulary():
     assert [w.tokens for w in words] == [("r", "a", "d"), ("b", "e", "d")] and words[1].start == 0.12
     with pytest.raises(ValueError, match="lexicon-free"):
         BeamDecoder("phone", LEX, DecodingConfig("beam", lexicon_free=True))
+
+
+# --- word evidence (the raw material of confidences) ---------------------------------------
+
+def _w(word, start, end, tokens=()):
+    return Word(word, start, end, tokens)
+
+
+def test_nbest_posteriors_share_the_mass_of_hypotheses_with_the_word():
+    from asr.decode import nbest_posteriors
+
+    a, b, c = _w("a", 0.0, 0.1), _w("b", 0.2, 0.3), _w("c", 0.2, 0.3)
+    late_a = _w("a", 1.0, 1.1)  # the same word, elsewhere: not the same word
+    nbest = [([a, b], 0.0), ([a, c], 0.0), ([late_a, b], math.log(2.0))]  # masses 1/4, 1/4, 1/2
+    assert nbest_posteriors(nbest) == pytest.approx([0.5, 0.75])
+    assert nbest_posteriors([([a, b], -3.0)]) == [1.0, 1.0]
+
+
+def test_word_evidence_tells_supported_from_forced_words():
+    from asr.decode import word_evidence
+
+    # R EH D | B EH D, each phone held one frame, clear: "red bed" is what the acoustics say.
+    spec = [{"R": 0.9}, {"EH": 0.9}, {"D": 0.9}, {"|": 0.9}, {"B": 0.9}, {"EH": 0.9}, {"D": 0.9}]
+    lp = frames(spec, P)[0]
+    chars = frames([{"r": 0.9}, {"e": 0.9}, {"d": 0.9}, {"|": 0.9}, {"b": 0.9}, {"e": 0.9}, {"d": 0.9}], C)[0]
+    said = [_w("red", 0.0, 0.09, ("R", "EH", "D")), _w("bed", 0.12, 0.21, ("B", "EH", "D"))]
+    forced = [_w("red", 0.0, 0.09, ("R", "EH", "D")), _w("rid", 0.12, 0.21, ("R", "IH", "D"))]
+    other = char_words(best_path(chars), 0.03)
+    good = word_evidence(said, lp, PHONE_VOCAB, chars, other, 0.03)
+    bad = word_evidence(forced, lp, PHONE_VOCAB, chars, other, 0.03)
+    assert good[0].evidence == bad[0].evidence or good[0].evidence["llr"] == pytest.approx(bad[0].evidence["llr"])
+    g, b = good[1].evidence, bad[1].evidence
+    assert g["llr"] == pytest.approx(0.0, abs=1e-4) and b["llr"] < -1.0  # forced path far below the best frame
+    assert g["match"] == 1.0 and b["match"] < 0.5 and g["other_match"] == 1.0 and b["other_match"] < 0.5
+    assert g["agree"] == 1.0 and b["agree"] == 0.0
+    assert g["speech"] == b["speech"] == 1.0  # no frame is a sure blank
+    assert g["seconds"] == pytest.approx(0.09)
+
+
+def test_beam_words_carry_evidence_and_the_calibrated_confidence(tmp_path):
+    from asr.confidence import FEATURES, Calibrator
+
+    lp = frames(AMBIGUOUS, C)
+    out = {"char": lp, "phone": torch.full((1, 7, len(PHONE_VOCAB)), -math.log(len(PHONE_VOCAB))),
+           "lengths": torch.tensor([7])}
+    raw = decode_batch(out, LEX, 0.03, beam=BeamDecoder("char", LEX, DecodingConfig("beam", beam_size=20)))[0]
+    assert [w.word for w in raw.char_words] == ["rid", "bed"]
+    assert all(set(w.evidence) >= {k for k, _ in FEATURES.values()} for w in raw.char_words)
+    # a calibrator that only looks at the n-best posterior: P = sigmoid(2 logit(posterior) - 1)
+    (tmp_path / "c.json").write_text(Calibrator(("posterior",), (2.0,), -1.0, "char").to_json())
+    beam = BeamDecoder("char", LEX, DecodingConfig("beam", beam_size=20, calibration=str(tmp_path / "c.json")))
+    calibrated = decode_batch(out, LEX, 0.03, beam=beam)[0].char_words
+    for w in calibrated:
+        p = min(max(w.evidence["posterior"], 1e-4), 1 - 1e-4)
+        assert w.confidence == pytest.approx(1 / (1 + math.exp(-(2 * math.log(p / (1 - p)) - 1))), abs=1e-4)
+    assert [w.word for w in calibrated] == ["rid", "bed"]  # scores, not words, change
+    with pytest.raises(Exception, match="calibrated for the char head"):
+        BeamDecoder("phone", LEX, DecodingConfig("beam", calibration=str(tmp_path / "c.json")))

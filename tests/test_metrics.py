@@ -37,3 +37,31 @@ def test_score_heads_skips_missing_pronunciations():
 def test_length_mismatch():
     with pytest.raises(ValueError):
         wer(["a"], [])
+
+
+def test_roc_auc_exact_cases():
+    from asr.metrics import roc_auc
+
+    # pairs (right, wrong): (0.35 > 0.1), (0.35 < 0.4), (0.8 > both): 3 of 4
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == 0.75
+    assert roc_auc([0.5, 0.5], [True, False]) == 0.5  # a tie counts half
+    assert roc_auc([0.9, 0.1], [True, False]) == 1.0 and roc_auc([0.1, 0.9], [True, False]) == 0.0
+    assert math.isnan(roc_auc([0.3, 0.4], [True, True]))
+
+
+def test_expected_calibration_error_by_hand():
+    from asr.metrics import calibration_bins, expected_calibration_error
+
+    conf, right = [0.95, 0.95, 0.15, 0.15], [True, False, False, False]
+    # bin [0.9, 1]: confidence 0.95, half right -> 0.45; bin [0.1, 0.2): 0.15, none right -> 0.15
+    assert expected_calibration_error(conf, right) == pytest.approx((2 * 0.45 + 2 * 0.15) / 4)
+    bins = calibration_bins(conf, right)
+    assert bins[9] == (2, 0.95, 0.5) and bins[1] == (2, 0.15, 0.0) and bins[5][0] == 0
+    assert expected_calibration_error([1.0, 0.0], [True, False]) == 0.0
+
+
+def test_words_right_follows_the_wer_alignment():
+    from asr.metrics import words_right
+
+    assert words_right("a b c", ["a", "x", "c", "d"]) == [True, False, True, False]
+    assert words_right("a b c", []) == [] and words_right("", ["a"]) == [False]

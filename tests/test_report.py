@@ -78,3 +78,31 @@ def test_report_cli(tmp_path):
                         tmp_path / "peer" / "results.jsonl", "--out", tmp_path / "rep"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "ours: WER 9.09%" in r.stdout and "peer: WER 100.00%" in r.stdout
+
+
+def test_word_confidences_give_auc_ece_and_a_plot(tmp_path):
+    records = _records(["the bat sat the mat", "hello world", "one three three"])
+    # words right: the(T) bat(F) sat(T) the(T) mat(T) | hello world (T T) | one(T) three(F) three(T)
+    confidences = [[0.9, 0.2, 0.8, 0.9, 0.9], [0.8, 0.8], [0.9, 0.4, 0.6]]
+    for r, c in zip(records, confidences):
+        r["confidences"] = c
+    summary = write_report(tmp_path, {"sys": records})
+    conf = summary["confidence"]
+    assert (conf["words"], conf["right"]) == (10, 8)
+    assert conf["auc"] == 1.0  # every wrong word (0.2, 0.4) below every right one
+    # bins: [0.2,0.3): 0.2 wrong; [0.4,0.5): 0.4 wrong; [0.6,0.7): 0.6 right; [0.8,0.9): 3 x 0.8 right;
+    # [0.9,1]: 4 x 0.9 right -> (0.2 + 0.4 + 0.4 + 3 x 0.2 + 4 x 0.1) / 10
+    assert conf["ece"] == pytest.approx((0.2 + 0.4 + 0.4 + 0.6 + 0.4) / 10, abs=1e-4)
+    assert (tmp_path / "confidence.png").stat().st_size > 1000
+    assert "## Word confidence" in (tmp_path / "report.md").read_text()
+    plain = write_report(tmp_path / "plain", {"sys": _records(["a", "b", "c"])})
+    assert "confidence" not in plain and not (tmp_path / "plain" / "confidence.png").exists()
+
+
+def test_records_without_confidences_for_every_word_give_no_confidence_figures(tmp_path):
+    records = _records(["", "hello world", "one"])  # an empty hypothesis has no words to score
+    records[1]["confidences"] = [0.5, 0.5]
+    assert "confidence" not in write_report(tmp_path, {"sys": records})
+    records[1]["confidences"] = [0.5]  # one short
+    records[0]["confidences"], records[2]["confidences"] = [], [0.9]
+    assert "confidence" not in write_report(tmp_path, {"sys": records})

@@ -179,6 +179,18 @@ def test_formats_parse_back():
         format_transcript(t, "docx")
 
 
+def test_min_confidence_drops_words_from_text_outputs_only():
+    t = Transcript("/x/utt1.wav", "hello big world", [Word("hello", 0.5, 0.9, (), 0.9), Word("big", 1.0, 1.2, (), 0.3),
+                                                      Word("world", 3.0, 3.61, (), 0.7)], 4.0)
+    assert format_transcript(t, "txt", 0.5) == "hello world\n"
+    assert [line.split()[4] for line in format_transcript(t, "ctm", 0.5).splitlines()] == ["hello", "world"]
+    assert "big" not in format_transcript(t, "srt", 0.5) and "big" not in format_transcript(t, "vtt", 0.5)
+    assert format_transcript(t, "txt", 0.7) == "hello world\n"  # at the threshold: kept
+    for fmt in ("json", "jsonl"):  # every word, with its confidence
+        assert format_transcript(t, fmt, 0.5) == format_transcript(t, fmt)
+    assert format_transcript(t, "txt", 0.95) == "\n"
+
+
 def test_window_stitching_is_exact(tmp_path, transcriber, monkeypatch):
     """Each window 'hears' a word every second of its own time; stitched, every second is heard once."""
     from asr.decode import Hypothesis

@@ -130,6 +130,9 @@ if runs:
     print(head or "all", json.dumps(best))
 PY
   done
+  echo "stage 5: word-confidence calibrator for the best decoding -> $out_dir/calibration"
+  $asr calibrate --manifest "$dev_manifest" --model "$out_dir/final.pt" --decoding "$out_dir/tune/best.json" \
+    --out "$out_dir/calibration" > "$out_dir/calibrate.log" 2>&1
 fi
 
 if [ "$start" -le 6 ] && [ "$stop" -ge 6 ]; then
@@ -137,10 +140,12 @@ if [ "$start" -le 6 ] && [ "$stop" -ge 6 ]; then
   cp "$out_dir/final.pt" asr/assets/model.pt
   cp "$lm" asr/assets/lm.arpa.gz
   cp "$lm.words.txt" asr/assets/lm.arpa.gz.words.txt
+  cp "$out_dir/calibration/calibration.json" asr/assets/confidence.json
   python3 - "$out_dir/tune/best.json" asr/assets/decoding.json <<'PY'
 import json, sys
 best = json.load(open(sys.argv[1]))
 best["decoding"]["lm"] = "lm.arpa.gz"  # relative to asr/assets
+best["decoding"]["calibration"] = "confidence.json"
 json.dump({"head": best["head"], "decoding": best["decoding"], "dev_wer": best["wer"], "tuned_on": best["manifest"]},
           open(sys.argv[2], "w"), indent=2)
 PY
