@@ -143,8 +143,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     keys = ("wer", "cer", "per", "wer_char", "wer_phone", "per_utterances", "oov_rate", "boundary_error_s", "boundary_words",
             "utterances", "audio_seconds", "seconds")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
+    for f in summary["failed"]:
+        print(f"error: {f['error']} (utterance {f['id']}, left out of the scores)", file=sys.stderr)
     print(f"report: {args.out}/report.html, alignments: {args.out}/errs.txt", file=sys.stderr)
-    return 0
+    if summary["failed"]:
+        print(f"{len(summary['failed'])} of {summary['utterances'] + len(summary['failed'])} utterance(s) failed",
+              file=sys.stderr)
+    return 1 if summary["failed"] else 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

@@ -184,18 +184,24 @@ def prepare_folder(audio_dir: str | Path, transcripts: str | Path, out: str | Pa
 # Features cached in memory for training
 
 
-def _features_worker(args: tuple[str, FeatureConfig, float]) -> torch.Tensor:
+def _features_worker(args: tuple[str, FeatureConfig, float, bool]) -> torch.Tensor | AudioError:
     torch.set_num_threads(1)
-    path, config, speed = args
-    return file_features(path, config, speed).to(torch.float16)  # half the memory; CMVN output is ~N(0, 1)
+    path, config, speed, keep_errors = args
+    try:
+        return file_features(path, config, speed).to(torch.float16)  # half the memory; CMVN output is ~N(0, 1)
+    except AudioError as e:
+        if keep_errors:
+            return e
+        raise
 
 
 def _compute_features(utts: list[Utterance], config: FeatureConfig, speed: float, workers: int, progress: bool,
-                      desc: str):
-    """Features of each utterance in order, computed in ``workers`` processes (1: in this one)."""
+                      desc: str, keep_errors: bool = False):
+    """Features of each utterance in order, computed in ``workers`` processes (1: in this one);
+    with ``keep_errors`` an unusable file gives its :class:`AudioError` in its place."""
     from tqdm import tqdm
 
-    jobs = [(u.audio, config, speed) for u in utts]
+    jobs = [(u.audio, config, speed, keep_errors) for u in utts]
     if workers <= 1:
         yield from map(_features_worker, tqdm(jobs, desc=desc, disable=not progress))
         return
@@ -207,17 +213,22 @@ def _compute_features(utts: list[Utterance], config: FeatureConfig, speed: float
 
 
 def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Path | None = None,
-                  workers: int = 1, progress: bool = True, speed: float = 1.0) -> list[torch.Tensor]:
+                  workers: int = 1, progress: bool = True, speed: float = 1.0,
+                  keep_errors: bool = False) -> list[torch.Tensor]:
     """Features ``(frames, dim)`` float16 for every utterance played ``speed`` times as fast, from ``cache`` if it matches.
 
     The cache is keyed by the utterance ids, audio paths, feature config and speed, and written atomically.
+    An unusable audio file raises its :class:`AudioError`, or with ``keep_errors`` (no cache)
+    stands in the list in place of its features, for the caller to report.
     """
+    if keep_errors and cache is not None:
+        raise ValueError("keep_errors works without a cache")
     key = json.dumps([[(u.id, u.audio) for u in utts], config.__dict__] + ([speed] if speed != 1.0 else []))
     if cache is not None and Path(cache).is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("key") == key:
             return saved["features"]
-    feats = list(_compute_features(utts, config, speed, workers, progress, "features"))
+    feats = list(_compute_features(utts, config, speed, workers, progress, "features", keep_errors))
     if cache is not None:
         atomic_torch_save({"key": key, "features": feats}, cache)
     return feats

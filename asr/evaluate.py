@@ -13,7 +13,8 @@ import torch
 from .data import load_features, read_manifest
 from .io import atomic_write_text
 from .decode import DecodingConfig, Word, align_words, decode_batch, lm_vocabulary, make_beam_decoder
-from .errors import ConfigError
+from .errors import ConfigError, UserError
+from .features import AudioError
 from .confidence import FIT_NON_SPEECH
 from .metrics import expected_calibration_error, roc_auc, score_heads, words_right
 from .model import forward_batches, load_model
@@ -32,6 +33,8 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     ``summary["wer"]`` is the WER of ``head``; both heads' WERs are reported as ``wer_char``
     and ``wer_phone``, ``cer`` is the character head's, ``per`` the phone head's (greedy).
     ``decoding`` chooses greedy or beam search for ``head``; the other head stays greedy.
+    Utterances whose audio cannot be used are listed in ``summary["failed"]`` (and in
+    ``results.jsonl`` with their ``error``) and left out of every score.
     """
     if head not in ("char", "phone"):
         raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
@@ -39,7 +42,16 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     utts = read_manifest(manifest)
     model = load_model(model_path)
     lex = load_lexicon(lexicon)
-    feats = load_features(utts, model.config.features, workers=workers, progress=progress)
+    feats = load_features(utts, model.config.features, workers=workers, progress=progress, keep_errors=True)
+    # An utterance whose audio cannot be used is recorded with its error and left out of the
+    # scores (which say how many were left out); the others are scored as if it were not there.
+    failed = [{"id": u.id, "audio": u.audio, "ref": u.text, "hyp": "", "error": str(f)}
+              for u, f in zip(utts, feats) if isinstance(f, AudioError)]
+    utts, feats = zip(*[(u, f) for u, f in zip(utts, feats) if not isinstance(f, AudioError)]) or ((), ())
+    utts, feats = list(utts), list(feats)
+    if not utts:
+        raise UserError(f"{manifest}: no utterance has usable audio ({failed[0]['error']}, ...)" if failed
+                        else f"{manifest}: no utterances")
     beam = make_beam_decoder(head, lex, decoding)
     refs = [u.text for u in utts]
     hyps: list = [None] * len(utts)
@@ -72,6 +84,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
         "oov_rate": round(sum(w not in vocab for w in ref_words) / max(len(ref_words), 1), 4)
         if vocab is not None else None,
         "utterances": len(utts),
+        "failed": failed,  # utterances left out: their audio could not be used
         "audio_seconds": round(sum(u.duration for u in utts), 2),
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -79,7 +92,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     records = [{"id": u.id, "ref": u.text, "hyp": h.text(head), "hyp_char": h.text("char"), "hyp_phone": h.text("phone"),
                 "speaker": u.speaker, "duration": u.duration, "confidences": [w.confidence for w in h.words(head)]}
                for u, h in zip(utts, hyps)]
-    atomic_write_text(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records + failed))
     pictures = _posterior_pictures(model, utts, feats, lex, head, posteriors)
     return write_report(out_dir, {f"asr-{head}": records}, extra=summary, pictures=pictures)
 

@@ -7,6 +7,10 @@ coefficient), so no global statistics travel with a model.
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,18 +55,27 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 
     path = _check_file(path)
     try:
         with sf.SoundFile(str(path)) as f:
+            _check_complete(f, path)
             rate = f.samplerate
             first = int(round(start * rate))
             if first:
                 f.seek(min(first, f.frames))
             count = -1 if stop is None else max(0, int(round(stop * rate)) - first)
+            total = f.frames  # as the header says
+            promised = max(0, total - min(first, total)) if count < 0 else min(count, max(0, total - first))
             samples = f.read(count, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError(f"{path}: not readable as audio ({_short(e)})") from None
     if samples.shape[0] == 0:
         raise AudioError(f"{path}: audio has zero length" + (f" after {start:.2f} s" if start else ""))
+    if samples.shape[0] < promised:  # libsndfile returns what is there: a cut-off WAV reads as a short one
+        raise AudioError(f"{path}: truncated: its header promises {total / rate:.2f} s of audio, the file holds "
+                         f"{(first + samples.shape[0]) / rate:.2f} s")
     if not np.isfinite(samples).all():
         raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    if samples.shape[0] * sample_rate < WIN_LENGTH * rate:
+        raise AudioError(f"{path}: audio too short ({samples.shape[0]} samples at {rate} Hz): "
+                         f"under one {1000 * WIN_LENGTH / SAMPLE_RATE:.0f} ms analysis window")
     wav = torch.from_numpy(samples).mean(dim=1)  # down-mix (frames, channels) -> (frames,)
     if rate != sample_rate:
         wav = torchaudio.functional.resample(wav, rate, sample_rate)
@@ -71,12 +84,24 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 
 
 def _check_file(path: str | Path) -> Path:
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise AudioError(f"{path}: broken symbolic link (to {os.readlink(path)})") from None
+        raise AudioError(f"{path}: file not found") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise AudioError(f"{path}: symbolic link loop") from None
+        raise AudioError(f"{path}: cannot be read ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise AudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
+    try:
+        open(path, "rb").close()
+    except OSError as e:  # typically: no read permission
+        raise AudioError(f"{path}: cannot be read ({e.strerror.lower()})") from None
     return path
 
 
@@ -84,12 +109,23 @@ def audio_info(path: str | Path) -> tuple[float, int]:
     """Duration (seconds) and sample rate from the file header, or :class:`AudioError` naming the file."""
     path = _check_file(path)
     try:
-        info = sf.info(str(path))
+        with sf.SoundFile(str(path)) as f:
+            _check_complete(f, path)
+            frames, rate = f.frames, f.samplerate
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError(f"{path}: not readable as audio ({_short(e)})") from None
-    if info.frames <= 0:
+    if frames <= 0:
         raise AudioError(f"{path}: audio has zero length")
-    return info.frames / info.samplerate, info.samplerate
+    return frames / rate, rate
+
+
+def _check_complete(f: sf.SoundFile, path: Path) -> None:
+    """A WAV/AIFF file cut off mid-write: its data chunk promises more bytes than the file holds.
+    libsndfile reads what is there without complaint and only notes it in its header dump."""
+    m = re.search(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", f.extra_info, re.MULTILINE)
+    if m and int(m.group(2)) < int(m.group(1)):
+        raise AudioError(f"{path}: truncated: its header promises {int(m.group(1))} bytes of audio data, "
+                         f"the file holds {int(m.group(2))}")
 
 
 def _short(e: Exception) -> str:
@@ -148,7 +184,11 @@ class MFCC(torch.nn.Module):
             if (frame_lengths != feats.shape[1]).any():
                 return self._per_utterance(wavs, lengths)
         if self.config.cmvn:
-            feats = cmvn(feats, frame_lengths)
+            # Frames of digital silence (every mel band at AmplitudeToDB's floor) say nothing
+            # about the recording's level: leave them out of the statistics, or a file that is
+            # mostly silence would squash its speech into a corner of the feature space.
+            sound = feats[..., 0] > DIGITAL_SILENCE_DB * self.config.n_mels ** 0.5  # c0 = mean mel dB x sqrt(n_mels)
+            feats = _fill_silence(cmvn(feats, frame_lengths, sound), frame_lengths, sound)
         mask = torch.arange(feats.shape[1])[None, :] < frame_lengths[:, None]
         return feats * mask[..., None], frame_lengths
 
@@ -157,13 +197,38 @@ class MFCC(torch.nn.Module):
         return torch.nn.utils.rnn.pad_sequence(outs, batch_first=True), torch.tensor([len(o) for o in outs])
 
 
-def cmvn(feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Per-utterance mean/variance normalisation over the first ``lengths[b]`` frames of ``(B, T, D)``."""
-    mask = (torch.arange(feats.shape[1])[None, :] < lengths[:, None]).to(feats.dtype)[..., None]
-    n = lengths.clamp(min=1).to(feats.dtype)[:, None, None]
+DIGITAL_SILENCE_DB = -99.9  # mean mel power in dB at or below which a frame is digital silence (floor: -100)
+MIN_STATS_FRAMES = 10  # fewer frames with sound than this: the statistics take every frame
+
+
+def cmvn(feats: torch.Tensor, lengths: torch.Tensor, use: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance mean/variance normalisation over the first ``lengths[b]`` frames of ``(B, T, D)``;
+    the statistics come from the frames where ``use`` ``(B, T)`` is true, if there are at least
+    ``MIN_STATS_FRAMES`` of them in the utterance, else from all its frames."""
+    valid = torch.arange(feats.shape[1])[None, :] < lengths[:, None]
+    if use is not None:
+        chosen = valid & use
+        valid = torch.where((chosen.sum(1, keepdim=True) >= MIN_STATS_FRAMES), chosen, valid)
+    mask = valid.to(feats.dtype)[..., None]
+    n = mask.sum(1, keepdim=True).clamp(min=1)
     mean = (feats * mask).sum(1, keepdim=True) / n
     var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / n
     return (feats - mean) / torch.sqrt(var + eps)
+
+
+def _fill_silence(feats: torch.Tensor, lengths: torch.Tensor, sound: torch.Tensor) -> torch.Tensor:
+    """Normalised ``(B, T, D)`` features with each frame of digital silence replaced by the mean
+    of the quietest tenth of the utterance's frames with sound (by c0): a pause as it sounds in
+    this recording. Digital silence itself lies far below anything the model was trained on."""
+    out = feats.clone()
+    for b, n in enumerate(lengths.tolist()):
+        has = sound[b, :n]
+        if int(has.sum()) < MIN_STATS_FRAMES or bool(has.all()):
+            continue
+        heard = feats[b, :n][has]
+        quiet = heard[heard[:, 0] <= torch.quantile(heard[:, 0].float(), 0.1).to(heard.dtype)]
+        out[b, :n][~has] = quiet.mean(0)
+    return out
 
 
 _EXTRACTORS: dict[FeatureConfig, MFCC] = {}

@@ -52,6 +52,13 @@ def _atomic(path: str | Path, write) -> None:
         raise
 
 
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Delete the temporary files (``.NAME.XXXX.tmp``) that atomic writes of a killed run left in
+    ``folder``: the files they were to replace are intact. Only for a folder this run owns."""
+    for stale in Path(folder).glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` via a temporary file and rename, so a crash never leaves half a file."""
     _atomic(path, lambda f: f.write(text.encode("utf-8")))

@@ -32,8 +32,9 @@ class ReportError(UserError):
 
 
 def load_results(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a results JSONL; each needs ``id``, ``ref`` and ``hyp`` (errors name file and line)."""
-    records = [r for _, r in read_jsonl(path, ("id", "ref", "hyp"), ReportError, "results file")]
+    """Records of a results JSONL; each needs ``id``, ``ref`` and ``hyp`` (errors name file and line).
+    Records of utterances that failed (``error`` set, as ``asr evaluate`` writes them) are left out."""
+    records = [r for _, r in read_jsonl(path, ("id", "ref", "hyp"), ReportError, "results file") if not r.get("error")]
     if not records:
         raise ReportError(f"{path}: no results")
     return records

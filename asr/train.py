@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .data import (BucketingSampler, FeatureShards, ShardedFeature, Utterance, load_features, pad_features,
                    read_manifest, spec_augment, write_feature_shards)
 from .decode import recognize
-from .io import atomic_write_text
+from .io import atomic_write_text, remove_stale_temporaries
 from .errors import ConfigError
 from .features import FeatureConfig
 from .metrics import score_heads
@@ -408,6 +408,8 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
     start_epoch, start_batch, best, rows, elapsed = 1, 0, float("inf"), [], 0.0
     partial: dict[str, float] = {}
     last_path = out_dir / "last.pt"
+    if env.main:
+        remove_stale_temporaries(out_dir)  # a killed run's half-written checkpoint
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path)
         net.load_state_dict(ckpt["model"])

@@ -27,7 +27,7 @@ import torch
 
 from .data import bucket_batches, read_manifest
 from .decode import DecodingConfig, Word, make_beam_decoder, recognize, text_of
-from .io import atomic_write_text, is_audio_file
+from .io import AUDIO_EXTENSIONS, atomic_write_text, remove_stale_temporaries
 from .errors import ConfigError, UserError
 from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio
 from .model import load_model
@@ -74,7 +74,9 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
         elif item.endswith(".jsonl") and Path(item).is_file():
             out += [u.audio for u in read_manifest(item)]
         elif Path(item).is_dir():
-            out += sorted(str(p) for p in Path(item).rglob("*") if is_audio_file(p))
+            # Everything with an audio extension but folders: broken links and unreadable files
+            # too, so that each gets its error record rather than a silent skip.
+            out += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.is_dir())
         else:
             out.append(item)
     return list(dict.fromkeys(out))
@@ -117,6 +119,9 @@ class _Recognition:
             item = self.items[k]
             try:
                 wav = load_audio(self.paths[item.file], start=item.start, stop=item.stop)
+                if not wav.abs().max() > 0:  # digital silence: no sound, no words
+                    done.append((k, [], wav.shape[0] / SAMPLE_RATE, None))
+                    continue
                 loaded.append((k, compute_features(wav, tr.model.config.features), wav.shape[0] / SAMPLE_RATE))
             except AudioError as e:
                 done.append((k, [], 0.0, str(e)))
@@ -402,8 +407,7 @@ class _OutputLock:
 def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path, formats: list[str],
                        workers: int, progress: bool, min_confidence: float) -> tuple[int, int]:
     results_path = out_dir / "results.jsonl"
-    for stale in out_dir.glob(".*.tmp"):  # left by atomic_write_text in a run killed mid-write
-        stale.unlink()
+    remove_stale_temporaries(out_dir)  # left by atomic_write_text in a run killed mid-write (we hold the lock)
     done = read_results(results_path)
     todo = [p for p in paths if p not in done]
     count = 0

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -189,3 +191,170 @@ def test_min_confidence_option(tmp_path):
     everything = asr("transcribe", CLIP).stdout.split()
     nothing = asr("transcribe", CLIP, "--min-confidence", "1").stdout.split()
     assert everything and len(nothing) < len(everything)
+
+
+# --- bad input at scale (README "What happens to bad input") ---------------------------------
+
+def _bad_input_folder(d):
+    """A folder of every kind of file users feed; returns {name: the error's reason, or None if the file is usable}."""
+    import torch
+    import torchaudio
+
+    y, _ = sf.read(CLIP, dtype="float32")  # 16 kHz speech
+    d.mkdir()
+    kinds = {}
+
+    def put(name, make, reason=None):
+        make(d / name)
+        kinds[name] = reason
+
+    def encoded(fmt, **kw):
+        tmp = d.parent / f"tmp.{fmt}"
+        sf.write(tmp, y, 16000, **kw)
+        data = tmp.read_bytes()
+        tmp.unlink()
+        return data
+
+    wav, flac, opus = encoded("wav", subtype="PCM_16"), encoded("flac"), CLIP.read_bytes()
+    rng = np.random.default_rng(0)
+    put("good.opus", lambda p: p.write_bytes(opus))
+    put("empty.wav", lambda p: p.write_bytes(b""), "file is empty")
+    put("truncated.flac", lambda p: p.write_bytes(flac[: len(flac) // 3]), "not readable as audio")
+    put("truncated.opus", lambda p: p.write_bytes(opus[: len(opus) // 3]), "not readable as audio")
+    put("truncated.wav", lambda p: p.write_bytes(wav[: len(wav) // 3]), "truncated")
+    put("text.flac", lambda p: p.write_text("hello, I am not audio\n"), "not readable as audio")
+    put("zero-length.wav", lambda p: sf.write(p, np.zeros(0, np.float32), 16000), "zero length")
+    put("one-sample.wav", lambda p: sf.write(p, np.array([0.1], np.float32), 16000), "audio too short")
+    bad = np.arange(len(y)) == 100
+    put("nan.wav", lambda p: sf.write(p, np.where(bad, np.nan, y).astype(np.float32), 16000, subtype="FLOAT"), "NaN")
+    put("inf.wav", lambda p: sf.write(p, np.where(bad, np.inf, y).astype(np.float32), 16000, subtype="FLOAT"),
+        "infinite")
+    put("silence-10min.flac", lambda p: sf.write(p, np.zeros(16000 * 600, np.float32), 16000))
+    put("clipped-noise.wav", lambda p: sf.write(p, np.clip(rng.normal(0, 3, 16000 * 5), -1, 1), 16000))
+    put("pcm-u8.wav", lambda p: sf.write(p, y, 16000, subtype="PCM_U8"))
+    put("pcm-24.wav", lambda p: sf.write(p, y, 16000, subtype="PCM_24"))
+    put("float32.wav", lambda p: sf.write(p, y, 16000, subtype="FLOAT"))
+    put("rate-8k.wav", lambda p: sf.write(p, y[::2], 8000))
+    y48 = torchaudio.functional.resample(torch.from_numpy(y), 16000, 48000).numpy()
+    put("rate-48k.flac", lambda p: sf.write(p, y48, 48000))
+    put("six-channels.wav", lambda p: sf.write(p, np.stack([y] * 6, 1), 16000))
+    put("name with spaces.wav", lambda p: sf.write(p, y, 16000))
+    put("ünïcödé-名前.wav", lambda p: sf.write(p, y, 16000))
+    put("-leading-dash.wav", lambda p: sf.write(p, y, 16000))
+    put("loop.wav", lambda p: os.symlink(p.name, p), "symbolic link loop")
+    put("dangling.wav", lambda p: os.symlink("nowhere.wav", p), "broken symbolic link")
+    put("unreadable.wav", lambda p: (sf.write(p, y, 16000), os.chmod(p, 0)), "permission denied")
+    (d / "folder.wav").mkdir()  # a folder is searched, not transcribed: no record
+    sf.write(d / "folder.wav" / "inside.wav", y, 16000)
+    kinds["folder.wav/inside.wav"] = None
+    return kinds
+
+
+def _without_root_reading():
+    """A child's ``preexec_fn`` that, when we are root, drops the capabilities that let root read
+    any file (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) from what it will exec, so that a file
+    without read permission is unreadable to it as to any user."""
+    if os.geteuid() != 0:
+        return None
+
+    def drop():
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
+        for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+            if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+    return drop
+
+
+def _tree(root, skip):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if skip not in p.parents and p != skip)
+
+
+@pytest.mark.slow
+def test_bad_input_matrix_transcribe_and_evaluate(tmp_path):
+    """Every kind of file in README's "What happens to bad input", through `asr transcribe DIR
+    --out OUT` and `asr evaluate`: one record per input, errors naming the file and the reason,
+    no traceback, exit status 1, nothing written outside OUT, good files as if alone."""
+    root = tmp_path
+    d = root / "files"
+    kinds = _bad_input_folder(d)
+    (root / "list.txt").write_text("files/good.opus\nfiles/missing.wav\n")  # good.opus again: one record
+    (root / "m.jsonl").write_text(json.dumps({"id": "a", "audio": "files/good.opus", "text": "northanger abbey"}) + "\n"
+                                  + json.dumps({"id": "b", "audio": "files/gone.wav", "text": "x"}) + "\n")
+    (root / "bad.jsonl").write_text(json.dumps({"id": "a", "audio": "files/good.opus", "text": "x"}) + "\n{not json\n")
+    cwd, out = root / "cwd", root / "out"
+    cwd.mkdir()
+    before = _tree(root, out)
+    env = {**ENV, "HOME": str(cwd)}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "asr.cli", *map(str, args)], capture_output=True,  # noqa: E731
+                                       text=True, env=env, cwd=cwd, timeout=600, preexec_fn=_without_root_reading())
+    r = run("transcribe", d, f"@{root / 'list.txt'}", root / "m.jsonl", "--out", out, "--format", "txt,json")
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    expected = {str(d / name): reason for name, reason in kinds.items()}
+    expected[str(d / "missing.wav")] = "file not found"
+    expected[str(d / "gone.wav")] = "file not found"
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(r["path"] for r in records) == sorted(expected)  # one record per input, the same file once
+    for rec in records:
+        reason = expected[rec["path"]]
+        if reason is None:
+            assert rec["error"] is None, rec
+        else:
+            assert rec["error"].startswith(f"{rec['path']}: ") and reason in rec["error"], rec
+    by_path = {rec["path"]: rec for rec in records}
+    silence, noise = by_path[str(d / "silence-10min.flac")], by_path[str(d / "clipped-noise.wav")]
+    assert silence["duration"] == 600.0 and silence["words"] == []
+    assert all(w["confidence"] < 0.5 for w in noise["words"]), noise["words"]
+    failed = sum(reason is not None for reason in expected.values())
+    assert f"{failed} failed" in r.stderr
+    assert _tree(root, out) == before  # nothing written outside OUT
+    alone = run("transcribe", d / "good.opus").stdout.strip()
+    assert by_path[str(d / "good.opus")]["text"] == alone and alone  # as if alone
+    for name in ("float32.wav", "pcm-24.wav", "name with spaces.wav", "ünïcödé-名前.wav", "-leading-dash.wav",
+                 "six-channels.wav", "folder.wav/inside.wav"):
+        assert by_path[str(d / name)]["text"] == by_path[str(d / "float32.wav")]["text"], name
+
+    # A manifest with a line that is not JSON: nothing is run; the error names the file and line.
+    r = run("transcribe", root / "bad.jsonl", "--out", root / "out2")
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {root / 'bad.jsonl'}:2: not valid JSON" + \
+        r.stderr.strip().split("not valid JSON", 1)[1] and "Traceback" not in r.stderr
+    r = run("evaluate", "--manifest", root / "bad.jsonl", "--out", root / "ev-bad")
+    assert r.returncode == 2 and f"{root / 'bad.jsonl'}:2: not valid JSON" in r.stderr
+
+    # asr evaluate: bad utterances recorded with their error and left out of the scores.
+    lines = [{"id": "good", "audio": str(d / "good.opus"), "text": "northanger abbey"}]
+    lines += [{"id": name, "audio": str(d / name), "text": "x"}
+              for name, reason in kinds.items() if reason is not None]
+    lines += [{"id": "missing", "audio": str(d / "missing.wav"), "text": "x"}]
+    (root / "ev.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (root / "ev-good.jsonl").write_text(json.dumps(lines[0]) + "\n")
+    r = run("evaluate", "--manifest", root / "ev.jsonl", "--out", root / "ev", "--quiet", "--workers", "1")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    summary = json.loads((root / "ev" / "summary.json").read_text())
+    assert summary["utterances"] == 1 and sorted(f["id"] for f in summary["failed"]) == sorted(x["id"] for x in lines[1:])
+    assert all(f["error"].startswith(f["audio"] + ": ") for f in summary["failed"])
+    assert sum(line.startswith("error: ") for line in r.stderr.splitlines()) == len(lines) - 1
+    alone = run("evaluate", "--manifest", root / "ev-good.jsonl", "--out", root / "ev-good", "--quiet", "--workers", "1")
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads((root / "ev-good" / "summary.json").read_text())["wer"] == summary["wer"]
+
+
+@pytest.mark.slow
+def test_two_hour_file(tmp_path):
+    """Two hours in one file (speech, then silence): read and recognised window by window."""
+    y, _ = sf.read(CLIP, dtype="float32")
+    with sf.SoundFile(tmp_path / "two-hours.flac", "w", 8000, 1) as f:  # 8 kHz keeps it small
+        f.write(y[::2])
+        for _ in range(120):  # minutes
+            f.write(np.zeros(8000 * 60, np.float32))
+    r = asr("transcribe", tmp_path / "two-hours.flac", "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    (record,) = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert record["error"] is None and record["duration"] == pytest.approx(7200 + len(y) / 16000, abs=0.01)
+    # The speech is read as when alone (its window's normalisation ignores the digital silence
+    # after it), and two hours of digital silence give no words.
+    sf.write(tmp_path / "speech.flac", y[::2], 8000)
+    assert record["text"] == asr("transcribe", tmp_path / "speech.flac").stdout.strip()

@@ -279,3 +279,97 @@ def test_killed_two_rank_run_resumes_mid_epoch_with_one_rank(tmp_path):
     assert row["epoch"] == 3 and "dev_per" in row
     assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "exp" / "log.csv"))] == ["1", "2", "3"]
     load_model(tmp_path / "exp" / "best.pt")
+
+
+# Run `asr train` in a child that SIGKILLs itself in the middle of its Nth checkpoint write:
+# the temporary file is half written, the rename never happens.
+_DIE_WHILE_SAVING = """
+import os, signal, sys
+import asr.io
+from asr.cli import main
+
+target, calls, atomic = int(sys.argv[1]), [0], asr.io._atomic
+
+def dying(path, write):
+    if not str(path).endswith(".pt"):
+        return atomic(path, write)
+    calls[0] += 1
+    if calls[0] < target:
+        return atomic(path, write)
+
+    def half_then_die(f):
+        write(f)
+        f.flush()
+        f.truncate(f.tell() // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return atomic(path, half_then_die)
+
+asr.io._atomic = dying
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+@needs_fsdd
+def test_training_killed_at_three_points_resumes_to_the_same_model(tmp_path):
+    """SIGKILL an FSDD run at a random moment inside an epoch, in the middle of a checkpoint write,
+    and at a random moment later; --resume after each. No checkpoint is ever unreadable, and the
+    resumed run ends with exactly the uninterrupted run's dev figures and weights (it resumes
+    at the saved batch with the saved optimizer, schedule and random states; every step is saved)."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    manifest = _fsdd_subset(tmp_path)
+    whole = _config_file(tmp_path / "whole.toml", manifest, tmp_path / "whole", epochs=3, save_every_steps=1,
+                         batch_seconds=1.0)
+    reference = train(TrainConfig.load(whole), progress=False)
+    config = _config_file(tmp_path / "c.toml", manifest, tmp_path / "exp", epochs=3, save_every_steps=1,
+                          batch_seconds=1.0)
+    out = tmp_path / "exp"
+    rng = random.Random(0)
+
+    def checkpoints_readable():
+        for name in ("last.pt", "best.pt"):
+            if (out / name).exists():
+                torch.load(out / name, weights_only=True)  # raises if torn
+
+    def start(*args):
+        return subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def kill_after(proc, ready, delay):
+        deadline = time.monotonic() + 300
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(delay)
+        assert proc.poll() is None, "ended before the kill: " + proc.communicate()[0]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    # 1. a random moment inside epoch 1 (after the first step's save)
+    kill_after(start("-m", "asr", "train", config, "--quiet"), (out / "last.pt").is_file, rng.uniform(0.0, 1.0))
+    checkpoints_readable()
+    first = torch.load(out / "last.pt", weights_only=True)
+    assert first["epoch"] == 0 and first["batch"] > 0
+    # 2. inside the 5th checkpoint write after resuming
+    proc = start("-c", _DIE_WHILE_SAVING, "5", "train", config, "--resume", "--quiet")
+    proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert list(out.glob(".last.pt.*.tmp")), "the kill did not land inside a write"
+    checkpoints_readable()
+    # 3. a random moment after epoch 1's dev scoring
+    log_csv = out / "log.csv"
+    kill_after(start("-m", "asr", "train", config, "--resume", "--quiet"),
+               lambda: log_csv.is_file() and len(log_csv.read_text().splitlines()) >= 2, rng.uniform(0.0, 1.0))
+    checkpoints_readable()
+    final = train(TrainConfig.load(config), resume=True, progress=False)
+    assert not list(out.glob(".*.tmp")), "a resumed run leaves no temporary file behind"
+    for key in ("epoch", "loss", "dev_per", "dev_cer"):
+        assert final[key] == reference[key], key
+    assert [r["epoch"] for r in csv.DictReader(open(out / "log.csv"))] == ["1", "2", "3"]
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
+    b = torch.load(out / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
