@@ -618,17 +618,20 @@ def resolve_decoding(head: str | None = None, decoder: str | None = None, **chan
     ``decoder="greedy"`` is plain best-path decoding; ``decoder="beam"`` turns a greedy
     default into beam search; ``changes`` are :class:`DecodingConfig` fields (``None``
     values are left as shipped; give ``lm="none"`` for no LM, ``calibration="none"`` for raw
-    confidences). The shipped confidence calibrator goes with the shipped head only.
+    confidences). The shipped confidence calibrator goes with the shipped head and LM only.
     """
     shipped_head, config = shipped_decoding()
     if decoder == "greedy":
         config = DecodingConfig()
     elif decoder == "beam" and config.decoder != "beam":
         config = dataclasses.replace(config, decoder="beam")
-    if head not in (None, shipped_head):  # the shipped calibrator knows the shipped head's words only
-        config = dataclasses.replace(config, calibration=None)
     changes = {k: v for k, v in changes.items() if v is not None}
     for name in ("lm", "calibration"):
         if changes.get(name) == "none":
             changes[name] = None
+    # The shipped calibrator knows the words of the shipped head's search with the shipped LM
+    # (other weights shift its inputs a little; another head, LM or none changes what they mean).
+    if (head not in (None, shipped_head) or ("lm" in changes and changes["lm"] != config.lm)
+            or changes.get("lexicon_free")) and "calibration" not in changes:
+        config = dataclasses.replace(config, calibration=None)
     return head or shipped_head, dataclasses.replace(config, **changes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -411,16 +412,30 @@ def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path
     done = read_results(results_path)
     todo = [p for p in paths if p not in done]
     count = 0
-    with open(results_path, "a", encoding="utf-8") as f:
-        for t in transcriber.transcribe(todo, workers=workers, progress=progress):
-            # Outputs first, record last: a file whose record is on disk has all its outputs.
-            if t.error is None:
-                for fmt in formats:
-                    atomic_write_text(out_dir / f"{output_name(t.path)}.{fmt}", format_transcript(t, fmt, min_confidence))
-            f.write(json.dumps(t.to_json()) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            done[t.path] = t
-            count += 1
+    try:
+        with open(results_path, "a", encoding="utf-8") as f:
+            for t in transcriber.transcribe(todo, workers=workers, progress=progress):
+                # Outputs first, record last: a file whose record is on disk has all its outputs.
+                if t.error is None:
+                    for fmt in formats:
+                        atomic_write_text(out_dir / f"{output_name(t.path)}.{fmt}",
+                                          format_transcript(t, fmt, min_confidence))
+                f.write(json.dumps(t.to_json()) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                done[t.path] = t
+                count += 1
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        # What is on disk stays usable: per-file outputs are written atomically, and a record
+        # torn by the failed write is cut off by the next run (read_results).
+        raise OutputError(f"{out_dir}: {os.strerror(e.errno).lower()} after {count} file(s) transcribed now; "
+                          f"{results_path.name} keeps every finished record: make room and rerun the same "
+                          f"command to go on") from None
     failed = sum(1 for p in paths if done[p].error is not None)
     return count, failed
+
+
+class OutputError(UserError):
+    """The output folder cannot take what is written (disk full, quota): the run stops, resumable."""

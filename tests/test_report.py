@@ -106,3 +106,43 @@ def test_records_without_confidences_for_every_word_give_no_confidence_figures(t
     records[1]["confidences"] = [0.5]  # one short
     records[0]["confidences"], records[2]["confidences"] = [], [0.9]
     assert "confidence" not in write_report(tmp_path, {"sys": records})
+
+
+def _chromium():
+    import shutil
+
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs a headless Chromium (Debian: apt-get install chromium)")
+def test_report_opens_in_a_real_browser_with_every_plot(tmp_path):
+    """report.html in headless Chromium: every image decodes (it has a size) and nothing is
+    written to the browser console; a screenshot is taken."""
+    records = _records(["the bat sat the mat", "hello world", "one three three"])
+    for r, c in zip(records, [[0.9, 0.2, 0.8, 0.9, 0.9], [0.8, 0.8], [0.9, 0.4, 0.6]]):
+        r["confidences"] = c
+    write_report(tmp_path / "r", {"ours": records, "theirs": _records(["the cat sat on the mat", "hello", "one two"])})
+    report = tmp_path / "r" / "report.html"
+    expected = report.read_text().count("<img ")
+    assert expected >= 3  # WER by duration and by speaker, word confidence
+    # A page beside it loads the report in a frame and writes what it finds into its own DOM.
+    (tmp_path / "r" / "check.html").write_text("""<html><body><iframe id="f" src="report.html" width="1200"
+        height="800"></iframe><script>
+        document.getElementById("f").onload = function () {
+          var imgs = Array.from(this.contentDocument.images);
+          document.body.setAttribute("data-images", JSON.stringify(
+            imgs.map(function (i) { return [i.complete, i.naturalWidth, i.naturalHeight]; })));
+        };</script></body></html>""")
+    browser = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+               "--virtual-time-budget=10000"]
+    r = subprocess.run([*browser, "--dump-dom", (tmp_path / "r" / "check.html").as_uri()], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    found = json.loads(__import__("html").unescape(r.stdout.split('data-images="', 1)[1].split('"', 1)[0]))
+    assert len(found) == expected and all(ok and w > 0 and h > 0 for ok, w, h in found), found
+    shot = tmp_path / "report.png"
+    r = subprocess.run([*browser, "--enable-logging=stderr", "--v=0", f"--screenshot={shot}", "--window-size=1280,2400",
+                        report.as_uri()], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and shot.stat().st_size > 10_000, r.stderr[-2000:]
+    console = [line for line in r.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console

@@ -241,3 +241,47 @@ def test_stopping_early_stops_the_worker_processes():
     first = next(results)
     results.close()  # e.g. a consumer that breaks out of its loop
     assert first.path in paths and not multiprocessing.active_children()
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 256 KiB tmpfs mounted for the test (root with mount rights only)."""
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here to fill up ({r.stderr.strip() or 'mount failed'})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_stops_with_a_clear_error_and_the_rerun_resumes(tmp_path, small_filesystem):
+    import subprocess
+    import sys
+
+    clips = tmp_path / "in"
+    clips.mkdir()
+    for k in range(8):
+        shutil.copy(TEST_DATA / "19-198-0000.opus", clips / f"clip{k}.opus")
+    out = small_filesystem / "out"
+    out.mkdir()
+    filler = small_filesystem / "filler"
+    free = os.statvfs(small_filesystem).f_bavail * os.statvfs(small_filesystem).f_frsize
+    filler.write_bytes(b"\0" * (free - 3 * 4096))  # room for about 3 pages: a few files' outputs
+    cmd = [sys.executable, "-m", "asr.cli", "transcribe", str(clips), "--out", str(out), "--format", "txt,json",
+           "--decoder", "greedy", "--workers", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(f"error: {out}: no space left on device after ") and "rerun the same command" in r.stderr
+    kept = read_results(out / "results.jsonl")
+    assert 0 < len(kept) < 8 and all(t.error is None for t in kept.values())
+    filler.unlink()
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["path"] for line in lines) == sorted(str(p) for p in clips.iterdir())
+    assert len({json.loads(line)["text"] for line in lines}) == 1  # the same clip, the same text
