@@ -159,8 +159,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.decoding:  # e.g. `asr tune`'s best.json: {"head": ..., "decoding": {DecodingConfig fields}}
         from .decode import DecodingConfig
 
-        tuned = json.loads(Path(args.decoding).read_text(encoding="utf-8"))
-        head, decoding = tuned["head"], DecodingConfig(**tuned["decoding"])
+        try:
+            tuned = json.loads(Path(args.decoding).read_text(encoding="utf-8"))
+            head, decoding = tuned["head"], DecodingConfig(**tuned["decoding"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"error: {args.decoding}: not a decoding as `asr tune` writes it ({type(e).__name__}: {e})",
+                  file=sys.stderr)
+            return 2
     summary = calibrate(args.manifest, args.out, decoding, head, args.model, args.lexicon, workers=_workers(args),
                         log=lambda line: print(line, file=sys.stderr))
     print(json.dumps({k: v for k, v in summary.items() if k != "calibrator"}, indent=2))

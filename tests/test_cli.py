@@ -191,6 +191,14 @@ def test_calibrate_fits_a_calibrator_that_transcribe_uses(tmp_path):
     assert [w["confidence"] for w in words] != [w["confidence"] for w in raw]
 
 
+def test_calibrate_with_a_bad_decoding_file(tmp_path):
+    (tmp_path / "best.json").write_text('{"head": "phone"}')
+    r = asr("calibrate", "--manifest", TEST_DATA / "manifest.jsonl", "--out", tmp_path / "cal",
+            "--decoding", tmp_path / "best.json")
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path / 'best.json'}: not a decoding")
+    assert "Traceback" not in r.stderr
+
+
 def test_min_confidence_option(tmp_path):
     r = asr("transcribe", CLIP, "--min-confidence", "2")
     assert r.returncode == 2 and "--min-confidence must lie in [0, 1]" in r.stderr
