@@ -27,7 +27,7 @@ def _decoding(args: argparse.Namespace):
     from .decode import resolve_decoding
 
     return resolve_decoding(args.head, args.decoder, lm=args.lm, lexicon_free=args.lexicon_free or None,
-                            calibration=args.calibration,
+                            calibration=args.calibration, precision=args.precision,
                             **{k: getattr(args, k) for k in ("beam_size", "beam_threshold", "blank_skip", "lm_weight",
                                                              "word_score", "joint_weight")})
 
@@ -48,6 +48,8 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                    help="character head: beam search over any spelling, no lexicon or LM (open vocabulary)")
     g.add_argument("--joint-weight", type=float,
                    help="rescore the beam's n-best with the other head's CTC score at this weight (0: off)")
+    g.add_argument("--precision", choices=["fp32", "bf16", "auto"],
+                   help="the acoustic model's arithmetic (auto: bf16 where the CPU/GPU has it natively)")
     g.add_argument("--calibration", metavar="JSON",
                    help="word-confidence calibrator from `asr calibrate` (default: the shipped one), or 'none'")
 

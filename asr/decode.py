@@ -179,11 +179,11 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
 
 def recognize(model: AcousticModel, feats: list[torch.Tensor], lexicon: Lexicon,
               batch_frames: int = 24000, phone_words_too: bool = True,
-              beam: "BeamDecoder | None" = None) -> list[Hypothesis]:
+              beam: "BeamDecoder | None" = None, precision: str = "fp32") -> list[Hypothesis]:
     """Hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order
-    (see :func:`decode_batch`; the model runs in :func:`asr.model.forward_batches`)."""
+    (see :func:`decode_batch`; the model runs in :func:`asr.model.forward_batches`, in ``precision``)."""
     results: list[Hypothesis | None] = [None] * len(feats)
-    for idx, out in forward_batches(model, feats, batch_frames):
+    for idx, out in forward_batches(model, feats, batch_frames, precision):
         for i, h in zip(idx, decode_batch(out, lexicon, model.config.frame_seconds, phone_words_too, beam)):
             results[i] = h
     return results  # type: ignore[return-value]
@@ -571,6 +571,7 @@ class DecodingConfig:
     lexicon_free: bool = False  # character head only: any spelling, no word LM (open vocabulary)
     blank_skip: float | None = None  # search skips repeated frames whose blank posterior exceeds this
     calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
+    precision: str = "fp32"  # the acoustic model's arithmetic: fp32, bf16 or auto (see asr.model.forward_batches)
 
 
 SHIPPED_DECODING = "decoding.json"  # in asr/assets, written by the recipe's tuning stage
@@ -622,7 +623,7 @@ def resolve_decoding(head: str | None = None, decoder: str | None = None, **chan
     """
     shipped_head, config = shipped_decoding()
     if decoder == "greedy":
-        config = DecodingConfig()
+        config = DecodingConfig(precision=config.precision)
     elif decoder == "beam" and config.decoder != "beam":
         config = dataclasses.replace(config, decoder="beam")
     changes = {k: v for k, v in changes.items() if v is not None}

@@ -56,7 +56,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     refs = [u.text for u in utts]
     hyps: list = [None] * len(utts)
     aligned: list = [None] * len(utts)
-    for idx, out in forward_batches(model, feats):
+    for idx, out in forward_batches(model, feats, precision=decoding.precision):
         for b, (i, h) in enumerate(zip(idx, decode_batch(out, lex, model.config.frame_seconds, beam=beam))):
             hyps[i] = h
             aligned[i] = align_words(out[head][b, :out["lengths"][b]], refs[i].split(), head, lex,
@@ -165,7 +165,8 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, base: DecodingConfi
     model = load_model(model_path)
     lex = load_lexicon(lexicon)
     feats = load_features(utts, model.config.features, workers=workers)
-    outputs: list[tuple[list[int], dict[str, torch.Tensor]]] = list(forward_batches(model, feats))
+    outputs: list[tuple[list[int], dict[str, torch.Tensor]]] = list(forward_batches(model, feats,
+                                                                                     precision=base.precision))
     refs = [u.text for u in utts]
     audio = sum(u.duration for u in utts)
     rows, out_dir = [], Path(out_dir)
@@ -211,10 +212,10 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, base: DecodingConfi
     return result
 
 
-def _beam_words(model, feats: list[torch.Tensor], lexicon, head: str, beam) -> list[list[Word]]:
+def _beam_words(model, feats: list[torch.Tensor], lexicon, head: str, beam, precision: str) -> list[list[Word]]:
     """``head``'s beam words (with their evidence) for each feature matrix."""
     words: list = [None] * len(feats)
-    for idx, out in forward_batches(model, feats):
+    for idx, out in forward_batches(model, feats, precision=precision):
         for i, h in zip(idx, decode_batch(out, lexicon, model.config.frame_seconds, beam=beam)):
             words[i] = h.words(head)
     return words
@@ -242,7 +243,7 @@ def calibrate(manifest: str | Path, out_dir: str | Path, decoding: DecodingConfi
     lex = load_lexicon(lexicon)
     beam = make_beam_decoder(head, lex, decoding)
     feats = load_features(utts, model.config.features, workers=workers)
-    words = _beam_words(model, feats, lex, head, beam)
+    words = _beam_words(model, feats, lex, head, beam, decoding.precision)
     speakers = sorted({u.speaker for u in utts})
     evidence, right, fold = [], [], []
     for u, ws in zip(utts, words):
@@ -251,7 +252,7 @@ def calibrate(manifest: str | Path, out_dir: str | Path, decoding: DecodingConfi
         fold += [speakers.index(u.speaker) % 2] * len(ws)
     noise_feats = [compute_features(synthetic_audio(kind, non_speech_seconds, seed=k), model.config.features)
                    for k, kind in enumerate(non_speech)]
-    noise_words = _beam_words(model, noise_feats, lex, head, beam)
+    noise_words = _beam_words(model, noise_feats, lex, head, beam, decoding.precision)
     for k, ws in enumerate(noise_words):
         evidence += [w.evidence for w in ws]
         right += [False] * len(ws)

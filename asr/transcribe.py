@@ -128,7 +128,7 @@ class _Recognition:
                 done.append((k, [], 0.0, str(e)))
         if loaded:
             hyps = recognize(tr.model, [f for _, f, _ in loaded], tr.lexicon, phone_words_too=tr.head == "phone",
-                             beam=tr.beam)
+                             beam=tr.beam, precision=tr.precision)
             done += [(k, h.words(tr.head), seconds, None) for (k, _, seconds), h in zip(loaded, hyps)]
         return done
 
@@ -195,6 +195,7 @@ class Transcriber:
         self.model = load_model(model_path)
         self.lexicon = load_lexicon(lexicon)
         self.head = head
+        self.precision = decoding.precision
         self.beam = make_beam_decoder(head, self.lexicon, decoding)
 
     def transcribe(self, paths: Iterable[str | Path], batch_seconds: float = 240.0, workers: int = 0,

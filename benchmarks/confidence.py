@@ -40,7 +40,8 @@ from asr.transcribe import Transcriber
 def words_of(transcriber: Transcriber, wavs: list[torch.Tensor]):
     """The shipped head's words for each waveform (features computed here, in this process)."""
     feats = [compute_features(w, transcriber.model.config.features) for w in wavs]
-    hyps = asr.decode.recognize(transcriber.model, feats, transcriber.lexicon, beam=transcriber.beam)
+    hyps = asr.decode.recognize(transcriber.model, feats, transcriber.lexicon, beam=transcriber.beam,
+                                precision=transcriber.precision)
     return [h.words(transcriber.head) for h in hyps]
 
 

@@ -9,32 +9,23 @@ this process on each of --threads torch threads (--workers 0), and in each other
 --workers processes (one thread each). Decoders:
 ``greedy`` is best-path decoding, ``shipped`` the shipped decoding (beam search with the
 shipped lexicon and LM, and joint rescoring if it is on). The WER of each run is printed
-beside its speed. The head defaults to the shipped one. ``--precisions fp32 bf16`` also runs
-the acoustic model under bf16 autocast (its outputs cast back to fp32 for the search), a
-lever not shipped yet: it measures what bf16 inference would give.
+beside its speed. The head defaults to the shipped one. ``--precisions fp32 bf16`` runs the
+acoustic model in each (``DecodingConfig.precision``; bf16: autocast, outputs cast back to fp32
+for the search); by default the shipped precision.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
 
 from asr.data import read_manifest
-import asr.model
 from asr.decode import DecodingConfig, shipped_decoding
 from asr.metrics import wer
 from asr.transcribe import Transcriber
-
-
-_FORWARD = asr.model.AcousticModel.forward
-
-
-def _bf16_forward(self, x, lengths):
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = _FORWARD(self, x, lengths)
-    return {k: v.float() if v.is_floating_point() else v for k, v in out.items()}
 
 
 def main() -> None:
@@ -46,7 +37,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0], help="0: in this process, with --threads")
     ap.add_argument("--decoders", nargs="+", choices=["greedy", "shipped"], default=["greedy", "shipped"])
     ap.add_argument("--limit", type=int, default=None, help="first N utterances only")
-    ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
+    ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "auto"], default=None)
     args = ap.parse_args()
     utts = read_manifest(args.manifest)[: args.limit]
     paths = [u.audio for u in utts]
@@ -57,9 +48,8 @@ def main() -> None:
     settings = [(t, 0) for t in args.threads if 0 in args.workers] + [(1, w) for w in args.workers if w > 0]
     for threads, workers in settings:
         torch.set_num_threads(threads)
-        for name, precision in [(n, p) for n in args.decoders for p in args.precisions]:
-            asr.model.AcousticModel.forward = _FORWARD if precision == "fp32" else _bf16_forward
-            decoding = DecodingConfig() if name == "greedy" else shipped
+        for name, precision in [(n, p) for n in args.decoders for p in args.precisions or [shipped.precision]]:
+            decoding = dataclasses.replace(DecodingConfig() if name == "greedy" else shipped, precision=precision)
             t0 = time.perf_counter()
             transcriber = Transcriber(args.model, head=head, decoding=decoding)
             load = time.perf_counter() - t0

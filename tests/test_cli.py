@@ -150,7 +150,8 @@ def test_decoding_defaults_are_the_shipped_ones_and_options_override_them():
     parse = lambda *a: build_parser().parse_args(["transcribe", "x.wav", *a])  # noqa: E731
     head, shipped = shipped_decoding()
     assert _decoding(parse()) == (head, shipped)
-    assert _decoding(parse("--decoder", "greedy", "--head", "phone")) == ("phone", DecodingConfig())
+    assert _decoding(parse("--decoder", "greedy", "--head", "phone")) == ("phone", DecodingConfig(precision=shipped.precision))
+    assert _decoding(parse("--precision", "fp32"))[1] == dataclasses.replace(shipped, precision="fp32")
     head2, beam = _decoding(parse("--decoder", "beam", "--lm", "none", "--lm-weight", "3", "--joint-weight", "0"))
     # without the shipped LM, the shipped confidence calibrator does not apply
     assert beam == dataclasses.replace(shipped, decoder="beam", lm=None, lm_weight=3.0, joint_weight=0.0,

@@ -140,3 +140,22 @@ def test_truncated_or_foreign_checkpoints_give_one_line_errors(tmp_path):
         with pytest.raises(CheckpointError, match=problem) as e:
             load_model(tmp_path / name)
         assert str(e.value).startswith(str(tmp_path / name)) and "\n" not in str(e.value)
+
+
+def test_forward_batches_in_bf16_is_close_to_fp32():
+    from asr.errors import ConfigError
+    from asr.model import forward_batches
+
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(hidden=32, layers=2))
+    feats = [torch.randn(n, 40) for n in (90, 300, 45)]
+    fp32 = {tuple(i): out for i, out in forward_batches(model, feats, precision="fp32")}
+    bf16 = {tuple(i): out for i, out in forward_batches(model, feats, precision="bf16")}
+    assert fp32.keys() == bf16.keys()
+    for k in fp32:
+        assert bf16[k]["phone"].dtype == torch.float32  # cast back for the search
+        assert torch.equal(bf16[k]["lengths"], fp32[k]["lengths"])
+        torch.testing.assert_close(bf16[k]["phone"].exp(), fp32[k]["phone"].exp(), atol=0.05, rtol=0)
+        assert not torch.equal(bf16[k]["phone"], fp32[k]["phone"])  # it did run in bf16
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        next(forward_batches(model, feats, precision="fp16"))
