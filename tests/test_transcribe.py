@@ -195,7 +195,7 @@ def test_window_stitching_is_exact(tmp_path, transcriber, monkeypatch):
     """Each window 'hears' a word every second of its own time; stitched, every second is heard once."""
     from asr.decode import Hypothesis
 
-    def fake_recognize(model, feats, lexicon, phone_words_too=True, beam=None):
+    def fake_recognize(model, feats, lexicon, phone_words_too=True, beam=None, precision="fp32"):
         hyps = []
         for f in feats:
             seconds = f.shape[0] / 100  # 10 ms frames
