@@ -142,19 +142,21 @@ class Hypothesis:
 
 
 def _greedy_both_heads(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
-                      phone_words_too: bool = True) -> list[Hypothesis]:
-    """Greedy decoding of a model's batch output (see ``AcousticModel.forward``).
+                      phone_words_too: bool = True) -> tuple[list[Hypothesis], list[dict[str, list[Token]]]]:
+    """Greedy decoding of a model's batch output (see ``AcousticModel.forward``): the
+    hypotheses, and each utterance's best path per head (``{"char": tokens, "phone": tokens}``).
 
     ``phone_words_too=False`` skips the lexicon look-up of the phone head's words (its
     phones are still decoded), which is the costly part when only the character head is wanted.
     """
-    hyps = []
+    hyps, paths = [], []
     for b, n in enumerate(out["lengths"].tolist()):
         chars = best_path(out["char"][b], n)
         phones = best_path(out["phone"][b], n)
         pwords = phone_words(phones, frame_seconds, lexicon) if phone_words_too else []
         hyps.append(Hypothesis(char_words(chars, frame_seconds), pwords, phones_of(phones)))
-    return hyps
+        paths.append({"char": chars, "phone": phones})
+    return hyps, paths
 
 
 def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
@@ -165,14 +167,15 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
     its beam search instead (rescored by the other head if ``beam.joint_weight``), with their
     evidence (:func:`word_evidence`) and confidences calibrated if the config says so.
     """
-    hyps = _greedy_both_heads(out, lexicon, frame_seconds, phone_words_too and (beam is None or beam.head != "phone"))
+    hyps, paths = _greedy_both_heads(out, lexicon, frame_seconds,
+                                     phone_words_too and (beam is None or beam.head != "phone"))
     if beam is not None:
         other = "phone" if beam.head == "char" else "char"
         nbests = beam.search(out[beam.head], out["lengths"], frame_seconds)
         for b, (n, nbest) in enumerate(zip(out["lengths"].tolist(), nbests)):
             words = best_words(nbest, out[other][b, :n], other, lexicon, beam.joint_weight)
-            words = word_evidence(beam.lm_evidence(words), out[beam.head][b, :n], beam.vocab, out[other][b, :n],
-                                  hyps[b].words(other), frame_seconds)
+            words = word_evidence(beam.lm_evidence(words), out[beam.head][b, :n], beam.vocab, paths[b][beam.head],
+                                  paths[b]["char"] if other == "char" else None, hyps[b].words(other), frame_seconds)
             hyps[b] = dataclasses.replace(hyps[b], **{f"{beam.head}_words": beam.calibrate(words)})
     return hyps
 
@@ -312,9 +315,9 @@ class BeamDecoder:
     def lm_evidence(self, words: list[Word]) -> list[Word]:
         """``words`` (one utterance's, in order) with ``evidence["lm"]``: each word's LM log-probability
         given the words before it (0 without an LM)."""
-        lm = getattr(self.decoder, "lm", None)
-        if self.config.lm is None or lm is None:
+        if self.config.lm is None:
             return [dataclasses.replace(w, evidence={**w.evidence, "lm": 0.0}) for w in words]
+        lm = self.decoder.lm  # the search's own KenLM
         state, out = lm.start(False), []
         for w in words:
             state, score = lm.score(state, self.decoder.word_dict.get_index(w.word))
@@ -381,7 +384,7 @@ class BeamDecoder:
 def _token_evidence(tokens: list[Token]) -> dict[str, float]:
     """A beam word's acoustic evidence: the posteriors of its tokens at the frames where they were emitted."""
     logs = [math.log(max(t.prob, 1e-30)) for t in tokens]
-    return {"acoustic_min": min(t.prob for t in tokens), "acoustic_mean": math.exp(sum(logs) / len(logs)),
+    return {"acoustic_min": _confidence(tokens), "acoustic_mean": math.exp(sum(logs) / len(logs)),
             "tokens": float(len(tokens))}
 
 
@@ -479,12 +482,13 @@ def nbest_posteriors(nbest: list[tuple[list[Word], float]]) -> list[float]:
             for w in nbest[0][0]]
 
 
-def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, other_log_probs: torch.Tensor,
-                  other_words: list[Word], frame_seconds: float) -> list[Word]:
+def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, greedy: list[Token],
+                  char_greedy: list[Token] | None, other_words: list[Word], frame_seconds: float) -> list[Word]:
     """One utterance's beam words with the evidence that needs the whole utterance.
 
-    ``log_probs`` ``(T, V)`` are the searched head's (``vocab``), ``other_log_probs`` and
-    ``other_words`` the other head's output and greedy words. Adds, per word: ``speech``, the
+    ``log_probs`` ``(T, V)`` are the searched head's (``vocab``), ``greedy`` its best path;
+    ``char_greedy`` is the character head's best path when the phone head is searched (else
+    ``None``), ``other_words`` the other head's greedy words. Adds, per word: ``speech``, the
     share of the utterance's frames that are not sure blanks (P(blank) < 0.5: unusually high in
     noise, near 0 in silence); ``activity``, the mean non-blank posterior over the word's
     frames; ``llr``, the mean per-frame log-probability gap between the CTC forced alignment of
@@ -501,8 +505,6 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, other_log_p
     nonblank = 1.0 - log_probs[:, vocab.blank].float().exp()
     speech = float((nonblank > 0.5).float().mean())
     llrs = _forced_gaps(words, log_probs, vocab)
-    greedy = best_path(log_probs)
-    other_greedy = best_path(other_log_probs) if vocab is PHONE_VOCAB else None
 
     def match(w: Word, tokens: list[Token], symbols: list[str], tokens_vocab) -> float:
         first = int(round(w.start / frame_seconds)) - SPAN_PAD
@@ -516,7 +518,7 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, other_log_p
         last = max(first + 1, int(round(w.end / frame_seconds)))
         evidence = {"speech": speech, "activity": float(nonblank[first:last].mean()) if first < len(nonblank) else 0.0,
                     "llr": llr, "match": match(w, greedy, list(w.tokens), vocab),
-                    "other_match": match(w, other_greedy, list(w.word), CHAR_VOCAB) if other_greedy is not None else 0.0,
+                    "other_match": match(w, char_greedy, list(w.word), CHAR_VOCAB) if char_greedy is not None else 0.0,
                     "agree": float(any(_near(v, w) for v in other_words)), "seconds": w.end - w.start}
         out.append(dataclasses.replace(w, evidence={**w.evidence, **evidence}))
     return out
@@ -531,25 +533,16 @@ def _forced_gaps(words: list[Word], log_probs: torch.Tensor, vocab) -> list[floa
     symbols = [s for k, w in enumerate(words) for s in ([BOUNDARY_TOKEN] if k else []) + list(w.tokens)]
     lp = log_probs.float()
     try:
-        labels = F.forced_align(lp[None].contiguous(), torch.tensor([vocab.encode(symbols)], dtype=torch.int32),
-                                blank=vocab.blank)[0][0]
+        labels, scores = F.forced_align(lp[None].contiguous(), torch.tensor([vocab.encode(symbols)], dtype=torch.int32),
+                                        blank=vocab.blank)
     except RuntimeError:  # more tokens than frames: no alignment, the words are doubtful
         return [FORCED_GAP_FLOOR] * len(words)
-    gap = lp.gather(1, labels[:, None].long())[:, 0] - lp.max(-1).values
-    # the boundaries' frame runs cut the utterance into the words' spans
-    edges, t, T = [0], 0, len(labels)
-    boundary = (labels == vocab.boundary).tolist()
-    while t < T:
-        if boundary[t]:
-            edges.append(t)
-            while t < T and boundary[t]:
-                t += 1
-            edges.append(t)
-        else:
-            t += 1
-    edges.append(T)
+    gap = scores[0] - lp.max(-1).values
+    # the frames of the n - 1 boundary tokens cut the utterance into the n words' spans
+    edges = [0] + [e for span in F.merge_tokens(labels[0], scores[0], blank=vocab.blank)
+                   if span.token == vocab.boundary for e in (span.start, span.end)] + [len(gap)]
     return [max(float(gap[a:b].mean()), FORCED_GAP_FLOOR) if b > a else FORCED_GAP_FLOOR
-            for a, b in zip(edges[0::2], edges[1::2])][:len(words)] + [FORCED_GAP_FLOOR] * (len(words) - len(edges) // 2)
+            for a, b in zip(edges[0::2], edges[1::2])]
 
 
 FORCED_GAP_FLOOR = -10.0  # nats a frame: a word the acoustics do not support at all

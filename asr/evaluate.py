@@ -47,8 +47,8 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
     # scores (which say how many were left out); the others are scored as if it were not there.
     failed = [{"id": u.id, "audio": u.audio, "ref": u.text, "hyp": "", "error": str(f)}
               for u, f in zip(utts, feats) if isinstance(f, AudioError)]
-    utts, feats = zip(*[(u, f) for u, f in zip(utts, feats) if not isinstance(f, AudioError)]) or ((), ())
-    utts, feats = list(utts), list(feats)
+    usable = [i for i, f in enumerate(feats) if not isinstance(f, AudioError)]
+    utts, feats = [utts[i] for i in usable], [feats[i] for i in usable]
     if not utts:
         raise UserError(f"{manifest}: no utterance has usable audio ({failed[0]['error']}, ...)" if failed
                         else f"{manifest}: no utterances")

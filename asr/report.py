@@ -22,7 +22,7 @@ import jiwer
 
 from .io import atomic_write_text, read_jsonl
 from .errors import UserError
-from .metrics import calibration_bins, char_errors, expected_calibration_error, roc_auc, words_right
+from .metrics import calibration_bins, char_errors, expected_calibration_error, roc_auc
 
 DURATION_BUCKETS = (0, 5, 10, 15, 20, 30, float("inf"))  # seconds
 
@@ -118,27 +118,28 @@ def analyse(records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[Aligned
         "top_insertions": [[w, c] for w, c in ins.most_common(20)],
         "top_deletions": [[w, c] for w, c in dels.most_common(20)],
     }
-    confidence = confidence_summary(records)
+    confidence = confidence_summary(records, aligned)
     if confidence is not None:
         summary["confidence"] = confidence
     return summary, aligned
 
 
-def _word_confidences(records: list[dict[str, Any]]) -> tuple[list[float], list[bool]] | None:
-    """Every hypothesis word's confidence and whether it is right (WER alignment), if each record
-    has ``confidences``, one per word of ``hyp``; else None."""
+def _word_confidences(records: list[dict[str, Any]], aligned: list[Aligned]) -> tuple[list[float], list[bool]] | None:
+    """Every hypothesis word's confidence and whether it is right (paired with the same reference
+    word by the WER alignment, ``aligned``: one per record), if each record has ``confidences``,
+    one per word of ``hyp``; else None."""
     if not records or not all(isinstance(r.get("confidences"), list) and len(r["confidences"]) == len(r["hyp"].split())
                               for r in records):
         return None
     conf = [float(c) for r in records for c in r["confidences"]]
-    right = [ok for r in records for ok in words_right(r["ref"], r["hyp"].split())]
+    right = [ref == hyp for a in aligned for ref, hyp in a.pairs if hyp is not None]
     return conf, right
 
 
-def confidence_summary(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+def confidence_summary(records: list[dict[str, Any]], aligned: list[Aligned]) -> dict[str, Any] | None:
     """How well word confidences tell right from wrong words: ROC AUC, expected calibration
     error (10 bins), mean confidence against the share right; None without confidences."""
-    got = _word_confidences(records)
+    got = _word_confidences(records, aligned)
     if got is None or not got[0]:
         return None
     conf, right = got
@@ -223,7 +224,7 @@ def _plots(systems: dict[str, tuple[dict, list[Aligned]]], records_by_system: di
     ax.legend()
     pngs["wer_by_speaker.png"] = _figure_png(fig)
 
-    with_conf = {name: _word_confidences(records) for name, records in records_by_system.items()}
+    with_conf = {name: _word_confidences(records, systems[name][1]) for name, records in records_by_system.items()}
     with_conf = {name: got for name, got in with_conf.items() if got is not None and got[0]}
     if with_conf:
         fig, (rel, hist) = plt.subplots(1, 2, figsize=(10, 4))

@@ -300,8 +300,8 @@ def test_word_evidence_tells_supported_from_forced_words():
     said = [_w("red", 0.0, 0.09, ("R", "EH", "D")), _w("bed", 0.12, 0.21, ("B", "EH", "D"))]
     forced = [_w("red", 0.0, 0.09, ("R", "EH", "D")), _w("rid", 0.12, 0.21, ("R", "IH", "D"))]
     other = char_words(best_path(chars), 0.03)
-    good = word_evidence(said, lp, PHONE_VOCAB, chars, other, 0.03)
-    bad = word_evidence(forced, lp, PHONE_VOCAB, chars, other, 0.03)
+    good = word_evidence(said, lp, PHONE_VOCAB, best_path(lp), best_path(chars), other, 0.03)
+    bad = word_evidence(forced, lp, PHONE_VOCAB, best_path(lp), best_path(chars), other, 0.03)
     assert good[0].evidence == bad[0].evidence or good[0].evidence["llr"] == pytest.approx(bad[0].evidence["llr"])
     g, b = good[1].evidence, bad[1].evidence
     assert g["llr"] == pytest.approx(0.0, abs=1e-4) and b["llr"] < -1.0  # forced path far below the best frame
