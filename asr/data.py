@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .features import AudioError, FeatureConfig, audio_info, file_features
+from .features import FEATURES_VERSION, AudioError, FeatureConfig, audio_info, file_features
 from .io import atomic_torch_save, atomic_write_text, is_audio_file, read_jsonl, write_jsonl
 from .text import normalize
 
@@ -223,7 +223,7 @@ def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Pat
     """
     if keep_errors and cache is not None:
         raise ValueError("keep_errors works without a cache")
-    key = json.dumps([[(u.id, u.audio) for u in utts], config.__dict__] + ([speed] if speed != 1.0 else []))
+    key = json.dumps([[(u.id, u.audio) for u in utts], config.__dict__, FEATURES_VERSION] + ([speed] if speed != 1.0 else []))
     if cache is not None and Path(cache).is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("key") == key:
@@ -242,7 +242,8 @@ SHARD_BYTES = 1 << 30  # 1 GiB of float16 features per shard file: ~3.6 h of 40-
 
 def _features_key(utts: list[Utterance], config: FeatureConfig, speed: float) -> str:
     digest = hashlib.sha256(json.dumps([(u.id, u.audio) for u in utts]).encode()).hexdigest()
-    return json.dumps({"utterances": digest, "features": config.__dict__, "speed": speed}, sort_keys=True)
+    return json.dumps({"utterances": digest, "features": config.__dict__, "speed": speed, "version": FEATURES_VERSION},
+                      sort_keys=True)
 
 
 def write_feature_shards(utts: list[Utterance], config: FeatureConfig, out: str | Path, workers: int = 1,

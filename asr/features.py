@@ -26,6 +26,9 @@ WIN_LENGTH = 400  # 25 ms at 16 kHz
 HOP = 160  # 10 ms at 16 kHz
 N_FFT = 512  # next power of two above WIN_LENGTH
 FRAME_SECONDS = HOP / SAMPLE_RATE  # 0.01 s per feature frame
+# Bumped whenever the features computed from the same audio and FeatureConfig change, so that
+# feature caches and shards (keyed on it) are recomputed: 2 = CMVN statistics leave out digital silence.
+FEATURES_VERSION = 2
 
 
 class AudioError(UserError):
