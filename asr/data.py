@@ -217,7 +217,7 @@ def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Pat
                   keep_errors: bool = False) -> list[torch.Tensor]:
     """Features ``(frames, dim)`` float16 for every utterance played ``speed`` times as fast, from ``cache`` if it matches.
 
-    The cache is keyed by the utterance ids, audio paths, feature config and speed, and written atomically.
+    The cache is keyed by the utterance ids, audio paths, feature config, speed and FEATURES_VERSION, and written atomically.
     An unusable audio file raises its :class:`AudioError`, or with ``keep_errors`` (no cache)
     stands in the list in place of its features, for the caller to report.
     """
@@ -301,7 +301,7 @@ class FeatureShards:
             raise ManifestError(f"{self.folder}: no feature shards (write them with `asr features CONFIG`)")
         if json.loads(meta_path.read_text())["key"] != _features_key(utts, config, speed):
             raise ManifestError(f"{self.folder}: the feature shards are of another manifest or feature "
-                                f"config (rerun `asr features CONFIG`)")
+                                f"config, or of an older feature computation (rerun `asr features CONFIG`)")
         self.index = [json.loads(line) for line in index_path.read_text().splitlines()]
         self.dim = config.dim
 

@@ -169,6 +169,25 @@ def test_load_features_speed_perturbed_has_its_own_cache(tmp_path):
     assert load_features(utts, cfg, tmp_path / "cache.pt", progress=False, speed=1.1)[0].shape == fast[0].shape
 
 
+
+def test_feature_caches_and_shards_of_another_features_version_are_not_used(tmp_path, monkeypatch):
+    # A cache written before the feature computation changed (run 3's predated the
+    # digital-silence CMVN) must be recomputed, not read: its key holds FEATURES_VERSION.
+    import asr.data
+    from asr.data import FeatureShards, write_feature_shards
+
+    utts = read_manifest(TEST_DATA / "manifest.jsonl")[:1]
+    cfg = FeatureConfig()
+    load_features(utts, cfg, tmp_path / "cache.pt", progress=False)
+    folder = write_feature_shards(utts, cfg, tmp_path / "f", workers=1, progress=False)
+    saved = torch.load(tmp_path / "cache.pt", weights_only=True)
+    saved["features"][0] = torch.full_like(saved["features"][0], 7)
+    torch.save(saved, tmp_path / "cache.pt")
+    monkeypatch.setattr(asr.data, "FEATURES_VERSION", asr.data.FEATURES_VERSION + 1)
+    assert not (load_features(utts, cfg, tmp_path / "cache.pt", progress=False)[0] == 7).all()
+    with pytest.raises(ManifestError, match="another manifest or feature config"):
+        FeatureShards(folder, utts, cfg)
+
 @needs_librispeech
 def test_prepare_real_librispeech_dev(tmp_path):
     report = prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")
