@@ -24,6 +24,10 @@ from .errors import UserError
 # and durations as logs, the rest as they are. Speech enters twice, as log-odds and their square:
 # real speech lies in between, silence reads near 0 and noise unusually high (the model hears
 # phones everywhere in it), so its effect on a word's chance of being right is not monotone.
+# How the context features (asr.decode.CONTEXT_KEYS of the neighbours and the utterance) enter.
+_KIND = {"posterior": "logit", "acoustic_min": "logit", "acoustic_mean": "logit", "activity": "logit", "llr": "raw",
+         "char_llr": "raw", "match": "raw", "other_match": "raw", "agree": "raw", "lm": "raw", "unigram": "raw",
+         "seconds": "log", "tokens": "log"}
 FEATURES = {
     "posterior": ("posterior", "logit"),  # share of the n-best's mass with this word at this time
     "acoustic_min": ("acoustic_min", "logit"),  # lowest posterior of its tokens where they were emitted
@@ -38,6 +42,14 @@ FEATURES = {
     "lm": ("lm", "raw"),  # LM log-probability given the words before it
     "seconds": ("seconds", "log"),  # from first to last token
     "tokens": ("tokens", "log"),  # characters or phones
+    "char_llr": ("char_llr", "raw"),  # llr of the character head spelling it (phone head searched; else 0)
+    "unigram": ("unigram", "raw"),  # LM log-probability without context: rare words are misheard more
+    "first": ("first", "raw"),  # first word of the utterance (0/1)
+    "last": ("last", "raw"),  # last word (0/1)
+    "words": ("words", "log"),  # words in the utterance
+    "rate": ("rate", "raw"),  # the utterance's words a second
+    # the neighbours' evidence (0 beyond the ends) and the utterance's mean: errors come in runs
+    **{f"{side}_{key}": (f"{side}_{key}", _KIND[key]) for side in ("prev", "next", "utt") for key in _KIND},
 }
 EPS = 1e-4  # probabilities are clipped to [EPS, 1 - EPS] before the log-odds: +-9.2
 

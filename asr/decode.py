@@ -175,7 +175,8 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
         for b, (n, nbest) in enumerate(zip(out["lengths"].tolist(), nbests)):
             words = best_words(nbest, out[other][b, :n], other, lexicon, beam.joint_weight)
             words = word_evidence(beam.lm_evidence(words), out[beam.head][b, :n], beam.vocab, paths[b][beam.head],
-                                  paths[b]["char"] if other == "char" else None, hyps[b].words(other), frame_seconds)
+                                  paths[b]["char"] if other == "char" else None, hyps[b].words(other), frame_seconds,
+                                  out["char"][b, :n] if other == "char" else None)
             hyps[b] = dataclasses.replace(hyps[b], **{f"{beam.head}_words": beam.calibrate(words)})
     return hyps
 
@@ -314,14 +315,18 @@ class BeamDecoder:
 
     def lm_evidence(self, words: list[Word]) -> list[Word]:
         """``words`` (one utterance's, in order) with ``evidence["lm"]``: each word's LM log-probability
-        given the words before it (0 without an LM)."""
+        given the words before it, and ``evidence["unigram"]``, without them (rare words are
+        misheard more often); 0 without an LM."""
         if self.config.lm is None:
-            return [dataclasses.replace(w, evidence={**w.evidence, "lm": 0.0}) for w in words]
+            return [dataclasses.replace(w, evidence={**w.evidence, "lm": 0.0, "unigram": 0.0}) for w in words]
         lm = self.decoder.lm  # the search's own KenLM
         state, out = lm.start(False), []
+        nothing = lm.start(True)  # no context: the unigram
         for w in words:
-            state, score = lm.score(state, self.decoder.word_dict.get_index(w.word))
-            out.append(dataclasses.replace(w, evidence={**w.evidence, "lm": float(score)}))
+            index = self.decoder.word_dict.get_index(w.word)
+            state, score = lm.score(state, index)
+            _, unigram = lm.score(nothing, index)
+            out.append(dataclasses.replace(w, evidence={**w.evidence, "lm": float(score), "unigram": float(unigram)}))
         return out
 
     def calibrate(self, words: list[Word]) -> list[Word]:
@@ -483,7 +488,8 @@ def nbest_posteriors(nbest: list[tuple[list[Word], float]]) -> list[float]:
 
 
 def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, greedy: list[Token],
-                  char_greedy: list[Token] | None, other_words: list[Word], frame_seconds: float) -> list[Word]:
+                  char_greedy: list[Token] | None, other_words: list[Word], frame_seconds: float,
+                  char_log_probs: torch.Tensor | None = None) -> list[Word]:
     """One utterance's beam words with the evidence that needs the whole utterance.
 
     ``log_probs`` ``(T, V)`` are the searched head's (``vocab``), ``greedy`` its best path;
@@ -496,7 +502,9 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, greedy: lis
     alone would have said it); ``match``, the share of the word's tokens that the greedy reading
     of the same head has, in order, within ``SPAN_PAD`` frames of it (longest common
     subsequence); ``other_match``, the same for the character head's reading of the phone
-    head's words (``agree``: it has the very word).
+    head's words (``agree``: it has the very word); ``char_llr``, ``llr`` of the character head
+    (``char_log_probs``, ``(T, 29)``) forced to spell the phone head's words: the only evidence
+    that tells homophones apart, which the phone head cannot. Then :func:`context_evidence`.
     """
     from rapidfuzz.distance import LCSseq
 
@@ -505,6 +513,8 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, greedy: lis
     nonblank = 1.0 - log_probs[:, vocab.blank].float().exp()
     speech = float((nonblank > 0.5).float().mean())
     llrs = _forced_gaps(words, log_probs, vocab)
+    char_llrs = (_forced_gaps(words, char_log_probs, CHAR_VOCAB, spell=lambda w: list(w.word))
+                 if char_log_probs is not None else [0.0] * len(words))
 
     def match(w: Word, tokens: list[Token], symbols: list[str], tokens_vocab) -> float:
         first = int(round(w.start / frame_seconds)) - SPAN_PAD
@@ -513,29 +523,62 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, greedy: lis
         return LCSseq.similarity(symbols, seen) / max(len(symbols), 1)
 
     out = []
-    for w, llr in zip(words, llrs):
+    for w, llr, char_llr in zip(words, llrs, char_llrs):
         first = int(round(w.start / frame_seconds))
         last = max(first + 1, int(round(w.end / frame_seconds)))
         evidence = {"speech": speech, "activity": float(nonblank[first:last].mean()) if first < len(nonblank) else 0.0,
                     "llr": llr, "match": match(w, greedy, list(w.tokens), vocab),
                     "other_match": match(w, char_greedy, list(w.word), CHAR_VOCAB) if char_greedy is not None else 0.0,
-                    "agree": float(any(_near(v, w) for v in other_words)), "seconds": w.end - w.start}
+                    "agree": float(any(_near(v, w) for v in other_words)), "seconds": w.end - w.start,
+                    "char_llr": char_llr}
         out.append(dataclasses.replace(w, evidence={**w.evidence, **evidence}))
+    return context_evidence(out)
+
+
+# Evidence a word's neighbours lend it: errors come in runs (a misheard stretch puts several
+# wrong words side by side), so the words around a doubtful one, and the utterance as a whole,
+# say something about it.
+# (On dev, 2-fold CV by speaker, logistic regression: AUC 0.814 with the word's own evidence,
+# 0.819 with its neighbours' posterior, llr, char_llr, agree, other_match and acoustic_min,
+# 0.844 with all of these keys and the utterance's word count and rate.)
+CONTEXT_KEYS = ("posterior", "acoustic_min", "acoustic_mean", "activity", "llr", "char_llr", "match",
+                "other_match", "agree", "lm", "unigram", "seconds", "tokens")
+MIN_UTTERANCE_SECONDS = 0.5  # floor of the span that words per second are counted over
+
+
+def context_evidence(words: list[Word]) -> list[Word]:
+    """One utterance's words with ``prev_K`` / ``next_K`` (the neighbour's evidence ``K`` for
+    each of ``CONTEXT_KEYS``; 0 at the ends, with ``first`` / ``last`` 1), ``utt_K`` (the
+    mean over the utterance's words), ``words`` (their number) and ``rate`` (words a second
+    from the first word's start to the last one's end) added to each word's evidence."""
+    if not words:
+        return words
+    keys = [k for k in CONTEXT_KEYS if all(k in w.evidence for w in words)]
+    means = {f"utt_{k}": sum(w.evidence[k] for w in words) / len(words) for k in keys}
+    means["words"] = float(len(words))
+    means["rate"] = len(words) / max(words[-1].end - words[0].start, MIN_UTTERANCE_SECONDS)
+    out = []
+    for i, w in enumerate(words):
+        ctx = {"first": float(i == 0), "last": float(i == len(words) - 1), **means}
+        for side, j in (("prev", i - 1), ("next", i + 1)):
+            ctx.update({f"{side}_{k}": words[j].evidence[k] if 0 <= j < len(words) else 0.0 for k in keys})
+        out.append(dataclasses.replace(w, evidence={**w.evidence, **ctx}))
     return out
 
 
-def _forced_gaps(words: list[Word], log_probs: torch.Tensor, vocab) -> list[float]:
+def _forced_gaps(words: list[Word], log_probs: torch.Tensor, vocab, spell=lambda w: list(w.tokens)) -> list[float]:
     """Per word, the mean over its frames of (log-prob of the forced alignment's token - best
-    log-prob) for the CTC forced alignment of the whole hypothesis (``torchaudio``'s
-    ``forced_align``); a word's frames run from the boundary before it to the one after it."""
+    log-prob) for the CTC forced alignment of the whole hypothesis, each word spelt in
+    ``vocab``'s tokens by ``spell`` (``torchaudio``'s ``forced_align``); a word's frames run
+    from the boundary before it to the one after it."""
     import torchaudio.functional as F
 
-    symbols = [s for k, w in enumerate(words) for s in ([BOUNDARY_TOKEN] if k else []) + list(w.tokens)]
+    symbols = [s for k, w in enumerate(words) for s in ([BOUNDARY_TOKEN] if k else []) + spell(w)]
     lp = log_probs.float()
     try:
         labels, scores = F.forced_align(lp[None].contiguous(), torch.tensor([vocab.encode(symbols)], dtype=torch.int32),
                                         blank=vocab.blank)
-    except RuntimeError:  # more tokens than frames: no alignment, the words are doubtful
+    except (RuntimeError, ValueError):  # more tokens than frames, or a symbol the head lacks: the words are doubtful
         return [FORCED_GAP_FLOOR] * len(words)
     gap = scores[0] - lp.max(-1).values
     # the frames of the n - 1 boundary tokens cut the utterance into the n words' spans

@@ -309,6 +309,37 @@ def test_word_evidence_tells_supported_from_forced_words():
     assert g["agree"] == 1.0 and b["agree"] == 0.0
     assert g["speech"] == b["speech"] == 1.0  # no frame is a sure blank
     assert g["seconds"] == pytest.approx(0.09)
+    assert g["char_llr"] == 0.0  # no character log-probabilities given
+
+
+def test_char_llr_tells_homophones_apart():
+    # "red" and "read" (past tense) are both R EH D: the phone head's evidence cannot choose;
+    # the character head, forced to spell each, can.
+    from asr.decode import word_evidence
+
+    lp = frames([{"R": 0.9}, {"EH": 0.9}, {"EH": 0.9}, {"D": 0.9}, {"<b>": 0.9}], P)[0]
+    chars = frames([{"r": 0.9}, {"e": 0.9}, {"e": 0.9}, {"d": 0.9}, {"<b>": 0.9}], C)[0]
+    red, read = [_w("red", 0.0, 0.12, ("R", "EH", "D"))], [_w("read", 0.0, 0.12, ("R", "EH", "D"))]
+    args = (lp, PHONE_VOCAB, best_path(lp), best_path(chars), [], 0.03)
+    r, d = word_evidence(red, *args, chars)[0].evidence, word_evidence(read, *args, chars)[0].evidence
+    assert r["llr"] == pytest.approx(d["llr"]) and r["match"] == d["match"]
+    assert r["char_llr"] == pytest.approx(0.0, abs=1e-4)
+    assert d["char_llr"] < -1.0  # the "a" is forced onto a frame that says "e"
+
+
+def test_context_evidence_of_neighbours_and_utterance_by_hand():
+    from asr.decode import CONTEXT_KEYS, context_evidence
+
+    words = [Word(w, 0.5 * i, 0.5 * i + 0.2, evidence={k: float(i + 1) for k in CONTEXT_KEYS}) for i, w in enumerate("abc")]
+    a, b, c = (w.evidence for w in context_evidence(words))
+    assert a["words"] == c["words"] == 3.0 and a["rate"] == pytest.approx(3 / 1.2)  # 3 words from 0.0 to 1.2 s
+    assert context_evidence(words[:1])[0].evidence["rate"] == pytest.approx(1 / 0.5)  # 0.2 s: the 0.5 s floor
+    assert (a["first"], a["last"], b["first"], b["last"], c["last"]) == (1.0, 0.0, 0.0, 0.0, 1.0)
+    for k in CONTEXT_KEYS:
+        assert (a[f"prev_{k}"], a[f"next_{k}"], b[f"prev_{k}"], b[f"next_{k}"], c[f"next_{k}"]) == (0.0, 2.0, 1.0, 3.0, 0.0)
+        assert a[f"utt_{k}"] == b[f"utt_{k}"] == c[f"utt_{k}"] == 2.0
+        assert b[k] == 2.0  # its own evidence is kept
+    assert context_evidence([]) == []
 
 
 def test_beam_words_carry_evidence_and_the_calibrated_confidence(tmp_path):
