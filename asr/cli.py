@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from importlib import resources
@@ -168,6 +169,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             print(f"error: {args.decoding}: not a decoding as `asr tune` writes it ({type(e).__name__}: {e})",
                   file=sys.stderr)
             return 2
+        if args.precision:  # calibrate the evidence of the arithmetic that will ship (bf16 moves it a little)
+            decoding = dataclasses.replace(decoding, precision=args.precision)
     summary = calibrate(args.manifest, args.out, decoding, head, args.model, args.lexicon, workers=_workers(args),
                         log=lambda line: print(line, file=sys.stderr))
     print(json.dumps({k: v for k, v in summary.items() if k != "calibrator"}, indent=2))

@@ -200,6 +200,22 @@ def test_calibrate_with_a_bad_decoding_file(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_calibrate_decoding_file_takes_the_precision_asked_for(tmp_path, monkeypatch):
+    # tune's best.json says fp32; the shipped decoding runs bf16 ("auto"): the calibrator must
+    # see the evidence of the arithmetic it will score.
+    import asr.evaluate
+    from asr.cli import main
+
+    seen = []
+    monkeypatch.setattr(asr.evaluate, "calibrate", lambda manifest, out, decoding, head, *a, **k: seen.append(
+        (head, decoding)) or {})
+    (tmp_path / "best.json").write_text(json.dumps({"head": "phone", "decoding": {"decoder": "beam", "lm_weight": 2.0}}))
+    for extra, precision in (([], "fp32"), (["--precision", "auto"], "auto")):
+        assert main(["calibrate", "--manifest", "m.jsonl", "--out", str(tmp_path), "--decoding",
+                     str(tmp_path / "best.json"), *extra]) == 0
+        assert seen[-1][0] == "phone" and seen[-1][1].precision == precision and seen[-1][1].lm_weight == 2.0
+
+
 def test_min_confidence_option(tmp_path):
     r = asr("transcribe", CLIP, "--min-confidence", "2")
     assert r.returncode == 2 and "--min-confidence must lie in [0, 1]" in r.stderr
