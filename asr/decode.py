@@ -483,7 +483,13 @@ def nbest_posteriors(nbest: list[tuple[list[Word], float]]) -> list[float]:
     Hypotheses that differ only in alignment count separately: their mass adds up.
     """
     mass = torch.softmax(torch.tensor([score for _, score in nbest], dtype=torch.float64), 0).tolist()
-    return [min(1.0, sum(m for (words, _), m in zip(nbest, mass) if any(_near(v, w) for v in words)))
+    spans = []  # per hypothesis, its words by spelling: a word is looked for among its namesakes only
+    for words, _ in nbest:
+        by_word: dict[str, list[Word]] = {}
+        for v in words:
+            by_word.setdefault(v.word, []).append(v)
+        spans.append(by_word)
+    return [min(1.0, sum(m for by_word, m in zip(spans, mass) if any(_near(v, w) for v in by_word.get(w.word, ()))))
             for w in nbest[0][0]]
 
 
@@ -512,6 +518,7 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, greedy: lis
         return words
     nonblank = 1.0 - log_probs[:, vocab.blank].float().exp()
     speech = float((nonblank > 0.5).float().mean())
+    running = [0.0] + nonblank.double().cumsum(0).tolist()  # a word's mean activity from two sums, not a slice each
     llrs = _forced_gaps(words, log_probs, vocab)
     char_llrs = (_forced_gaps(words, char_log_probs, CHAR_VOCAB, spell=lambda w: list(w.word))
                  if char_log_probs is not None else [0.0] * len(words))
@@ -526,7 +533,8 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, greedy: lis
     for w, llr, char_llr in zip(words, llrs, char_llrs):
         first = int(round(w.start / frame_seconds))
         last = max(first + 1, int(round(w.end / frame_seconds)))
-        evidence = {"speech": speech, "activity": float(nonblank[first:last].mean()) if first < len(nonblank) else 0.0,
+        end = min(last, len(nonblank))
+        evidence = {"speech": speech, "activity": (running[end] - running[first]) / (end - first) if first < end else 0.0,
                     "llr": llr, "match": match(w, greedy, list(w.tokens), vocab),
                     "other_match": match(w, char_greedy, list(w.word), CHAR_VOCAB) if char_greedy is not None else 0.0,
                     "agree": float(any(_near(v, w) for v in other_words)), "seconds": w.end - w.start,

@@ -51,13 +51,14 @@ def main() -> None:
     ap.add_argument("--snr-files", type=int, default=60)
     ap.add_argument("--rtf-files", type=int, default=150)
     ap.add_argument("--skip-cv", action="store_true", help="leave out (1), the slowest part")
+    ap.add_argument("--rtf-only", action="store_true", help="(5) alone")
     args = ap.parse_args()
     torch.set_num_threads(1)
     utts = read_manifest(args.manifest)
     head, shipped = shipped_decoding()
     print(f"shipped decoding: head={head} {shipped}")
 
-    if not args.skip_cv:
+    if not args.skip_cv and not args.rtf_only:
         with tempfile.TemporaryDirectory() as tmp:
             s = calibrate(args.manifest, tmp, shipped, head, log=lambda line: print(f"  {line}"))
         print(f"(1) dev, 2-fold CV by speaker: {s['words']} words, {s['right']} right; "
@@ -65,42 +66,43 @@ def main() -> None:
               f"ECE {s['ece_raw']:.4f}")
         print("    each input alone, AUC: " + ", ".join(f"{k} {v:.3f}" for k, v in s["auc_by_feature"].items()))
 
-    transcriber = Transcriber(None, head=head, decoding=shipped)
-    results = {t.path: t for t in transcriber.transcribe([u.audio for u in utts], workers=2)}
-    conf, right = [], []
-    for u in utts:
-        ws = results[u.audio].words
-        conf += [w.confidence for w in ws]
-        right += words_right(u.text, [w.word for w in ws])
-    print(f"(2) dev, shipped calibrator (in-sample): {len(conf)} words, AUC {roc_auc(conf, right):.4f} "
-          f"ECE {expected_calibration_error(conf, right):.4f}, mean confidence {sum(conf) / len(conf):.3f}, "
-          f"share right {sum(right) / len(right):.3f}; WER {wer([u.text for u in utts], [results[u.audio].text for u in utts]):.4f}")
+    if not args.rtf_only:
+        transcriber = Transcriber(None, head=head, decoding=shipped)
+        results = {t.path: t for t in transcriber.transcribe([u.audio for u in utts], workers=2)}
+        conf, right = [], []
+        for u in utts:
+            ws = results[u.audio].words
+            conf += [w.confidence for w in ws]
+            right += words_right(u.text, [w.word for w in ws])
+        print(f"(2) dev, shipped calibrator (in-sample): {len(conf)} words, AUC {roc_auc(conf, right):.4f} "
+              f"ECE {expected_calibration_error(conf, right):.4f}, mean confidence {sum(conf) / len(conf):.3f}, "
+              f"share right {sum(right) / len(right):.3f}; WER {wer([u.text for u in utts], [results[u.audio].text for u in utts]):.4f}")
 
-    kinds = ("white", "pink", "tone", "silence")
-    for kind, words in zip(kinds, words_of(transcriber, [synthetic_audio(k, 30.0, seed=100 + i) for i, k in enumerate(kinds)])):
-        sure = [w for w in words if w.confidence >= 0.5]
-        top = max((w.confidence for w in words), default=0.0)
-        print(f"(3) 30 s {kind:8s}: {len(words):3d} words, {len(sure)} with confidence >= 0.5 (highest {top:.3f})"
-              + (f": {' '.join(w.word for w in sure)}" if sure else ""))
+        kinds = ("white", "pink", "tone", "silence")
+        for kind, words in zip(kinds, words_of(transcriber, [synthetic_audio(k, 30.0, seed=100 + i) for i, k in enumerate(kinds)])):
+            sure = [w for w in words if w.confidence >= 0.5]
+            top = max((w.confidence for w in words), default=0.0)
+            print(f"(3) 30 s {kind:8s}: {len(words):3d} words, {len(sure)} with confidence >= 0.5 (highest {top:.3f})"
+                  + (f": {' '.join(w.word for w in sure)}" if sure else ""))
 
-    chosen = utts[: args.snr_files]
-    clean = [load_audio(u.audio) for u in chosen]
-    g = torch.Generator().manual_seed(0)
-    refs = [u.text for u in chosen]
-    for snr in (None, 20, 10, 0):
-        wavs = clean
-        if snr is not None:
-            wavs = []
-            for x in clean:
-                noise = torch.randn(x.shape[0], generator=g)
-                wavs.append(x + noise * (x.pow(2).mean() / noise.pow(2).mean() / 10 ** (snr / 10)).sqrt())
-        words = words_of(transcriber, wavs)
-        n = sum(len(ws) for ws in words)
-        c = [w.confidence for ws in words for w in ws]
-        r = [ok for ref, ws in zip(refs, words) for ok in words_right(ref, [w.word for w in ws])]
-        print(f"(4) {'clean' if snr is None else f'{snr:2d} dB SNR':9s} ({len(chosen)} files): WER {wer(refs, [' '.join(w.word for w in ws) for ws in words]):.4f}, "
-              f"{n} words ({sum(len(r.split()) for r in refs)} in the references), mean confidence "
-              f"{sum(c) / max(len(c), 1):.3f}, share right {sum(r) / max(len(r), 1):.3f}, AUC {roc_auc(c, r):.3f}")
+        chosen = utts[: args.snr_files]
+        clean = [load_audio(u.audio) for u in chosen]
+        g = torch.Generator().manual_seed(0)
+        refs = [u.text for u in chosen]
+        for snr in (None, 20, 10, 0):
+            wavs = clean
+            if snr is not None:
+                wavs = []
+                for x in clean:
+                    noise = torch.randn(x.shape[0], generator=g)
+                    wavs.append(x + noise * (x.pow(2).mean() / noise.pow(2).mean() / 10 ** (snr / 10)).sqrt())
+            words = words_of(transcriber, wavs)
+            n = sum(len(ws) for ws in words)
+            c = [w.confidence for ws in words for w in ws]
+            r = [ok for ref, ws in zip(refs, words) for ok in words_right(ref, [w.word for w in ws])]
+            print(f"(4) {'clean' if snr is None else f'{snr:2d} dB SNR':9s} ({len(chosen)} files): WER {wer(refs, [' '.join(w.word for w in ws) for ws in words]):.4f}, "
+                  f"{n} words ({sum(len(r.split()) for r in refs)} in the references), mean confidence "
+                  f"{sum(c) / max(len(c), 1):.3f}, share right {sum(r) / max(len(r), 1):.3f}, AUC {roc_auc(c, r):.3f}")
 
     paths = [u.audio for u in utts[: args.rtf_files]]
     audio = sum(u.duration for u in utts[: args.rtf_files])
