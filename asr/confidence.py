@@ -25,7 +25,7 @@ from .errors import UserError
 # real speech lies in between, silence reads near 0 and noise unusually high (the model hears
 # phones everywhere in it), so its effect on a word's chance of being right is not monotone.
 # How the context features (asr.decode.CONTEXT_KEYS of the neighbours and the utterance) enter.
-_KIND = {"posterior": "logit", "acoustic_min": "logit", "acoustic_mean": "logit", "activity": "logit", "llr": "raw",
+CONTEXT_KINDS = {"posterior": "logit", "acoustic_min": "logit", "acoustic_mean": "logit", "activity": "logit", "llr": "raw",
          "char_llr": "raw", "match": "raw", "other_match": "raw", "agree": "raw", "lm": "raw", "unigram": "raw",
          "seconds": "log", "tokens": "log"}
 FEATURES = {
@@ -49,7 +49,7 @@ FEATURES = {
     "words": ("words", "log"),  # words in the utterance
     "rate": ("rate", "raw"),  # the utterance's words a second
     # the neighbours' evidence (0 beyond the ends) and the utterance's mean: errors come in runs
-    **{f"{side}_{key}": (f"{side}_{key}", _KIND[key]) for side in ("prev", "next", "utt") for key in _KIND},
+    **{f"{side}_{key}": (f"{side}_{key}", CONTEXT_KINDS[key]) for side in ("prev", "next", "utt") for key in CONTEXT_KINDS},
 }
 EPS = 1e-4  # probabilities are clipped to [EPS, 1 - EPS] before the log-odds: +-9.2
 

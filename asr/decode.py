@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .confidence import Calibrator
+from .confidence import CONTEXT_KINDS, Calibrator
 from .errors import ConfigError
 from .lm import LMError, check_arpa
 from .model import AcousticModel, forward_batches
@@ -549,8 +549,7 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, greedy: lis
 # (On dev, 2-fold CV by speaker, logistic regression: AUC 0.814 with the word's own evidence,
 # 0.819 with its neighbours' posterior, llr, char_llr, agree, other_match and acoustic_min,
 # 0.844 with all of these keys and the utterance's word count and rate.)
-CONTEXT_KEYS = ("posterior", "acoustic_min", "acoustic_mean", "activity", "llr", "char_llr", "match",
-                "other_match", "agree", "lm", "unigram", "seconds", "tokens")
+CONTEXT_KEYS = tuple(CONTEXT_KINDS)  # the calibrator's table of how each enters is the one list
 MIN_UTTERANCE_SECONDS = 0.5  # floor of the span that words per second are counted over
 
 
