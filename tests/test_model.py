@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from asr.model import AcousticModel, CheckpointError, ModelConfig, average_checkpoints, load_model, save_checkpoint
+from asr.errors import ConfigError
+from asr.model import AcousticModel, CheckpointError, Dropout, ModelConfig, average_checkpoints, load_model, save_checkpoint
 
 SMALL = ModelConfig(hidden=16, layers=2, stack=3, dropout=0.0)
 
@@ -13,6 +14,37 @@ def test_shapes_and_lengths():
     assert out["char"].shape == (2, 4, SMALL.n_chars) and out["phone"].shape == (2, 4, SMALL.n_phones)
     assert out["lengths"].tolist() == [4, 3]  # ceil(10/3), ceil(7/3)
     torch.testing.assert_close(out["char"].exp().sum(-1), torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("p", [0.15, 0.5, 0.8])
+def test_dropout_keeps_1_minus_p_scaled_and_each_lane_alike(p):
+    drop = Dropout(p).train()
+    torch.manual_seed(0)
+    x = torch.full((4000, 1000), 2.0, requires_grad=True)  # 4 M elements: binomial sd of the share 0.0002-0.00025
+    y = drop(x)
+    kept = y != 0
+    scale = 1 / (1 - p)  # p = 0.15 is 9830 of 65536 values: 1/(1-p) is exact to 1e-5
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 2.0 * scale), rtol=1e-4, atol=0)
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.002
+    # Each 64-bit draw serves 4 neighbouring elements (16 bits each): every lane must keep 1 - p.
+    # (The top lane of torch's int64 random_() without bounds has its sign bit always 0.)
+    lanes = kept.flatten().view(-1, Dropout.LANES).float().mean(0)
+    assert (lanes - (1 - p)).abs().max().item() < 0.004, lanes
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, y.detach() / 2.0)  # the gradient is the mask
+
+
+def test_dropout_is_seeded_off_in_eval_and_rejects_bad_p():
+    x = torch.randn(3, 50, 8)
+    drop = Dropout(0.3).train()
+    torch.manual_seed(1)
+    a = drop(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(drop(x), a, rtol=0, atol=0)
+    assert not torch.equal(drop(x), a)
+    assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
+    with pytest.raises(ConfigError, match="dropout"):
+        Dropout(1.0)
 
 
 def test_stack_frames():
