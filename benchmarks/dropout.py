@@ -1,10 +1,14 @@
-"""Dropout on the CPU: ``nn.Dropout`` against ``asr.model.Dropout``, forward + backward, side by side.
+"""Dropout on the CPU: ``nn.Dropout`` against ``asr.model.Dropout``, side by side in one run.
 
     python benchmarks/dropout.py --threads 2 --shape 20 417 1024
+    python benchmarks/dropout.py --train-config recipes/librispeech/conf/train-clean-5.toml --batches 8
 
-The default shape is one between-layer activation of the shipped model in a 240 s training batch
-(20 utterances x 417 steps of 30 ms x 2 x 512 units). Prints milliseconds per call and the share
-of elements kept (which should be 1 - p for both).
+The first times one dropout call (forward + backward) on a tensor; the default shape is one
+between-layer activation of the shipped model in a 240 s training batch (20 utterances x 417 steps
+of 30 ms x 2 x 512 units), and it prints the share of elements kept (which should be 1 - p for
+both). The second times whole training steps of a config (forward, CTC, backward, AdamW) on real
+cached features, alternating the two dropouts on the same batches and the same model (which one
+goes first alternates too), so that a noisy machine slows both alike.
 """
 
 from __future__ import annotations
@@ -15,7 +19,56 @@ import time
 import torch
 from torch import nn
 
-from asr.model import Dropout
+from asr.model import AcousticModel, Dropout
+
+
+def time_calls(shape: list[int], p: float, repeats: int) -> None:
+    x = torch.randn(*shape, requires_grad=True)
+    grad = torch.ones(*shape)
+    times = {}
+    for name, module in (("nn.Dropout", nn.Dropout(p)), ("asr.model.Dropout", Dropout(p))):
+        module.train()
+        for _ in range(2):  # warm-up
+            module(x).backward(grad)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            y = module(x)
+            y.backward(grad)
+        times[name] = (time.perf_counter() - start) / repeats * 1000
+        kept = (y != 0).float().mean().item()
+        print(f"{name:18s} forward+backward {times[name]:7.1f} ms, kept {kept:.4f} (1 - p = {1 - p:.4f})")
+    print(f"speed-up: {times['nn.Dropout'] / times['asr.model.Dropout']:.2f}x")
+
+
+def time_training_steps(config_path: str, n_batches: int) -> None:
+    from asr.data import bucket_batches, load_features, read_manifest
+    from asr.train import TrainConfig, make_examples, train_step
+
+    config = TrainConfig.load(config_path)
+    utts = read_manifest(config.train_manifest)
+    feats = load_features(utts, config.model.features, f"{config.out_dir}/cache/train_feats.pt", config.feature_workers)
+    examples, _ = make_examples(utts, feats, config)
+    batches = bucket_batches([e.utt.duration for e in examples], config.batch_seconds, shuffle=True, seed=1)
+    torch.manual_seed(0)
+    model = AcousticModel(config.model).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    dropouts = {"nn.Dropout": nn.Dropout(config.model.dropout), "asr.model.Dropout": Dropout(config.model.dropout)}
+    seconds = dict.fromkeys(dropouts, 0.0)
+    audio = 0.0
+    train_step(model, opt, [examples[i] for i in batches[0]], config, torch.device("cpu"))  # warm-up
+    for j, idx in enumerate(batches[1:n_batches + 1]):
+        batch = [examples[i] for i in idx]
+        audio += sum(e.utt.duration for e in batch)
+        for name in (list(dropouts) if j % 2 else list(dropouts)[::-1]):
+            model.dropout = dropouts[name]
+            start = time.perf_counter()
+            train_step(model, opt, batch, config, torch.device("cpu"))
+            seconds[name] += time.perf_counter() - start
+    print(f"{config_path}: {n_batches} batches ({audio:.0f} s of audio), precision {config.precision}, "
+          f"model {config.model.layers} x {config.model.hidden}, dropout {config.model.dropout}")
+    for name, s in seconds.items():
+        print(f"{name:18s} {s:6.1f} s, {audio / s:5.1f} audio s/s")
+    print(f"training steps: {seconds['nn.Dropout'] / seconds['asr.model.Dropout']:.2f}x faster with asr.model.Dropout")
 
 
 def main() -> None:
@@ -24,24 +77,15 @@ def main() -> None:
     ap.add_argument("--shape", type=int, nargs="+", default=[20, 417, 1024])
     ap.add_argument("--p", type=float, default=0.15)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--train-config", help="also time training steps of this config (its feature cache must exist)")
+    ap.add_argument("--batches", type=int, default=8, help="training batches timed with each dropout")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    x = torch.randn(*args.shape, requires_grad=True)
-    grad = torch.ones(*args.shape)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), shape {tuple(args.shape)}, p {args.p}")
-    times = {}
-    for name, module in (("nn.Dropout", nn.Dropout(args.p)), ("asr.model.Dropout", Dropout(args.p))):
-        module.train()
-        for _ in range(2):  # warm-up
-            module(x).backward(grad)
-        start = time.perf_counter()
-        for _ in range(args.repeats):
-            y = module(x)
-            y.backward(grad)
-        times[name] = (time.perf_counter() - start) / args.repeats * 1000
-        kept = (y != 0).float().mean().item()
-        print(f"{name:18s} forward+backward {times[name]:7.1f} ms, kept {kept:.4f} (1 - p = {1 - args.p:.4f})")
-    print(f"speed-up: {times['nn.Dropout'] / times['asr.model.Dropout']:.2f}x")
+    print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    print(f"one call, shape {tuple(args.shape)}, p {args.p}:")
+    time_calls(args.shape, args.p, args.repeats)
+    if args.train_config:
+        time_training_steps(args.train_config, args.batches)
 
 
 if __name__ == "__main__":
