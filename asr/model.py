@@ -68,8 +68,8 @@ class Dropout(nn.Module):
         """A mask of ``shape``: 0 with probability ``p``, else ``1 / (1 - p)``."""
         n = shape.numel()
         draws = torch.empty(-(-n // self.LANES), dtype=torch.int64).random_(-2**63, None)  # all 64 bits random
-        bits = draws.view(torch.int16)[:n].view(shape)  # uniform on [-2**15, 2**15)
-        keep = bits >= self.drop - 2**15
+        bits = draws.view(torch.int16)[:n].view(shape)  # uniform on [-2**(BITS-1), 2**(BITS-1))
+        keep = bits >= self.drop - 2 ** (self.BITS - 1)  # the lowest `drop` values drop the element
         return torch.where(keep, 2**self.BITS / (2**self.BITS - self.drop), 0.0).to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
