@@ -80,6 +80,79 @@ class Dropout(nn.Module):
         return x * self.mask(x.shape, x.dtype)
 
 
+class _RNNLayer(torch.autograd.Function):
+    """One ``nn.RNN`` layer over a padded time-major batch, both directions in one loop (CPU).
+
+    The math of ``nn.RNN`` (``h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``, ``h_{-1} = 0``),
+    laid out for a 2-core CPU. ``nn.RNN`` runs each direction through its own loop and leaves
+    backpropagation through time to autograd, which adds every step's ``W_hh`` gradient to a
+    running sum. Here the two directions run as one ``(2, B, H) x (2, H, H)`` batched matmul per
+    step (the reverse direction through time reversed in memory). Backward saves only the
+    hidden states, and it runs one loop for the hidden-state gradients. The weight gradients
+    then come out of single large matmuls over all ``T * B`` frames.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w_ih: torch.Tensor, b: torch.Tensor, w_hh: torch.Tensor,
+                relu: bool) -> torch.Tensor:
+        """``x (T, B, I)``, ``w_ih (D*H, I)``, ``b (D*H,)`` (both biases), ``w_hh (D, H, H)`` -> ``(T, B, D*H)``."""
+        T, B, I = x.shape
+        D, H, _ = w_hh.shape
+        pre = torch.addmm(b, x.reshape(T * B, I), w_ih.t()).view(T, B, D, H)
+        h = torch.empty(T, D, B, H, dtype=x.dtype, device=x.device)  # direction 1 in reversed time
+        h[:, 0] = pre[:, :, 0]
+        if D == 2:
+            h[:, 1] = pre[:, :, 1].flip(0)
+        w_hh_t = w_hh.transpose(1, 2).contiguous()
+        for t in range(T):
+            z = torch.baddbmm(h[t], h[t - 1], w_hh_t) if t else h[t]
+            torch.clamp_min(z, 0, out=h[t]) if relu else torch.tanh(z, out=h[t])
+        ctx.relu = relu
+        ctx.save_for_backward(x, w_ih, w_hh, h)
+        return _in_time_order(h)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):
+        x, w_ih, w_hh, h = ctx.saved_tensors
+        T, D, B, H = h.shape
+        g = grad_y.view(T, B, D, H).transpose(1, 2)  # (T, D, B, H), laid out like h
+        g = torch.stack([g[:, 0], g[:, 1].flip(0)], 1) if D == 2 else g.contiguous()
+        # d = act'(pre-activation), written from h; the loop turns it into d loss / d pre-activation
+        d = (h > 0).to(h.dtype) if ctx.relu else 1 - h * h
+        grad_h = g[T - 1]
+        for t in range(T - 1, 0, -1):
+            grad_h = torch.baddbmm(g[t - 1], d[t].mul_(grad_h), w_hh)
+        d[0].mul_(grad_h)
+        grad_w_hh = torch.bmm(d[1:].transpose(0, 1).reshape(D, -1, H).transpose(1, 2),
+                              h[:-1].transpose(0, 1).reshape(D, -1, H))
+        grad_pre = _in_time_order(d).view(T * B, D * H)
+        grad_x = (grad_pre @ w_ih).view(T, B, -1)
+        grad_w_ih = grad_pre.t() @ x.reshape(T * B, -1)
+        return grad_x, grad_w_ih, grad_pre.sum(0), grad_w_hh, None
+
+
+def _in_time_order(h: torch.Tensor) -> torch.Tensor:
+    """``(T, D, B, H)`` with direction 1 in reversed time -> ``(T, B, D*H)`` as ``nn.RNN`` returns it."""
+    if h.shape[1] == 1:
+        return h[:, 0].contiguous()
+    return torch.cat([h[:, 0], h[:, 1].flip(0)], -1)
+
+
+def rnn_layer(rnn: nn.RNN, x: torch.Tensor) -> torch.Tensor:
+    """``rnn(x)[0]`` for a one-layer ``nn.RNN`` and a padded time-major ``x (T, B, I)``, by
+    ``_RNNLayer``; under CPU autocast it computes in the autocast dtype, as ``nn.RNN`` does."""
+    sfx = ["_l0"] + (["_l0_reverse"] if rnn.bidirectional else [])
+    w_ih = torch.cat([getattr(rnn, "weight_ih" + s) for s in sfx])
+    b = torch.cat([getattr(rnn, "bias_ih" + s) + getattr(rnn, "bias_hh" + s) for s in sfx])
+    w_hh = torch.stack([getattr(rnn, "weight_hh" + s) for s in sfx])
+    args = (x, w_ih, b, w_hh)
+    if torch.is_autocast_enabled(x.device.type):
+        dtype = torch.get_autocast_dtype(x.device.type)
+        args = tuple(a.to(dtype) for a in args)  # the casts stay outside, so autograd casts the gradients back
+    with torch.autocast(x.device.type, enabled=False):
+        return _RNNLayer.apply(*args, rnn.nonlinearity == "relu")
+
+
 class AcousticModel(nn.Module):
     """Vanilla ``nn.RNN`` stack with LayerNorm and dropout between layers and two linear CTC heads.
 
@@ -97,7 +170,7 @@ class AcousticModel(nn.Module):
         # One nn.RNN per layer (rather than num_layers=L) so that LayerNorm and dropout can sit between them.
         self.rnns = nn.ModuleList(
             nn.RNN(config.hidden if i == 0 else d, config.hidden, nonlinearity=config.nonlinearity,
-                   bidirectional=config.bidirectional, batch_first=True)
+                   bidirectional=config.bidirectional)
             for i in range(config.layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(config.layers))
@@ -131,18 +204,21 @@ class AcousticModel(nn.Module):
         # several times slower, and duration bucketing keeps padding small. At inference the
         # batch is packed, so each utterance's output is exactly what it would be alone.
         packed = not self.training and bool((out_lengths != out_lengths.max()).any())
-        x = self.dropout(self.input(self.stack_frames(feats)))
+        # Time-major inside: (T', B, D), the layout of the RNN's loop over time.
+        x = self.dropout(self.input(self.stack_frames(feats).transpose(0, 1)))
         for i, (rnn, norm) in enumerate(zip(self.rnns, self.norms)):
             if packed:
-                y = nn.utils.rnn.pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
+                y = nn.utils.rnn.pack_padded_sequence(x, out_lengths.cpu(), enforce_sorted=False)
                 y, _ = rnn(y)
-                y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=int(out_lengths.max()))
+                y, _ = nn.utils.rnn.pad_packed_sequence(y, total_length=int(out_lengths.max()))
+            elif x.device.type == "cpu":
+                y = rnn_layer(rnn, x)  # nn.RNN's output, 1.3x faster forward + backward on the CPU
             else:
                 y, _ = rnn(x)
             x = self.dropout(norm(y + x if self.config.residual and i > 0 else y))
         return {
-            "char": self.char_head(x).log_softmax(-1),
-            "phone": self.phone_head(x).log_softmax(-1),
+            "char": self.char_head(x).log_softmax(-1).transpose(0, 1).contiguous(),
+            "phone": self.phone_head(x).log_softmax(-1).transpose(0, 1).contiguous(),
             "lengths": out_lengths,
         }
 

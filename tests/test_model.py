@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from asr.errors import ConfigError
-from asr.model import AcousticModel, CheckpointError, Dropout, ModelConfig, average_checkpoints, load_model, save_checkpoint
+from asr.model import (AcousticModel, CheckpointError, Dropout, ModelConfig, average_checkpoints, load_model, rnn_layer,
+                       save_checkpoint)
 
 SMALL = ModelConfig(hidden=16, layers=2, stack=3, dropout=0.0)
 
@@ -70,6 +71,41 @@ def test_batch_equals_single(bidirectional, nonlinearity, residual):
         assert int(out["lengths"][i]) == n
         torch.testing.assert_close(out["char"][i, :n], single["char"][0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out["phone"][i, :n], single["phone"][0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bidirectional,nonlinearity", [(True, "tanh"), (False, "tanh"), (True, "relu"), (False, "relu")])
+def test_rnn_layer_is_nn_rnn_forward_and_backward(bidirectional, nonlinearity):
+    """The CPU layer gives nn.RNN's output and the gradients of its input and of all its parameters."""
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(6, 5, nonlinearity=nonlinearity, bidirectional=bidirectional).double()
+    x = torch.randn(9, 3, 6, dtype=torch.double, requires_grad=True)  # (T, B, I), time-major
+    y_ref, _ = rnn(x)
+    g = torch.randn_like(y_ref)
+    grads_ref = torch.autograd.grad(y_ref, [x, *rnn.parameters()], g)
+    y = rnn_layer(rnn, x)
+    grads = torch.autograd.grad(y, [x, *rnn.parameters()], g)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
+    names = ["x"] + [n for n, _ in rnn.named_parameters()]
+    for name, a, b in zip(names, grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=name)
+    assert torch.autograd.gradcheck(lambda x: rnn_layer(rnn, x), (x[:4, :2],))  # against finite differences too
+
+
+def test_rnn_layer_under_bf16_autocast_is_close_to_nn_rnn_and_returns_fp32_gradients():
+    torch.manual_seed(0)
+    rnn = torch.nn.RNN(16, 32, bidirectional=True)
+    x = torch.randn(40, 4, 16, requires_grad=True)
+    outs = []
+    for f in (lambda x: rnn(x)[0], lambda x: rnn_layer(rnn, x)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = f(x)
+        assert y.dtype == torch.bfloat16
+        outs.append((y.float(), torch.autograd.grad(y.float().square().sum(), [x, rnn.weight_hh_l0_reverse])))
+    (y, (gx, gw)), (y_ref, (gx_ref, gw_ref)) = outs
+    assert gx.dtype == gw.dtype == torch.float32
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0.05)
+    for a, b in ((gx, gx_ref), (gw, gw_ref)):  # bf16 has 8 bits of mantissa: 2 % of the gradient's scale
+        assert (a - b).abs().max() < 0.02 * b.abs().max()
 
 
 def test_rejects_other_cells():
