@@ -8,7 +8,7 @@ between-layer activation of the shipped model in a 240 s training batch (20 utte
 of 30 ms x 2 x 512 units), and it prints the share of elements kept (which should be 1 - p for
 both). The second times whole training steps of a config (forward, CTC, backward, AdamW) on real
 cached features, alternating the two dropouts on the same batches and the same model (which one
-goes first alternates too), so that a noisy machine slows both alike.
+goes first alternates too: ``benchmarks/steps.py``), so that a noisy machine slows both alike.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import time
 import torch
 from torch import nn
 
-from asr.model import AcousticModel, Dropout
+from asr.model import Dropout
+from steps import alternate, load_examples, training_batches
 
 
 def time_calls(shape: list[int], p: float, repeats: int) -> None:
@@ -41,29 +42,12 @@ def time_calls(shape: list[int], p: float, repeats: int) -> None:
 
 
 def time_training_steps(config_path: str, n_batches: int) -> None:
-    from asr.data import bucket_batches, load_features, read_manifest
-    from asr.train import TrainConfig, make_examples, train_step
-
-    config = TrainConfig.load(config_path)
-    utts = read_manifest(config.train_manifest)
-    feats = load_features(utts, config.model.features, f"{config.out_dir}/cache/train_feats.pt", config.feature_workers)
-    examples, _ = make_examples(utts, feats, config)
-    batches = bucket_batches([e.utt.duration for e in examples], config.batch_seconds, shuffle=True, seed=1)
-    torch.manual_seed(0)
-    model = AcousticModel(config.model).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    config, examples = load_examples(config_path)
+    batches = training_batches(config, examples)[: n_batches + 1]
+    audio = sum(e.utt.duration for b in batches[1:] for e in b)
     dropouts = {"nn.Dropout": nn.Dropout(config.model.dropout), "asr.model.Dropout": Dropout(config.model.dropout)}
-    seconds = dict.fromkeys(dropouts, 0.0)
-    audio = 0.0
-    train_step(model, opt, [examples[i] for i in batches[0]], config, torch.device("cpu"))  # warm-up
-    for j, idx in enumerate(batches[1:n_batches + 1]):
-        batch = [examples[i] for i in idx]
-        audio += sum(e.utt.duration for e in batch)
-        for name in (list(dropouts) if j % 2 else list(dropouts)[::-1]):
-            model.dropout = dropouts[name]
-            start = time.perf_counter()
-            train_step(model, opt, batch, config, torch.device("cpu"))
-            seconds[name] += time.perf_counter() - start
+    seconds = alternate(config, batches, {name: (lambda d: lambda model: setattr(model, "dropout", d))(d)
+                                          for name, d in dropouts.items()})
     print(f"{config_path}: {n_batches} batches ({audio:.0f} s of audio), precision {config.precision}, "
           f"model {config.model.layers} x {config.model.hidden}, dropout {config.model.dropout}")
     for name, s in seconds.items():

@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from asr.data import bucket_batches, load_features, read_manifest
 from asr.model import AcousticModel
-from asr.train import TrainConfig, make_examples, train_step
+from asr.train import train_step
+from steps import load_examples, training_batches
 
 
 def main() -> None:
@@ -32,10 +32,7 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (JSON values)")
     args = ap.parse_args()
     overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.set)}
-    config = TrainConfig.load(args.config, overrides)
-    utts = read_manifest(config.train_manifest)
-    feats = load_features(utts, config.model.features, f"{config.out_dir}/cache/train_feats.pt", config.feature_workers)
-    examples, _ = make_examples(utts, feats, config)
+    config, examples = load_examples(args.config, overrides)
     total_audio = sum(e.utt.duration for e in examples)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {len(examples)} utterances, "
           f"{total_audio / 3600:.2f} h, model {config.model}")
@@ -45,12 +42,11 @@ def main() -> None:
         run = dataclasses.replace(config, precision=precision)
         model = AcousticModel(config.model).train()
         opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
-        batches = bucket_batches([e.utt.duration for e in examples], config.batch_seconds, shuffle=True, seed=1)
+        batches = training_batches(config, examples)
         if args.max_batches:
             batches = batches[: args.max_batches]
         audio, start = 0.0, time.perf_counter()
-        for idx in batches:
-            batch = [examples[i] for i in idx]
+        for batch in batches:
             train_step(model, opt, batch, run, torch.device("cpu"))
             audio += sum(e.utt.duration for e in batch)
         wall = time.perf_counter() - start
