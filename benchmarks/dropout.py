@@ -41,13 +41,17 @@ def time_calls(shape: list[int], p: float, repeats: int) -> None:
     print(f"speed-up: {times['nn.Dropout'] / times['asr.model.Dropout']:.2f}x")
 
 
+def use(dropout: nn.Module):
+    """A variant setup: the model's dropout becomes ``dropout``."""
+    return lambda model: setattr(model, "dropout", dropout)
+
+
 def time_training_steps(config_path: str, n_batches: int) -> None:
     config, examples = load_examples(config_path)
     batches = training_batches(config, examples)[: n_batches + 1]
     audio = sum(e.utt.duration for b in batches[1:] for e in b)
     dropouts = {"nn.Dropout": nn.Dropout(config.model.dropout), "asr.model.Dropout": Dropout(config.model.dropout)}
-    seconds = alternate(config, batches, {name: (lambda d: lambda model: setattr(model, "dropout", d))(d)
-                                          for name, d in dropouts.items()})
+    seconds = alternate(config, batches, {name: use(d) for name, d in dropouts.items()})
     print(f"{config_path}: {n_batches} batches ({audio:.0f} s of audio), precision {config.precision}, "
           f"model {config.model.layers} x {config.model.hidden}, dropout {config.model.dropout}")
     for name, s in seconds.items():

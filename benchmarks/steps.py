@@ -24,8 +24,8 @@ from asr.train import Example, TrainConfig, make_examples, train_step
 
 
 def load_examples(config_path: str, overrides: dict | None = None) -> tuple[TrainConfig, list[Example]]:
-    """The config and its training examples (features from the cache, computed if missing; speed
-    perturbation included), as ``asr train`` builds them."""
+    """The config and the examples of its training set at speed 1.0 (features from the cache,
+    computed if missing), as ``asr train`` builds them; speed-perturbed copies are left out."""
     config = TrainConfig.load(config_path, overrides or {})
     utts = read_manifest(config.train_manifest)
     feats = load_features(utts, config.model.features, f"{config.out_dir}/cache/train_feats.pt", config.feature_workers)
@@ -61,20 +61,12 @@ def alternate(config: TrainConfig, batches: list[list[Example]], variants: dict[
 
 
 def time_steps_here(config: TrainConfig, batches: list[list[Example]], setup: Callable[[AcousticModel], None]) -> dict:
-    """Seconds of training steps over ``batches[1:]`` in this process, and its peak RSS (GB)."""
+    """Seconds of training steps over ``batches[1:]`` in this process (``alternate`` with one
+    variant), and its peak RSS (GB)."""
     import resource
 
-    torch.manual_seed(0)
-    model = AcousticModel(config.model).train()
-    setup(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
-    cpu = torch.device("cpu")
-    train_step(model, opt, batches[0], config, cpu)
-    start = time.perf_counter()
-    for batch in batches[1:]:
-        train_step(model, opt, batch, config, cpu)
-    return {"seconds": time.perf_counter() - start,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    seconds = alternate(config, batches, {"only": setup})["only"]
+    return {"seconds": seconds, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
 def fresh_processes(script: str, args: list[str], variants: list[str], rounds: int) -> dict[str, list[dict]]:
