@@ -26,6 +26,9 @@ class ModelConfig:
     bidirectional: bool = True
     nonlinearity: str = "tanh"  # "tanh" or "relu"
     identity_init: bool = False  # recurrent weights start as the identity, biases at 0 (IRNN, Le et al. 2015; for relu)
+    orthogonal_init: bool = False  # recurrent weights start as random orthogonal matrices (all singular values 1; Saxe et al. 2014)
+    proj: int = 0  # >0: a bias-free Linear (2H -> proj) in front of RNN layers 2..L (as LSTMP's projection): fewer FLOPs
+    inter_layer: int = 0  # >0: in training, a phone CTC head on this RNN layer's output too (InterCTC, Lee & Watanabe 2021)
     residual: bool = False  # add each RNN layer's input to its output (layers 2..L, where the widths match)
     dropout: float = 0.2
     n_chars: int = len(CHAR_VOCAB)
@@ -170,12 +173,25 @@ class AcousticModel(nn.Module):
         d = config.hidden * (2 if config.bidirectional else 1)
         self.input = nn.Sequential(nn.Linear(config.features.dim * config.stack, config.hidden), nn.LayerNorm(config.hidden))
         # One nn.RNN per layer (rather than num_layers=L) so that LayerNorm and dropout can sit between them.
+        # A projection makes layer i>0's input proj wide: its W_ih costs proj*(D*H) multiply-adds per frame
+        # plus the projection's (D*H)*proj, against (D*H)^2 without (D*H = 1024: 0.52 M against 1.05 M at proj 256).
+        self.projs = nn.ModuleList(nn.Linear(d, config.proj, bias=False) for _ in range(config.layers - 1)) \
+            if config.proj else None
         self.rnns = nn.ModuleList(
-            nn.RNN(config.hidden if i == 0 else d, config.hidden, nonlinearity=config.nonlinearity,
+            nn.RNN(config.hidden if i == 0 else (config.proj or d), config.hidden, nonlinearity=config.nonlinearity,
                    bidirectional=config.bidirectional)
             for i in range(config.layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(config.layers))
+        if config.identity_init and config.orthogonal_init:
+            raise ConfigError("identity_init and orthogonal_init exclude each other")
+        if config.orthogonal_init:
+            # nn.RNN's default U(-1/sqrt(H), 1/sqrt(H)) starts W_hh (H = 512) with singular values from ~0 to 1.13 and a
+            # spectral radius of 0.59: the state fades fast. An orthogonal W_hh keeps its norm through time.
+            for rnn in self.rnns:
+                for name, p in rnn.named_parameters():
+                    if name.startswith("weight_hh"):
+                        nn.init.orthogonal_(p)
         if config.identity_init:
             for rnn in self.rnns:
                 for name, p in rnn.named_parameters():
@@ -183,6 +199,10 @@ class AcousticModel(nn.Module):
                         nn.init.eye_(p)
                     elif name.startswith("bias"):
                         nn.init.zeros_(p)
+        if not 0 <= config.inter_layer < config.layers:
+            raise ConfigError(f"inter_layer must be 0 (off) or a layer below the top (1..{config.layers - 1}), "
+                              f"not {config.inter_layer}")
+        self.inter_head = nn.Linear(d, config.n_phones) if config.inter_layer else None
         self.dropout = Dropout(config.dropout)
         self.char_head = nn.Linear(d, config.n_chars)
         self.phone_head = nn.Linear(d, config.n_phones)
@@ -200,29 +220,32 @@ class AcousticModel(nn.Module):
         return feats.reshape(B, (T + pad) // s, s * D)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Return ``{"char": (B, T', n_chars), "phone": (B, T', n_phones), "lengths": (B,)}`` (log-softmax)."""
+        """Return ``{"char": (B, T', n_chars), "phone": (B, T', n_phones), "lengths": (B,)}`` (log-softmax); in training
+        with ``inter_layer``, also ``"phone_inter"`` (B, T', n_phones): the phone head on that layer's output."""
         out_lengths = self.output_lengths(lengths)
         # Training runs on padded batches: on the CPU a PackedSequence makes the backward pass
         # several times slower, and duration bucketing keeps padding small. At inference the
         # batch is packed, so each utterance's output is exactly what it would be alone.
         packed = not self.training and bool((out_lengths != out_lengths.max()).any())
+        out: dict[str, torch.Tensor] = {"lengths": out_lengths}
         # Time-major inside: (T', B, D), the layout of the RNN's loop over time.
         x = self.dropout(self.input(self.stack_frames(feats).transpose(0, 1)))
         for i, (rnn, norm) in enumerate(zip(self.rnns, self.norms)):
+            inp = self.projs[i - 1](x) if self.projs is not None and i > 0 else x
             if packed:
-                y = nn.utils.rnn.pack_padded_sequence(x, out_lengths.cpu(), enforce_sorted=False)
+                y = nn.utils.rnn.pack_padded_sequence(inp, out_lengths.cpu(), enforce_sorted=False)
                 y, _ = rnn(y)
                 y, _ = nn.utils.rnn.pad_packed_sequence(y, total_length=int(out_lengths.max()))
             elif x.device.type == "cpu":
-                y = rnn_layer(rnn, x)  # nn.RNN's output; training steps 1.35x faster (benchmarks/rnn_layer.py)
+                y = rnn_layer(rnn, inp)  # nn.RNN's output; training steps 1.35x faster (benchmarks/rnn_layer.py)
             else:
-                y, _ = rnn(x)
+                y, _ = rnn(inp)
             x = self.dropout(norm(y + x if self.config.residual and i > 0 else y))
-        return {
-            "char": self.char_head(x).log_softmax(-1).transpose(0, 1).contiguous(),
-            "phone": self.phone_head(x).log_softmax(-1).transpose(0, 1).contiguous(),
-            "lengths": out_lengths,
-        }
+            if self.training and i + 1 == self.config.inter_layer:
+                out["phone_inter"] = self.inter_head(x).log_softmax(-1).transpose(0, 1).contiguous()
+        out["char"] = self.char_head(x).log_softmax(-1).transpose(0, 1).contiguous()
+        out["phone"] = self.phone_head(x).log_softmax(-1).transpose(0, 1).contiguous()
+        return out
 
 
 INFERENCE_PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the hardware computes it natively

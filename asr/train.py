@@ -54,6 +54,7 @@ class TrainConfig:
     final_lr_ratio: float = 0.05  # cosine decay ends at lr * this
     clip_norm: float = 5.0
     char_weight: float = 0.5  # loss = char_weight * CTC(char) + (1 - char_weight) * CTC(phone)
+    inter_weight: float = 0.3  # with model.inter_layer, CTC(phone) above is (1 - w) CTC(top) + w CTC(inter_layer)
     threads: int = 1  # torch CPU threads; pick on purpose: oversubscribed cores slow RNNs ~10x
     precision: str = "fp32"  # "fp32" or "bf16": autocast of the network (CPU with avx512_bf16, or CUDA); CTC in fp32
     speed_perturb: tuple[float, ...] = ()  # e.g. (0.9, 1.0, 1.1): one epoch trains on every speed (Kaldi style)
@@ -62,6 +63,7 @@ class TrainConfig:
     feature_workers: int = 2
     seed: int = 0
     best_metric: str = "per"  # dev metric that chooses best.pt (lower is better): "per" for the phone head that ships
+    dev_every: int = 1  # score dev after every Nth epoch, and always after the last epoch and the last average_last
     max_minutes: float | None = None  # stop after the epoch that crosses this wall-clock budget
     save_every_steps: int = 0  # also write last.pt every N steps inside an epoch (0: at epoch ends only)
     feature_shards: str | None = None  # folder written by `asr features`: read per batch from disk (sets beyond RAM)
@@ -86,6 +88,8 @@ class TrainConfig:
         config = cls(**d)
         if config.precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision must be 'fp32' or 'bf16', not {config.precision!r}")
+        if config.dev_every < 1:
+            raise ConfigError(f"dev_every must be at least 1, not {config.dev_every}")
         if any(f <= 0 for f in config.speed_perturb):
             raise ConfigError(f"speed_perturb factors must be positive, not {list(config.speed_perturb)}")
         return config
@@ -158,26 +162,30 @@ def make_examples(utts: list[Utterance], feats: list[torch.Tensor], config: Trai
 
 
 def ctc_losses(out: dict[str, torch.Tensor], batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed per-utterance CTC losses ``(char, phone)``; the phone loss skips utterances without phones.
-
-    The phone head always joins the graph (times zero when no utterance has phones), so that
-    DistributedDataParallel sees a gradient for every parameter on every rank.
-    """
+    """Summed per-utterance CTC losses ``(char, phone)``; the phone loss skips utterances without phones."""
     lengths = out["lengths"].cpu()
     char_t = torch.cat([e.chars for e in batch])
     char_l = torch.tensor([len(e.chars) for e in batch])
-    dev = out["char"].device
-    char = torch.nn.functional.ctc_loss(out["char"].transpose(0, 1), char_t.to(dev), lengths, char_l,
+    char = torch.nn.functional.ctc_loss(out["char"].transpose(0, 1), char_t.to(out["char"].device), lengths, char_l,
                                         blank=CHAR_VOCAB.blank, reduction="sum", zero_infinity=True)
+    return char, phone_ctc(out["phone"], lengths, batch)
+
+
+def phone_ctc(log_probs: torch.Tensor, lengths: torch.Tensor, batch: list[Example]) -> torch.Tensor:
+    """Summed CTC loss of phone log-probabilities ``(B, T', n_phones)`` over the utterances with phones.
+
+    The head always joins the graph (times zero when no utterance has phones), so that
+    DistributedDataParallel sees a gradient for every parameter on every rank.
+    """
     has = [i for i, e in enumerate(batch) if e.phones is not None]
     if not has:
-        return char, out["phone"].sum() * 0
+        return log_probs.sum() * 0
     ph_t = torch.cat([batch[i].phones for i in has])
     ph_l = torch.tensor([len(batch[i].phones) for i in has])
-    phone = torch.nn.functional.ctc_loss(out["phone"][torch.tensor(has, device=dev)].transpose(0, 1), ph_t.to(dev),
-                                         lengths[has], ph_l, blank=PHONE_VOCAB.blank, reduction="sum",
-                                         zero_infinity=True)
-    return char, phone
+    dev = log_probs.device
+    return torch.nn.functional.ctc_loss(log_probs[torch.tensor(has, device=dev)].transpose(0, 1), ph_t.to(dev),
+                                        lengths.cpu()[has], ph_l, blank=PHONE_VOCAB.blank, reduction="sum",
+                                        zero_infinity=True)
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: list[Example], config: TrainConfig,
@@ -206,6 +214,9 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     char, phone = ctc_losses(out, batch)
     char, phone = char / n_char, phone / n_phone
     loss = config.char_weight * char + (1 - config.char_weight) * phone
+    if "phone_inter" in out:  # InterCTC: the phone part mixes in the intermediate layer's head
+        inter = phone_ctc(out["phone_inter"], out["lengths"], batch) / n_phone
+        loss = loss + (1 - config.char_weight) * config.inter_weight * (inter - phone)
     optimizer.zero_grad(set_to_none=True)
     finite = torch.isfinite(loss).to(device=device, dtype=torch.float32)
     if world_size > 1:  # every rank must take the same branch, or the others wait forever in backward
@@ -479,7 +490,7 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
                "audio_seconds_per_second": round(audio / train_seconds, 1), "skipped_batches": int(sums["skipped"]),
                "loss": round(loss / done, 4), "char": round(char / done, 4), "phone": round(phone / done, 4)}
         if env.main:
-            if dev:
+            if dev and _scores_dev(config, epoch, (elapsed + time.perf_counter() - t0) / 60):
                 t1 = time.perf_counter()
                 scores = evaluate_examples(net, dev, config)
                 row.update({f"dev_{k}": round(v, 4) if isinstance(v, float) else v for k, v in scores.items()})
@@ -487,8 +498,8 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
             elapsed += time.perf_counter() - t0
             row["elapsed_minutes"] = round(elapsed / 60, 2)
             rows.append(row)
-            metric = row.get(f"dev_{config.best_metric}", row["loss"])
-            if metric < best:
+            metric = row.get(f"dev_{config.best_metric}", None if dev else row["loss"])
+            if metric is not None and metric < best:
                 best = metric
                 save_checkpoint(out_dir / "best.pt", net, epoch=epoch, dev=row)
             if config.average_last:
@@ -504,6 +515,14 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
         _finalize(net, dev, config, out_dir, best, log)
     env.barrier()
     return row
+
+
+def _scores_dev(config: TrainConfig, epoch: int, minutes: float) -> bool:
+    """Whether dev is scored after ``epoch`` (``minutes``: the run's time so far): every ``dev_every``th
+    epoch, and every epoch that ``best.pt`` or averaging may take (the last ``average_last``, and the
+    last one, whether ``epochs`` or ``max_minutes`` ends the run)."""
+    last = epoch == config.epochs or (config.max_minutes is not None and minutes >= config.max_minutes)
+    return last or epoch % config.dev_every == 0 or epoch > config.epochs - config.average_last
 
 
 def _finalize(model: AcousticModel, dev: list[Example], config: TrainConfig, out_dir: Path, best: float, log) -> None:

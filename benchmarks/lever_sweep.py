@@ -6,7 +6,8 @@
 
 Each variant is ``NAME[:KEY=VALUE,...]`` (the keys of ``asr train --set``) and runs as its own
 ``python -m asr train`` process under ``OUT/NAME`` with the features of ``--cache`` (its
-``train_feats.pt`` and ``dev_feats.pt``, linked, not recomputed); ``--jobs`` of them at once
+``train_feats*.pt`` and ``dev_feats.pt``, linked, not recomputed); at speed 1.0 only unless
+``--set speed_perturb=[0.9,1.0,1.1]`` (whose features the cache must hold); ``--jobs`` of them at once
 (a GPU runs several small RNNs concurrently; on a CPU keep ``--jobs 1`` and measure apart).
 Prints one row per variant: parameters, epochs done, minutes, the best dev PER and the CER of
 the same epoch, from each run's ``log.csv``. Comparing at equal epochs is a fixed-update
@@ -33,10 +34,10 @@ def parse_variant(spec: str) -> tuple[str, list[str]]:
 def run_variant(config: str, name: str, sets: list[str], args: argparse.Namespace) -> tuple[str, float, int]:
     out = args.out / name
     (out / "cache").mkdir(parents=True, exist_ok=True)
-    for f in ("train_feats.pt", "dev_feats.pt"):
-        link = out / "cache" / f
+    for f in sorted(args.cache.glob("*_feats*.pt")):  # speed 1.0, dev, and any speed-perturbed copies
+        link = out / "cache" / f.name
         if not link.exists():
-            link.symlink_to((args.cache / f).resolve())
+            link.symlink_to(f.resolve())
     sets = [f"out_dir={out}", f"epochs={args.epochs}", "speed_perturb=[1.0]", f"threads={args.threads}",
             "average_last=0", *args.set, *sets]
     cmd = [sys.executable, "-m", "asr", "train", config] + [a for s in sets for a in ("--set", s)]
@@ -49,6 +50,8 @@ def run_variant(config: str, name: str, sets: list[str], args: argparse.Namespac
 def summarize(out: Path, name: str, sets: list[str], minutes: float, rc: int) -> str:
     """One table row from ``out/name/log.csv`` (minutes: the run's wall time, or the log's with --report)."""
     rows = list(csv.DictReader(open(out / name / "log.csv"))) if (out / name / "log.csv").is_file() else []
+    epochs = len(rows)
+    rows = [r for r in rows if r.get("dev_per")]  # epochs that scored dev (see dev_every)
     if not rows:
         return f"| {name} | {' '.join(sets) or '(config)'} | - | 0 | {minutes:.1f} | - | - | - | failed (rc {rc}) |"
     best = min(rows, key=lambda r: float(r["dev_per"]))
@@ -57,7 +60,7 @@ def summarize(out: Path, name: str, sets: list[str], minutes: float, rc: int) ->
         minutes = float(rows[-1]["elapsed_minutes"])
     params = next((line.split("model: ")[1].split(" M")[0] for line in open(out / name / "train.log")
                    if "model: " in line), "?")
-    return (f"| {name} | {' '.join(sets) or '(config)'} | {params} | {len(rows)} | {minutes:.1f} | "
+    return (f"| {name} | {' '.join(sets) or '(config)'} | {params} | {epochs} | {minutes:.1f} | "
             f"{100 * float(best['dev_per']):.1f} (ep {best['epoch']}) | {100 * float(best['dev_cer']):.1f} | "
             f"{curve} | {'ok' if rc == 0 else f'rc {rc}'} |")
 

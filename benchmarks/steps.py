@@ -60,6 +60,24 @@ def alternate(config: TrainConfig, batches: list[list[Example]], variants: dict[
     return seconds
 
 
+def alternate_configs(configs: dict[str, TrainConfig], batches: list[list[Example]]) -> dict[str, float]:
+    """Seconds of training steps over ``batches[1:]`` per config, each with its own model and AdamW,
+    taking turns per batch like ``alternate`` (configs that change the model, e.g. its shape)."""
+    torch.manual_seed(0)
+    cpu = torch.device("cpu")
+    models = {name: AcousticModel(c.model).train() for name, c in configs.items()}
+    opts = {name: torch.optim.AdamW(m.parameters(), lr=configs[name].lr) for name, m in models.items()}
+    for name in configs:
+        train_step(models[name], opts[name], batches[0], configs[name], cpu)
+    seconds = dict.fromkeys(configs, 0.0)
+    for j, batch in enumerate(batches[1:]):
+        for name in (list(configs) if j % 2 else list(configs)[::-1]):
+            start = time.perf_counter()
+            train_step(models[name], opts[name], batch, configs[name], cpu)
+            seconds[name] += time.perf_counter() - start
+    return seconds
+
+
 def time_steps_here(config: TrainConfig, batches: list[list[Example]], setup: Callable[[AcousticModel], None]) -> dict:
     """Seconds of training steps over ``batches[1:]`` in this process (``alternate`` with one
     variant), and its peak RSS (GB)."""

@@ -56,11 +56,12 @@ def test_stack_frames():
     assert s[0].tolist() == [[0, 1, 2], [3, 0, 0]]
 
 
-@pytest.mark.parametrize("bidirectional,nonlinearity,residual", [(True, "tanh", False), (False, "relu", False),
-                                                                 (True, "tanh", True)])
-def test_batch_equals_single(bidirectional, nonlinearity, residual):
+@pytest.mark.parametrize("bidirectional,nonlinearity,residual,proj", [(True, "tanh", False, 0), (False, "relu", False, 0),
+                                                                      (True, "tanh", True, 0), (True, "tanh", True, 6)])
+def test_batch_equals_single(bidirectional, nonlinearity, residual, proj):
     torch.manual_seed(0)
-    cfg = ModelConfig(hidden=16, layers=2, bidirectional=bidirectional, nonlinearity=nonlinearity, residual=residual)
+    cfg = ModelConfig(hidden=16, layers=2, bidirectional=bidirectional, nonlinearity=nonlinearity, residual=residual,
+                      proj=proj)
     model = AcousticModel(cfg).eval()
     feats = [torch.randn(n, cfg.features.dim) for n in (30, 17, 9)]
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
@@ -150,6 +151,46 @@ def test_residual_adds_each_layers_input():
     assert not torch.allclose(plain.eval()(x, torch.tensor([9]))["char"], model(x, torch.tensor([9]))["char"])
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_projection_is_a_low_rank_input_matrix(train):
+    """proj=P puts a (2H -> P) Linear before layers 2..L: the model equals the unprojected one whose
+    W_ih of those layers is W_ih @ proj (training mode runs rnn_layer, eval mode nn.RNN)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden=8, layers=3, dropout=0.0, proj=5)
+    model = AcousticModel(cfg).train(train)
+    assert [r.weight_ih_l0.shape for r in model.rnns] == [(8, 8), (8, 5), (8, 5)]
+    plain = AcousticModel(ModelConfig(hidden=8, layers=3, dropout=0.0)).train(train)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("projs.")}
+    for i in (1, 2):
+        for suffix in ("l0", "l0_reverse"):
+            key = f"rnns.{i}.weight_ih_{suffix}"
+            state[key] = state[key] @ model.projs[i - 1].weight.detach()
+    plain.load_state_dict(state)
+    x, lengths = torch.randn(2, 12, cfg.features.dim), torch.tensor([12, 7])
+    torch.testing.assert_close(model(x, lengths)["phone"], plain(x, lengths)["phone"], atol=1e-5, rtol=1e-5)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in plain.parameters())
+
+
+def test_inter_layer_head_in_training_only():
+    """inter_layer=1: training adds the phone head of layer 1's output (a function of layer 1 alone); eval does not."""
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(hidden=8, layers=3, dropout=0.0, inter_layer=1)).train()
+    x, lengths = torch.randn(2, 12, model.config.features.dim), torch.tensor([12, 7])
+    out = model(x, lengths)
+    assert out["phone_inter"].shape == out["phone"].shape == (2, 4, model.config.n_phones)
+    torch.testing.assert_close(out["phone_inter"].exp().sum(-1), torch.ones(2, 4))
+    with torch.no_grad():
+        for p in model.rnns[1].parameters():
+            p.add_(1.0)  # a layer above the head: the head's output stays, the top's changes
+    again = model(x, lengths)
+    torch.testing.assert_close(again["phone_inter"], out["phone_inter"])
+    assert not torch.allclose(again["phone"], out["phone"])
+    assert "phone_inter" not in model.eval()(x, lengths)
+    for bad in (3, -1):
+        with pytest.raises(ConfigError, match="inter_layer"):
+            AcousticModel(ModelConfig(hidden=8, layers=3, inter_layer=bad))
+
+
 def test_identity_init_irnn():
     model = AcousticModel(ModelConfig(hidden=8, layers=2, nonlinearity="relu", identity_init=True))
     for rnn in model.rnns:
@@ -157,6 +198,18 @@ def test_identity_init_irnn():
         torch.testing.assert_close(rnn.weight_hh_l0_reverse, torch.eye(8))
         assert not rnn.bias_hh_l0.any() and not rnn.bias_ih_l0.any()
     assert not torch.equal(AcousticModel(ModelConfig(hidden=8, layers=1)).rnns[0].weight_hh_l0, torch.eye(8))
+
+
+def test_orthogonal_init():
+    """Every recurrent matrix starts orthogonal (W W^T = I); the default init's is not; both inits together are refused."""
+    model = AcousticModel(ModelConfig(hidden=8, layers=2, orthogonal_init=True))
+    for rnn in model.rnns:
+        for w in (rnn.weight_hh_l0, rnn.weight_hh_l0_reverse):
+            torch.testing.assert_close(w @ w.T, torch.eye(8), atol=1e-5, rtol=0)
+    w = AcousticModel(ModelConfig(hidden=8, layers=1)).rnns[0].weight_hh_l0
+    assert not torch.allclose(w @ w.T, torch.eye(8), atol=1e-2)
+    with pytest.raises(ConfigError, match="exclude"):
+        AcousticModel(ModelConfig(identity_init=True, orthogonal_init=True))
 
 
 def test_average_checkpoints(tmp_path):

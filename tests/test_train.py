@@ -65,6 +65,31 @@ def test_bf16_step_matches_fp32_and_keeps_ctc_in_fp32(tmp_path):
         TrainConfig.from_dict({"train_manifest": "", "dev_manifest": None, "out_dir": "", "precision": "fp8"})
 
 
+def test_inter_ctc_loss_mixes_the_intermediate_phone_head(tmp_path):
+    """With model.inter_layer, loss = cw * char + (1 - cw) * ((1 - w) * phone + w * phone of the inter head)."""
+    from asr.data import load_features, pad_features
+    from asr.train import ctc_losses, phone_ctc, train_step
+
+    utts = read_manifest(TEST_DATA / "manifest.jsonl")
+    cfg = TrainConfig(train_manifest="", dev_manifest=None, out_dir=str(tmp_path), spec_augment=None,
+                      model=ModelConfig(hidden=16, layers=2, dropout=0.0, inter_layer=1), char_weight=0.3,
+                      inter_weight=0.4)
+    examples, _ = make_examples(utts, load_features(utts, cfg.model.features, progress=False), cfg)
+    torch.manual_seed(0)
+    model = AcousticModel(cfg.model).train()
+    out = model(*pad_features([e.feats for e in examples]))
+    char, phone = ctc_losses(out, examples)
+    inter = phone_ctc(out["phone_inter"], out["lengths"], examples)
+    n = len(examples)
+    assert inter.item() != pytest.approx(phone.item())
+    expected = 0.3 * char / n + 0.7 * (0.6 * phone / n + 0.4 * inter / n)
+    loss, char_step, phone_step = train_step(model, torch.optim.SGD(model.parameters(), lr=0.0), examples, cfg,
+                                             torch.device("cpu"))
+    assert loss == pytest.approx(expected.item(), rel=1e-5)
+    assert (char_step, phone_step) == (pytest.approx(char.item() / n, rel=1e-5), pytest.approx(phone.item() / n, rel=1e-5))
+    assert model.inter_head.weight.grad is not None and model.inter_head.weight.grad.abs().sum() > 0
+
+
 def test_speed_perturbation_and_checkpoint_averaging(tmp_path):
     """Speed perturbation triples the training set; the last 2 epochs are averaged and scored on dev."""
     cfg = TrainConfig(
@@ -89,6 +114,27 @@ def test_speed_perturbation_and_checkpoint_averaging(tmp_path):
     else:  # it did not: final.pt is best.pt
         assert averaged["dev_per"] >= best["dev"]["dev_per"]
         assert all(torch.equal(final["model"][k], best["model"][k]) for k in best["model"])
+
+
+def test_dev_every_scores_dev_on_its_epochs_and_the_last(tmp_path):
+    """dev_every=2 over 5 epochs with average_last=1: dev after epochs 2, 4 and 5 only; best.pt is one of them."""
+    from asr.train import _scores_dev
+
+    cfg = TrainConfig(
+        train_manifest=str(TEST_DATA / "manifest.jsonl"), dev_manifest=str(TEST_DATA / "manifest.jsonl"),
+        out_dir=str(tmp_path / "exp"), model=ModelConfig(hidden=16, layers=1, dropout=0.0), spec_augment=None,
+        epochs=5, warmup_steps=2, feature_workers=1, dev_every=2, average_last=1,
+    )
+    train(cfg, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "exp" / "log.csv")))
+    assert [r["epoch"] for r in rows if r["dev_per"]] == ["2", "4", "5"]
+    assert torch.load(tmp_path / "exp" / "best.pt", weights_only=True)["epoch"] in (2, 4, 5)
+    # max_minutes ends the run after the epoch that crosses it: that epoch is scored too
+    timed = dataclasses.replace(cfg, epochs=20, dev_every=4, average_last=3, max_minutes=30.0)
+    assert [e for e in range(1, 21) if _scores_dev(timed, e, 10.0)] == [4, 8, 12, 16, 18, 19, 20]
+    assert _scores_dev(timed, 5, 30.0) and not _scores_dev(timed, 5, 29.9)
+    with pytest.raises(ValueError, match="dev_every"):
+        TrainConfig.from_dict({"train_manifest": "", "dev_manifest": None, "out_dir": "", "dev_every": 0})
 
 
 def test_resume_continues_where_it_stopped(tmp_path):
