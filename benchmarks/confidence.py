@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import tempfile
 import time
 
@@ -32,7 +31,7 @@ from asr.confidence import synthetic_audio
 from asr.data import read_manifest
 from asr.decode import shipped_decoding
 from asr.evaluate import calibrate
-from asr.features import SAMPLE_RATE, compute_features, load_audio
+from asr.features import compute_features, load_audio
 from asr.metrics import expected_calibration_error, roc_auc, wer, words_right
 from asr.transcribe import Transcriber
 

@@ -5,8 +5,6 @@ import os
 import subprocess
 import sys
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
