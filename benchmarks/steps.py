@@ -39,6 +39,25 @@ def training_batches(config: TrainConfig, examples: list[Example], seed: int = 1
     return [[examples[i] for i in idx] for idx in batches]
 
 
+def _take_turns(steps: dict[str, Callable[[list[Example]], None]], batches: list[list[Example]],
+                setups: dict[str, Callable[[], None]] | None = None) -> dict[str, float]:
+    """Seconds of each ``steps[name](batch)`` over ``batches[1:]`` after an untimed warm-up on
+    ``batches[0]``; the variants take turns on every batch, which goes first alternating.
+    ``setups[name]()``, if given, runs before each of that variant's steps, off the clock."""
+    setups = setups or {}
+    for name, step in steps.items():
+        setups.get(name, lambda: None)()
+        step(batches[0])
+    seconds = dict.fromkeys(steps, 0.0)
+    for j, batch in enumerate(batches[1:]):
+        for name in (list(steps) if j % 2 else list(steps)[::-1]):
+            setups.get(name, lambda: None)()
+            start = time.perf_counter()
+            steps[name](batch)
+            seconds[name] += time.perf_counter() - start
+    return seconds
+
+
 def alternate(config: TrainConfig, batches: list[list[Example]], variants: dict[str, Callable[[AcousticModel], None]],
               ) -> dict[str, float]:
     """Seconds of training steps per variant over ``batches[1:]`` (``batches[0]`` warms up); each
@@ -47,17 +66,9 @@ def alternate(config: TrainConfig, batches: list[list[Example]], variants: dict[
     model = AcousticModel(config.model).train()
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr)
     cpu = torch.device("cpu")
-    for setup in variants.values():
-        setup(model)
-        train_step(model, opt, batches[0], config, cpu)
-    seconds = dict.fromkeys(variants, 0.0)
-    for j, batch in enumerate(batches[1:]):
-        for name in (list(variants) if j % 2 else list(variants)[::-1]):
-            variants[name](model)
-            start = time.perf_counter()
-            train_step(model, opt, batch, config, cpu)
-            seconds[name] += time.perf_counter() - start
-    return seconds
+    step = lambda batch: train_step(model, opt, batch, config, cpu)  # noqa: E731
+    return _take_turns(dict.fromkeys(variants, step), batches,
+                       {name: (lambda setup=setup: setup(model)) for name, setup in variants.items()})
 
 
 def alternate_configs(configs: dict[str, TrainConfig], batches: list[list[Example]]) -> dict[str, float]:
@@ -65,17 +76,12 @@ def alternate_configs(configs: dict[str, TrainConfig], batches: list[list[Exampl
     taking turns per batch like ``alternate`` (configs that change the model, e.g. its shape)."""
     torch.manual_seed(0)
     cpu = torch.device("cpu")
-    models = {name: AcousticModel(c.model).train() for name, c in configs.items()}
-    opts = {name: torch.optim.AdamW(m.parameters(), lr=configs[name].lr) for name, m in models.items()}
-    for name in configs:
-        train_step(models[name], opts[name], batches[0], configs[name], cpu)
-    seconds = dict.fromkeys(configs, 0.0)
-    for j, batch in enumerate(batches[1:]):
-        for name in (list(configs) if j % 2 else list(configs)[::-1]):
-            start = time.perf_counter()
-            train_step(models[name], opts[name], batch, configs[name], cpu)
-            seconds[name] += time.perf_counter() - start
-    return seconds
+    steps = {}
+    for name, c in configs.items():
+        model = AcousticModel(c.model).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=c.lr)
+        steps[name] = lambda batch, m=model, o=opt, c=c: train_step(m, o, batch, c, cpu)
+    return _take_turns(steps, batches)
 
 
 def time_steps_here(config: TrainConfig, batches: list[list[Example]], setup: Callable[[AcousticModel], None]) -> dict:
