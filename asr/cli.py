@@ -70,19 +70,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from .errors import ConfigError
-    from .train import TrainConfig
+    from .train import TrainConfig, parse_overrides
 
-    overrides = {}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            overrides[key] = json.loads(value)  # numbers, true/false, lists...
-        except json.JSONDecodeError:
-            overrides[key] = value  # anything else is a plain string: --set out_dir=tmp/exp
-    return TrainConfig.load(args.config, overrides)
+    return TrainConfig.load(args.config, parse_overrides(args.set or []))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

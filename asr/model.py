@@ -185,20 +185,16 @@ class AcousticModel(nn.Module):
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(config.layers))
         if config.identity_init and config.orthogonal_init:
             raise ConfigError("identity_init and orthogonal_init exclude each other")
-        if config.orthogonal_init:
-            # nn.RNN's default U(-1/sqrt(H), 1/sqrt(H)) starts W_hh (H = 512) with singular values from ~0 to 1.13 and a
-            # spectral radius of 0.59: the state fades fast. An orthogonal W_hh keeps its norm through time.
-            for rnn in self.rnns:
-                for name, p in rnn.named_parameters():
-                    if name.startswith("weight_hh"):
-                        nn.init.orthogonal_(p)
-        if config.identity_init:
-            for rnn in self.rnns:
-                for name, p in rnn.named_parameters():
-                    if name.startswith("weight_hh"):
-                        nn.init.eye_(p)
-                    elif name.startswith("bias"):
-                        nn.init.zeros_(p)
+        # nn.RNN's default U(-1/sqrt(H), 1/sqrt(H)) starts W_hh (H = 512) with singular values from ~0 to 1.13 and a
+        # spectral radius of 0.59: the state fades fast. The identity (IRNN, with zero biases) and an orthogonal
+        # W_hh keep its norm through time.
+        recurrent_init = nn.init.eye_ if config.identity_init else nn.init.orthogonal_ if config.orthogonal_init else None
+        if recurrent_init is not None:
+            for name, p in self.rnns.named_parameters():  # "0.weight_hh_l0", "0.bias_ih_l0", ...
+                if ".weight_hh" in name:
+                    recurrent_init(p)
+                elif ".bias" in name and config.identity_init:
+                    nn.init.zeros_(p)
         if not 0 <= config.inter_layer < config.layers:
             raise ConfigError(f"inter_layer must be 0 (off) or a layer below the top (1..{config.layers - 1}), "
                               f"not {config.inter_layer}")
@@ -242,10 +238,15 @@ class AcousticModel(nn.Module):
                 y, _ = rnn(inp)
             x = self.dropout(norm(y + x if self.config.residual and i > 0 else y))
             if self.training and i + 1 == self.config.inter_layer:
-                out["phone_inter"] = self.inter_head(x).log_softmax(-1).transpose(0, 1).contiguous()
-        out["char"] = self.char_head(x).log_softmax(-1).transpose(0, 1).contiguous()
-        out["phone"] = self.phone_head(x).log_softmax(-1).transpose(0, 1).contiguous()
+                out["phone_inter"] = _ctc_head(self.inter_head, x)
+        out["char"] = _ctc_head(self.char_head, x)
+        out["phone"] = _ctc_head(self.phone_head, x)
         return out
+
+
+def _ctc_head(head: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """A CTC head on time-major activations ``(T', B, units)``: log-probabilities ``(B, T', V)``, contiguous."""
+    return head(x).log_softmax(-1).transpose(0, 1).contiguous()
 
 
 INFERENCE_PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the hardware computes it natively

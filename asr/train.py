@@ -136,6 +136,21 @@ def ctc_min_frames(targets: list[int]) -> int:
     return len(targets) + sum(a == b for a, b in zip(targets, targets[1:]))
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``asr train --set``) as config overrides: VALUE as JSON (numbers,
+    true/false, lists...), else as a plain string (``out_dir=tmp/exp``)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
 def make_examples(utts: list[Utterance], feats: list[torch.Tensor], config: TrainConfig) -> tuple[list[Example], dict[str, int]]:
     """Targets for each utterance; drop those too short for their character targets (counted)."""
     lexicon = load_lexicon(config.lexicon)
@@ -452,7 +467,7 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
 
     row: dict[str, Any] = rows[-1] if rows else {}
     for epoch in range(start_epoch, config.epochs + 1):
-        if config.max_minutes is not None and elapsed / 60 >= config.max_minutes:
+        if _out_of_time(config, elapsed / 60):
             log(f"stopping before epoch {epoch}: {elapsed / 60:.1f} min used of max_minutes={config.max_minutes}")
             break
         model.train()
@@ -521,8 +536,13 @@ def _scores_dev(config: TrainConfig, epoch: int, minutes: float) -> bool:
     """Whether dev is scored after ``epoch`` (``minutes``: the run's time so far): every ``dev_every``th
     epoch, and every epoch that ``best.pt`` or averaging may take (the last ``average_last``, and the
     last one, whether ``epochs`` or ``max_minutes`` ends the run)."""
-    last = epoch == config.epochs or (config.max_minutes is not None and minutes >= config.max_minutes)
+    last = epoch == config.epochs or _out_of_time(config, minutes)
     return last or epoch % config.dev_every == 0 or epoch > config.epochs - config.average_last
+
+
+def _out_of_time(config: TrainConfig, minutes: float) -> bool:
+    """Whether a run that has used ``minutes`` starts no further epoch (``max_minutes``)."""
+    return config.max_minutes is not None and minutes >= config.max_minutes
 
 
 def _finalize(model: AcousticModel, dev: list[Example], config: TrainConfig, out_dir: Path, best: float, log) -> None:

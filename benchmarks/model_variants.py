@@ -3,7 +3,7 @@
     python benchmarks/model_variants.py recipes/librispeech/conf/train-clean-5.toml --batches 12 \\
         --variant base --variant proj256:model.proj=256 --variant h640:model.hidden=640,model.proj=256
 
-Each variant is ``NAME[:KEY=JSON,...]`` (config overrides as `asr train --set`), with its own
+Each variant is ``NAME[:KEY=VALUE,...]`` (config overrides as `asr train --set`), with its own
 model and AdamW; the variants take turns on each of the same ``--batches`` training batches
 (the first warms up), in the config's threads and precision, so that a noisy machine slows
 each alike. Prints parameters, seconds per step and the time relative to the first variant.
@@ -17,19 +17,19 @@ import json
 import torch
 
 from asr.model import AcousticModel
-from asr.train import TrainConfig
+from asr.train import TrainConfig, parse_overrides
 from steps import alternate_configs, load_examples, training_batches
 
 
 def parse_variant(spec: str) -> tuple[str, dict]:
     name, _, sets = spec.partition(":")
-    return name, {k: json.loads(v) for k, _, v in (s.partition("=") for s in sets.split(",") if s)}
+    return name, parse_overrides([s for s in sets.split(",") if s])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
-    ap.add_argument("--variant", action="append", required=True, help="NAME[:KEY=JSON,...]")
+    ap.add_argument("--variant", action="append", required=True, help="NAME[:KEY=VALUE,...]")
     ap.add_argument("--batches", type=int, default=12, help="training batches timed per variant (+1 warm-up)")
     args = ap.parse_args()
     variants = [parse_variant(v) for v in args.variant]

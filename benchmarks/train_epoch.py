@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import time
 
 import torch
 
 from asr.model import AcousticModel
-from asr.train import train_step
+from asr.train import parse_overrides, train_step
 from steps import load_examples, training_batches
 
 
@@ -31,8 +30,7 @@ def main() -> None:
     ap.add_argument("--max-batches", type=int, default=None, help="time only this many batches, extrapolate")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (JSON values)")
     args = ap.parse_args()
-    overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.set)}
-    config, examples = load_examples(args.config, overrides)
+    config, examples = load_examples(args.config, parse_overrides(args.set))
     total_audio = sum(e.utt.duration for e in examples)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {len(examples)} utterances, "
           f"{total_audio / 3600:.2f} h, model {config.model}")
