@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -157,39 +156,13 @@ def rnn_layer(rnn: nn.RNN, x: torch.Tensor) -> torch.Tensor:
         return _RNNLayer.apply(*args, rnn.nonlinearity == "relu")
 
 
-def directions_apart(rnn: nn.RNN, x: torch.Tensor) -> torch.Tensor:
-    """``rnn(x)[0]`` for a one-layer ``nn.RNN`` and a padded time-major ``x (T, B, I)``, each
-    direction its own call: the reverse one on ``x`` reversed in time, its output reversed back
-    (what a bidirectional ``nn.RNN`` computes on a padded batch, padding included).
-
-    For CUDA: cuDNN runs a bidirectional layer several times slower than its two directions one
-    after the other (an H200, 400 steps, 32-128 utterances: 3.4x, ``benchmarks/cudnn_rnn.py``).
-    The call is the one ``nn.RNN.forward`` makes, with one direction's weights; autocast treats
-    it alike. Those weights are not ``nn.RNN``'s flat cuDNN buffer, so cuDNN copies them per call
-    (0.8 M values a layer) and warns about it; the warning is silenced here.
-    """
-    if not rnn.bidirectional:
-        return rnn(x)[0]
-    run = torch._VF.rnn_tanh if rnn.nonlinearity == "tanh" else torch._VF.rnn_relu
-    h0 = x.new_zeros(1, x.shape[1], rnn.hidden_size)
-    out = []
-    for suffix, reverse in (("_l0", False), ("_l0_reverse", True)):
-        weights = [getattr(rnn, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous")
-            # (input, hx, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first)
-            y, _ = run(x.flip(0) if reverse else x, h0, weights, True, 1, 0.0, rnn.training, False, False)
-        out.append(y.flip(0) if reverse else y)
-    return torch.cat(out, -1)
-
-
 class AcousticModel(nn.Module):
     """Vanilla ``nn.RNN`` stack with LayerNorm and dropout between layers and two linear CTC heads.
 
     Input ``(B, T, D)`` features at 10 ms; output log-probabilities ``(B, T', V)`` at
     ``stack`` x 10 ms with ``T' = ceil(T / stack)``, for each head. Inside, activations are
-    time-major ``(T', B, units)``; unless the batch is packed, each layer's ``nn.RNN`` runs
-    through ``rnn_layer`` on the CPU and ``directions_apart`` elsewhere.
+    time-major ``(T', B, units)``; on the CPU each layer's ``nn.RNN`` runs through
+    ``rnn_layer`` unless the batch is packed.
     """
 
     def __init__(self, config: ModelConfig):
@@ -262,7 +235,7 @@ class AcousticModel(nn.Module):
             elif x.device.type == "cpu":
                 y = rnn_layer(rnn, inp)  # nn.RNN's output; training steps 1.35x faster (benchmarks/rnn_layer.py)
             else:
-                y = directions_apart(rnn, inp)  # nn.RNN's output, faster in cuDNN (benchmarks/cudnn_rnn.py)
+                y, _ = rnn(inp)
             x = self.dropout(norm(y + x if self.config.residual and i > 0 else y))
             if self.training and i + 1 == self.config.inter_layer:
                 out["phone_inter"] = _ctc_head(self.inter_head, x)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from asr.errors import ConfigError
-from asr.model import (AcousticModel, CheckpointError, Dropout, ModelConfig, average_checkpoints, directions_apart,
-                       load_model, rnn_layer, save_checkpoint)
+from asr.model import (AcousticModel, CheckpointError, Dropout, ModelConfig, average_checkpoints, load_model, rnn_layer,
+                       save_checkpoint)
 
 SMALL = ModelConfig(hidden=16, layers=2, stack=3, dropout=0.0)
 
@@ -280,25 +280,3 @@ def test_forward_batches_in_bf16_is_close_to_fp32():
         assert not torch.equal(bf16[k]["phone"], fp32[k]["phone"])  # it did run in bf16
     with pytest.raises(ConfigError, match="precision must be one of"):
         next(forward_batches(model, feats, precision="fp16"))
-
-
-@pytest.mark.parametrize("bidirectional", [True, False])
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_directions_apart_is_nn_rnn_forward_and_backward(bidirectional, nonlinearity):
-    """The GPU path (each direction its own call, the reverse one on the input reversed in time) is
-    nn.RNN on a padded batch, padding included, with the same gradients."""
-    torch.manual_seed(0)
-    rnn = torch.nn.RNN(5, 4, nonlinearity=nonlinearity, bidirectional=bidirectional).double()
-    x = torch.randn(7, 3, 5, dtype=torch.float64)
-    x[5:, 1] = 0  # a padded utterance: the reverse direction starts on the padding, as in nn.RNN
-    outs, grads = [], []
-    for f in (lambda x: rnn(x)[0], lambda x: directions_apart(rnn, x)):
-        rnn.zero_grad()
-        xi = x.clone().requires_grad_()
-        y = f(xi)
-        (y * torch.arange(y.numel(), dtype=y.dtype).view_as(y).sin()).sum().backward()
-        outs.append(y)
-        grads.append([xi.grad] + [p.grad.clone() for p in rnn.parameters()])
-    torch.testing.assert_close(outs[1], outs[0])
-    for a, b in zip(grads[1], grads[0]):
-        torch.testing.assert_close(a, b)
