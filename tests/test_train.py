@@ -27,6 +27,18 @@ def test_too_short_utterances_are_dropped_and_counted(tmp_path):
     assert counts["too_short"] == 1 and len(examples) == 1 and examples[0].utt == utts[1]
 
 
+RECIPE_CONFIGS = sorted((TEST_DATA.parents[1] / "recipes").glob("*/conf/*.toml"))
+
+
+@pytest.mark.parametrize("path", RECIPE_CONFIGS, ids=[p.stem for p in RECIPE_CONFIGS])
+def test_recipe_configs_load_and_build_their_model(path):
+    """Every shipped recipe config is a valid TrainConfig (no unknown or mistyped key) whose model builds."""
+    config = TrainConfig.load(path)
+    model = AcousticModel(config.model)
+    assert config.epochs >= 1 and config.batch_seconds > 0
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
 @pytest.mark.slow
 def test_overfits_a_few_clips(tmp_path):
     """A tiny model must learn three clips by heart: the whole training path works."""
