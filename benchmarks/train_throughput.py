@@ -9,8 +9,8 @@ overrides entries as `asr train --set` does); the audio is real train-clean-5 fe
 (``--manifest`` and its feature ``--cache``), replicated as often as the batches need. Each
 precision (and each of ``--batch-seconds``, default the config's) runs ``--warmup`` untimed
 steps, then timed ones (CUDA synchronised), side by side in one run: ``--steps`` at the
-config's batch size, proportionally fewer or more at the others, so that each variant trains on
-about the same audio. Prints audio s/s and the projected time of one epoch of 100 h and 960 h
+config's batch size, proportionally fewer or more (at least 10) at the others, so that each
+variant trains on about the same audio. Prints audio s/s and the projected time of one epoch of 100 h and 960 h
 at that rate (before data loading and dev scoring). ``--profile N`` then profiles N more steps
 of each variant: the operators with the most device time, and the device's busy share of the
 wall time (the rest it waits for the host: launches, syncs, Python).
