@@ -29,6 +29,8 @@ class ModelConfig:
     orthogonal_init: bool = False  # recurrent weights start as random orthogonal matrices (all singular values 1; Saxe et al. 2014)
     proj: int = 0  # >0: a bias-free Linear (2H -> proj) in front of RNN layers 2..L (as LSTMP's projection): fewer FLOPs
     inter_layer: int = 0  # >0: in training, a phone CTC head on this RNN layer's output too (InterCTC, Lee & Watanabe 2021)
+    self_condition: bool = False  # with inter_layer: that head's phone posteriors, projected back, join the layer's output
+    # as the next layer's input, in training and inference (self-conditioned CTC, Nozaki & Komatsu 2021)
     residual: bool = False  # add each RNN layer's input to its output (layers 2..L, where the widths match)
     dropout: float = 0.2
     n_chars: int = len(CHAR_VOCAB)
@@ -199,6 +201,9 @@ class AcousticModel(nn.Module):
             raise ConfigError(f"inter_layer must be 0 (off) or a layer below the top (1..{config.layers - 1}), "
                               f"not {config.inter_layer}")
         self.inter_head = nn.Linear(d, config.n_phones) if config.inter_layer else None
+        if config.self_condition and not config.inter_layer:
+            raise ConfigError("self_condition needs inter_layer: it conditions on that layer's phone head")
+        self.condition = nn.Linear(config.n_phones, d) if config.self_condition else None
         self.dropout = Dropout(config.dropout)
         self.char_head = nn.Linear(d, config.n_chars)
         self.phone_head = nn.Linear(d, config.n_phones)
@@ -217,7 +222,8 @@ class AcousticModel(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return ``{"char": (B, T', n_chars), "phone": (B, T', n_phones), "lengths": (B,)}`` (log-softmax); in training
-        with ``inter_layer``, also ``"phone_inter"`` (B, T', n_phones): the phone head on that layer's output."""
+        with ``inter_layer``, also ``"phone_inter"`` (B, T', n_phones): the phone head on that layer's output (before
+        ``self_condition`` adds its projected posteriors to that output)."""
         out_lengths = self.output_lengths(lengths)
         # Training runs on padded batches: on the CPU a PackedSequence makes the backward pass
         # several times slower, and duration bucketing keeps padding small. At inference the
@@ -237,8 +243,12 @@ class AcousticModel(nn.Module):
             else:
                 y, _ = rnn(inp)
             x = self.dropout(norm(y + x if self.config.residual and i > 0 else y))
-            if self.training and i + 1 == self.config.inter_layer:
-                out["phone_inter"] = _ctc_head(self.inter_head, x)
+            if i + 1 == self.config.inter_layer and (self.training or self.condition is not None):
+                logits = self.inter_head(x)  # (T', B, n_phones)
+                if self.training:
+                    out["phone_inter"] = logits.log_softmax(-1).transpose(0, 1).contiguous()
+                if self.condition is not None:  # the upper layers see what the lower ones predict
+                    x = x + self.condition(logits.softmax(-1))
         out["char"] = _ctc_head(self.char_head, x)
         out["phone"] = _ctc_head(self.phone_head, x)
         return out

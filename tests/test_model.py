@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -189,6 +191,40 @@ def test_inter_layer_head_in_training_only():
     for bad in (3, -1):
         with pytest.raises(ConfigError, match="inter_layer"):
             AcousticModel(ModelConfig(hidden=8, layers=3, inter_layer=bad))
+
+
+def test_self_condition_feeds_the_inter_head_back():
+    """self_condition: layer 2 reads layer 1's output + Linear(softmax(inter head)), in training and in eval.
+    With that Linear zeroed the model is the plain InterCTC one; batched eval equals each utterance alone."""
+    torch.manual_seed(0)
+    config = ModelConfig(hidden=8, layers=3, dropout=0.0, inter_layer=1, self_condition=True)
+    model = AcousticModel(config).eval()
+    plain = AcousticModel(dataclasses.replace(config, self_condition=False)).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("condition.")})
+    x, lengths = torch.randn(2, 12, config.features.dim), torch.tensor([12, 7])
+    conditioned = model(x, lengths)["phone"]
+    assert not torch.allclose(conditioned, plain(x, lengths)["phone"])
+    with torch.no_grad():
+        torch.nn.init.zeros_(model.condition.weight)
+        torch.nn.init.zeros_(model.condition.bias)
+    torch.testing.assert_close(model(x, lengths)["phone"], plain(x, lengths)["phone"])
+    model.train()
+    torch.testing.assert_close(model(x, lengths)["phone_inter"], plain.train()(x, lengths)["phone_inter"])
+    # by hand: weights c 1^T on posteriors that sum to 1 shift layer 2's input by c, adding W_ih c to its pre-activations
+    c = torch.randn(2 * config.hidden)
+    with torch.no_grad():
+        model.condition.weight.copy_(c[:, None].expand(-1, config.n_phones))
+        for sfx in ("_l0", "_l0_reverse"):
+            getattr(plain.rnns[1], "bias_ih" + sfx).add_(getattr(plain.rnns[1], "weight_ih" + sfx) @ c)
+    torch.testing.assert_close(model.eval()(x, lengths)["phone"], plain.eval()(x, lengths)["phone"])
+    # batched eval (packed) = alone
+    torch.nn.init.normal_(model.condition.weight)
+    x[1, 7:] = 0.0  # padding, as a batch holds it
+    both = model(x, lengths)["phone"]
+    alone = model(x[1:, :7], lengths[1:])["phone"]
+    torch.testing.assert_close(both[1:, :3], alone, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="self_condition"):
+        AcousticModel(ModelConfig(hidden=8, layers=3, self_condition=True))
 
 
 def test_identity_init_irnn():
