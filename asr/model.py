@@ -109,8 +109,8 @@ class _RNNLayer(torch.autograd.Function):
         if D == 2:
             h[:, 1] = pre[:, :, 1].flip(0)
         w_hh_t = w_hh.transpose(1, 2).contiguous()
-        # In place: a step allocates nothing. Out-of-place steps made glibc's heap fragment over a long run until
-        # malloc took ~15 % of training and the epochs slowed down 1.8x (run 8; py-spy, RESULTS.md).
+        # In place: a step allocates no tensor. In run 8's aged training process, py-spy found ~10 % of the time in
+        # malloc under the per-step tensors (glibc's heap fragments over a long run; RESULTS.md, run 8).
         for t in range(T):
             if t:
                 h[t].baddbmm_(h[t - 1], w_hh_t)
