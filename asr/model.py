@@ -109,12 +109,9 @@ class _RNNLayer(torch.autograd.Function):
         if D == 2:
             h[:, 1] = pre[:, :, 1].flip(0)
         w_hh_t = w_hh.transpose(1, 2).contiguous()
-        # In place: a step allocates no tensor. In run 8's aged training process, py-spy found ~10 % of the time in
-        # malloc under the per-step tensors (glibc's heap fragments over a long run; RESULTS.md, run 8).
         for t in range(T):
-            if t:
-                h[t].baddbmm_(h[t - 1], w_hh_t)
-            torch.clamp_min(h[t], 0, out=h[t]) if relu else torch.tanh(h[t], out=h[t])
+            z = torch.baddbmm(h[t], h[t - 1], w_hh_t) if t else h[t]
+            torch.clamp_min(z, 0, out=h[t]) if relu else torch.tanh(z, out=h[t])
         ctx.relu = relu
         ctx.save_for_backward(x, w_ih, w_hh, h)
         return _in_time_order(h)
@@ -124,12 +121,12 @@ class _RNNLayer(torch.autograd.Function):
         x, w_ih, w_hh, h = ctx.saved_tensors
         T, D, B, H = h.shape
         g = grad_y.view(T, B, D, H).transpose(1, 2)  # (T, D, B, H), laid out like h
-        g = torch.stack([g[:, 0], g[:, 1].flip(0)], 1) if D == 2 else g.clone(memory_format=torch.contiguous_format)
+        g = torch.stack([g[:, 0], g[:, 1].flip(0)], 1) if D == 2 else g.contiguous()
         # d = act'(pre-activation), written from h; the loop turns it into d loss / d pre-activation
         d = (h > 0).to(h.dtype) if ctx.relu else 1 - h * h
         grad_h = g[T - 1]
-        for t in range(T - 1, 0, -1):  # in place, as forward (g is this function's own copy)
-            grad_h = g[t - 1].baddbmm_(d[t].mul_(grad_h), w_hh)
+        for t in range(T - 1, 0, -1):
+            grad_h = torch.baddbmm(g[t - 1], d[t].mul_(grad_h), w_hh)
         d[0].mul_(grad_h)
         grad_w_hh = torch.bmm(d[1:].transpose(0, 1).reshape(D, -1, H).transpose(1, 2),
                               h[:-1].transpose(0, 1).reshape(D, -1, H))
