@@ -246,7 +246,7 @@ class AcousticModel(nn.Module):
             if i + 1 == self.config.inter_layer and (self.training or self.condition is not None):
                 logits = self.inter_head(x)  # (T', B, n_phones)
                 if self.training:
-                    out["phone_inter"] = logits.log_softmax(-1).transpose(0, 1).contiguous()
+                    out["phone_inter"] = _log_probs(logits)
                 if self.condition is not None:  # the upper layers see what the lower ones predict
                     x = x + self.condition(logits.softmax(-1))
         out["char"] = _ctc_head(self.char_head, x)
@@ -256,7 +256,12 @@ class AcousticModel(nn.Module):
 
 def _ctc_head(head: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """A CTC head on time-major activations ``(T', B, units)``: log-probabilities ``(B, T', V)``, contiguous."""
-    return head(x).log_softmax(-1).transpose(0, 1).contiguous()
+    return _log_probs(head(x))
+
+
+def _log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """Time-major logits ``(T', B, V)`` -> log-probabilities ``(B, T', V)``, contiguous."""
+    return logits.log_softmax(-1).transpose(0, 1).contiguous()
 
 
 INFERENCE_PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the hardware computes it natively
