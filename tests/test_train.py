@@ -207,7 +207,7 @@ def test_a_worker_hands_over_a_batch_of_thousands_of_utterances(tmp_path):
 @pytest.mark.slow
 @needs_fsdd
 def test_fsdd_digits_reach_95_percent(tmp_path):
-    """Train on FSDD recordings 5-49 of each digit and speaker for at most 2 minutes; test on 0-4."""
+    """Train on FSDD recordings 5-49 of each digit and speaker for at most 4 minutes; test on 0-4."""
     from asr.data import prepare_folder
 
     prepare_folder(FSDD, FSDD / "SOURCE_manifest.tsv", tmp_path / "all.jsonl")

@@ -84,7 +84,9 @@ if [ "$start" -le 2 ] && [ "$stop" -ge 2 ]; then
     # shellcheck disable=SC2086  # TORCHRUN holds several options
     torchrun $TORCHRUN -m asr train "$config" --resume --quiet
   else
-    $asr train "$config" --resume
+    # TRAIN_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (apt install libjemalloc2): run 8's
+    # training process slowed as it aged, with glibc's malloc in its profile (RESULTS.md); run 9 tries jemalloc
+    LD_PRELOAD=${TRAIN_PRELOAD:-${LD_PRELOAD:-}} $asr train "$config" --resume
   fi
 fi
 
@@ -169,6 +171,9 @@ if [ "$start" -le 7 ] && [ "$stop" -ge 7 ]; then
       $ev $beam --lm none --word-score 0 --joint-weight 0 --out "$out_dir/dev-$head-beam-lexicon"
       $ev $beam --joint-weight 0 --out "$out_dir/dev-$head-beam-lm"
       $ev $beam --joint-weight "$joint" --out "$out_dir/dev-$head-beam-lm-joint"
+      # again in fp32: bf16 logits round differently on each CPU (AMX vs AVX512-BF16 kernels) and
+      # flip a few beam-search near-ties, fp32 ones do not; tests/test_evaluate.py re-checks these exactly
+      $ev $beam --joint-weight "$joint" --precision fp32 --out "$out_dir/dev-$head-beam-lm-joint-fp32"
     ) > "$out_dir/dev-$head.log" 2>&1 &
   done
   wait
