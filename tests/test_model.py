@@ -223,6 +223,14 @@ def test_self_condition_feeds_the_inter_head_back():
     both = model(x, lengths)["phone"]
     alone = model(x[1:, :7], lengths[1:])["phone"]
     torch.testing.assert_close(both[1:, :3], alone, atol=1e-5, rtol=1e-5)
+    # in training, the top head's loss reaches the condition Linear and, through it, the inter head;
+    # without self_condition the inter head gets no gradient from the top head
+    model.train().zero_grad()
+    model(x, lengths)["phone"].sum().backward()
+    assert model.condition.weight.grad.abs().sum() > 0 and model.inter_head.weight.grad.abs().sum() > 0
+    plain.train().zero_grad()
+    plain(x, lengths)["phone"].sum().backward()
+    assert plain.inter_head.weight.grad is None or not plain.inter_head.weight.grad.any()
     with pytest.raises(ConfigError, match="self_condition"):
         AcousticModel(ModelConfig(hidden=8, layers=3, self_condition=True))
 
