@@ -32,11 +32,17 @@ RECIPE_CONFIGS = sorted((TEST_DATA.parents[1] / "recipes").glob("*/conf/*.toml")
 
 @pytest.mark.parametrize("path", RECIPE_CONFIGS, ids=[p.stem for p in RECIPE_CONFIGS])
 def test_recipe_configs_load_and_build_their_model(path):
-    """Every shipped recipe config is a valid TrainConfig (no unknown or mistyped key) whose model builds."""
+    """Every shipped recipe config is a valid TrainConfig (no unknown or mistyped key) whose model builds
+    and maps its own features to both heads: (B, T, feature dim) -> (B, ceil(T / stack), vocabulary)."""
     config = TrainConfig.load(path)
-    model = AcousticModel(config.model)
+    model = AcousticModel(config.model).eval()
     assert config.epochs >= 1 and config.batch_seconds > 0
-    assert sum(p.numel() for p in model.parameters()) > 0
+    T, stack = 31, config.model.stack
+    with torch.no_grad():
+        out = model(torch.randn(2, T, config.model.features.dim), torch.tensor([T, T - stack]))
+    assert out["char"].shape == (2, -(-T // stack), config.model.n_chars)
+    assert out["phone"].shape == (2, -(-T // stack), config.model.n_phones)
+    assert out["lengths"].tolist() == [-(-T // stack), -(-(T - stack) // stack)]
 
 
 @pytest.mark.slow
