@@ -155,6 +155,25 @@ def test_dev_every_scores_dev_on_its_epochs_and_the_last(tmp_path):
         TrainConfig.from_dict({"train_manifest": "", "dev_manifest": None, "out_dir": "", "dev_every": 0})
 
 
+def test_without_dev_best_pt_is_the_epoch_of_lowest_training_loss(tmp_path):
+    """No dev manifest: best.pt falls back to the training loss (lower is better), and final.pt is best.pt."""
+    cfg = TrainConfig(
+        train_manifest=str(TEST_DATA / "manifest.jsonl"), dev_manifest=None, out_dir=str(tmp_path / "exp"),
+        model=ModelConfig(hidden=16, layers=1, dropout=0.0), spec_augment=None, epochs=4, warmup_steps=2,
+        feature_workers=1, lr=0.3,  # high enough that the loss climbs again after epoch 2 (181, 93, 163, 139)
+    )
+    train(cfg, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "exp" / "log.csv")))
+    losses = [float(r["loss"]) for r in rows]
+    assert len(losses) == 4 and not any(r.get("dev_per") for r in rows)
+    lowest = 1 + losses.index(min(losses))
+    assert lowest not in (1, 4)  # neither the first epoch nor the last: saving every epoch, or only once, would fail
+    best = torch.load(tmp_path / "exp" / "best.pt", weights_only=True)
+    assert best["epoch"] == lowest
+    final = torch.load(tmp_path / "exp" / "final.pt", weights_only=True)
+    assert all(torch.equal(final["model"][k], best["model"][k]) for k in best["model"])
+
+
 def test_resume_continues_where_it_stopped(tmp_path):
     base = TrainConfig(
         train_manifest=str(TEST_DATA / "manifest.jsonl"), dev_manifest=None, out_dir=str(tmp_path / "a"),
