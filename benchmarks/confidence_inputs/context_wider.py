@@ -1,22 +1,22 @@
-exec(open(__file__.replace("context_wider", "context_inputs")).read().split("BASE = [")[0])
-for u, rs in byutt.items():
-    for k, r in enumerate(rs):
-        e = r["ev"]
-        for side, j in (("prev2", k - 2), ("next2", k + 2)):
-            for key in KEYS: e[f"{side}_{key}"] = rs[j]["ev"][key] if 0 <= j < len(rs) else 0.0
-        for key in ("seconds", "tokens"):
-            for side, j in (("prev", k - 1), ("next", k + 1)): e[f"{side}_{key}"] = rs[j]["ev"][key] if 0 <= j < len(rs) else 0.0
-for side in ("prev2", "next2"):
-    for key in KEYS:
-        C.FEATURES[f"{side}_{key}"] = (f"{side}_{key}", "logit" if key in ("posterior", "acoustic_min", "acoustic_mean", "activity") else "raw")
-for side in ("prev", "next"):
-    for key in ("seconds", "tokens"): C.FEATURES[f"{side}_{key}"] = (f"{side}_{key}", "raw")
-exec("BASE = [" + open(__file__.replace("context_wider", "context_inputs")).read().split("BASE = [")[1].split("for name, f in")[0])
-K11 = KEYS
-f0 = BASE + ctx(K11) + ["utt_words", "utt_rate"]
-print("K11 gbdt", round(cv_gb(f0), 4), flush=True)
-f1 = f0 + ctx(K11, ("prev2", "next2"))
-print("K11+pm2 lr", round(cv_lr(f1), 4), flush=True)
-f2 = f0 + ctx(("seconds", "tokens"), ("prev", "next"))
-print("K11+sec/tok lr", round(cv_lr(f2), 4), flush=True)
-print("K11+pm2 gbdt", round(cv_gb(f1), 4), flush=True)
+"""Wider context than context_inputs.py: the words two places away, the neighbours' length, and trees.
+
+    python benchmarks/confidence_inputs/context_wider.py ev.jsonl
+"""
+
+import sys
+
+from common import add_neighbours, add_utterance_means, context, cv_logistic, cv_trees, load
+from context_inputs import K11, OWN
+
+words = load(sys.argv[1])
+add_neighbours(words, K11, {"prev": -1, "next": 1})
+add_utterance_means(words, K11)
+add_neighbours(words, K11, {"prev2": -2, "next2": 2})
+add_neighbours(words, ("seconds", "tokens"), {"prev": -1, "next": 1}, kind="raw")
+f0 = OWN + context(K11) + ["utt_words", "utt_rate"]
+print("K11 gbdt", round(cv_trees(words, f0), 4), flush=True)
+f1 = f0 + context(K11, ("prev2", "next2"))
+print("K11+pm2 lr", round(cv_logistic(words, f1), 4), flush=True)
+f2 = f0 + context(("seconds", "tokens"), ("prev", "next"))
+print("K11+sec/tok lr", round(cv_logistic(words, f2), 4), flush=True)
+print("K11+pm2 gbdt", round(cv_trees(words, f1), 4), flush=True)
