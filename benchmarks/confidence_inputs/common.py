@@ -15,8 +15,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from asr.confidence import FEATURES, feature_matrix, fit_calibrator
+from asr.decode import Word, context_evidence
 
-# How a neighbour's or the utterance's copy of an input enters: probabilities as log-odds, the rest raw.
+# How a further neighbour's copy of an input enters: probabilities as log-odds, the rest raw.
 LOGIT_KEYS = ("posterior", "acoustic_min", "acoustic_mean", "activity")
 
 
@@ -44,9 +45,18 @@ def load(path: str) -> Words:
                  np.array([speakers.index(r["spk"]) % 2 for r in rows]))
 
 
-def add_neighbours(words: Words, keys: tuple[str, ...], sides: dict[str, int], kind: str | None = None) -> None:
-    """``{side}_{key}``: the evidence of the word ``sides[side]`` places away (0 beyond the ends).
-    ``kind`` overrides the transform (default: log-odds for LOGIT_KEYS, else raw)."""
+def add_context(words: Words) -> None:
+    """The context inputs the shipped calibrator takes (``prev_K``, ``next_K``, ``utt_K``, ``words``,
+    ``rate``, ``first``, ``last``: ``asr.decode.context_evidence``), added to each word's evidence."""
+    for rs in words.utterances().values():
+        spans = [Word(r["word"], r["start"], r["end"], evidence=r["ev"]) for r in rs]
+        for r, w in zip(rs, context_evidence(spans)):
+            r["ev"].update(w.evidence)
+
+
+def add_neighbours(words: Words, keys: tuple[str, ...], sides: dict[str, int]) -> None:
+    """``{side}_{key}``: the evidence of the word ``sides[side]`` places away (0 beyond the ends),
+    as log-odds for LOGIT_KEYS, else raw; for neighbours further away than the shipped ones."""
     for rs in words.utterances().values():
         for k, r in enumerate(rs):
             for side, offset in sides.items():
@@ -55,20 +65,7 @@ def add_neighbours(words: Words, keys: tuple[str, ...], sides: dict[str, int], k
                     r["ev"][f"{side}_{key}"] = rs[j]["ev"][key] if 0 <= j < len(rs) else 0.0
     for side in sides:
         for key in keys:
-            FEATURES[f"{side}_{key}"] = (f"{side}_{key}", kind or ("logit" if key in LOGIT_KEYS else "raw"))
-
-
-def add_utterance_means(words: Words, keys: tuple[str, ...]) -> None:
-    """``utt_{key}``: the utterance's mean of each key; ``utt_words`` (its word count, log) and ``utt_rate`` (words a second)."""
-    for rs in words.utterances().values():
-        seconds = max(rs[-1]["end"] - rs[0]["start"], 0.5)
-        for r in rs:
-            for key in keys:
-                r["ev"][f"utt_{key}"] = sum(x["ev"][key] for x in rs) / len(rs)
-            r["ev"]["utt_words"], r["ev"]["utt_rate"] = float(len(rs)), len(rs) / seconds
-    for key in keys:
-        FEATURES[f"utt_{key}"] = (f"utt_{key}", "logit" if key in LOGIT_KEYS else "raw")
-    FEATURES["utt_words"], FEATURES["utt_rate"] = ("utt_words", "log"), ("utt_rate", "raw")
+            FEATURES[f"{side}_{key}"] = (f"{side}_{key}", "logit" if key in LOGIT_KEYS else "raw")
 
 
 def context(keys: tuple[str, ...], sides: tuple[str, ...] = ("prev", "next", "utt")) -> list[str]:

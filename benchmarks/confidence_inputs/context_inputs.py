@@ -5,7 +5,7 @@
 
 import sys
 
-from common import add_neighbours, add_utterance_means, context, cv_logistic, cv_trees, load
+from common import add_context, context, cv_logistic, cv_trees, load
 
 OWN = ["posterior", "acoustic_min", "acoustic_mean", "activity", "speech", "speech_sq", "llr", "match", "other_match",
        "agree", "lm", "seconds", "tokens", "char_llr", "unigram", "first", "last"]
@@ -16,14 +16,13 @@ K11 = K8 + ("unigram", "acoustic_mean", "activity")
 
 def main() -> None:
     words = load(sys.argv[1])
-    add_neighbours(words, K11, {"prev": -1, "next": 1})
-    add_utterance_means(words, K11)
+    add_context(words)
     for name, features in [("K6", OWN + context(K6)), ("K8", OWN + context(K8)),
-                           ("K8+uttwr", OWN + context(K8) + ["utt_words", "utt_rate"]),
-                           ("K11+uttwr", OWN + context(K11) + ["utt_words", "utt_rate"])]:
+                           ("K8+uttwr", OWN + context(K8) + ["words", "rate"]),
+                           ("K11+uttwr", OWN + context(K11) + ["words", "rate"])]:
         for l2 in (1e-4, 1e-3):
             print(name, "lr l2", l2, round(cv_logistic(words, features, l2), 4), flush=True)
-    features = OWN + context(K8) + ["utt_words", "utt_rate"]
+    features = OWN + context(K8) + ["words", "rate"]
     print("K8+uttwr gbdt", round(cv_trees(words, features), 4), flush=True)
     print("K8+uttwr gbdt 400 0.03", round(cv_trees(words, features, max_iter=400, learning_rate=0.03), 4), flush=True)
 

@@ -5,15 +5,18 @@
 
 import sys
 
-from common import add_neighbours, add_utterance_means, context, cv_logistic, cv_trees, load
+from asr.confidence import FEATURES
+
+from common import add_context, add_neighbours, context, cv_logistic, cv_trees, load
 from context_inputs import K11, OWN
 
 words = load(sys.argv[1])
-add_neighbours(words, K11, {"prev": -1, "next": 1})
-add_utterance_means(words, K11)
+add_context(words)
 add_neighbours(words, K11, {"prev2": -2, "next2": 2})
-add_neighbours(words, ("seconds", "tokens"), {"prev": -1, "next": 1}, kind="raw")
-f0 = OWN + context(K11) + ["utt_words", "utt_rate"]
+for side in ("prev", "next"):  # the neighbours' length as this comparison took it: raw (the calibrator takes its log)
+    for key in ("seconds", "tokens"):
+        FEATURES[f"{side}_{key}"] = (f"{side}_{key}", "raw")
+f0 = OWN + context(K11) + ["words", "rate"]
 print("K11 gbdt", round(cv_trees(words, f0), 4), flush=True)
 f1 = f0 + context(K11, ("prev2", "next2"))
 print("K11+pm2 lr", round(cv_logistic(words, f1), 4), flush=True)
