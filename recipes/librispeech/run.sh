@@ -109,12 +109,13 @@ if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
   # A wide beam with few tokens per frame: in quick runs on part of dev, beam 1000 / 8 tokens
   # was several points better than torchaudio's default beam of 50. Threshold 12 and skipping
   # repeated sure-blank frames (P > 0.95) cost no WER against threshold 25 without skipping
-  # and search ~2.4x faster: benchmarks/beam_pruning.py.
+  # and search ~2.4x faster: benchmarks/beam_pruning.py. BEAM_SIZE=2000: 0.42 points fewer word errors
+  # with run 11 (results/beam-probe/), search 1.6x slower; not yet shipped (RESULTS.md).
   # Refine around the best with other grids and TUNE_TAG=-name: each run has its own folder
   # tune/HEAD-name/, and the best of all of them is taken.
   for head in ${HEADS:-char phone}; do
     OMP_NUM_THREADS=1 $asr tune --manifest "$dev_manifest" --model "$out_dir/final.pt" --lm "$lm" --heads "$head" \
-      --beam-size 1000 --beam-size-token 8 --beam-threshold ${BEAM_THRESHOLD:-12} --blank-skip ${BLANK_SKIP:-0.95} \
+      --beam-size ${BEAM_SIZE:-1000} --beam-size-token 8 --beam-threshold ${BEAM_THRESHOLD:-12} --blank-skip ${BLANK_SKIP:-0.95} \
       --lm-weights ${LM_WEIGHTS:-1.5 2.0 2.5} --word-scores ${WORD_SCORES:--0.5 0 0.5} \
       --joint-weights ${JOINT_WEIGHTS:-0 0.1 0.2 0.4} --out "$out_dir/tune/$head${TUNE_TAG:-}" \
       > "$out_dir/tune-$head${TUNE_TAG:-}.log" 2>&1 &
