@@ -2,6 +2,7 @@
 
     python benchmarks/transcribe_rtf.py --manifest data/librispeech/dev.jsonl [--model PATH] [--threads 1]
         [--workers 0 2] [--decoders greedy shipped] [--head char|phone] [--precisions fp32 bf16]
+        [--beam-sizes 1000 2000]
 
 Times ``Transcriber.transcribe`` over the manifest's files (audio decoding, resampling,
 MFCC, the RNN and the decoder included), once per setting and decoder, side by side: in
@@ -38,6 +39,8 @@ def main() -> None:
     ap.add_argument("--decoders", nargs="+", choices=["greedy", "shipped"], default=["greedy", "shipped"])
     ap.add_argument("--limit", type=int, default=None, help="first N utterances only")
     ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "auto"], default=None)
+    ap.add_argument("--beam-sizes", type=int, nargs="+", default=None,
+                    help="the shipped decoding at each of these beam sizes (default: the shipped beam)")
     args = ap.parse_args()
     utts = read_manifest(args.manifest)[: args.limit]
     paths = [u.audio for u in utts]
@@ -48,8 +51,13 @@ def main() -> None:
     settings = [(t, 0) for t in args.threads if 0 in args.workers] + [(1, w) for w in args.workers if w > 0]
     for threads, workers in settings:
         torch.set_num_threads(threads)
-        for name, precision in [(n, p) for n in args.decoders for p in args.precisions or [shipped.precision]]:
+        runs = [(n, p, b) for n in args.decoders for p in args.precisions or [shipped.precision]
+                for b in ([None] if n == "greedy" else args.beam_sizes or [shipped.beam_size])]
+        for name, precision, beam in runs:
             decoding = dataclasses.replace(DecodingConfig() if name == "greedy" else shipped, precision=precision)
+            if beam is not None:
+                decoding = dataclasses.replace(decoding, beam_size=beam)
+                name = f"shipped(beam {beam})" if args.beam_sizes else name
             t0 = time.perf_counter()
             transcriber = Transcriber(args.model, head=head, decoding=decoding)
             load = time.perf_counter() - t0

@@ -110,7 +110,7 @@ if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
   # was several points better than torchaudio's default beam of 50. Threshold 12 and skipping
   # repeated sure-blank frames (P > 0.95) cost no WER against threshold 25 without skipping
   # and search ~2.4x faster: benchmarks/beam_pruning.py. BEAM_SIZE=2000: 0.42 points fewer word errors
-  # with run 11 (results/beam-probe/), search 1.6x slower; not yet shipped (RESULTS.md).
+  # with run 11 (results/beam-probe/), one-core RTF 0.0182 against 0.0139; not yet shipped (RESULTS.md).
   # Refine around the best with other grids and TUNE_TAG=-name: each run has its own folder
   # tune/HEAD-name/, and the best of all of them is taken.
   for head in ${HEADS:-char phone}; do
