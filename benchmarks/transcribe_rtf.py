@@ -48,16 +48,19 @@ def main() -> None:
     shipped_head, shipped = shipped_decoding()
     head = args.head or shipped_head
     print(f"shipped decoding: head={shipped_head} {shipped}")
+    runs = []  # (label, decoding): each decoder at each precision, the shipped one at each beam size
+    for name in args.decoders:
+        for precision in args.precisions or [shipped.precision]:
+            if name == "greedy":
+                runs.append((name, dataclasses.replace(DecodingConfig(), precision=precision)))
+                continue
+            for beam in args.beam_sizes or [shipped.beam_size]:
+                label = f"shipped(beam {beam})" if args.beam_sizes else name
+                runs.append((label, dataclasses.replace(shipped, precision=precision, beam_size=beam)))
     settings = [(t, 0) for t in args.threads if 0 in args.workers] + [(1, w) for w in args.workers if w > 0]
     for threads, workers in settings:
         torch.set_num_threads(threads)
-        runs = [(n, p, b) for n in args.decoders for p in args.precisions or [shipped.precision]
-                for b in ([None] if n == "greedy" else args.beam_sizes or [shipped.beam_size])]
-        for name, precision, beam in runs:
-            decoding = dataclasses.replace(DecodingConfig() if name == "greedy" else shipped, precision=precision)
-            if beam is not None:
-                decoding = dataclasses.replace(decoding, beam_size=beam)
-                name = f"shipped(beam {beam})" if args.beam_sizes else name
+        for name, decoding in runs:
             t0 = time.perf_counter()
             transcriber = Transcriber(args.model, head=head, decoding=decoding)
             load = time.perf_counter() - t0
@@ -70,7 +73,7 @@ def main() -> None:
             audio = sum(t.duration for t in results)
             score = wer([ref[t.path] for t in results], [t.text for t in results])
             where = f"workers={workers}" if workers else f"threads={threads}"
-            print(f"{where} head={head} decoder={name} precision={precision}: {len(paths)} files, {audio:.0f} s audio in "
+            print(f"{where} head={head} decoder={name} precision={decoding.precision}: {len(paths)} files, {audio:.0f} s audio in "
                   f"{wall:.1f} s -> RTF {wall / audio:.4f} ({audio / wall:.0f}x real time), WER {score:.1%}; "
                   f"model+decoder load {load:.2f} s not counted")
 

@@ -85,7 +85,7 @@ if [ "$start" -le 2 ] && [ "$stop" -ge 2 ]; then
     torchrun $TORCHRUN -m asr train "$config" --resume --quiet
   else
     # TRAIN_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 (apt install libjemalloc2): run 8's
-    # training process slowed as it aged, with glibc's malloc in its profile (RESULTS.md); runs 9 and 10 used jemalloc and did not slow down
+    # training process slowed as it aged, with glibc's malloc in its profile (RESULTS.md); runs 9, 10 and 11 used jemalloc and did not slow down
     LD_PRELOAD=${TRAIN_PRELOAD:-${LD_PRELOAD:-}} $asr train "$config" --resume
   fi
 fi
