@@ -196,6 +196,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     systems = summary.get("systems", {names[0]: summary})
     for name, s in systems.items():
         print(f"{name}: WER {s['wer']:.2%} CER {s['cer']:.2%} on {s['utterances']} utterances")
+    for name, c in summary.get("comparisons", {}).items():
+        print(f"{name} - {c['against']}: WER {100 * c['difference']:+.2f} points, 95 % interval "
+              f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] (paired bootstrap, {c['utterances']} utterances); "
+              f"{name} better in {c['b_better']:.1%} of resamples")
     print(f"report: {args.out}/report.html")
     return 0
 

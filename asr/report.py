@@ -5,6 +5,8 @@ Input is per-utterance records ``{"id", "ref", "hyp"}`` (optionally ``speaker``,
 other recogniser. Output, in one folder:
 ``summary.json``, ``errs.txt`` (icefall style), ``report.md`` with PNG plots beside it,
 and ``report.html`` with the same plots embedded so that it opens offline as one file.
+Several systems are compared with the first utterance by utterance, and by a paired bootstrap
+(``metrics.paired_bootstrap``) for whether a WER gap is more than noise.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import collections
 import html
 import io
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ import jiwer
 
 from .io import atomic_write_text, read_jsonl
 from .errors import UserError
-from .metrics import calibration_bins, char_errors, expected_calibration_error, roc_auc
+from .metrics import PairedBootstrap, calibration_bins, char_errors, expected_calibration_error, paired_bootstrap, roc_auc
 
 DURATION_BUCKETS = (0, 5, 10, 15, 20, 30, float("inf"))  # seconds
 
@@ -185,6 +188,17 @@ def errs_text(name: str, summary: dict[str, Any], aligned: list[Aligned]) -> str
 # Plots
 
 
+def compare(base: list[Aligned], other: list[Aligned], samples: int = 10_000) -> PairedBootstrap | None:
+    """Paired bootstrap of ``other`` against ``base`` over the utterances (by id) both decoded;
+    None when they share none or those have no reference words."""
+    by_id = {a.id: a for a in base}
+    pairs = [(by_id[a.id], a) for a in other if a.id in by_id]
+    if not pairs or not sum(b.ref_words for b, _ in pairs):
+        return None
+    return paired_bootstrap([b.errors for b, _ in pairs], [a.errors for _, a in pairs],
+                            [b.ref_words for b, _ in pairs], samples=samples)
+
+
 def _figure_png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -294,13 +308,16 @@ def write_report(out_dir: str | Path, systems: dict[str, list[dict[str, Any]]], 
     for name, (summary, aligned) in analysed.items():
         fname = "errs.txt" if len(systems) == 1 else f"errs-{_safe(name)}.txt"
         atomic_write_text(out_dir / fname, errs_text(name, summary, aligned))
-    summary_out = summaries[names[0]] if len(systems) == 1 else {"systems": summaries}
+    comparisons = {n: compare(analysed[names[0]][1], analysed[n][1]) for n in names[1:]}
+    summary_out = summaries[names[0]] if len(systems) == 1 else {
+        "systems": summaries,
+        "comparisons": {n: {"against": names[0], **dataclasses.asdict(c)} for n, c in comparisons.items() if c}}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary_out, indent=2) + "\n")
 
     pngs = {**_plots(analysed, systems), **(pictures or {})}
     for fname, data in pngs.items():
         (out_dir / fname).write_bytes(data)
-    md = _markdown(names, summaries, analysed, pngs, worst)
+    md = _markdown(names, summaries, analysed, pngs, worst, comparisons)
     atomic_write_text(out_dir / "report.md", md)
     atomic_write_text(out_dir / "report.html", _html(md, pngs))
     return summary_out
@@ -314,7 +331,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
 
 
-def _markdown(names, summaries, analysed, pngs, worst) -> str:
+def _markdown(names, summaries, analysed, pngs, worst, comparisons) -> str:
     out = ["# Evaluation report", "", "| system | WER % | CER % | sub | del | ins | ref words | utterances | SER % |",
            "|---|---|---|---|---|---|---|---|---|"]
     for n in names:
@@ -357,8 +374,14 @@ def _markdown(names, summaries, analysed, pngs, worst) -> str:
             diffs.sort(key=lambda d: (d[0], d[1]))
             out += ["", f"## Per utterance: {n} against {base}", "",
                     f"{sum(d[0] < 0 for d in diffs)} utterances better, {sum(d[0] > 0 for d in diffs)} worse, "
-                    f"{len(base_al) - len(diffs)} with the same number of errors.", "",
-                    f"| id | errors {base} | errors {n} | {base} | {n} |", "|---|---|---|---|---|"]
+                    f"{len(base_al) - len(diffs)} with the same number of errors.", ""]
+            c = comparisons.get(n)
+            if c:
+                out += [f"Paired bootstrap over the {c.utterances} utterances both systems decoded ({c.samples} "
+                        f"resamples, Bisani & Ney 2004): WER {n} − {base} = {100 * c.difference:+.2f} points, "
+                        f"95 % interval [{100 * c.low:+.2f}, {100 * c.high:+.2f}]; {n} makes fewer word errors in "
+                        f"{100 * c.b_better:.1f} % of the resamples.", ""]
+            out += [f"| id | errors {base} | errors {n} | {base} | {n} |", "|---|---|---|---|---|"]
             for delta, uid, b, a in diffs[:15] + diffs[-15:] if len(diffs) > 30 else diffs:
                 out.append(f"| {uid} | {b.errors} | {a.errors} | {alignment_text(b.pairs)} | {alignment_text(a.pairs)} |")
     if "confidence.png" in pngs:

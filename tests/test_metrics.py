@@ -2,7 +2,8 @@ import math
 
 import pytest
 
-from asr.metrics import ErrorCounts, cer, char_errors, score_heads, token_errors, wer, word_errors
+from asr.metrics import (ErrorCounts, cer, char_errors, paired_bootstrap, score_heads, token_errors, wer,
+                         word_errors)
 
 
 def test_word_errors_counts():
@@ -65,3 +66,27 @@ def test_words_right_follows_the_wer_alignment():
 
     assert words_right("a b c", ["a", "x", "c", "d"]) == [True, False, True, False]
     assert words_right("a b c", []) == [] and words_right("", ["a"]) == [False]
+
+
+def test_paired_bootstrap_by_hand():
+    # utterance 0: a makes 2 errors of 4 words, b none; utterance 1: both perfect. A resample of
+    # two utterances leaves b no better only when it draws utterance 1 twice: 1 time in 4.
+    pb = paired_bootstrap([2, 0], [0, 0], [4, 4], samples=20_000)
+    assert pb.difference == -0.25 and pb.utterances == 2 and pb.samples == 20_000
+    assert pb.b_better == pytest.approx(0.75, abs=0.01)
+    assert pb.low == -0.5 and pb.high == 0.0  # the extreme resamples: utterance 0 twice, utterance 1 twice
+    assert paired_bootstrap([2, 0], [0, 0], [4, 4], samples=20_000) == pb  # seeded: same figures again
+
+
+def test_paired_bootstrap_same_and_always_better_systems():
+    same = paired_bootstrap([3, 1, 0, 2], [3, 1, 0, 2], [10, 5, 4, 8])
+    assert (same.difference, same.low, same.high, same.b_better) == (0.0, 0.0, 0.0, 0.0)
+    better = paired_bootstrap([3, 1, 1, 2], [2, 0, 0, 1], [10, 5, 4, 8])
+    assert better.b_better == 1.0 and better.high < 0 and better.difference == pytest.approx(-4 / 27)
+
+
+def test_paired_bootstrap_needs_the_same_utterances():
+    with pytest.raises(ValueError, match="same utterances"):
+        paired_bootstrap([1, 2], [1], [3, 3])
+    with pytest.raises(ValueError, match="no words"):
+        paired_bootstrap([0], [0], [0])

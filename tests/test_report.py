@@ -59,6 +59,11 @@ def test_report_files_html_parses_with_embedded_plots(tmp_path):
     assert all(src.startswith("data:image/png;base64,") for src in parser.imgs)  # self-contained
     md = (tmp_path / "report.md").read_text()
     assert "## Per utterance: peer against ours" in md and "2 utterances better, 1 worse" in md
+    c = summary["comparisons"]["peer"]  # peer makes 1 error where ours makes 3, on the same 3 utterances
+    assert c["against"] == "ours" and c["utterances"] == 3 and c["difference"] == pytest.approx(1 / 11 - 3 / 11)
+    assert 0 < c["b_better"] < 1 and c["low"] < c["difference"] < c["high"]
+    assert (f"WER peer − ours = {100 * c['difference']:+.2f} points, 95 % interval [{100 * c['low']:+.2f}, "
+            f"{100 * c['high']:+.2f}]; peer makes fewer word errors in {100 * c['b_better']:.1f} % of the resamples") in md
     errs = (tmp_path / "errs-ours.txt").read_text().splitlines()
     assert errs[0].startswith("%WER 27.27% [ 3 / 11, 0 ins, 1 del, 2 sub ]")
     assert "a-1:\tthe (cat->bat) sat (on->*) the mat" in errs
@@ -78,6 +83,7 @@ def test_report_cli(tmp_path):
                         tmp_path / "peer" / "results.jsonl", "--out", tmp_path / "rep"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "ours: WER 9.09%" in r.stdout and "peer: WER 100.00%" in r.stdout
+    assert "peer - ours: WER +90.91 points" in r.stdout and "peer better in 0.0% of resamples" in r.stdout
 
 
 def test_word_confidences_give_auc_ece_and_a_plot(tmp_path):

@@ -109,17 +109,19 @@ fi
 if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
   echo "stage 5: grid-search beam decoding on $dev_manifest -> $out_dir/tune (one process per head)"
   # A wide beam with few tokens per frame: in quick runs on part of dev, beam 1000 / 8 tokens
-  # was several points better than torchaudio's default beam of 50. Threshold 12 and skipping
-  # repeated sure-blank frames (P > 0.95) cost no WER against threshold 25 without skipping
-  # and search ~2.4x faster: benchmarks/beam_pruning.py. BEAM_SIZE=2000: 0.42 points fewer word errors
-  # with run 11 (results/beam-probe/), one-core RTF 0.0182 against 0.0139; not yet shipped (RESULTS.md).
+  # was several points better than torchaudio's default beam of 50, and with run 11 beam 2000
+  # was 0.42 points better than 1000 (results/beam-probe/) at a one-core RTF of 0.018, under
+  # the 0.02 target; 12 or 16 tokens, or threshold 16, gave ~0.1 more but would pass it.
+  # Threshold 12 and skipping repeated sure-blank frames (P > 0.95) cost no WER against
+  # threshold 25 without skipping and search ~2.4x faster: benchmarks/beam_pruning.py.
+  # The default grid holds run 11's optima (phone 2.25 / -0.75 / 0.1, char 2.25 / -0.5 / 0.2).
   # Refine around the best with other grids and TUNE_TAG=-name: each run has its own folder
   # tune/HEAD-name/, and the best of all of them is taken.
   for head in ${HEADS:-char phone}; do
     OMP_NUM_THREADS=1 $asr tune --manifest "$dev_manifest" --model "$out_dir/final.pt" --lm "$lm" --heads "$head" \
-      --beam-size ${BEAM_SIZE:-1000} --beam-size-token 8 --beam-threshold ${BEAM_THRESHOLD:-12} --blank-skip ${BLANK_SKIP:-0.95} \
-      --lm-weights ${LM_WEIGHTS:-1.5 2.0 2.5} --word-scores ${WORD_SCORES:--0.5 0 0.5} \
-      --joint-weights ${JOINT_WEIGHTS:-0 0.1 0.2 0.4} --out "$out_dir/tune/$head${TUNE_TAG:-}" \
+      --beam-size ${BEAM_SIZE:-2000} --beam-size-token 8 --beam-threshold ${BEAM_THRESHOLD:-12} --blank-skip ${BLANK_SKIP:-0.95} \
+      --lm-weights ${LM_WEIGHTS:-2.0 2.25 2.5} --word-scores ${WORD_SCORES:--1.0 -0.75 -0.5} \
+      --joint-weights ${JOINT_WEIGHTS:-0 0.1 0.2} --out "$out_dir/tune/$head${TUNE_TAG:-}" \
       > "$out_dir/tune-$head${TUNE_TAG:-}.log" 2>&1 &
   done
   wait
