@@ -1,6 +1,7 @@
 """Peak memory and speed transcribing one long recording (default: one hour).
 
     python benchmarks/long_audio_memory.py --manifest data/librispeech/dev.jsonl --minutes 60 [--workers N]
+        [--transcribe-args "--beam-size 1000"]
 
 Builds a FLAC file of the given length by joining the manifest's utterances (with 0.5 s
 of silence between them), then runs `asr transcribe` on it in a child process (with its
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -58,6 +60,8 @@ def main() -> None:
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--workers", type=int, help="asr transcribe --workers (default: its own, one per core)")
+    ap.add_argument("--transcribe-args", default="",
+                    help="more `asr transcribe` options, one string (e.g. \"--beam-size 1000 --lm other.arpa.gz\")")
     args = ap.parse_args()
     target = int(args.minutes * 60 * 16000)
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,6 +78,7 @@ def main() -> None:
         command = [sys.executable, "-m", "asr.cli", "transcribe", str(path), "--quiet"]
         if args.workers is not None:
             command += ["--workers", str(args.workers)]
+        command += shlex.split(args.transcribe_args)
         start = time.perf_counter()
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             proc = subprocess.Popen(command, stdout=out, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -88,7 +93,7 @@ def main() -> None:
             words = len(out.read().split())
         max_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"{written / 16000 / 60:.1f} min recording, workers: {args.workers if args.workers is not None else 'default'}"
-              f": {words} words, peak memory {peak_pss / 1024:.0f} MB (PSS summed over the process tree), "
+              f"{' ' + args.transcribe_args if args.transcribe_args else ''}: {words} words, peak memory {peak_pss / 1024:.0f} MB (PSS summed over the process tree), "
               f"largest process {max_rss:.0f} MB RSS, wall {wall:.1f} s (model load included), "
               f"RTF {wall / (written / 16000):.4f}")
 
