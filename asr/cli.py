@@ -184,7 +184,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import load_results, write_report
+    from .report import comparison_text, load_results, write_report
 
     names = args.name or [Path(p).parent.name if Path(p).name == "results.jsonl" else Path(p).stem for p in args.results]
     if len(names) != len(args.results):
@@ -197,9 +197,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name, s in systems.items():
         print(f"{name}: WER {s['wer']:.2%} CER {s['cer']:.2%} on {s['utterances']} utterances")
     for name, c in summary.get("comparisons", {}).items():
-        print(f"{name} - {c['against']}: WER {100 * c['difference']:+.2f} points, 95 % interval "
-              f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] (paired bootstrap, {c['utterances']} utterances); "
-              f"{name} better in {c['b_better']:.1%} of resamples")
+        print(comparison_text(name, c))
     print(f"report: {args.out}/report.html")
     return 0
 

@@ -15,9 +15,8 @@ import base64
 import collections
 import html
 import io
-import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,10 +183,6 @@ def errs_text(name: str, summary: dict[str, Any], aligned: list[Aligned]) -> str
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------------------------------------
-# Plots
-
-
 def compare(base: list[Aligned], other: list[Aligned], samples: int = 10_000) -> PairedBootstrap | None:
     """Paired bootstrap of ``other`` against ``base`` over the utterances (by id) both decoded;
     None when they share none or those have no reference words."""
@@ -197,6 +192,18 @@ def compare(base: list[Aligned], other: list[Aligned], samples: int = 10_000) ->
         return None
     return paired_bootstrap([b.errors for b, _ in pairs], [a.errors for _, a in pairs],
                             [b.ref_words for b, _ in pairs], samples=samples)
+
+
+def comparison_text(name: str, c: dict[str, Any]) -> str:
+    """One line for a ``comparisons`` entry of summary.json: the bootstrap of ``name`` against
+    ``c["against"]``, as the report, ``asr report`` and the benchmarks print it."""
+    return (f"WER {name} − {c['against']} = {100 * c['difference']:+.2f} points, 95 % interval "
+            f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] (paired bootstrap over {c['utterances']} utterances, "
+            f"{c['samples']} resamples); {name} makes fewer word errors in {100 * c['b_better']:.1f} % of the resamples")
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots
 
 
 def _figure_png(fig) -> bytes:
@@ -308,10 +315,9 @@ def write_report(out_dir: str | Path, systems: dict[str, list[dict[str, Any]]], 
     for name, (summary, aligned) in analysed.items():
         fname = "errs.txt" if len(systems) == 1 else f"errs-{_safe(name)}.txt"
         atomic_write_text(out_dir / fname, errs_text(name, summary, aligned))
-    comparisons = {n: compare(analysed[names[0]][1], analysed[n][1]) for n in names[1:]}
-    summary_out = summaries[names[0]] if len(systems) == 1 else {
-        "systems": summaries,
-        "comparisons": {n: {"against": names[0], **dataclasses.asdict(c)} for n, c in comparisons.items() if c}}
+    compared = {n: compare(analysed[names[0]][1], analysed[n][1]) for n in names[1:]}
+    comparisons = {n: {"against": names[0], **asdict(c)} for n, c in compared.items() if c}
+    summary_out = summaries[names[0]] if len(systems) == 1 else {"systems": summaries, "comparisons": comparisons}
     atomic_write_text(out_dir / "summary.json", json.dumps(summary_out, indent=2) + "\n")
 
     pngs = {**_plots(analysed, systems), **(pictures or {})}
@@ -375,12 +381,8 @@ def _markdown(names, summaries, analysed, pngs, worst, comparisons) -> str:
             out += ["", f"## Per utterance: {n} against {base}", "",
                     f"{sum(d[0] < 0 for d in diffs)} utterances better, {sum(d[0] > 0 for d in diffs)} worse, "
                     f"{len(base_al) - len(diffs)} with the same number of errors.", ""]
-            c = comparisons.get(n)
-            if c:
-                out += [f"Paired bootstrap over the {c.utterances} utterances both systems decoded ({c.samples} "
-                        f"resamples, Bisani & Ney 2004): WER {n} − {base} = {100 * c.difference:+.2f} points, "
-                        f"95 % interval [{100 * c.low:+.2f}, {100 * c.high:+.2f}]; {n} makes fewer word errors in "
-                        f"{100 * c.b_better:.1f} % of the resamples.", ""]
+            if n in comparisons:  # Bisani & Ney 2004, over the utterances both systems decoded
+                out += [comparison_text(n, comparisons[n]) + ".", ""]
             out += [f"| id | errors {base} | errors {n} | {base} | {n} |", "|---|---|---|---|---|"]
             for delta, uid, b, a in diffs[:15] + diffs[-15:] if len(diffs) > 30 else diffs:
                 out.append(f"| {uid} | {b.errors} | {a.errors} | {alignment_text(b.pairs)} | {alignment_text(a.pairs)} |")

@@ -21,7 +21,7 @@ import torch
 
 from asr.data import read_manifest
 from asr.decode import shipped_decoding
-from asr.report import write_report
+from asr.report import comparison_text, write_report
 from asr.transcribe import Transcriber, default_workers
 from batch_transcribe import pocketsphinx_parallel, pocketsphinx_transcribe
 
@@ -67,9 +67,7 @@ def main() -> None:
         print(f"{name:13s} WER {s['wer']:.2%}  CER {s['cer']:.2%}  (sub {s['substitutions']}, del {s['deletions']}, "
               f"ins {s['insertions']} of {s['reference_words']} words)  RTF {rtf[name]:.4f} on {args.cores} core(s)")
     for name, c in summary["comparisons"].items():  # pocketsphinx against asr, the first system
-        print(f"{name} - {c['against']}: WER {100 * c['difference']:+.2f} points, 95 % interval "
-              f"[{100 * c['low']:+.2f}, {100 * c['high']:+.2f}] (paired bootstrap over {c['utterances']} files); "
-              f"{c['against']} makes fewer word errors in {1 - c['b_better']:.1%} of resamples")
+        print(comparison_text(name, c))
     print(f"report: {out / 'report' / 'report.html'}")
 
 

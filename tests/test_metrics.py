@@ -78,6 +78,16 @@ def test_paired_bootstrap_by_hand():
     assert paired_bootstrap([2, 0], [0, 0], [4, 4], samples=20_000) == pb  # seeded: same figures again
 
 
+def test_paired_bootstrap_interval_is_the_central_95_percent():
+    # Only utterance 0 differs (3 errors of 3 words against none). A resample of three holds it
+    # k times, k ~ Binomial(3, 1/3), with difference -k/3: all three times (-1.0) in 1/27 = 3.7 %
+    # of the resamples, more than the 2.5 % tail, so the interval reaches -1.0 (a 10 % tail
+    # would stop at -2/3); no draw of it (0.0) in 8/27.
+    pb = paired_bootstrap([3, 0, 0], [0, 0, 0], [3, 3, 3], samples=20_000)
+    assert pb.low == -1.0 and pb.high == 0.0 and pb.difference == pytest.approx(-1 / 3)
+    assert pb.b_better == pytest.approx(19 / 27, abs=0.01)
+
+
 def test_paired_bootstrap_same_and_always_better_systems():
     same = paired_bootstrap([3, 1, 0, 2], [3, 1, 0, 2], [10, 5, 4, 8])
     assert (same.difference, same.low, same.high, same.b_better) == (0.0, 0.0, 0.0, 0.0)

@@ -63,10 +63,22 @@ def test_report_files_html_parses_with_embedded_plots(tmp_path):
     assert c["against"] == "ours" and c["utterances"] == 3 and c["difference"] == pytest.approx(1 / 11 - 3 / 11)
     assert 0 < c["b_better"] < 1 and c["low"] < c["difference"] < c["high"]
     assert (f"WER peer − ours = {100 * c['difference']:+.2f} points, 95 % interval [{100 * c['low']:+.2f}, "
-            f"{100 * c['high']:+.2f}]; peer makes fewer word errors in {100 * c['b_better']:.1f} % of the resamples") in md
+            f"{100 * c['high']:+.2f}] (paired bootstrap over 3 utterances, 10000 resamples); peer makes fewer word "
+            f"errors in {100 * c['b_better']:.1f} % of the resamples.") in md
     errs = (tmp_path / "errs-ours.txt").read_text().splitlines()
     assert errs[0].startswith("%WER 27.27% [ 3 / 11, 0 ins, 1 del, 2 sub ]")
     assert "a-1:\tthe (cat->bat) sat (on->*) the mat" in errs
+
+
+def test_compare_pairs_utterances_by_id():
+    from asr.report import compare
+
+    _, ours = analyse(_records(["the bat sat the mat", "hello world", "one three three"]))  # 2, 0, 1 errors
+    _, peer = analyse(_records(["the cat sat on the mat", "hello", "one two three"]))  # 0, 1, 0 errors
+    extra = analyse([{"id": "c-1", "ref": "only here", "hyp": ""}])[1]
+    c = compare(ours, list(reversed(peer[1:])) + extra)  # other order, a-1 missing, c-1 not in ours
+    assert c.utterances == 2 and c.difference == pytest.approx((1 - 1) / 5)  # a-2 and b-1: 1 error each
+    assert compare(ours, extra) is None
 
 
 def test_bad_results_file(tmp_path):
@@ -83,7 +95,7 @@ def test_report_cli(tmp_path):
                         tmp_path / "peer" / "results.jsonl", "--out", tmp_path / "rep"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "ours: WER 9.09%" in r.stdout and "peer: WER 100.00%" in r.stdout
-    assert "peer - ours: WER +90.91 points" in r.stdout and "peer better in 0.0% of resamples" in r.stdout
+    assert "WER peer − ours = +90.91 points" in r.stdout and "peer makes fewer word errors in 0.0 % of" in r.stdout
 
 
 def test_word_confidences_give_auc_ece_and_a_plot(tmp_path):
