@@ -23,18 +23,29 @@ def _sample_manifest() -> str:
     return str(resources.files("asr") / "assets" / "samples" / "manifest.jsonl")
 
 
-def _decoding(args: argparse.Namespace):
-    """(head, DecodingConfig): the shipped defaults (tuned on dev), with what the options override."""
-    from .decode import resolve_decoding
+DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "precision", "beam_size", "beam_threshold", "blank_skip",
+                    "lm_weight", "word_score", "joint_weight")
 
-    return resolve_decoding(args.head, args.decoder, lm=args.lm, lexicon_free=args.lexicon_free or None,
-                            calibration=args.calibration, precision=args.precision,
-                            **{k: getattr(args, k) for k in ("beam_size", "beam_threshold", "blank_skip", "lm_weight",
-                                                             "word_score", "joint_weight")})
+
+def _bundle(args: argparse.Namespace):
+    """The :class:`asr.bundle.Bundle` to decode with: ``--bundle`` (default: the shipped one) or a
+    bare ``--model`` checkpoint (greedy, said on stderr), with what the decoding options override."""
+    from .bundle import resolve
+
+    return resolve(args.bundle, args.model, args.lexicon, warn=lambda m: print(m, file=sys.stderr),
+                   lexicon_free=args.lexicon_free or None, **{k: getattr(args, k) for k in DECODING_OPTIONS})
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--bundle", metavar="DIR", help="bundle folder: model with its lexicon, LM, tuned decoding and "
+                                                   "calibrator (default: the one shipped with asr; `asr bundle` makes one)")
+    g.add_argument("--model", metavar="CKPT", help="a bare checkpoint instead of a bundle: decoded greedily with its "
+                                                   "char head unless decoding options say otherwise")
 
 
 def _add_decoding_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("decoding (defaults: the shipped setting, tuned on dev; see `asr tune`)")
+    g = p.add_argument_group("decoding (defaults: the bundle's, tuned on its dev set; see `asr tune`)")
     g.add_argument("--head", choices=["char", "phone"], help="which CTC head gives the words")
     g.add_argument("--decoder", choices=["greedy", "beam"], help="best path, or beam search with lexicon + LM")
     g.add_argument("--lm", help="ARPA/KenLM word LM for --decoder beam (see `asr lm build`), or 'none'")
@@ -52,7 +63,7 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=["fp32", "bf16", "auto"],
                    help="the acoustic model's arithmetic (auto: bf16 where the CPU/GPU has it natively)")
     g.add_argument("--calibration", metavar="JSON",
-                   help="word-confidence calibrator from `asr calibrate` (default: the shipped one), or 'none'")
+                   help="word-confidence calibrator from `asr calibrate` (default: the bundle's), or 'none'")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -93,16 +104,19 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from .transcribe import Transcriber, expand_inputs, format_transcript, transcribe_to_dir
 
+    from .transcribe import select_shard
+
     paths = expand_inputs(args.inputs)
     if not paths:
         print("error: no audio files found in the given inputs", file=sys.stderr)
         return 2
-    head, decoding = _decoding(args)
-    transcriber = Transcriber(args.model, head=head, lexicon=args.lexicon, decoding=decoding)
-    workers = _workers(args)
     if not 0.0 <= args.min_confidence <= 1.0:
         print(f"error: --min-confidence must lie in [0, 1], not {args.min_confidence}", file=sys.stderr)
         return 2
+    if args.shard:
+        paths = select_shard(paths, args.shard)
+    transcriber = Transcriber(_bundle(args))
+    workers = _workers(args)
     if args.out:
         formats = [f for f in args.format.split(",") if f]
         count, failed = transcribe_to_dir(transcriber, paths, args.out, formats, workers,
@@ -112,7 +126,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         return 1 if failed else 0
     failed = 0
     show = not args.quiet and len(paths) > 1 and sys.stderr.isatty()  # a bar would break one-line errors in logs
-    for t in transcriber.transcribe(paths, workers=workers, progress=show, in_order=True):
+    for t in transcriber.transcribe_files(paths, workers=workers, progress=show, in_order=True):
         if t.error:
             failed += 1
             print(f"error: {t.error}", file=sys.stderr)
@@ -130,9 +144,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
-    head, decoding = _decoding(args)
-    summary = evaluate(args.manifest or _sample_manifest(), args.out, args.model, head, args.lexicon,
-                       workers=_workers(args), progress=not args.quiet, decoding=decoding)
+    summary = evaluate(args.manifest or _sample_manifest(), args.out, _bundle(args), workers=_workers(args),
+                       progress=not args.quiet)
     keys = ("wer", "cer", "per", "wer_char", "wer_phone", "per_utterances", "oov_rate", "boundary_error_s", "boundary_words",
             "utterances", "audio_seconds", "seconds")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
@@ -145,41 +158,74 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
+def _with_tuned(bundle, path: str | None, precision: str | None):
+    """``bundle`` with the head and decoding of ``asr tune``'s best.json at ``path`` (if given), and its dev figures."""
+    from .bundle import read_tuned
+
+    if not path:
+        return bundle, {}
+    head, decoding, record = read_tuned(path)
+    if precision:  # e.g. calibrate the evidence of the arithmetic that will ship (bf16 moves it a little)
+        decoding = dataclasses.replace(decoding, precision=precision)
+    return dataclasses.replace(bundle, head=head, decoding=decoding), record
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .bundle import write_bundle
     from .evaluate import calibrate
 
-    head, decoding = _decoding(args)
-    if args.decoding:  # e.g. `asr tune`'s best.json: {"head": ..., "decoding": {DecodingConfig fields}}
-        from .decode import DecodingConfig
-
-        try:
-            tuned = json.loads(Path(args.decoding).read_text(encoding="utf-8"))
-            head, decoding = tuned["head"], DecodingConfig(**tuned["decoding"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            print(f"error: {args.decoding}: not a decoding as `asr tune` writes it ({type(e).__name__}: {e})",
-                  file=sys.stderr)
-            return 2
-        if args.precision:  # calibrate the evidence of the arithmetic that will ship (bf16 moves it a little)
-            decoding = dataclasses.replace(decoding, precision=args.precision)
-    summary = calibrate(args.manifest, args.out, decoding, head, args.model, args.lexicon, workers=_workers(args),
+    bundle, _ = _with_tuned(_bundle(args), args.decoding, args.precision)
+    summary = calibrate(args.manifest, args.out, bundle, workers=_workers(args),
                         log=lambda line: print(line, file=sys.stderr))
     print(json.dumps({k: v for k, v in summary.items() if k != "calibrator"}, indent=2))
     print(f"calibrator: {args.out}/calibration.json", file=sys.stderr)
+    if args.bundle:  # the bundle's decoding now has this calibrator
+        calibrated = dataclasses.replace(bundle.decoding, decoder="beam", calibration=str(Path(args.out) / "calibration.json"))
+        write_bundle(args.bundle, bundle.model, bundle.head, calibrated, bundle.lexicon,
+                     {"calibration": {k: summary[k] for k in ("manifest", "words", "auc", "ece")}})
+        print(f"{args.bundle}: decodes with this calibrator now", file=sys.stderr)
     return 0
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from .bundle import resolve, write_bundle
+    from .decode import DecodingConfig
     from .evaluate import tune_decoding
 
-    from .decode import DecodingConfig
-
-    base = DecodingConfig("beam", None if args.lm == "none" else args.lm, args.beam_size,
-                          beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
-                          blank_skip=args.blank_skip)
-    best = tune_decoding(args.manifest, args.out, base, args.model, args.lexicon, tuple(args.heads),
-                         tuple(args.lm_weights), tuple(args.word_scores), tuple(args.joint_weights), workers=_workers(args))
+    bundle = resolve(args.bundle, args.model, args.lexicon)
+    shipped = bundle.decoding if bundle.decoding.decoder == "beam" else DecodingConfig("beam")
+    if args.lm is None and shipped.lm is None and args.model:
+        print("error: give --lm (an ARPA/KenLM word LM from `asr lm build`, or 'none') to tune a bare checkpoint",
+              file=sys.stderr)
+        return 2
+    lm = shipped.lm if args.lm is None else None if args.lm == "none" else str(Path(args.lm).resolve())
+    base = dataclasses.replace(shipped, lm=lm, **{k: getattr(args, k) for k in
+                                                  ("beam_size", "beam_size_token", "beam_threshold", "blank_skip")
+                                                  if getattr(args, k) is not None})
+    best = tune_decoding(args.manifest, args.out, bundle, base, tuple(args.heads), tuple(args.lm_weights),
+                         tuple(args.word_scores), tuple(args.joint_weights), workers=_workers(args))
     print(json.dumps(best, indent=2))
     print(f"grid: {args.out}/grid.tsv", file=sys.stderr)
+    if args.bundle:  # the bundle decodes with the best setting now
+        decoding = DecodingConfig(**best["decoding"])
+        keep = best["head"] == bundle.head and decoding.lm == bundle.decoding.lm  # the calibrator still fits
+        decoding = dataclasses.replace(decoding, calibration=bundle.decoding.calibration if keep else None)
+        write_bundle(args.bundle, bundle.model, best["head"], decoding, bundle.lexicon,
+                     {"dev": {"wer": best["wer"], "manifest": best["manifest"]}})
+        print(f"{args.bundle}: decodes with this setting now" + ("" if keep or not bundle.decoding.calibration else
+              " (its calibrator was for another head or LM and is dropped: rerun `asr calibrate --bundle`)"),
+              file=sys.stderr)
+    return 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from .bundle import bundle_summary, from_checkpoint, write_bundle
+
+    bundle, record = _with_tuned(from_checkpoint(args.checkpoint, args.lexicon), args.decoding, None)
+    bundle = bundle.with_options(lexicon_free=args.lexicon_free or None, **{k: getattr(args, k) for k in DECODING_OPTIONS})
+    produced = {"dev": {"wer": record["wer"], "manifest": record.get("manifest")}} if record else {}
+    written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced)
+    print(bundle_summary(written))
     return 0
 
 
@@ -223,14 +269,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Shipped model on shipped sample audio: print each transcript beside its reference, then the scores."""
     from .evaluate import evaluate
 
-    head, decoding = _decoding(args)
-    summary = evaluate(_sample_manifest(), args.out, args.model, head, args.lexicon, decoding=decoding)
+    bundle = _bundle(args)
+    summary = evaluate(_sample_manifest(), args.out, bundle)
     for line in (Path(args.out) / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
         print(f"{r['id']}\n  ref: {r['ref']}\n  hyp: {r['hyp']}")
-    how = f"{head} head, " + ("greedy" if decoding.decoder == "greedy" else
-                              f"beam search{' + LM' if decoding.lm else ''}{' + joint' if decoding.joint_weight else ''}")
-    print(f"[{how}] WER {summary['wer']:.1%}, "
+    print(f"[{bundle.describe()}] WER {summary['wer']:.1%}, "
           f"character head CER {summary['cer']:.1%}, phone head PER {summary['per']:.1%} on {summary['utterances']} sample utterances; "
           f"details in {args.out}/")
     return 0
@@ -268,8 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="transcribe audio files, folders, @lists or manifests")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="audio file, folder (searched recursively), @list.txt (a path a line) or manifest.jsonl")
-    p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
+    _add_model_options(p)
     _add_decoding_options(p)
+    p.add_argument("--shard", metavar="K/N", help="transcribe only the Kth of N equal shares of the inputs (K = 1..N), "
+                   "e.g. one task of a Slurm array; the N shards' results.jsonl concatenated are one run's")
     p.add_argument("--out", help="folder for results.jsonl (one record per file; reruns skip what is done) "
                                  "and per-file outputs in --format")
     p.add_argument("--format", default="txt",
@@ -284,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a model on a manifest")
     p.add_argument("--manifest", help="JSONL manifest (default: the shipped sample clips)")
-    p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
+    _add_model_options(p)
     _add_decoding_options(p)
     p.add_argument("--out", required=True, help="folder for summary.json, results.jsonl and the report")
     p.add_argument("--workers", type=int, help=WORKERS + " reading audio into features (default: one per core)")
@@ -293,30 +339,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("calibrate", help="fit the word-confidence calibrator of a decoding on a dev manifest")
     p.add_argument("--manifest", required=True, help="dev JSONL manifest (never a test set)")
-    p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
+    _add_model_options(p)
     _add_decoding_options(p)
     p.add_argument("--decoding", metavar="JSON", help="head and decoding to calibrate, as `asr tune` writes them "
                                                       "(best.json); default: the shipped decoding with the options above")
-    p.add_argument("--out", required=True, help="folder for calibration.json and calibration-summary.json")
+    p.add_argument("--out", required=True, help="folder for calibration.json and calibration-summary.json "
+                                                 "(with --bundle, the bundle decodes with the new calibrator too)")
     p.add_argument("--workers", type=int, help=WORKERS + " reading audio into features (default: one per core)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("tune", help="grid-search beam decoding weights on a dev manifest (never a test set)")
     p.add_argument("--manifest", required=True, help="dev JSONL manifest")
-    p.add_argument("--lm", required=True, help="ARPA/KenLM word LM, or 'none'")
-    p.add_argument("--model", help="checkpoint (default: the model shipped with asr)")
-    p.add_argument("--lexicon", help="pronunciation lexicon (default: the shipped one)")
+    _add_model_options(p)
+    p.add_argument("--lm", help="ARPA/KenLM word LM, or 'none' (default: the bundle's)")
+    p.add_argument("--lexicon", help="pronunciation lexicon (default: the bundle's)")
     p.add_argument("--heads", nargs="+", choices=["char", "phone"], default=["char", "phone"])
     p.add_argument("--lm-weights", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0])
     p.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0])
     p.add_argument("--joint-weights", type=float, nargs="+", default=[0.0, 0.3, 0.6, 1.0])
-    p.add_argument("--beam-size", type=int, default=50)
-    p.add_argument("--beam-size-token", type=int, help="tokens tried per frame (default: all)")
-    p.add_argument("--beam-threshold", type=float, default=50.0)
-    p.add_argument("--blank-skip", type=float, metavar="P", help="see `asr transcribe --help` (default: off)")
+    p.add_argument("--beam-size", type=int, help="default: the bundle's (a bare checkpoint: 50)")
+    p.add_argument("--beam-size-token", type=int, help="tokens tried per frame (default: the bundle's; else all)")
+    p.add_argument("--beam-threshold", type=float, help="default: the bundle's (a bare checkpoint: 50)")
+    p.add_argument("--blank-skip", type=float, metavar="P", help="see `asr transcribe --help` (default: the bundle's)")
     p.add_argument("--workers", type=int, help=WORKERS + " reading audio into features (default: one per core)")
-    p.add_argument("--out", required=True, help="folder for grid.tsv and best.json")
+    p.add_argument("--out", required=True, help="folder for grid.tsv and best.json (with --bundle, the bundle "
+                                                 "decodes with the best setting too)")
     p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("bundle", help="make a bundle folder: a checkpoint with its lexicon, LM, tuned decoding and "
+                                      "calibrator, for --bundle and asr.load()")
+    p.add_argument("checkpoint", help="model checkpoint (e.g. exp/x/final.pt)")
+    p.add_argument("--decoding", metavar="JSON", help="head and decoding as `asr tune` writes them (best.json); "
+                                                      "default: greedy char head; decoding options below change it")
+    _add_decoding_options(p)
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.set_defaults(func=cmd_bundle)
 
     p = sub.add_parser("report", help="error report for results of any system (JSONL with id, ref, hyp)")
     p.add_argument("results", nargs="+", help="results JSONL files; the first is the baseline")
@@ -344,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_lm_build)
 
     p = sub.add_parser("demo", help="transcribe and score the shipped sample clips with the shipped model")
-    p.add_argument("--model")
+    _add_model_options(p)
     _add_decoding_options(p)
     p.add_argument("--out", default="asr-demo")
     p.set_defaults(func=cmd_demo)

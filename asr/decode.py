@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -131,6 +128,10 @@ class Hypothesis:
     char_words: list[Word]
     phone_words: list[Word]
     phones: list[str]  # phone head's phones, boundaries dropped
+    phone_starts: list[float] = field(default_factory=list)  # seconds: where each of ``phones`` begins
+    # A known transcript's words where the decoded head places them (CTC forced alignment), when
+    # `recognize` was given references; None if it cannot be aligned (see `align_words`).
+    reference_words: list[Word] | None = None
 
     def words(self, head: str = "char") -> list[Word]:
         if head not in ("char", "phone"):
@@ -154,7 +155,8 @@ def _greedy_both_heads(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_sec
         chars = best_path(out["char"][b], n)
         phones = best_path(out["phone"][b], n)
         pwords = phone_words(phones, frame_seconds, lexicon) if phone_words_too else []
-        hyps.append(Hypothesis(char_words(chars, frame_seconds), pwords, phones_of(phones)))
+        hyps.append(Hypothesis(char_words(chars, frame_seconds), pwords, phones_of(phones),
+                               [_sec(t.start, frame_seconds) for t in phones if t.id != PHONE_VOCAB.boundary]))
         paths.append({"char": chars, "phone": phones})
     return hyps, paths
 
@@ -183,12 +185,21 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
 
 def recognize(model: AcousticModel, feats: list[torch.Tensor], lexicon: Lexicon,
               batch_frames: int = 24000, phone_words_too: bool = True,
-              beam: "BeamDecoder | None" = None, precision: str = "fp32") -> list[Hypothesis]:
+              beam: "BeamDecoder | None" = None, precision: str = "fp32",
+              references: list[list[str] | None] | None = None, reference_head: str = "char") -> list[Hypothesis]:
     """Hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order
-    (see :func:`decode_batch`; the model runs in :func:`asr.model.forward_batches`, in ``precision``)."""
+    (see :func:`decode_batch`; the model runs in :func:`asr.model.forward_batches`, in ``precision``).
+
+    With ``references`` (words of a known transcript per matrix, or ``None``), each hypothesis
+    also gets ``reference_words``: those words forced-aligned on ``reference_head``'s output
+    (:func:`align_words`), to measure how far the decoded word times are from them."""
     results: list[Hypothesis | None] = [None] * len(feats)
     for idx, out in forward_batches(model, feats, batch_frames, precision):
-        for i, h in zip(idx, decode_batch(out, lexicon, model.config.frame_seconds, phone_words_too, beam)):
+        for b, (i, h) in enumerate(zip(idx, decode_batch(out, lexicon, model.config.frame_seconds,
+                                                          phone_words_too, beam))):
+            if references is not None and references[i] is not None:
+                h.reference_words = align_words(out[reference_head][b, :out["lengths"][b]], references[i],
+                                                reference_head, lexicon, model.config.frame_seconds)
             results[i] = h
     return results  # type: ignore[return-value]
 
@@ -617,25 +628,6 @@ class DecodingConfig:
     precision: str = "fp32"  # the acoustic model's arithmetic: fp32, bf16 or auto (see asr.model.forward_batches)
 
 
-SHIPPED_DECODING = "decoding.json"  # in asr/assets, written by the recipe's tuning stage
-
-
-def shipped_decoding() -> tuple[str, DecodingConfig]:
-    """The head and decoding shipped with the package: the best found on dev by
-    ``asr tune`` (see ``recipes/librispeech/run.sh``), its LM inside the package.
-    Greedy decoding of the character head if the package ships no decoding config."""
-    assets = resources.files("asr") / "assets"
-    path = assets / SHIPPED_DECODING
-    if not path.is_file():
-        return "char", DecodingConfig()
-    shipped = json.loads(path.read_text(encoding="utf-8"))
-    fields = dict(shipped["decoding"])
-    for name in ("lm", "calibration"):
-        if fields.get(name):
-            fields[name] = str(assets / fields[name])  # stored relative to the assets folder
-    return shipped["head"], DecodingConfig(**fields)
-
-
 def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:
     """The words of ``lm`` (its ``LM.words.txt``, written by `asr lm build`) that the lexicon
     can spell or say; ``None`` (all lexicon words) without an LM or a word list."""
@@ -654,28 +646,3 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> Be
     if config.lexicon_free:  # open vocabulary: no lexicon, so no word LM either
         config = dataclasses.replace(config, lm=None)
     return BeamDecoder(head, lexicon, config)
-
-
-def resolve_decoding(head: str | None = None, decoder: str | None = None, **changes: Any) -> tuple[str, DecodingConfig]:
-    """``(head, DecodingConfig)``: the shipped decoding (tuned on dev) with the given changes.
-
-    ``decoder="greedy"`` is plain best-path decoding; ``decoder="beam"`` turns a greedy
-    default into beam search; ``changes`` are :class:`DecodingConfig` fields (``None``
-    values are left as shipped; give ``lm="none"`` for no LM, ``calibration="none"`` for raw
-    confidences). The shipped confidence calibrator goes with the shipped head and LM only.
-    """
-    shipped_head, config = shipped_decoding()
-    if decoder == "greedy":
-        config = DecodingConfig(precision=config.precision)
-    elif decoder == "beam" and config.decoder != "beam":
-        config = dataclasses.replace(config, decoder="beam")
-    changes = {k: v for k, v in changes.items() if v is not None}
-    for name in ("lm", "calibration"):
-        if changes.get(name) == "none":
-            changes[name] = None
-    # The shipped calibrator knows the words of the shipped head's search with the shipped LM
-    # (other weights shift its inputs a little; another head, LM or none changes what they mean).
-    if (head not in (None, shipped_head) or ("lm" in changes and changes["lm"] != config.lm)
-            or changes.get("lexicon_free")) and "calibration" not in changes:
-        config = dataclasses.replace(config, calibration=None)
-    return head or shipped_head, dataclasses.replace(config, **changes)

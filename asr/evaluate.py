@@ -10,58 +10,55 @@ from typing import Any
 
 import torch
 
-from .data import load_features, read_manifest
+from .bundle import Bundle
+from .data import read_manifest
 from .io import atomic_write_text
-from .decode import DecodingConfig, Word, align_words, decode_batch, lm_vocabulary, make_beam_decoder
-from .errors import ConfigError, UserError
-from .features import AudioError
+from .decode import DecodingConfig, Hypothesis, Word, lm_vocabulary
+from .errors import UserError
+from .features import compute_features, load_audio
 from .confidence import FIT_NON_SPEECH
 from .metrics import expected_calibration_error, roc_auc, score_heads, words_right
-from .model import forward_batches, load_model
 from .report import posterior_png, write_report
-from .text import CHAR_VOCAB, PHONE_VOCAB, load_lexicon
+from .text import CHAR_VOCAB, PHONE_VOCAB
+from .transcribe import Transcriber
 
 
-def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path | None = None, head: str = "char",
-             lexicon: str | None = None, workers: int = 1, progress: bool = False, posteriors: int = 3,
-             decoding: DecodingConfig = DecodingConfig()) -> dict[str, Any]:
-    """Transcribe every utterance of ``manifest``; write ``results.jsonl`` and the report under ``out_dir``.
+def evaluate(manifest: str | Path, out_dir: str | Path, bundle: Bundle | None = None, workers: int = 1,
+             progress: bool = False, posteriors: int = 3) -> dict[str, Any]:
+    """Transcribe every utterance of ``manifest`` with ``bundle`` (default: the shipped one) as
+    ``asr transcribe`` does (same batching, windows, silence handling and search: see
+    :class:`asr.transcribe.Transcriber`); write ``results.jsonl`` and the report under ``out_dir``.
 
     The report (see :mod:`asr.report`) is ``summary.json``, ``errs.txt``, ``report.md`` and
     ``report.html``, with pictures of the CTC posteriors of ``posteriors`` utterances.
 
-    ``summary["wer"]`` is the WER of ``head``; both heads' WERs are reported as ``wer_char``
-    and ``wer_phone``, ``cer`` is the character head's, ``per`` the phone head's (greedy).
-    ``decoding`` chooses greedy or beam search for ``head``; the other head stays greedy.
-    Utterances whose audio cannot be used are listed in ``summary["failed"]`` (and in
-    ``results.jsonl`` with their ``error``) and left out of every score.
+    ``summary["wer"]`` is the WER of the bundle's head and decoding (``decoder`` says which),
+    ``wer_char`` and ``wer_phone`` each head's, the other one greedy; ``cer`` is the character
+    head's greedy CER, ``per`` the phone head's greedy PER. Utterances whose audio cannot be used
+    are listed in ``summary["failed"]`` (and in ``results.jsonl`` with their ``error``) and left
+    out of every score.
     """
-    if head not in ("char", "phone"):
-        raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
     start = time.perf_counter()
     utts = read_manifest(manifest)
-    model = load_model(model_path)
-    lex = load_lexicon(lexicon)
-    feats = load_features(utts, model.config.features, workers=workers, progress=progress, keep_errors=True)
+    tr = Transcriber(bundle)
+    head, decoding = tr.head, tr.decoding
+    hyps: list = [None] * len(utts)
+    errors_by_utt: list[str | None] = [None] * len(utts)
+    for i, t, h in tr._transcribe([u.audio for u in utts], 240.0, workers, progress, both_heads=True,
+                                  references=[u.text for u in utts]):
+        hyps[i], errors_by_utt[i] = h, t.error
     # An utterance whose audio cannot be used is recorded with its error and left out of the
     # scores (which say how many were left out); the others are scored as if it were not there.
-    failed = [{"id": u.id, "audio": u.audio, "ref": u.text, "hyp": "", "error": str(f)}
-              for u, f in zip(utts, feats) if isinstance(f, AudioError)]
-    usable = [i for i, f in enumerate(feats) if not isinstance(f, AudioError)]
-    utts, feats = [utts[i] for i in usable], [feats[i] for i in usable]
+    failed = [{"id": u.id, "audio": u.audio, "ref": u.text, "hyp": "", "error": e}
+              for u, e in zip(utts, errors_by_utt) if e is not None]
+    usable = [i for i, e in enumerate(errors_by_utt) if e is None]
+    utts, hyps = [utts[i] for i in usable], [hyps[i] for i in usable]
     if not utts:
         raise UserError(f"{manifest}: no utterance has usable audio ({failed[0]['error']}, ...)" if failed
                         else f"{manifest}: no utterances")
-    beam = make_beam_decoder(head, lex, decoding)
+    lex = tr.lexicon
     refs = [u.text for u in utts]
-    hyps: list = [None] * len(utts)
-    aligned: list = [None] * len(utts)
-    for idx, out in forward_batches(model, feats, precision=decoding.precision):
-        for b, (i, h) in enumerate(zip(idx, decode_batch(out, lex, model.config.frame_seconds, beam=beam))):
-            hyps[i] = h
-            aligned[i] = align_words(out[head][b, :out["lengths"][b]], refs[i].split(), head, lex,
-                                     model.config.frame_seconds)
-    errors = [e for ref, h in zip(aligned, hyps) if ref is not None for e in boundary_errors(ref, h.words(head))]
+    errors = [e for h in hyps if h.reference_words is not None for e in boundary_errors(h.reference_words, h.words(head))]
     ref_words = [w for r in refs for w in r.split()]
     vocab = output_vocabulary(head, lex, decoding)
     ref_phones = [lex.phones_for_words(r.split()) for r in refs]
@@ -70,13 +67,14 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
                          [h.phones for h in hyps])
     summary = {
         "manifest": str(manifest),
-        "model": str(model_path or "shipped"),
+        "bundle": str(tr.bundle.path or tr.bundle.model),
         "head": head,
         **{k: v for k, v in dataclasses.asdict(decoding).items() if decoding.decoder == "beam" or k == "decoder"},
         "wer": scores["wer_char" if head == "char" else "wer_phone"],
         **scores,
         # Word times of `head` against CTC forced alignment of the reference on the same output:
-        # mean |start - start'| and |end - end'| over the words the hypothesis got right.
+        # mean |start - start'| and |end - end'| over the words the hypothesis got right (of the
+        # utterances recognised whole, not in windows).
         "boundary_error_s": round(sum(errors) / len(errors), 4) if errors else None,
         "boundary_words": len(errors) // 2,
         # Reference words this decoding cannot output (not in the lexicon, or not in the LM's
@@ -93,7 +91,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, model_path: str | Path |
                 "speaker": u.speaker, "duration": u.duration, "confidences": [w.confidence for w in h.words(head)]}
                for u, h in zip(utts, hyps)]
     atomic_write_text(out_dir / "results.jsonl", "".join(json.dumps(r) + "\n" for r in records + failed))
-    pictures = _posterior_pictures(model, utts, feats, lex, head, posteriors)
+    pictures = _posterior_pictures(tr, utts, hyps, posteriors)
     return write_report(out_dir, {f"asr-{head}": records}, extra=summary, pictures=pictures)
 
 
@@ -124,56 +122,67 @@ def boundary_errors(ref: list[Word], hyp: list[Word]) -> list[float]:
     return errors
 
 
-def _posterior_pictures(model, utts, feats, lexicon, head: str, count: int) -> dict[str, bytes]:
-    """PNG pictures of the CTC posteriors of the first ``count`` utterances of at most 15 s."""
+def _posterior_pictures(tr: Transcriber, utts, hyps: list[Hypothesis], count: int) -> dict[str, bytes]:
+    """PNG pictures of the decoded head's CTC posteriors of the first ``count`` utterances of at
+    most 15 s, labelled with the words that were scored (``hyps``)."""
     pictures = {}
     chosen = [i for i, u in enumerate(utts) if u.duration <= 15][:count]
-    vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
+    vocab = CHAR_VOCAB if tr.head == "char" else PHONE_VOCAB
     with torch.no_grad():
         for i in chosen:
-            f = feats[i].float()[None]
-            out = model(f, torch.tensor([f.shape[1]]))
-            hyp = decode_batch(out, lexicon, model.config.frame_seconds, head == "phone")[0]
-            words = [(w.word, w.start, w.end) for w in hyp.words(head)]
+            f = compute_features(load_audio(utts[i].audio), tr.model.config.features)[None]
+            out = tr.model(f, torch.tensor([f.shape[1]]))
+            words = [(w.word, w.start, w.end) for w in hyps[i].words(tr.head)]
             pictures[f"posteriors-{utts[i].id}.png"] = posterior_png(
-                out[head][0], list(vocab.tokens), words, model.config.frame_seconds,
-                f"{utts[i].id} ({head} head)\nref: {utts[i].text}")
+                out[tr.head][0], list(vocab.tokens), words, tr.model.config.frame_seconds,
+                f"{utts[i].id} ({tr.head} head)\nref: {utts[i].text}")
     return pictures
 
 
-def tune_decoding(manifest: str | Path, out_dir: str | Path, base: DecodingConfig, model_path: str | Path | None = None,
-                  lexicon: str | None = None, heads: tuple[str, ...] = ("char", "phone"),
+def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, base: DecodingConfig | None = None,
+                  heads: tuple[str, ...] = ("char", "phone"),
                   lm_weights: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0), word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0),
                   joint_weights: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0), workers: int = 1,
                   log=print) -> dict[str, Any]:
-    """Grid-search beam decoding on ``manifest`` (a dev set, never a test set): every head,
-    LM weight, word score and joint weight, each setting ``dataclasses.replace(base, ...)``
-    (``base`` gives the LM, beam and pruning); the model runs once.
+    """Grid-search beam decoding of ``bundle``'s model on ``manifest`` (a dev set, never a test
+    set): every head, LM weight, word score and joint weight, each setting
+    ``dataclasses.replace(base, ...)`` (``base``, default the bundle's decoding, gives the LM,
+    beam and pruning). The audio goes the way of ``asr transcribe`` (same windows, silence
+    handling and merging of windows); the model runs once.
 
     For each head, LM weight and word score the beam search runs once keeping ``base.nbest``
     hypotheses; every joint weight then only re-sorts them (``joint_rescore``; 0 = that
-    head alone). Writes ``grid.tsv`` (WER and search time of every setting) and
-    ``best.json`` (``{"head": ..., "decoding": DecodingConfig fields, "wer": ...}``) under
-    ``out_dir`` and returns the best.
+    head alone). Without an LM (``base.lm`` None) the LM weight means nothing and only the first
+    is tried. Writes ``grid.tsv`` (WER and search time of every setting) and ``best.json``
+    (``{"head": ..., "decoding": DecodingConfig fields, "wer": ...}``) under ``out_dir`` and
+    returns the best.
     """
-    from .decode import BeamDecoder, best_words, text_of
+    from .decode import BeamDecoder, best_words, decode_batch
     from .metrics import wer
+    from .transcribe import item_outputs, merge_hypotheses
 
-    base = dataclasses.replace(base, decoder="beam")
-
+    base = dataclasses.replace(base or bundle.decoding, decoder="beam", calibration=None)
+    if base.lm is None:
+        lm_weights = lm_weights[:1]
     utts = read_manifest(manifest)
-    model = load_model(model_path)
-    lex = load_lexicon(lexicon)
-    feats = load_features(utts, model.config.features, workers=workers)
-    outputs: list[tuple[list[int], dict[str, torch.Tensor]]] = list(forward_batches(model, feats,
-                                                                                     precision=base.precision))
+    tr = Transcriber(dataclasses.replace(bundle, decoding=DecodingConfig(precision=base.precision)))
+    lex, fs = tr.lexicon, tr.model.config.frame_seconds
+    items, outputs = item_outputs(tr, [u.audio for u in utts], workers)
     refs = [u.text for u in utts]
     audio = sum(u.duration for u in utts)
     rows, out_dir = [], Path(out_dir)
-    greedy = [None] * len(utts)
+
+    def per_file(hyp_of_item) -> list[Hypothesis]:
+        pieces: list[list] = [[] for _ in utts]
+        for k, it in enumerate(items):
+            pieces[it.file].append((it, hyp_of_item(k)))
+        return [merge_hypotheses(p) for p in pieces]
+
+    greedy_items: dict[int, Hypothesis] = {}
     for idx, out in outputs:
-        for i, h in zip(idx, decode_batch(out, lex, model.config.frame_seconds)):
-            greedy[i] = h
+        for k, h in zip(idx, decode_batch(out, lex, fs)):
+            greedy_items[k] = h
+    greedy = per_file(greedy_items.get)
     for head in heads:
         row = {"head": head, "decoder": "greedy", "lm_weight": "", "word_score": "", "joint_weight": "",
                "wer": round(wer(refs, [h.text(head) for h in greedy]), 4), "search_rtf": ""}
@@ -187,16 +196,20 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, base: DecodingConfi
                 beam = BeamDecoder(head, lex, dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score,
                                                                   joint_weight=max(joint_weights) or 1.0))
                 start = time.perf_counter()
-                nbests: list[list] = [[]] * len(utts)
+                nbests: dict[int, tuple] = {}
                 for idx, out in outputs:
-                    for b, (i, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"],
-                                                                       model.config.frame_seconds))):
-                        nbests[i] = (hyps, out[other][b, :out["lengths"][b]])
+                    for b, (k, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"], fs))):
+                        nbests[k] = (hyps, out[other][b, :out["lengths"][b]])
                 search_rtf = (time.perf_counter() - start) / audio
                 for joint_weight in joint_weights:
-                    hyps = [text_of(best_words(nb, other_lp, other, lex, joint_weight)) for nb, other_lp in nbests]
+                    def beam_item(k: int, jw: float = joint_weight) -> Hypothesis | None:
+                        if k not in nbests:  # digital silence
+                            return None
+                        words = best_words(nbests[k][0], nbests[k][1], other, lex, jw)
+                        return Hypothesis(words if head == "char" else [], words if head == "phone" else [], [])
+                    hyps = per_file(beam_item)
                     row = {"head": head, "decoder": "beam", "lm_weight": lm_weight, "word_score": word_score,
-                           "joint_weight": joint_weight, "wer": round(wer(refs, hyps), 4),
+                           "joint_weight": joint_weight, "wer": round(wer(refs, [h.text(head) for h in hyps]), 4),
                            "search_rtf": round(search_rtf, 4)}
                     rows.append(row)
                     log("\t".join(f"{k}={v}" for k, v in row.items()))
@@ -207,26 +220,17 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, base: DecodingConfi
     config = dataclasses.replace(base, lm_weight=best["lm_weight"], word_score=best["word_score"],
                                  joint_weight=best["joint_weight"])
     result = {"head": best["head"], "decoding": dataclasses.asdict(config), "wer": best["wer"],
-              "manifest": str(manifest), "model": str(model_path or "shipped")}
+              "manifest": str(manifest), "model": str(bundle.model)}
     atomic_write_text(out_dir / "best.json", json.dumps(result, indent=2) + "\n")
     return result
 
 
-def _beam_words(model, feats: list[torch.Tensor], lexicon, head: str, beam, precision: str) -> list[list[Word]]:
-    """``head``'s beam words (with their evidence) for each feature matrix."""
-    words: list = [None] * len(feats)
-    for idx, out in forward_batches(model, feats, precision=precision):
-        for i, h in zip(idx, decode_batch(out, lexicon, model.config.frame_seconds, beam=beam)):
-            words[i] = h.words(head)
-    return words
-
-
-def calibrate(manifest: str | Path, out_dir: str | Path, decoding: DecodingConfig, head: str = "phone",
-              model_path: str | Path | None = None, lexicon: str | None = None, workers: int = 1,
+def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers: int = 1,
               non_speech: tuple[str, ...] = FIT_NON_SPEECH, non_speech_seconds: float = 30.0,
               log=print) -> dict[str, Any]:
-    """Fit the word-confidence calibrator of ``decoding`` (beam search of ``head``) on ``manifest``,
-    a dev set, and write it to ``out_dir/calibration.json`` with ``calibration-summary.json``.
+    """Fit the word-confidence calibrator of ``bundle``'s decoding (beam search of its head) on
+    ``manifest``, a dev set, and write it to ``out_dir/calibration.json`` with
+    ``calibration-summary.json``. The words come the way of ``asr transcribe``.
 
     Every beam word of the dev set is labelled right or wrong by the WER alignment with its
     reference; words the search finds in generated non-speech (``non_speech`` kinds, see
@@ -234,25 +238,26 @@ def calibrate(manifest: str | Path, out_dir: str | Path, decoding: DecodingConfi
     ones: the calibrator is fitted on half of the speakers and scored on the other half, both
     ways (2-fold cross-validation by speaker); the shipped one is then fitted on all.
     """
-    from .features import compute_features
     from .confidence import FEATURES, feature_matrix, fit_calibrator, synthetic_audio
+    from .features import SAMPLE_RATE
 
-    decoding = dataclasses.replace(decoding, decoder="beam", calibration=None)
+    bundle = bundle.with_options(decoder="beam", calibration="none")
+    head = bundle.head
     utts = read_manifest(manifest)
-    model = load_model(model_path)
-    lex = load_lexicon(lexicon)
-    beam = make_beam_decoder(head, lex, decoding)
-    feats = load_features(utts, model.config.features, workers=workers)
-    words = _beam_words(model, feats, lex, head, beam, decoding.precision)
+    tr = Transcriber(bundle)
+    words: list = [[] for _ in utts]
+    for i, t, _ in tr._transcribe([u.audio for u in utts], 240.0, workers, False):
+        if t.error:
+            raise UserError(f"{manifest}: utterance {utts[i].id}: {t.error}")
+        words[i] = t.words
     speakers = sorted({u.speaker for u in utts})
     evidence, right, fold = [], [], []
     for u, ws in zip(utts, words):
         evidence += [w.evidence for w in ws]
         right += words_right(u.text, [w.word for w in ws])
         fold += [speakers.index(u.speaker) % 2] * len(ws)
-    noise_feats = [compute_features(synthetic_audio(kind, non_speech_seconds, seed=k), model.config.features)
+    noise_words = [tr.transcribe(synthetic_audio(kind, non_speech_seconds, seed=k), SAMPLE_RATE).words
                    for k, kind in enumerate(non_speech)]
-    noise_words = _beam_words(model, noise_feats, lex, head, beam, decoding.precision)
     for k, ws in enumerate(noise_words):
         evidence += [w.evidence for w in ws]
         right += [False] * len(ws)

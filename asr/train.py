@@ -566,7 +566,8 @@ def _finalize(model: AcousticModel, dev: list[Example], config: TrainConfig, out
         if metric < best:
             chosen = {"model": model.state_dict(), "epoch": epochs[-1], "dev": scores, "averaged": epochs}
     model.load_state_dict(chosen.pop("model"))
-    save_checkpoint(out_dir / "final.pt", model, **chosen)
+    # The training config travels with the weights: `asr bundle` records it as what produced the model.
+    save_checkpoint(out_dir / "final.pt", model, **chosen, training=dataclasses.asdict(config))
 
 
 def _epoch_of(path: Path) -> int:

@@ -27,11 +27,12 @@ from pathlib import Path
 import torch
 
 from .data import bucket_batches, read_manifest
-from .decode import DecodingConfig, Word, make_beam_decoder, recognize, text_of
+from .bundle import Bundle, load_bundle
+from .decode import Hypothesis, Word, make_beam_decoder, recognize, text_of
 from .io import AUDIO_EXTENSIONS, atomic_write_text, remove_stale_temporaries
 from .errors import ConfigError, UserError
-from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio
-from .model import load_model
+from .features import SAMPLE_RATE, WIN_LENGTH, AudioError, audio_info, compute_features, load_audio
+from .model import forward_batches, load_model
 from .text import load_lexicon
 
 CHUNK_SECONDS = 30.0  # longer files are cut into windows this long...
@@ -83,6 +84,19 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def select_shard(paths: list[str], spec: str) -> list[str]:
+    """The ``K``th of ``N`` shares of ``paths`` for ``spec`` = ``"K/N"`` (K = 1..N): every Nth path
+    from the Kth on. Deterministic, so N machines given the same inputs split them without
+    overlap, and their results concatenated are those of one run."""
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must be K/N (e.g. 2/8), not {spec!r}") from None
+    if not 1 <= k <= n:
+        raise ConfigError(f"--shard {spec}: K must lie in 1..N")
+    return paths[k - 1::n]
+
+
 @dataclass(frozen=True)
 class _Item:
     file: int  # index into the file list
@@ -106,30 +120,65 @@ def _plan(index: int, duration: float) -> list[_Item]:
     return items
 
 
+def _duration(source) -> float:
+    return audio_info(source)[0] if isinstance(source, str) else source.shape[0] / SAMPLE_RATE
+
+
+def _read(source, item: _Item) -> torch.Tensor:
+    """One item's samples: read from its file, or sliced from samples in memory."""
+    if isinstance(source, str):
+        return load_audio(source, start=item.start, stop=item.stop)
+    first = int(round(item.start * SAMPLE_RATE))
+    return source[first:None if item.stop is None else int(round(item.stop * SAMPLE_RATE))]
+
+
+@dataclass
+class _Piece:
+    """What one item (a file, or a window of a long one) gave."""
+
+    k: int  # index into the items
+    seconds: float  # of audio read
+    error: str | None = None
+    hyp: Hypothesis | None = None  # None: digital silence, or an error
+
+
 class _Recognition:
-    """A batch of items -> their words: read, featurised and recognised together, in a worker
-    process when there are workers; unreadable items come back with their error as a string."""
+    """A batch of items -> their hypotheses: read, featurised and recognised together, in a worker
+    process when there are workers; unreadable items come back with their error as a string.
 
-    def __init__(self, transcriber: "Transcriber", paths: list[str], items: list[_Item]):
-        self.transcriber, self.paths, self.items = transcriber, paths, items
+    Items whose samples are all zero (digital silence) are not recognised: no sound, no words.
+    ``references`` (a known transcript per source, for `asr evaluate`) are forced-aligned on the
+    decoded head where an item is a whole file.
+    """
 
-    def __call__(self, batch: list[int]) -> list[tuple[int, list[Word], float, str | None]]:
+    def __init__(self, transcriber: "Transcriber", sources: list, items: list[_Item], both_heads: bool = False,
+                 references: list[str | None] | None = None):
+        self.transcriber, self.sources, self.items = transcriber, sources, items
+        self.both_heads, self.references = both_heads, references
+
+    def __call__(self, batch: list[int]) -> list[_Piece]:
         tr = self.transcriber
         done, loaded = [], []
         for k in batch:
             item = self.items[k]
             try:
-                wav = load_audio(self.paths[item.file], start=item.start, stop=item.stop)
+                wav = _read(self.sources[item.file], item)
                 if not wav.abs().max() > 0:  # digital silence: no sound, no words
-                    done.append((k, [], wav.shape[0] / SAMPLE_RATE, None))
+                    done.append(_Piece(k, wav.shape[0] / SAMPLE_RATE))
                     continue
                 loaded.append((k, compute_features(wav, tr.model.config.features), wav.shape[0] / SAMPLE_RATE))
             except AudioError as e:
-                done.append((k, [], 0.0, str(e)))
+                done.append(_Piece(k, 0.0, str(e)))
         if loaded:
-            hyps = recognize(tr.model, [f for _, f, _ in loaded], tr.lexicon, phone_words_too=tr.head == "phone",
-                             beam=tr.beam, precision=tr.precision)
-            done += [(k, h.words(tr.head), seconds, None) for (k, _, seconds), h in zip(loaded, hyps)]
+            refs = None
+            if self.references is not None:
+                refs = [self.references[self.items[k].file].split()
+                        if self.items[k].stop is None and self.items[k].start == 0
+                        and self.references[self.items[k].file] else None for k, _, _ in loaded]
+            hyps = recognize(tr.model, [f for _, f, _ in loaded], tr.lexicon,
+                             phone_words_too=self.both_heads or tr.head == "phone", beam=tr.beam,
+                             precision=tr.precision, references=refs, reference_head=tr.head)
+            done += [_Piece(k, seconds, None, h) for (k, _, seconds), h in zip(loaded, hyps)]
         return done
 
 
@@ -159,7 +208,7 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _worker_run(batch: list[int]) -> list[tuple[int, list[Word], float, str | None]]:
+def _worker_run(batch: list[int]) -> list[_Piece]:
     return _job(batch)
 
 
@@ -185,21 +234,106 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _kept(words: list[Word], item: _Item) -> list[Word]:
+    """An item's words that its window keeps (their middle in ``[keep_from, keep_to)``), in file time."""
+    return [dataclasses.replace(w, start=round(w.start + item.start, 3), end=round(w.end + item.start, 3))
+            for w in words if item.keep_from <= item.start + (w.start + w.end) / 2 < item.keep_to]
+
+
+def merge_hypotheses(pieces: list[tuple[_Item, Hypothesis | None]]) -> Hypothesis:
+    """One file's hypothesis from its items' (in any order; ``None`` for digital silence): each
+    head's words and the phones that each window keeps, in file time, sorted by time. A
+    reference alignment is kept only where the file was one item."""
+    pieces = sorted(pieces, key=lambda p: p[0].start)
+    char, phone, phones, starts = [], [], [], []
+    for item, h in pieces:
+        if h is None:
+            continue
+        char += _kept(h.char_words, item)
+        phone += _kept(h.phone_words, item)
+        for p, t in zip(h.phones, h.phone_starts):
+            if item.keep_from <= item.start + t < item.keep_to:
+                phones.append(p)
+                starts.append(round(item.start + t, 3))
+    whole = len(pieces) == 1 and pieces[0][1] is not None
+    return Hypothesis(sorted(char, key=lambda w: w.start), sorted(phone, key=lambda w: w.start), phones, starts,
+                      pieces[0][1].reference_words if whole else None)
+
+
+def _as_samples(audio, sample_rate: int | None) -> torch.Tensor:
+    """Samples in memory (numpy array or tensor, ``(N,)`` or ``(channels, N)``) -> ``(N,)`` at 16 kHz."""
+    import numpy as np
+    import torchaudio
+
+    if sample_rate is None:
+        raise ConfigError("give sample_rate= with samples in memory (e.g. transcribe(samples, sample_rate=16000))")
+    if not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise ConfigError(f"sample_rate must be a positive number of samples a second, not {sample_rate!r}")
+    wav = torch.as_tensor(np.asarray(audio) if not isinstance(audio, torch.Tensor) else audio).detach().cpu()
+    if wav.dim() == 2:
+        wav = wav.float().mean(0)  # channels first: down-mixed
+    if wav.dim() != 1:
+        raise AudioError(f"samples: expected shape (N,) or (channels, N), not {tuple(wav.shape)}")
+    if not wav.is_floating_point():
+        raise AudioError(f"samples: expected floating-point samples in [-1, 1], not {wav.dtype}")
+    wav = wav.float()
+    if not torch.isfinite(wav).all():
+        raise AudioError("samples: audio contains NaN or infinite samples")
+    if wav.shape[0] * SAMPLE_RATE < WIN_LENGTH * sample_rate:
+        raise AudioError(f"samples: audio too short ({wav.shape[0]} samples at {sample_rate} Hz): "
+                         f"under one {1000 * WIN_LENGTH / SAMPLE_RATE:.0f} ms analysis window")
+    if sample_rate != SAMPLE_RATE:
+        wav = torchaudio.functional.resample(wav, sample_rate, SAMPLE_RATE)
+    return wav.contiguous()
+
+
 class Transcriber:
-    """A loaded model and lexicon, ready to turn files into :class:`Transcript`s."""
+    """A loaded bundle (model, lexicon, decoding), ready to turn audio into :class:`Transcript`s.
 
-    def __init__(self, model_path: str | Path | None = None, head: str = "char", lexicon: str | None = None,
-                 decoding: DecodingConfig = DecodingConfig()):
-        if head not in ("char", "phone"):
-            raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
-        self.model = load_model(model_path)
-        self.lexicon = load_lexicon(lexicon)
-        self.head = head
-        self.precision = decoding.precision
-        self.beam = make_beam_decoder(head, self.lexicon, decoding)
+    ``asr.load()`` makes one from a bundle folder; ``Transcriber(bundle)`` from a
+    :class:`~asr.bundle.Bundle` (default: the shipped one, as ``asr transcribe`` decodes).
+    """
 
-    def transcribe(self, paths: Iterable[str | Path], batch_seconds: float = 240.0, workers: int = 0,
-                   progress: bool = False, in_order: bool = False) -> Iterator[Transcript]:
+    def __init__(self, bundle: Bundle | None = None):
+        bundle = load_bundle() if bundle is None else bundle
+        self.bundle = bundle
+        self.model = load_model(bundle.model)
+        self.lexicon = load_lexicon(str(bundle.lexicon))
+        self.head = bundle.head
+        self.decoding = bundle.decoding
+        self.precision = bundle.decoding.precision
+        self.beam = make_beam_decoder(bundle.head, self.lexicon, bundle.decoding)
+
+    def transcribe(self, audio, sample_rate: int | None = None, *, workers: int = 0, progress: bool = False):
+        """Words with times and confidences, as ``asr transcribe`` gives them.
+
+        ``audio`` is a file (-> :class:`Transcript`; a file that cannot be used raises
+        :class:`~asr.features.AudioError` naming it), a list of files, folders, ``@lists`` and
+        manifests (-> list of transcripts in input order, one per file; a file that cannot be used
+        gives one with ``error`` set), or samples in memory (numpy array or tensor, ``(N,)`` or
+        ``(channels, N)``, floats in [-1, 1]) at ``sample_rate`` Hz (-> :class:`Transcript`).
+        ``workers`` > 0 recognises batches in that many processes, one core each.
+        """
+        if isinstance(audio, (str, Path)):
+            paths = expand_inputs([str(audio)])
+            if len(paths) == 1 and paths[0] == str(audio):
+                (t,) = self.transcribe_files(paths, workers=0)
+                if t.error:
+                    raise AudioError(t.error)
+                return t
+            return list(self.transcribe_files(paths, workers=workers, progress=progress, in_order=True))
+        if isinstance(audio, (list, tuple)):
+            paths = expand_inputs([str(a) for a in audio])
+            return list(self.transcribe_files(paths, workers=workers, progress=progress, in_order=True))
+        samples = _as_samples(audio, sample_rate)
+        (result,) = [t for _, t, _ in self._transcribe([samples], 240.0, 0, False)]
+        result.path = ""
+        if result.error:
+            raise AudioError(result.error)
+        return result
+
+    def transcribe_files(self, paths: Iterable[str | Path], batch_seconds: float = 240.0, workers: int = 0,
+                         progress: bool = False, in_order: bool = False) -> Iterator[Transcript]:
         """Yield one transcript per path; unreadable files give ``error`` set.
 
         In order of completion, or with ``in_order`` in the order of ``paths`` (finished files
@@ -208,7 +342,7 @@ class Transcriber:
         one core each (see :func:`default_workers`); 0 does everything in this process, with
         its torch threads.
         """
-        done = self._transcribe([str(p) for p in paths], batch_seconds, workers, progress)
+        done = ((i, t) for i, t, _ in self._transcribe([str(p) for p in paths], batch_seconds, workers, progress))
         if not in_order:
             yield from (t for _, t in done)
             return
@@ -220,16 +354,21 @@ class Transcriber:
                 yield pending.pop(next_index)
                 next_index += 1
 
-    def _transcribe(self, paths: list[str], batch_seconds: float, workers: int,
-                    progress: bool) -> Iterator[tuple[int, Transcript]]:
-        """``(position in paths, transcript)`` in order of completion."""
+    def _transcribe(self, sources: list, batch_seconds: float, workers: int, progress: bool,
+                    both_heads: bool = False, references: list[str | None] | None = None,
+                    ) -> Iterator[tuple[int, Transcript, Hypothesis]]:
+        """``(position in sources, transcript, hypothesis)`` in order of completion: the one path
+        from audio to words of `transcribe`, `evaluate`, `calibrate`. ``both_heads`` decodes the
+        phone head's words even when the char head is the one searched; see :class:`_Recognition`
+        for ``references``."""
         items: list[_Item] = []
+        pieces: dict[int, list[tuple[_Item, Hypothesis | None]]] = {}
         results: dict[int, Transcript] = {}
-        for i, p in enumerate(paths):
+        for i, src in enumerate(sources):
             try:
-                items += _plan(i, audio_info(p)[0])
+                items += _plan(i, _duration(src))
             except AudioError as e:
-                yield i, Transcript(p, error=str(e))
+                yield i, Transcript(src, error=str(e)), Hypothesis([], [], [])
         remaining = collections.Counter(it.file for it in items)
         if "fork" not in multiprocessing.get_all_start_methods():  # Windows: no workers (see `_run_batches`)
             workers = 0
@@ -246,27 +385,75 @@ class Transcriber:
         # Each batch is a whole job (read, featurise, run the model, search) for one worker, so
         # N workers keep N cores busy: the beam search, the costly part, is one utterance at a
         # time and can only go faster by running on several cores.
-        bar = _Progress(len(paths), progress)
-        for batch in _run_batches(_Recognition(self, paths, items), batches, workers):
-            for k, words, seconds, err in batch:
-                it = items[k]
-                t = results.setdefault(it.file, Transcript(paths[it.file]))
-                if err is not None:
-                    t.error = t.error or err
+        bar = _Progress(len(sources), progress)
+        job = _Recognition(self, sources, items, both_heads, references)
+        for batch in _run_batches(job, batches, workers):
+            for piece in batch:
+                it = items[piece.k]
+                t = results.setdefault(it.file, Transcript(sources[it.file] if isinstance(sources[it.file], str)
+                                                           else ""))
+                if piece.error is not None:
+                    t.error = t.error or piece.error
                 else:
-                    t.duration = max(t.duration, it.start + seconds)
-                    t.words += [dataclasses.replace(w, start=round(w.start + it.start, 3), end=round(w.end + it.start, 3))
-                                for w in words if it.keep_from <= it.start + (w.start + w.end) / 2 < it.keep_to]
+                    t.duration = max(t.duration, it.start + piece.seconds)
+                    pieces.setdefault(it.file, []).append((it, piece.hyp))
                 remaining[it.file] -= 1
                 if remaining[it.file] == 0:
                     done = results.pop(it.file)
-                    done.words.sort(key=lambda w: w.start)
-                    if done.error:
-                        done.words = []
+                    hyp = merge_hypotheses(pieces.pop(it.file, []))
+                    done.words = [] if done.error else hyp.words(self.head)
                     done.text = text_of(done.words)
                     bar.update(done)
-                    yield it.file, done
+                    yield it.file, done, hyp
         bar.close()
+
+
+def _item_features(args: tuple) -> torch.Tensor | None:
+    source, item, config = args
+    wav = _read(source, item)
+    return compute_features(wav, config) if wav.abs().max() > 0 else None
+
+
+def item_outputs(transcriber: Transcriber, sources: list, workers: int = 1
+                 ) -> tuple[list[_Item], list[tuple[list[int], dict[str, torch.Tensor]]]]:
+    """The model's output for every item of ``sources`` (files, windows of long ones), read and
+    featurised as :class:`Transcriber` does, for searching them many ways (``asr tune``).
+
+    Returns the items and ``(item indices, batch output)`` pairs of :func:`asr.model.forward_batches`;
+    items of digital silence have no output. A file that cannot be used raises its :class:`AudioError`.
+    """
+    items = [it for i, src in enumerate(sources) for it in _plan(i, _duration(src))]
+    jobs = [(sources[it.file], it, transcriber.model.config.features) for it in items]
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            feats = pool.map(_item_features, jobs, chunksize=8)
+    else:
+        feats = [_item_features(j) for j in jobs]
+    keep = [k for k, f in enumerate(feats) if f is not None]
+    outputs = [([keep[i] for i in idx], out) for idx, out in
+               forward_batches(transcriber.model, [feats[k] for k in keep], precision=transcriber.precision)]
+    return items, outputs
+
+
+def load(bundle: str | Path | None = None, **options) -> Transcriber:
+    """A recognizer: ``asr.load()`` (the shipped bundle) or ``asr.load("exp/x/bundle")``, ready to
+    ``.transcribe("talk.flac")``.
+
+    ``options`` change the bundle's decoding: ``head``, ``decoder`` and the fields of
+    :class:`~asr.decode.DecodingConfig` (``asr.load(beam_size=500)``, ``asr.load(decoder="greedy")``).
+    A checkpoint file (``.pt``) instead of a bundle folder is decoded greedily (a warning says so).
+    """
+    from .bundle import from_checkpoint
+
+    if bundle is not None and Path(bundle).is_file():
+        import warnings
+
+        warnings.warn(f"{bundle} is a bare checkpoint: greedy decoding of its char head (no LM); "
+                      f"`asr bundle` makes a bundle that carries its tuned decoding", stacklevel=2)
+        b = from_checkpoint(bundle)
+    else:
+        b = load_bundle(bundle)
+    return Transcriber(b.with_options(**options))
 
 
 class _Progress:
@@ -415,7 +602,7 @@ def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path
     count = 0
     try:
         with open(results_path, "a", encoding="utf-8") as f:
-            for t in transcriber.transcribe(todo, workers=workers, progress=progress):
+            for t in transcriber.transcribe_files(todo, workers=workers, progress=progress):
                 # Outputs first, record last: a file whose record is on disk has all its outputs.
                 if t.error is None:
                     for fmt in formats:

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -144,11 +145,14 @@ def test_user_errors_are_one_line_and_bugs_show_their_traceback(monkeypatch, cap
 def test_decoding_defaults_are_the_shipped_ones_and_options_override_them():
     import dataclasses
 
-    from asr.cli import _decoding, build_parser
-    from asr.decode import DecodingConfig, shipped_decoding
+    from asr.bundle import load_bundle
+    from asr.cli import _bundle, build_parser
+    from asr.decode import DecodingConfig
 
     parse = lambda *a: build_parser().parse_args(["transcribe", "x.wav", *a])  # noqa: E731
-    head, shipped = shipped_decoding()
+    _decoding = lambda args: (_bundle(args).head, _bundle(args).decoding)  # noqa: E731
+    default = load_bundle()
+    head, shipped = default.head, default.decoding
     assert _decoding(parse()) == (head, shipped)
     assert _decoding(parse("--decoder", "greedy", "--head", "phone")) == ("phone", DecodingConfig(precision=shipped.precision))
     assert _decoding(parse("--precision", "fp32"))[1] == dataclasses.replace(shipped, precision="fp32")
@@ -156,11 +160,12 @@ def test_decoding_defaults_are_the_shipped_ones_and_options_override_them():
     # without the shipped LM, the shipped confidence calibrator does not apply
     assert beam == dataclasses.replace(shipped, decoder="beam", lm=None, lm_weight=3.0, joint_weight=0.0,
                                        calibration=None)
-    assert _decoding(parse("--lm", "other.arpa"))[1] == dataclasses.replace(shipped, lm="other.arpa", calibration=None)
+    assert _decoding(parse("--lm", "other.arpa"))[1] == dataclasses.replace(shipped, lm=str(Path("other.arpa").resolve()),
+                                                                           calibration=None)
     assert _decoding(parse("--lm-weight", "1.5"))[1] == dataclasses.replace(shipped, lm_weight=1.5)
     assert _decoding(parse("--head", "char"))[1].calibration is None
     assert _decoding(parse("--calibration", "none"))[1] == dataclasses.replace(shipped, calibration=None)
-    assert _decoding(parse("--lm", "none", "--calibration", "c.json"))[1].calibration == "c.json"
+    assert _decoding(parse("--lm", "none", "--calibration", "c.json"))[1].calibration == str(Path("c.json").resolve())
 
 
 def test_transcribe_jsonl_format_and_beam_with_lm(tmp_path):
@@ -207,8 +212,8 @@ def test_calibrate_decoding_file_takes_the_precision_asked_for(tmp_path, monkeyp
     from asr.cli import main
 
     seen = []
-    monkeypatch.setattr(asr.evaluate, "calibrate", lambda manifest, out, decoding, head, *a, **k: seen.append(
-        (head, decoding)) or {})
+    monkeypatch.setattr(asr.evaluate, "calibrate", lambda manifest, out, bundle, *a, **k: seen.append(
+        (bundle.head, bundle.decoding)) or {})
     (tmp_path / "best.json").write_text(json.dumps({"head": "phone", "decoding": {"decoder": "beam", "lm_weight": 2.0}}))
     for extra, precision in (([], "fp32"), (["--precision", "auto"], "auto")):
         assert main(["calibrate", "--manifest", "m.jsonl", "--out", str(tmp_path), "--decoding",

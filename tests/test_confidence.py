@@ -65,12 +65,11 @@ def test_synthetic_audio():
 
 @pytest.fixture(scope="module")
 def shipped():
-    from asr.decode import shipped_decoding
     from asr.transcribe import Transcriber
 
-    head, decoding = shipped_decoding()
-    assert decoding.calibration is not None, "the shipped decoding names no confidence calibrator"
-    return Transcriber(None, head=head, decoding=decoding)
+    tr = Transcriber()
+    assert tr.decoding.calibration is not None, "the shipped decoding names no confidence calibrator"
+    return tr
 
 
 def _words(transcriber, wavs):

@@ -134,12 +134,17 @@ def test_align_words_on_a_synthetic_alignment():
 def test_shipped_decoding_config_points_inside_the_package():
     from pathlib import Path
 
-    from asr.decode import shipped_decoding
+    from asr.bundle import default_bundle_path, load_bundle
 
-    head, config = shipped_decoding()
+    b = load_bundle()
+    head, config = b.head, b.decoding
     assert head in ("char", "phone") and config.decoder in ("greedy", "beam")
+    assert b.path == default_bundle_path().resolve()
+    for f in (config.lm, config.calibration, b.model, b.lexicon):
+        if f is not None:
+            assert Path(f).is_file() and Path(f).parent == b.path
     if config.lm is not None:
-        assert Path(config.lm).is_file() and Path(f"{config.lm}.words.txt").is_file()
+        assert Path(f"{config.lm}.words.txt").is_file()
 
 
 def test_skip_blank_frames_keeps_one_frame_of_each_sure_blank_run():
@@ -246,9 +251,12 @@ def test_transcriber_with_beam_and_lm(tmp_path):
     (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nKNIT TWO TOGETHER TWICE\nWHO WAS ALREADY ASLEEP IN BED\n")
     build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
     vocab = set((tmp_path / "lm.arpa.words.txt").read_text().split())
+    from asr.bundle import from_checkpoint, default_bundle_path
+
     for head in ("char", "phone"):
-        t = Transcriber(head=head, decoding=DecodingConfig("beam", str(tmp_path / "lm.arpa"), beam_size=20))
-        (result,) = list(t.transcribe([TEST_DATA / "2416-152139-0047.opus"]))
+        b = from_checkpoint(default_bundle_path() / "model.pt")
+        t = Transcriber(b.with_options(head=head, decoder="beam", lm=str(tmp_path / "lm.arpa"), beam_size=20))
+        result = t.transcribe(TEST_DATA / "2416-152139-0047.opus")
         assert result.words and set(result.text.split()) <= vocab  # only LM words can come out
         assert [w.start for w in result.words] == sorted(w.start for w in result.words)
         assert all(0 <= w.confidence <= 1 and w.end > w.start for w in result.words)

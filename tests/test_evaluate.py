@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from asr.bundle import default_bundle_path, from_checkpoint, load_bundle
 from asr.data import prepare_librispeech
 from asr.evaluate import evaluate
 from conftest import LIBRISPEECH, REPO, TEST_DATA, needs_librispeech
@@ -13,7 +14,8 @@ PUBLISHED = REPO / "recipes" / "librispeech" / "results"
 
 def test_evaluate_small_manifest_both_heads(tmp_path):
     for head in ("char", "phone"):
-        s = evaluate(TEST_DATA / "manifest.jsonl", tmp_path / head, head=head, posteriors=1)
+        s = evaluate(TEST_DATA / "manifest.jsonl", tmp_path / head, load_bundle().with_options(head=head, decoder="greedy"),
+                     posteriors=1)
         assert s["utterances"] == 3 and s["wer"] == s[f"wer_{head}"]
         assert s["oov_rate"] == (0.0 if head == "phone" else None)  # greedy characters spell any word
         assert s["substitutions"] + s["deletions"] + s["insertions"] == round(s["wer"] * s["reference_words"])
@@ -26,8 +28,10 @@ def test_oov_rate_counts_reference_words_the_lm_cannot_output(tmp_path):
 
     (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nWHO WAS IN BED\n")  # 6 of the 12 reference words
     build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
-    s = evaluate(TEST_DATA / "manifest.jsonl", tmp_path / "ev", head="phone", posteriors=0,
-                 decoding=DecodingConfig("beam", str(tmp_path / "lm.arpa"), beam_size=10))
+    bundle = from_checkpoint(default_bundle_path() / "model.pt")
+    s = evaluate(TEST_DATA / "manifest.jsonl", tmp_path / "ev",
+                 bundle.with_options(head="phone", decoder="beam", lm=str(tmp_path / "lm.arpa"), beam_size=10),
+                 posteriors=0)
     assert s["oov_rate"] == 0.5
 
 
@@ -35,7 +39,8 @@ def test_oov_rate_counts_reference_words_the_lm_cannot_output(tmp_path):
 @needs_librispeech
 def test_shipped_model_reproduces_published_dev_figures(tmp_path):
     prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")
-    s = evaluate(tmp_path / "dev.jsonl", tmp_path / "ev", posteriors=0)  # one pass scores both heads
+    # one pass scores both heads
+    s = evaluate(tmp_path / "dev.jsonl", tmp_path / "ev", load_bundle().with_options(decoder="greedy"), posteriors=0)
     for head in ("char", "phone"):
         published = json.loads((PUBLISHED / f"dev-{head}-greedy" / "summary.json").read_text())
         assert s["utterances"] == published["utterances"] == 719
@@ -58,10 +63,10 @@ def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
     import dataclasses
     from asr.data import read_manifest, write_manifest
     from asr.io import read_jsonl
-    from asr.decode import shipped_decoding
     from asr.metrics import wer
 
-    head, decoding = shipped_decoding()
+    shipped = load_bundle()
+    head, decoding = shipped.head, shipped.decoding
     assert decoding.decoder == "beam" and decoding.lm is not None and decoding.precision == "auto"
     name = f"dev-{head}-beam-lm{'-joint' if decoding.joint_weight else ''}"
     published = {}
@@ -84,8 +89,7 @@ def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
     prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")
     sample = read_manifest(tmp_path / "dev.jsonl")[::24]  # 30 utterances over all 10 speakers
     write_manifest(sample, tmp_path / "sample.jsonl")
-    s = evaluate(tmp_path / "sample.jsonl", tmp_path / "ev", head=head,
-                 decoding=dataclasses.replace(decoding, precision="fp32"), posteriors=0)
+    s = evaluate(tmp_path / "sample.jsonl", tmp_path / "ev", shipped.with_options(precision="fp32"), posteriors=0)
     again = [r for _, r in read_jsonl(tmp_path / "ev" / "results.jsonl", ("id", "hyp"), ValueError, "")]
     same = sum(r["hyp"] == records[r["id"]]["hyp"] for r in again)
     assert same >= len(again) - 1, f"{same} of {len(again)} transcripts as published"  # float noise may flip one
@@ -104,7 +108,7 @@ def test_tune_grid_search_writes_grid_and_best(tmp_path):
 
     (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nKNIT TWO TOGETHER TWICE\nWHO WAS ALREADY ASLEEP IN BED\n")
     build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
-    best = tune_decoding(TEST_DATA / "manifest.jsonl", tmp_path / "tune",
+    best = tune_decoding(TEST_DATA / "manifest.jsonl", tmp_path / "tune", from_checkpoint(default_bundle_path() / "model.pt"),
                          DecodingConfig("beam", str(tmp_path / "lm.arpa"), beam_size=20),
                          lm_weights=(0.5, 2.0), word_scores=(0.0,), joint_weights=(0.0, 0.5), log=lambda _: None)
     rows = (tmp_path / "tune" / "grid.tsv").read_text().splitlines()

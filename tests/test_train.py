@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from asr.bundle import from_checkpoint
 from asr.data import read_manifest, write_manifest
 from asr.evaluate import evaluate
 from asr.model import AcousticModel, ModelConfig, average_checkpoints, load_model
@@ -246,7 +247,7 @@ def test_fsdd_digits_reach_95_percent(tmp_path):
     with open(tmp_path / "exp" / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) >= 1
-    summary = evaluate(tmp_path / "test.jsonl", tmp_path / "eval", tmp_path / "exp" / "last.pt")
+    summary = evaluate(tmp_path / "test.jsonl", tmp_path / "eval", from_checkpoint(tmp_path / "exp" / "last.pt"))
     assert summary["utterances"] == 300
     assert 1 - summary["wer"] >= 0.95, {k: summary[k] for k in ("wer", "cer", "wer_phone", "per")}
 

@@ -22,7 +22,10 @@ SAMPLES = sorted((TEST_DATA.parent.parent / "asr" / "assets" / "samples").glob("
 
 @pytest.fixture(scope="module")
 def transcriber():
-    return Transcriber()
+    """The shipped model decoded greedily (fast): what these tests check does not depend on the search."""
+    import asr
+
+    return asr.load(decoder="greedy", head="char", precision="fp32")
 
 
 def test_expand_inputs(tmp_path):
@@ -128,10 +131,10 @@ def test_in_order_yields_transcripts_in_input_order(tmp_path, transcriber):
     """Workers finish in any order (longest batches first); in_order gives them back as listed, errors included."""
     (tmp_path / "bad.wav").write_bytes(b"not audio")
     paths = [str(SAMPLES[2]), str(SAMPLES[1]), str(tmp_path / "bad.wav"), str(SAMPLES[0])]
-    got = list(transcriber.transcribe(paths, workers=2, in_order=True, batch_seconds=5.0))
+    got = list(transcriber.transcribe_files(paths, workers=2, in_order=True, batch_seconds=5.0))
     assert [t.path for t in got] == paths
     assert [bool(t.error) for t in got] == [p.endswith("bad.wav") for p in paths]
-    unordered = list(transcriber.transcribe(paths, workers=2, batch_seconds=5.0))
+    unordered = list(transcriber.transcribe_files(paths, workers=2, batch_seconds=5.0))
     assert [t.path for t in unordered] != paths  # the unreadable file is known first: without in_order it leads
     assert {t.path: t.text for t in unordered} == {t.path: t.text for t in got}
 
@@ -142,13 +145,13 @@ def test_long_audio_is_windowed_and_stitched(tmp_path, transcriber, monkeypatch)
     gap = np.zeros(8000, np.float32)
     long = np.concatenate([np.concatenate([c, gap]) for c in clips])  # ~55 s
     sf.write(tmp_path / "long.flac", long, 16000)
-    short = [t.text for t in sorted(transcriber.transcribe(SAMPLES * 1), key=lambda t: t.path)]
+    short = [t.text for t in sorted(transcriber.transcribe_files(SAMPLES * 1), key=lambda t: t.path)]
     by_name = dict(zip(sorted(map(str, SAMPLES)), short))
     reference = " ".join(by_name[str(p)] for p in SAMPLES * 3)
     monkeypatch.setattr(T, "CHUNK_SECONDS", 12.0)
     monkeypatch.setattr(T, "OVERLAP_SECONDS", 2.0)
     assert len(T._plan(0, len(long) / 16000)) >= 5
-    (chunked,) = list(transcriber.transcribe([tmp_path / "long.flac"]))
+    (chunked,) = list(transcriber.transcribe_files([tmp_path / "long.flac"]))
     starts = [w.start for w in chunked.words]
     assert starts == sorted(starts) and all(w.end >= w.start for w in chunked.words)
     assert chunked.words[-1].end <= len(long) / 16000 + 0.05
@@ -157,7 +160,7 @@ def test_long_audio_is_windowed_and_stitched(tmp_path, transcriber, monkeypatch)
     # pass over the whole file: the model hears other context and per-utterance normalisation
     # over other spans either way (measured: 0.23 windowed, 0.26 whole), and stitching adds nothing.
     monkeypatch.setattr(T, "CHUNK_SECONDS", 1000.0)
-    (whole,) = list(transcriber.transcribe([tmp_path / "long.flac"]))
+    (whole,) = list(transcriber.transcribe_files([tmp_path / "long.flac"]))
     assert len(whole.words) > 20
     assert cer([reference], [chunked.text]) <= cer([reference], [whole.text]) + 0.03
     assert cer([reference], [chunked.text]) < 0.3, (reference, chunked.text)
@@ -197,7 +200,7 @@ def test_window_stitching_is_exact(tmp_path, transcriber, monkeypatch):
     """Each window 'hears' a word every second of its own time; stitched, every second is heard once."""
     from asr.decode import Hypothesis
 
-    def fake_recognize(model, feats, lexicon, phone_words_too=True, beam=None, precision="fp32"):
+    def fake_recognize(model, feats, lexicon, phone_words_too=True, beam=None, precision="fp32", **kw):
         hyps = []
         for f in feats:
             seconds = f.shape[0] / 100  # 10 ms frames
@@ -209,7 +212,7 @@ def test_window_stitching_is_exact(tmp_path, transcriber, monkeypatch):
     monkeypatch.setattr(T, "CHUNK_SECONDS", 10.0)
     monkeypatch.setattr(T, "OVERLAP_SECONDS", 2.0)
     sf.write(tmp_path / "long.wav", np.full(16000 * 45, 0.01, np.float32), 16000)
-    (t,) = list(transcriber.transcribe([tmp_path / "long.wav"]))
+    (t,) = list(transcriber.transcribe_files([tmp_path / "long.wav"]))
     assert [w.start for w in t.words] == [float(s) for s in range(45)]
     assert all(w.end == w.start + 0.5 for w in t.words)
     assert t.duration == 45.0
@@ -222,13 +225,12 @@ def test_worker_processes_give_the_transcripts_of_one_file_at_a_time():
     rounds differently from one utterance enough to move a word's time by a frame now and then."""
     import dataclasses
 
-    from asr.decode import shipped_decoding
+    import asr
 
-    head, decoding = shipped_decoding()
-    tr = Transcriber(head=head, decoding=dataclasses.replace(decoding, precision="fp32"))
+    tr = asr.load(precision="fp32")
     paths = [str(p) for p in SAMPLES] + [str(TEST_DATA / n) for n in ("3_jackson_0.wav", "19-198-0000.opus")]
-    alone = {p: next(iter(tr.transcribe([p], workers=0))) for p in paths}
-    batched = list(tr.transcribe(paths, batch_seconds=20.0, workers=2))
+    alone = {p: next(iter(tr.transcribe_files([p], workers=0))) for p in paths}
+    batched = list(tr.transcribe_files(paths, batch_seconds=20.0, workers=2))
     assert sorted(t.path for t in batched) == sorted(paths)
     for t in batched:
         one = alone[t.path]
@@ -244,7 +246,7 @@ def test_stopping_early_stops_the_worker_processes():
 
     tr = Transcriber()
     paths = [str(p) for p in SAMPLES] + [str(TEST_DATA / n) for n in ("3_jackson_0.wav", "19-198-0000.opus")]
-    results = tr.transcribe(paths, batch_seconds=5.0, workers=2)
+    results = tr.transcribe_files(paths, batch_seconds=5.0, workers=2)
     first = next(results)
     results.close()  # e.g. a consumer that breaks out of its loop
     assert first.path in paths and not multiprocessing.active_children()

@@ -1,0 +1,318 @@
+"""A model that travels with its decoding: one folder, like a Vosk model folder or a torchaudio bundle.
+
+A bundle holds the acoustic model, the pronunciation lexicon, the word LM (with its word
+list), the confidence calibrator and ``bundle.json``, which says how they are used together::
+
+    {"format": 1,
+     "model": "model.pt", "lexicon": "lexicon.txt.gz",
+     "head": "phone",                                    # which CTC head gives the words
+     "decoding": {"decoder": "beam", "lm": "lm.arpa.gz", "calibration": "calibration.json", ...},
+     "files": {"model.pt": "<sha256>", ...},             # every file above, and the LM's word list
+     "produced_by": {"asr": "0.1.0", "commit": "...", "training": {...}, "dev": {"wer": 0.28, ...}}}
+
+``decoding`` holds :class:`asr.decode.DecodingConfig`'s fields, its files named relative to the
+folder. ``asr/assets`` is the default bundle. ``asr bundle`` (the recipes' last stage) writes one
+from a checkpoint and a tuned decoding; ``asr tune --bundle`` and ``asr calibrate --bundle``
+write their results into one. A file whose sha256 differs from ``bundle.json``, a missing file
+or a format newer than this ``asr`` reads is refused with one clear error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .decode import DecodingConfig
+from .errors import ConfigError, UserError
+from .io import atomic_write_text
+from .model import load_checkpoint
+
+FORMAT = 1  # bundle.json's format version: readers refuse newer ones
+BUNDLE_FILE = "bundle.json"
+HEADS = ("char", "phone")
+# Names chosen by `write_bundle` for the files it copies in (the LM keeps its suffix: .arpa, .arpa.gz, .bin).
+MODEL_FILE, CALIBRATION_FILE = "model.pt", "calibration.json"
+
+
+class BundleError(UserError):
+    """A bundle folder that cannot be used as it is; the message names the folder and the file."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A model with everything its decoding needs, as absolute paths.
+
+    ``decoding.lm`` and ``decoding.calibration`` are absolute paths (or ``None``). ``path`` is the
+    folder, ``None`` for a bare checkpoint (see :func:`from_checkpoint`). ``produced_by`` is
+    bundle.json's record of what made it (training config, commit, dev figures).
+    """
+
+    model: Path
+    lexicon: Path
+    head: str = "char"
+    decoding: DecodingConfig = DecodingConfig()
+    path: Path | None = None
+    produced_by: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def with_options(self, head: str | None = None, decoder: str | None = None, **changes: Any) -> "Bundle":
+        """This bundle with some decoding options changed (``None`` values are left as they are).
+
+        ``decoder="greedy"`` is plain best-path decoding; ``decoder="beam"`` turns a greedy
+        decoding into beam search; ``changes`` are :class:`DecodingConfig` fields, with
+        ``lm="none"`` for no LM and ``calibration="none"`` for raw confidences. A calibrator knows
+        the words of its own head's search with its own LM: another head, LM or a lexicon-free
+        search drops it (unless one is given), since its inputs would mean something else.
+        """
+        known = {f.name for f in dataclasses.fields(DecodingConfig)}
+        for name in changes:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known | {"head", "decoder"}), n=1)
+                raise ConfigError(f"unknown decoding option {name!r}" + (f"; did you mean {close[0]!r}?" if close
+                                                                          else f"; options: head, {', '.join(sorted(known))}"))
+        if head is not None and head not in HEADS:
+            raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
+        config = self.decoding
+        if decoder == "greedy":
+            config = DecodingConfig(precision=config.precision)
+        elif decoder == "beam" and config.decoder != "beam":
+            config = dataclasses.replace(config, decoder="beam")
+        elif decoder not in (None, "greedy", "beam"):
+            raise ConfigError(f"decoder must be 'greedy' or 'beam', not {decoder!r}")
+        changes = {k: v for k, v in changes.items() if v is not None}
+        for name in ("lm", "calibration"):
+            if changes.get(name) == "none":
+                changes[name] = None
+            elif changes.get(name) is not None:
+                changes[name] = str(Path(changes[name]).resolve())
+        if (head not in (None, self.head) or ("lm" in changes and changes["lm"] != config.lm)
+                or changes.get("lexicon_free")) and "calibration" not in changes:
+            config = dataclasses.replace(config, calibration=None)
+        return dataclasses.replace(self, head=head or self.head, decoding=dataclasses.replace(config, **changes))
+
+    def describe(self) -> str:
+        """One line: the head and decoding, e.g. ``phone head, beam search + LM + joint rescoring``."""
+        d = self.decoding
+        if d.decoder == "greedy":
+            how = "greedy"
+        else:
+            how = ("lexicon-free beam search" if d.lexicon_free else "beam search" + (" + LM" if d.lm else " + lexicon")
+                   + (" + joint rescoring" if d.joint_weight else ""))
+        return f"{self.head} head, {how}" + (", calibrated confidences" if d.calibration else "")
+
+
+def default_bundle_path() -> Path:
+    """The bundle shipped inside the package (``asr/assets``)."""
+    return Path(str(resources.files("asr") / "assets"))
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
+    """The bundle in folder ``path`` (default: the shipped one), its files checked against bundle.json.
+
+    ``verify=False`` skips the sha256 of every file (they are still required to exist).
+    Raises :class:`BundleError` naming the folder and file for a folder without bundle.json, a
+    bundle.json that is not valid, a format newer than :data:`FORMAT`, or a listed file that is
+    missing or whose sha256 differs.
+    """
+    folder = default_bundle_path() if path is None else Path(path)
+    meta_path = folder / BUNDLE_FILE
+    if not folder.exists():
+        raise BundleError(f"{folder}: bundle folder not found")
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: a bundle is a folder holding {BUNDLE_FILE}, not a file "
+                          f"(for a bare checkpoint use --model; `asr bundle` makes a bundle of one)")
+    if not meta_path.is_file():
+        raise BundleError(f"{folder}: not a bundle (no {BUNDLE_FILE}; `asr bundle` writes one)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{meta_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path}: expected a JSON object")
+    version = meta.get("format")
+    if not isinstance(version, int):
+        raise BundleError(f"{meta_path}: no format version")
+    if version > FORMAT:
+        raise BundleError(f"{meta_path}: bundle format {version} is newer than this asr reads ({FORMAT}); "
+                          f"upgrade asr to use it")
+    files = meta.get("files")
+    if not isinstance(files, dict):
+        raise BundleError(f"{meta_path}: no 'files' with the sha256 of each file")
+
+    def member(name: Any, what: str) -> Path:
+        if not isinstance(name, str) or not name or Path(name).name != name:
+            raise BundleError(f"{meta_path}: {what} must be a file name inside the bundle, not {name!r}")
+        if name not in files:
+            raise BundleError(f"{meta_path}: {what} {name!r} is not listed in 'files'")
+        return (folder / name).resolve()
+
+    for name, digest in files.items():
+        p = folder / name
+        if Path(name).name != name:
+            raise BundleError(f"{meta_path}: {name!r} is not a file name inside the bundle")
+        if not p.is_file():
+            raise BundleError(f"{p}: missing from the bundle ({BUNDLE_FILE} lists it)")
+        if verify and sha256(p) != digest:
+            raise BundleError(f"{p}: sha256 differs from {BUNDLE_FILE}'s: the file was changed or damaged after the "
+                              f"bundle was written (rebuild it with `asr bundle`)")
+    try:
+        fields = dict(meta.get("decoding") or {})
+        for name in ("lm", "calibration"):
+            if fields.get(name):
+                fields[name] = str(member(fields[name], f"decoding.{name}"))
+        words = f"{Path(fields['lm']).name}.words.txt" if fields.get("lm") else None
+        if words and (folder / words).exists() and words not in files:
+            raise BundleError(f"{meta_path}: the LM's word list {words} is not listed in 'files'")
+        decoding = DecodingConfig(**fields)
+    except TypeError as e:
+        raise BundleError(f"{meta_path}: decoding: {e}") from None
+    head = meta.get("head", "char")
+    if head not in HEADS:
+        raise BundleError(f"{meta_path}: head must be 'char' or 'phone', not {head!r}")
+    return Bundle(member(meta.get("model"), "model"), member(meta.get("lexicon"), "lexicon"), head, decoding,
+                  folder.resolve(), meta.get("produced_by") or {})
+
+
+def from_checkpoint(model: str | Path, lexicon: str | Path | None = None) -> Bundle:
+    """A bare checkpoint as a bundle: greedy decoding of the character head, raw confidences.
+
+    Nothing tuned for another model (the shipped LM weights, calibrator) goes with it; give
+    decoding options, or make a bundle (:func:`write_bundle`), for more.
+    """
+    model = Path(model)
+    if model.is_dir():
+        raise BundleError(f"{model}: is a folder, not a checkpoint"
+                          + (" (it is a bundle: give it as --bundle)" if (model / BUNDLE_FILE).is_file() else ""))
+    load_checkpoint(model)  # a missing or unreadable file is reported now, before anything is said about it
+    lexicon = Path(lexicon) if lexicon else default_bundle_path() / "lexicon.txt.gz"
+    return Bundle(model.resolve(), lexicon.resolve(), "char", DecodingConfig())
+
+
+def resolve(bundle: str | Path | None = None, model: str | Path | None = None, lexicon: str | Path | None = None,
+            warn=None, **options: Any) -> Bundle:
+    """What a command decodes with: ``bundle`` (default: the shipped one), or a bare ``model``
+    checkpoint decoded greedily (said through ``warn``, e.g. on stderr), with ``options``
+    (see :meth:`Bundle.with_options`) and another ``lexicon`` if given."""
+    if bundle is not None and model is not None:
+        raise ConfigError("give --bundle or --model, not both (a bundle holds its model)")
+    if model is not None:
+        b = from_checkpoint(model, lexicon)
+        if warn is not None and not any(options.get(k) for k in ("decoder", "lm", "head")):
+            warn(f"note: {model} is a bare checkpoint: decoding it greedily with its char head (no LM, raw "
+                 f"confidences); `asr bundle` makes a bundle that carries its own tuned decoding")
+    else:
+        b = load_bundle(bundle)
+        if lexicon is not None:
+            b = dataclasses.replace(b, lexicon=Path(lexicon).resolve())
+    return b.with_options(**options)
+
+
+def _commit() -> str | None:
+    """The git commit of the working directory, if it is a clone."""
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def _copy_in(src: str | Path, folder: Path, name: str) -> str:
+    """Copy ``src`` into ``folder`` as ``name`` (atomically; nothing to do if it is that file already)."""
+    dst = folder / name
+    src = Path(src)
+    if not src.is_file():
+        raise BundleError(f"{src}: file not found")
+    if dst.exists() and dst.resolve() == src.resolve():
+        return name
+    tmp = folder / f".{name}.tmp"
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return name
+
+
+def write_bundle(out: str | Path, model: str | Path, head: str, decoding: DecodingConfig,
+                 lexicon: str | Path | None = None, produced_by: dict[str, Any] | None = None) -> Bundle:
+    """Write a bundle folder ``out``: ``model`` (a checkpoint), ``lexicon`` (default: the shipped
+    one), the LM and calibrator that ``decoding`` names (copied in, with the LM's word list), and
+    bundle.json last, with the sha256 of each file. ``out`` may be an existing bundle whose files
+    are given again (that is how tune and calibrate write into one).
+
+    ``produced_by`` is merged into what is recorded: the asr version, the git commit, and the
+    checkpoint's training config and dev scores where it holds them.
+    """
+    import torch
+
+    from . import __version__
+
+    if head not in HEADS:
+        raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    lexicon = Path(lexicon) if lexicon else default_bundle_path() / "lexicon.txt.gz"
+    names = {"model": _copy_in(model, folder, MODEL_FILE),
+             "lexicon": _copy_in(lexicon, folder, "lexicon" + "".join(lexicon.suffixes[-2:]))}
+    fields = dataclasses.asdict(decoding)
+    if decoding.lm:
+        lm = Path(decoding.lm)
+        fields["lm"] = _copy_in(lm, folder, "lm" + "".join(lm.suffixes[-2:]))
+        if Path(f"{lm}.words.txt").is_file():
+            _copy_in(f"{lm}.words.txt", folder, f"{fields['lm']}.words.txt")
+    if decoding.calibration:
+        fields["calibration"] = _copy_in(decoding.calibration, folder, CALIBRATION_FILE)
+    listed = [names["model"], names["lexicon"]] + [fields[k] for k in ("lm", "calibration") if fields.get(k)]
+    if fields.get("lm") and (folder / f"{fields['lm']}.words.txt").is_file():
+        listed.append(f"{fields['lm']}.words.txt")
+    ckpt = torch.load(folder / names["model"], map_location="cpu", weights_only=True)
+    record: dict[str, Any] = {"asr": __version__, "commit": _commit()}
+    for key, name in (("training", "training"), ("epoch", "epoch"), ("dev", "training_dev")):
+        if key in ckpt:  # the training config, and the dev scores it chose the checkpoint by
+            record[name] = ckpt[key]
+    old = folder / BUNDLE_FILE
+    if old.is_file():  # keep what an earlier writer recorded (e.g. the tuning's dev figures)
+        try:
+            record = {**json.loads(old.read_text(encoding="utf-8")).get("produced_by", {}), **record}
+        except (OSError, ValueError, AttributeError):
+            pass
+    record.update(produced_by or {})
+    meta = {"format": FORMAT, **names, "head": head, "decoding": fields,
+            "files": {name: sha256(folder / name) for name in sorted(set(listed))}, "produced_by": record}
+    atomic_write_text(old, json.dumps(meta, indent=2) + "\n")
+    return load_bundle(folder, verify=False)
+
+
+def bundle_summary(bundle: Bundle) -> str:
+    """A few lines about a bundle, for ``asr bundle`` and ``asr transcribe --debug``-style output."""
+    lines = [f"{bundle.path or bundle.model}: {bundle.describe()}"]
+    dev = bundle.produced_by.get("dev")
+    if isinstance(dev, dict) and dev:
+        lines.append("dev: " + ", ".join(f"{k}={v}" for k, v in dev.items()))
+    return "\n".join(lines)
+
+
+
+def read_tuned(path: str | Path) -> tuple[str, DecodingConfig, dict[str, Any]]:
+    """``(head, decoding, record)`` from ``asr tune``'s best.json (``{"head", "decoding", "wer", ...}``)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+        head, decoding = record["head"], DecodingConfig(**record["decoding"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not a decoding as `asr tune` writes it ({type(e).__name__}: {e})") from None
+    if head not in HEADS:
+        raise ConfigError(f"{path}: head must be 'char' or 'phone', not {head!r}")
+    return head, decoding, record
