@@ -17,7 +17,7 @@ from .decode import DecodingConfig, Hypothesis, Word, lm_vocabulary
 from .errors import UserError
 from .features import compute_features, load_audio
 from .confidence import FIT_NON_SPEECH
-from .metrics import expected_calibration_error, roc_auc, score_heads, words_right
+from .metrics import cer, expected_calibration_error, roc_auc, score_heads, words_right
 from .report import posterior_png, write_report
 from .text import CHAR_VOCAB, PHONE_VOCAB
 from .transcribe import Transcriber
@@ -71,6 +71,8 @@ def evaluate(manifest: str | Path, out_dir: str | Path, bundle: Bundle | None = 
         "head": head,
         **{k: v for k, v in dataclasses.asdict(decoding).items() if decoding.decoder == "beam" or k == "decoder"},
         "wer": scores["wer_char" if head == "char" else "wer_phone"],
+        # the CER of the words scored as "wer" (``cer`` below is the character head's greedy one)
+        "cer_decoded": cer(refs, [h.text(head) for h in hyps]),
         **scores,
         # Word times of `head` against CTC forced alignment of the reference on the same output:
         # mean |start - start'| and |end - end'| over the words the hypothesis got right (of the

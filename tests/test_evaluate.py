@@ -117,3 +117,28 @@ def test_tune_grid_search_writes_grid_and_best(tmp_path):
     assert best["wer"] == min(beam_wers)
     assert json.loads((tmp_path / "tune" / "best.json").read_text()) == best
     assert best["decoding"]["decoder"] == "beam" and best["decoding"]["lm"] == str(tmp_path / "lm.arpa")
+
+
+def test_a_long_file_scores_what_transcribe_gives(tmp_path):
+    """evaluate and transcribe take one path from audio to words: on a 40 s recording (recognised
+    in 30 s windows) the words evaluate scores are those transcribe writes, with the shipped search."""
+    import numpy as np
+    import soundfile as sf
+
+    from asr.features import load_audio
+    from asr.transcribe import Transcriber
+
+    clips = [load_audio(p).numpy() for p in sorted(TEST_DATA.glob("*.opus"))]
+    gap = np.zeros(8000, np.float32)
+    audio = np.concatenate([x for _ in range(3) for c in clips for x in (c, gap)])
+    assert 35 < len(audio) / 16000 < 60
+    sf.write(tmp_path / "long.flac", audio, 16000)
+    refs = [r["text"] for r in map(json.loads, (TEST_DATA / "manifest.jsonl").read_text().splitlines())]
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "long", "audio": str(tmp_path / "long.flac"),
+                                                  "text": " ".join(refs * 3)}) + "\n")
+    shipped = load_bundle().with_options(precision="fp32")
+    s = evaluate(tmp_path / "m.jsonl", tmp_path / "ev", shipped, posteriors=0)
+    (record,) = [json.loads(line) for line in (tmp_path / "ev" / "results.jsonl").read_text().splitlines()]
+    t = Transcriber(shipped).transcribe(tmp_path / "long.flac")
+    assert record["hyp"] == t.text and record["confidences"] == [w.confidence for w in t.words]
+    assert s["wer"] < 0.5 and s["boundary_words"] == 0  # a windowed file has no forced alignment of its whole reference

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from asr import transcribe as T
 from asr.features import load_audio
@@ -294,3 +295,61 @@ def test_a_full_disk_stops_with_a_clear_error_and_the_rerun_resumes(tmp_path, sm
     lines = (out / "results.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["path"] for line in lines) == sorted(str(p) for p in clips.iterdir())
     assert len({json.loads(line)["text"] for line in lines}) == 1  # the same clip, the same text
+
+
+# --- the one-line API: asr.load().transcribe(...) -------------------------------------------
+
+def test_load_transcribe_a_file_a_list_and_samples(transcriber, tmp_path):
+    import asr
+    from asr.errors import ConfigError
+    from asr.features import AudioError
+
+    one = transcriber.transcribe(SAMPLES[0])  # a str or Path: one Transcript
+    assert isinstance(one, Transcript) and one.text and one.path == str(SAMPLES[0])
+    many = transcriber.transcribe([str(SAMPLES[1]), str(SAMPLES[0].parent)])  # files and folders: a list, in order
+    assert [t.path for t in many] == [str(SAMPLES[1])] + [str(p) for p in SAMPLES if p != SAMPLES[1]]
+    assert many[1 + [p for p in SAMPLES if p != SAMPLES[1]].index(SAMPLES[0])].text == one.text
+    # samples in memory at their own rate: the words of the file they came from
+    x, rate = sf.read(TEST_DATA / "3_jackson_0.wav", dtype="float32")
+    from_file = transcriber.transcribe(TEST_DATA / "3_jackson_0.wav")
+    for samples in (x, torch.from_numpy(x), np.stack([x, x])):  # numpy, tensor, channels first
+        t = transcriber.transcribe(samples, sample_rate=rate)
+        assert t.text == from_file.text and [w.start for w in t.words] == [w.start for w in from_file.words]
+    with pytest.raises(ConfigError, match="sample_rate"):
+        transcriber.transcribe(x)
+    with pytest.raises(AudioError, match="NaN"):
+        transcriber.transcribe(np.full(16000, np.nan, np.float32), sample_rate=16000)
+    with pytest.raises(AudioError, match="missing.wav: file not found"):
+        transcriber.transcribe(tmp_path / "missing.wav")
+    (bad,) = transcriber.transcribe([str(tmp_path / "missing.wav")])  # in a list: a record with its error
+    assert bad.error.endswith("file not found") and bad.text == ""
+    assert asr.load(decoder="greedy", head="char", precision="fp32").decoding == transcriber.decoding
+
+
+def test_shards_together_give_exactly_the_records_of_one_run(tmp_path):
+    from asr.transcribe import select_shard
+
+    paths = [f"f{i}.wav" for i in range(7)]
+    shards = [select_shard(paths, f"{k}/3") for k in (1, 2, 3)]
+    assert sorted(sum(shards, [])) == sorted(paths) and all(shards)
+    for bad in ("0/3", "4/3", "1-3", "x/y"):
+        with pytest.raises(ValueError, match="--shard"):
+            select_shard(paths, bad)
+    inputs = [str(p) for p in SAMPLES] + [str(TEST_DATA / n) for n in ("3_jackson_0.wav", "19-198-0000.opus")]
+    base = [sys.executable, "-m", "asr.cli", "transcribe", *inputs, "--decoder", "greedy", "--workers", "0",
+            "--precision", "fp32"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    assert subprocess.run(base + ["--out", str(tmp_path / "all")], env=env, capture_output=True).returncode == 0
+    merged = []
+    for k in (1, 2, 3):
+        r = subprocess.run(base + ["--shard", f"{k}/3", "--out", str(tmp_path / f"s{k}")], env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        merged += (tmp_path / f"s{k}" / "results.jsonl").read_text().splitlines()
+    whole = (tmp_path / "all" / "results.jsonl").read_text().splitlines()
+    assert len(merged) == len(whole) == len(inputs)
+    merged, whole = (sorted(map(json.loads, records), key=lambda r: r["path"]) for records in (merged, whole))
+    # a shard's batches are padded differently: the products may round differently in the last digits
+    confidences = lambda rs: [w.pop("confidence") for r in rs for w in r["words"]]  # noqa: E731
+    assert confidences(merged) == pytest.approx(confidences(whole), abs=1e-3)
+    assert merged == whole

@@ -1,0 +1,135 @@
+"""Bundles: a model folder that carries its own decoding, checked file by file."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from asr.bundle import (BUNDLE_FILE, BundleError, default_bundle_path, from_checkpoint, load_bundle, resolve,
+                        write_bundle)
+from asr.decode import DecodingConfig
+from asr.errors import ConfigError
+from asr.lm import build_lm
+from conftest import TEST_DATA
+
+SHIPPED_MODEL = default_bundle_path() / "model.pt"
+CLIP = TEST_DATA / "2416-152139-0047.opus"
+WORDS = "NORTHANGER ABBEY\nKNIT TWO TOGETHER TWICE\nWHO WAS ALREADY ASLEEP IN BED\n"
+
+
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory):
+    """The shipped model with a tiny bigram LM, beam search of the phone head."""
+    tmp = tmp_path_factory.mktemp("b")
+    (tmp / "t.txt").write_text(WORDS)
+    build_lm([tmp / "t.txt"], tmp / "lm.arpa", order=2)
+    return write_bundle(tmp / "bundle", SHIPPED_MODEL, "phone",
+                        DecodingConfig("beam", str(tmp / "lm.arpa"), beam_size=20, lm_weight=1.5),
+                        produced_by={"dev": {"wer": 0.5}})
+
+
+def _copy(bundle, tmp_path):
+    shutil.copytree(bundle.path, tmp_path / "copy")
+    return tmp_path / "copy"
+
+
+def test_written_bundle_loads_with_its_files_inside_and_provenance(small_bundle):
+    b = load_bundle(small_bundle.path)
+    assert b == small_bundle and b.head == "phone"
+    assert b.decoding == DecodingConfig("beam", str(b.path / "lm.arpa"), beam_size=20, lm_weight=1.5)
+    meta = json.loads((b.path / BUNDLE_FILE).read_text())
+    assert meta["format"] == 1 and set(meta["files"]) == {"model.pt", "lexicon.txt.gz", "lm.arpa", "lm.arpa.words.txt"}
+    assert all(len(h) == 64 for h in meta["files"].values())
+    assert meta["produced_by"]["dev"] == {"wer": 0.5} and meta["produced_by"]["asr"]
+    assert "training_dev" in meta["produced_by"]  # the scores the checkpoint was chosen by
+
+
+def test_a_changed_file_is_refused(small_bundle, tmp_path):
+    folder = _copy(small_bundle, tmp_path)
+    with open(folder / "lm.arpa", "a") as f:
+        f.write("\n")
+    with pytest.raises(BundleError, match=r"lm\.arpa: sha256 differs from bundle\.json"):
+        load_bundle(folder)
+    load_bundle(folder, verify=False)  # the check is what refuses it
+
+
+def test_a_missing_file_is_refused(small_bundle, tmp_path):
+    folder = _copy(small_bundle, tmp_path)
+    (folder / "lexicon.txt.gz").unlink()
+    with pytest.raises(BundleError, match=r"lexicon\.txt\.gz: missing from the bundle"):
+        load_bundle(folder)
+
+
+def test_a_newer_format_and_bad_metadata_are_refused(small_bundle, tmp_path):
+    folder = _copy(small_bundle, tmp_path)
+    meta = json.loads((folder / BUNDLE_FILE).read_text())
+    (folder / BUNDLE_FILE).write_text(json.dumps({**meta, "format": 2}))
+    with pytest.raises(BundleError, match="bundle format 2 is newer than this asr reads"):
+        load_bundle(folder)
+    (folder / BUNDLE_FILE).write_text(json.dumps({**meta, "model": "../model.pt"}))
+    with pytest.raises(BundleError, match="must be a file name inside the bundle"):
+        load_bundle(folder)
+    (folder / BUNDLE_FILE).write_text(json.dumps({**meta, "decoding": {**meta["decoding"], "beam_sise": 3}}))
+    with pytest.raises(BundleError, match="beam_sise"):
+        load_bundle(folder)
+    (folder / BUNDLE_FILE).write_text("{")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(folder)
+    (folder / BUNDLE_FILE).unlink()
+    with pytest.raises(BundleError, match="not a bundle"):
+        load_bundle(folder)
+    with pytest.raises(BundleError, match="not a checkpoint .it is a bundle"):
+        from_checkpoint(small_bundle.path)
+
+
+def test_options_override_and_unknown_ones_are_named(small_bundle):
+    b = small_bundle.with_options(lm_weight=3.0)
+    assert b.decoding.lm_weight == 3.0 and b.decoding.lm == small_bundle.decoding.lm
+    assert small_bundle.with_options(decoder="greedy").decoding == DecodingConfig()
+    with pytest.raises(ConfigError, match="did you mean 'beam_size'"):
+        small_bundle.with_options(beam_sise=3)
+    with pytest.raises(ConfigError, match="give --bundle or --model, not both"):
+        resolve(small_bundle.path, SHIPPED_MODEL)
+
+
+def test_a_bare_checkpoint_is_decoded_greedily_never_with_the_shipped_lm():
+    notes = []
+    b = resolve(model=SHIPPED_MODEL, warn=notes.append)
+    assert (b.head, b.decoding) == ("char", DecodingConfig())
+    assert len(notes) == 1 and "greedily" in notes[0]
+    shipped = load_bundle()
+    assert shipped.decoding.lm is not None and shipped.decoding.calibration is not None
+
+
+def _asr(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "asr.cli", *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def test_cli_bundle_then_transcribe_and_tune_into_it(tmp_path):
+    (tmp_path / "t.txt").write_text(WORDS)
+    assert _asr("lm", "build", tmp_path / "t.txt", "--order", "2", "--out", tmp_path / "lm.arpa").returncode == 0
+    r = _asr("bundle", SHIPPED_MODEL, "--decoder", "beam", "--lm", tmp_path / "lm.arpa", "--beam-size", "20",
+             "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    assert "char head, beam search + LM" in r.stdout
+    r = _asr("transcribe", "--bundle", tmp_path / "b", CLIP)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout.split() and set(r.stdout.split()) <= set(WORDS.lower().split())  # that bundle's LM only
+
+    # --model alone: greedy with that model, said on stderr; the same words as greedy decoding of the bundle
+    bare = _asr("transcribe", "--model", SHIPPED_MODEL, CLIP)
+    greedy = _asr("transcribe", "--bundle", tmp_path / "b", "--decoder", "greedy", CLIP)
+    assert bare.returncode == 0 and "greedily" in bare.stderr and bare.stdout == greedy.stdout
+    assert set(bare.stdout.split()) - set(WORDS.lower().split())  # not restricted to the LM's words
+
+    r = _asr("tune", "--bundle", tmp_path / "b", "--manifest", TEST_DATA / "manifest.jsonl", "--heads", "phone",
+             "--lm-weights", "0.5", "3", "--word-scores", "0", "--joint-weights", "0", "--workers", "1",
+             "--out", tmp_path / "tune")
+    assert r.returncode == 0, r.stderr
+    best = json.loads((tmp_path / "tune" / "best.json").read_text())
+    b = load_bundle(tmp_path / "b")
+    assert b.head == best["head"] == "phone" and b.decoding.lm_weight == best["decoding"]["lm_weight"]
+    assert b.produced_by["dev"]["wer"] == best["wer"]
+    assert b.decoding.lm == str(tmp_path / "b" / "lm.arpa")  # still the bundle's own copy
