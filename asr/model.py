@@ -56,7 +56,7 @@ class Dropout(nn.Module):
     element keeps or drops by one 16-bit slice of a 64-bit random draw: a quarter of the draws,
     and ``p`` is exact to 1/65536. For a 20 x 417 x 1024 activation (one layer of the shipped
     model in a 240 s batch) forward + backward take half the time of nn.Dropout's, and whole
-    training steps run 1.08x faster (``benchmarks/dropout.py``, RESULTS.md).
+    training steps run 1.08x faster (``benchmarks/dropout.py` (a settled probe, removed; commit 9d7b3b8 has it)`, RESULTS.md).
     """
 
     BITS = 16  # one int16 per element: p is exact to 2**-16

@@ -20,29 +20,29 @@ from pathlib import Path
 import torch
 
 from asr.data import read_manifest
-from asr.decode import shipped_decoding
+import asr
 from asr.report import comparison_text, write_report
-from asr.transcribe import Transcriber, default_workers
+from asr.transcribe import default_workers
 from batch_transcribe import pocketsphinx_parallel, pocketsphinx_transcribe
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
-    ap.add_argument("--model")
+    ap.add_argument("--bundle", help="bundle folder (default: the shipped one)")
     ap.add_argument("--cores", type=int, default=default_workers(), help="cores to use (default: all usable)")
     ap.add_argument("--out", default="exp/bench/vs-pocketsphinx")
     args = ap.parse_args()
     utts = read_manifest(args.manifest)
     paths = [u.audio for u in utts]
     audio = sum(u.duration for u in utts)
-    head, decoding = shipped_decoding()
-    print(f"{len(paths)} files, {audio / 3600:.2f} h of audio, {args.cores} core(s); ours: head={head} {decoding}")
+    transcriber = asr.load(args.bundle)
+    print(f"{len(paths)} files, {audio / 3600:.2f} h of audio, {args.cores} core(s); ours: head={transcriber.head} "
+          f"{transcriber.decoding}")
 
     torch.set_num_threads(1)
-    transcriber = Transcriber(args.model, head=head, decoding=decoding)
     start = time.perf_counter()
-    ours = {t.path: t for t in transcriber.transcribe(paths, workers=args.cores)}
+    ours = {t.path: t for t in transcriber.transcribe_files(paths, workers=args.cores)}
     rtf = {"asr": (time.perf_counter() - start) / audio}
     if args.cores > 1:
         hyps, seconds = pocketsphinx_parallel(paths, [u.duration for u in utts], args.cores)

@@ -6,7 +6,7 @@ Prints the real-time factor (wall seconds / audio seconds; model loading exclude
   - `asr transcribe FILE` run once per file (a shell loop; --cli-files of them, scaled to all),
   - our model, one file per call in one process (no worker processes), on 1 and on --cores
     torch threads (the better of the two is the one-by-one baseline),
-  - our model in batch (`Transcriber.transcribe(paths, workers=N)`: length-sorted batches, each
+  - our model in batch (`Transcriber.transcribe_files(paths, workers=N)`: length-sorted batches, each
     read, featurised, recognised and searched in one of N worker processes) on 1 and --cores workers,
   - PocketSphinx 5.1.1 with its bundled en-us model (pip install pocketsphinx==5.1.1), in 1 and in
     --cores processes (the files split between them by duration; each process's decoding time
@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 from asr.data import read_manifest
-from asr.decode import DecodingConfig, shipped_decoding
+import asr
 from asr.features import load_audio
 from asr.metrics import wer
 from asr.report import write_report
-from asr.transcribe import Transcriber, default_workers
+from asr.transcribe import default_workers
 
 
 def pocketsphinx_transcribe(paths: list[str]) -> tuple[list[str], float]:
@@ -82,7 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--limit", type=int, default=200, help="first N utterances (PocketSphinx is slow)")
-    ap.add_argument("--model")
+    ap.add_argument("--bundle", help="bundle folder (default: the shipped one)")
     ap.add_argument("--cores", type=int, default=default_workers(), help="cores to use (default: all usable)")
     ap.add_argument("--out", default="exp/bench/batch")
     ap.add_argument("--no-pocketsphinx", action="store_true")
@@ -92,17 +92,15 @@ def main() -> None:
     utts = read_manifest(args.manifest)[: args.limit]
     paths = [u.audio for u in utts]
     audio = sum(u.duration for u in utts)
-    head, decoding = shipped_decoding()
-    if args.decoder == "greedy":
-        decoding = DecodingConfig()
-    transcriber = Transcriber(args.model, head=head, decoding=decoding)
-    print(f"decoding: head={head} {decoding}")
+    transcriber = asr.load(args.bundle, **({"decoder": "greedy"} if args.decoder == "greedy" else {}))
+    decoding = transcriber.decoding
+    print(f"decoding: head={transcriber.head} {decoding}")
     print(f"{len(paths)} files, {audio / 60:.1f} min of audio, {args.cores} core(s)")
-    list(transcriber.transcribe(paths[:2]))  # warm-up: first-call allocations, lexicon load
+    list(transcriber.transcribe_files(paths[:2]))  # warm-up: first-call allocations, lexicon load
 
     def one_by_one():
         for p in paths:
-            list(transcriber.transcribe([p], workers=0))
+            list(transcriber.transcribe_files([p], workers=0))
 
     rtf = {}
     for threads in sorted({1, args.cores}):
@@ -115,12 +113,12 @@ def main() -> None:
     results = {}
     for workers in sorted({1, args.cores}):
         transcriber.lexicon.clear_memo()
-        seconds = timed(lambda: results.update((t.path, t) for t in transcriber.transcribe(paths, workers=workers)))
+        seconds = timed(lambda: results.update((t.path, t) for t in transcriber.transcribe_files(paths, workers=workers)))
         rtf[f"batch, {workers} worker process(es)"] = seconds / audio
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cli = timed(lambda: [subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", p, "--decoder", decoding.decoder]
-                                        + (["--model", args.model] if args.model else []),
+                                        + (["--bundle", args.bundle] if args.bundle else []),
                                         check=True, capture_output=True, env=env)
                          for p in paths[: args.cli_files]])
     rtf["one `asr transcribe FILE` process per file"] = cli * len(paths) / min(len(paths), args.cli_files) / audio

@@ -29,7 +29,8 @@ import time
 import torch
 
 from asr.data import load_features, read_manifest
-from asr.decode import make_beam_decoder, shipped_decoding, skip_blank_frames, text_of
+from asr.bundle import load_bundle
+from asr.decode import make_beam_decoder, skip_blank_frames, text_of
 from asr.model import forward_batches
 from asr.metrics import wer
 from asr.model import load_model
@@ -40,7 +41,8 @@ def search(outputs_path: str, setting: str, main_thread: bool) -> dict:
     """Search the saved model outputs with one setting; its hypotheses, seconds and frame counts."""
     torch.set_num_threads(1)
     saved = torch.load(outputs_path, weights_only=True)
-    head, shipped = shipped_decoding()
+    bundle = load_bundle()
+    head, shipped = bundle.head, bundle.decoding
     beam_size, threshold, skip = setting.split(":")
     config = dataclasses.replace(shipped, beam_size=int(beam_size), beam_threshold=float(threshold),
                                  blank_skip=None if skip == "none" else float(skip))
@@ -76,8 +78,9 @@ def main() -> None:
     torch.set_num_threads(1)
     utts = read_manifest(args.manifest)[:: args.every]
     audio = sum(u.duration for u in utts)
-    head, shipped = shipped_decoding()
-    model = load_model(None)
+    bundle = load_bundle()
+    head, shipped = bundle.head, bundle.decoding
+    model = load_model(bundle.model)
     indices, outputs = zip(*forward_batches(model, load_features(utts, model.config.features, progress=False)))
     print(f"{len(utts)} utterances, {audio / 60:.0f} min; shipped: head={head} {shipped}")
     # (label, LD_PRELOAD, thread): the shipped way first

@@ -20,7 +20,6 @@ non-speech gets, how they fare in noise, and what they cost.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 
@@ -29,7 +28,7 @@ import torch
 import asr.decode
 from asr.confidence import synthetic_audio
 from asr.data import read_manifest
-from asr.decode import shipped_decoding
+from asr.bundle import load_bundle
 from asr.evaluate import calibrate
 from asr.features import compute_features, load_audio
 from asr.metrics import expected_calibration_error, roc_auc, wer, words_right
@@ -54,20 +53,21 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     utts = read_manifest(args.manifest)
-    head, shipped = shipped_decoding()
+    bundle = load_bundle()
+    head, shipped = bundle.head, bundle.decoding
     print(f"shipped decoding: head={head} {shipped}")
 
     if not args.skip_cv and not args.rtf_only:
         with tempfile.TemporaryDirectory() as tmp:
-            s = calibrate(args.manifest, tmp, shipped, head, log=lambda line: print(f"  {line}"))
+            s = calibrate(args.manifest, tmp, bundle, log=lambda line: print(f"  {line}"))
         print(f"(1) dev, 2-fold CV by speaker: {s['words']} words, {s['right']} right; "
               f"calibrated AUC {s['auc']:.4f} ECE {s['ece']:.4f}; raw (lowest token posterior) AUC {s['auc_raw']:.4f} "
               f"ECE {s['ece_raw']:.4f}")
         print("    each input alone, AUC: " + ", ".join(f"{k} {v:.3f}" for k, v in s["auc_by_feature"].items()))
 
     if not args.rtf_only:
-        transcriber = Transcriber(None, head=head, decoding=shipped)
-        results = {t.path: t for t in transcriber.transcribe([u.audio for u in utts], workers=2)}
+        transcriber = Transcriber(bundle)
+        results = {t.path: t for t in transcriber.transcribe_files([u.audio for u in utts], workers=2)}
         conf, right = [], []
         for u in utts:
             ws = results[u.audio].words
@@ -112,12 +112,12 @@ def main() -> None:
             if name == "without":  # no evidence, no calibration: the words as the search gave them
                 asr.decode.word_evidence = lambda words, *a, **k: words
                 asr.decode.BeamDecoder.lm_evidence = lambda self, words: words
-                tr = Transcriber(None, head=head, decoding=dataclasses.replace(shipped, calibration=None))
+                tr = Transcriber(bundle.with_options(calibration="none"))
             else:
                 asr.decode.word_evidence, asr.decode.BeamDecoder.lm_evidence = plain_evidence, plain_lm
-                tr = Transcriber(None, head=head, decoding=shipped)
+                tr = Transcriber(bundle)
             start = time.perf_counter()
-            out = {t.path: t.text for t in tr.transcribe(paths, workers=0)}
+            out = {t.path: t.text for t in tr.transcribe_files(paths, workers=0)}
             timings.setdefault(name, []).append((time.perf_counter() - start) / audio)
             texts[name] = [out[p] for p in paths]
     asr.decode.word_evidence, asr.decode.BeamDecoder.lm_evidence = plain_evidence, plain_lm

@@ -1,6 +1,6 @@
 """Real-time factor of transcription: wall seconds / audio seconds, model loading excluded.
 
-    python benchmarks/transcribe_rtf.py --manifest data/librispeech/dev.jsonl [--model PATH] [--threads 1]
+    python benchmarks/transcribe_rtf.py --manifest data/librispeech/dev.jsonl [--bundle DIR] [--threads 1]
         [--workers 0 2] [--decoders greedy shipped] [--head char|phone] [--precisions fp32 bf16]
         [--beam-sizes 1000 2000]
 
@@ -24,7 +24,8 @@ import time
 import torch
 
 from asr.data import read_manifest
-from asr.decode import DecodingConfig, shipped_decoding
+from asr.bundle import load_bundle
+from asr.decode import DecodingConfig
 from asr.metrics import wer
 from asr.transcribe import Transcriber
 
@@ -32,7 +33,7 @@ from asr.transcribe import Transcriber
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
-    ap.add_argument("--model")
+    ap.add_argument("--bundle", help="bundle folder (default: the shipped one)")
     ap.add_argument("--head", choices=["char", "phone"])
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--workers", type=int, nargs="+", default=[0], help="0: in this process, with --threads")
@@ -45,7 +46,8 @@ def main() -> None:
     utts = read_manifest(args.manifest)[: args.limit]
     paths = [u.audio for u in utts]
     ref = {u.audio: u.text for u in utts}
-    shipped_head, shipped = shipped_decoding()
+    bundle = load_bundle(args.bundle)
+    shipped_head, shipped = bundle.head, bundle.decoding
     head = args.head or shipped_head
     print(f"shipped decoding: head={shipped_head} {shipped}")
     runs = []  # (label, decoding): each decoder at each precision, the shipped one at each beam size
@@ -62,13 +64,13 @@ def main() -> None:
         torch.set_num_threads(threads)
         for name, decoding in runs:
             t0 = time.perf_counter()
-            transcriber = Transcriber(args.model, head=head, decoding=decoding)
+            transcriber = Transcriber(dataclasses.replace(bundle, head=head, decoding=decoding))
             load = time.perf_counter() - t0
             # The lexicon (shared by every Transcriber) memoises closest-pronunciation look-ups of
             # the greedy phone head: empty it, or a run would find the answers of the run before.
             transcriber.lexicon.clear_memo()
             start = time.perf_counter()
-            results = list(transcriber.transcribe(paths, workers=workers))
+            results = list(transcriber.transcribe_files(paths, workers=workers))
             wall = time.perf_counter() - start
             audio = sum(t.duration for t in results)
             score = wer([ref[t.path] for t in results], [t.text for t in results])
