@@ -27,12 +27,12 @@ DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "precision", "beam_s
                     "lm_weight", "word_score", "joint_weight")
 
 
-def _bundle(args: argparse.Namespace):
+def _bundle(args: argparse.Namespace, quiet: bool = False):
     """The :class:`asr.bundle.Bundle` to decode with: ``--bundle`` (default: the shipped one) or a
-    bare ``--model`` checkpoint (greedy, said on stderr), with what the decoding options override."""
+    bare ``--model`` checkpoint (greedy, said on stderr unless ``quiet``), with what the decoding options override."""
     from .bundle import resolve
 
-    return resolve(args.bundle, args.model, args.lexicon, warn=lambda m: print(m, file=sys.stderr),
+    return resolve(args.bundle, args.model, args.lexicon, warn=None if quiet else lambda m: print(m, file=sys.stderr),
                    lexicon_free=args.lexicon_free or None, **{k: getattr(args, k) for k in DECODING_OPTIONS})
 
 
@@ -174,7 +174,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .bundle import write_bundle
     from .evaluate import calibrate
 
-    bundle, _ = _with_tuned(_bundle(args), args.decoding, args.precision)
+    bundle, _ = _with_tuned(_bundle(args, quiet=bool(args.decoding)), args.decoding, args.precision)
     summary = calibrate(args.manifest, args.out, bundle, workers=_workers(args),
                         log=lambda line: print(line, file=sys.stderr))
     print(json.dumps({k: v for k, v in summary.items() if k != "calibrator"}, indent=2))

@@ -178,8 +178,12 @@ def test_transcribe_jsonl_format_and_beam_with_lm(tmp_path):
     records = [json.loads(line) for line in r.stdout.splitlines()]
     assert [rec["path"] for rec in records] == [str(f) for f in files]
     vocab = {"northanger", "abbey", "knit", "two", "together", "twice"}
-    for rec in records:
-        assert set(rec["text"].split()) <= vocab and all(0 <= w["confidence"] <= 1 for w in rec["words"])
+    for rec in records:  # words come out, and only the given LM's
+        assert rec["words"] and set(rec["text"].split()) <= vocab and all(0 <= w["confidence"] <= 1 for w in rec["words"])
+    said = {Path(rec["path"]).stem: rec["text"] for rec in records}
+    assert "abbey" in said["19-198-0000"] and "knit two together" in said["1737-146161-0007"]
+    greedy = asr("transcribe", *files, "--decoder", "greedy").stdout.split()
+    assert set(greedy) - vocab  # without that LM other words come out: the check above is the LM's doing
 
 
 def test_calibrate_fits_a_calibrator_that_transcribe_uses(tmp_path):
@@ -378,16 +382,33 @@ def test_bad_input_matrix_transcribe_and_evaluate(tmp_path):
     assert json.loads((root / "ev-good" / "summary.json").read_text())["wer"] == summary["wer"]
 
 
+def _peak_rss_mb(*args) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``asr ARGS`` under a fresh parent that reports the largest resident set of its descendants."""
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
+    r = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "asr.cli", *map(str, args)],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    *rest, peak_kb = r.stderr.strip().splitlines()
+    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout, "\n".join(rest)), int(peak_kb) / 1024
+
+
 @pytest.mark.slow
 def test_two_hour_file(tmp_path):
-    """Two hours in one file (speech, then silence): read and recognised window by window."""
+    """Two hours in one file (speech, then silence): read and recognised window by window, in
+    the memory of a one-minute file."""
     y, _ = sf.read(CLIP, dtype="float32")
     with sf.SoundFile(tmp_path / "two-hours.flac", "w", 8000, 1) as f:  # 8 kHz keeps it small
         f.write(y[::2])
         for _ in range(120):  # minutes
             f.write(np.zeros(8000 * 60, np.float32))
-    r = asr("transcribe", tmp_path / "two-hours.flac", "--out", tmp_path / "out")
+    short = np.zeros(8000 * 60, np.float32)
+    short[: len(y[::2])] = y[::2]
+    sf.write(tmp_path / "one-minute.flac", short, 8000)
+    _, minute_mb = _peak_rss_mb("transcribe", tmp_path / "one-minute.flac", "--workers", "1")
+    r, hours_mb = _peak_rss_mb("transcribe", tmp_path / "two-hours.flac", "--out", tmp_path / "out", "--workers", "1")
     assert r.returncode == 0, r.stderr
+    assert hours_mb < minute_mb + 150, (hours_mb, minute_mb)  # 120 x the audio, not 120 x the memory
     (record,) = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert record["error"] is None and record["duration"] == pytest.approx(7200 + len(y) / 16000, abs=0.01)
     # The speech is read as in a file of its first window alone (the bidirectional RNN hears the

@@ -52,10 +52,12 @@ def test_dropout_is_seeded_off_in_eval_and_rejects_bad_p():
 
 def test_stack_frames():
     model = AcousticModel(SMALL)
-    x = torch.arange(2 * 4 * 1, dtype=torch.float).reshape(2, 4, 1)
+    x = torch.arange(2 * 4 * 2, dtype=torch.float).reshape(2, 4, 2)  # 2 utterances, 4 frames of 2 coefficients
     s = model.stack_frames(x)
-    assert s.shape == (2, 2, 3)
-    assert s[0].tolist() == [[0, 1, 2], [3, 0, 0]]
+    assert s.shape == (2, 2, 6)
+    # each step: 3 consecutive frames whole, one after the other; the last step padded with zeros
+    assert s[0].tolist() == [[0, 1, 2, 3, 4, 5], [6, 7, 0, 0, 0, 0]]
+    assert s[1].tolist() == [[8, 9, 10, 11, 12, 13], [14, 15, 0, 0, 0, 0]]
 
 
 @pytest.mark.parametrize("bidirectional,nonlinearity,residual,proj", [(True, "tanh", False, 0), (False, "relu", False, 0),
