@@ -241,14 +241,13 @@ def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers
     ways (2-fold cross-validation by speaker); the shipped one is then fitted on all.
     """
     from .confidence import FEATURES, feature_matrix, fit_calibrator, synthetic_audio
-    from .features import SAMPLE_RATE
 
     bundle = bundle.with_options(decoder="beam", calibration="none")
     head = bundle.head
     utts = read_manifest(manifest)
     tr = Transcriber(bundle)
     words: list = [[] for _ in utts]
-    for i, t, _ in tr._transcribe([u.audio for u in utts], 240.0, workers, False):
+    for i, t, _ in tr._transcribe([u.audio for u in utts], 240.0, workers, False, evidence=True):
         if t.error:
             raise UserError(f"{manifest}: utterance {utts[i].id}: {t.error}")
         words[i] = t.words
@@ -258,8 +257,10 @@ def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers
         evidence += [w.evidence for w in ws]
         right += words_right(u.text, [w.word for w in ws])
         fold += [speakers.index(u.speaker) % 2] * len(ws)
-    noise_words = [tr.transcribe(synthetic_audio(kind, non_speech_seconds, seed=k), SAMPLE_RATE).words
-                   for k, kind in enumerate(non_speech)]
+    noise = [synthetic_audio(kind, non_speech_seconds, seed=k) for k, kind in enumerate(non_speech)]
+    noise_words = [[]] * len(noise)
+    for k, t, _ in tr._transcribe(noise, 240.0, 0, False, evidence=True):
+        noise_words[k] = t.words
     for k, ws in enumerate(noise_words):
         evidence += [w.evidence for w in ws]
         right += [False] * len(ws)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -152,9 +153,9 @@ class _Recognition:
     """
 
     def __init__(self, transcriber: "Transcriber", sources: list, items: list[_Item], both_heads: bool = False,
-                 references: list[str | None] | None = None):
+                 references: list[str | None] | None = None, evidence: bool = False):
         self.transcriber, self.sources, self.items = transcriber, sources, items
-        self.both_heads, self.references = both_heads, references
+        self.both_heads, self.references, self.evidence = both_heads, references, evidence
 
     def __call__(self, batch: list[int]) -> list[_Piece]:
         tr = self.transcriber
@@ -178,8 +179,17 @@ class _Recognition:
             hyps = recognize(tr.model, [f for _, f, _ in loaded], tr.lexicon,
                              phone_words_too=self.both_heads or tr.head == "phone", beam=tr.beam,
                              precision=tr.precision, references=refs, reference_head=tr.head)
+            if not self.evidence:  # a word's evidence (~60 numbers) is only for fitting calibrators
+                hyps = [_without_evidence(h) for h in hyps]
             done += [_Piece(k, seconds, None, h) for (k, _, seconds), h in zip(loaded, hyps)]
         return done
+
+
+def _without_evidence(h: Hypothesis) -> Hypothesis:
+    def bare(words: list[Word]) -> list[Word]:
+        return [dataclasses.replace(w, evidence={}) if w.evidence else w for w in words]
+
+    return dataclasses.replace(h, char_words=bare(h.char_words), phone_words=bare(h.phone_words))
 
 
 _job: _Recognition | None = None  # a worker process's job, inherited from its parent at the fork
@@ -209,7 +219,20 @@ def _die_with(parent: int) -> None:
 
 
 def _worker_run(batch: list[int]) -> list[_Piece]:
-    return _job(batch)
+    pieces = _job(batch)
+    _trim_heap()
+    return pieces
+
+
+def _trim_heap() -> None:
+    """Hand the heap's free memory back to the system (glibc's malloc_trim): the beam search of
+    a window allocates and frees hundreds of MB, which glibc would otherwise keep per worker."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> Iterator[list]:
@@ -220,6 +243,10 @@ def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> I
         return
     # fork: the workers share the model, lexicon and LM already in memory, and the job is
     # inherited rather than pickled; PyTorch resets its thread pools in forked children.
+    # Objects made so far (lexicon, vocabularies) move to the collector's permanent generation:
+    # a collection in a worker would otherwise write to every page that holds them and so copy
+    # it (one hour with 2 workers: 1631 against 1814 MB peak, benchmarks/long_audio_memory.py).
+    gc.freeze()
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=_worker_init, initargs=(job, os.getpid()))
     try:
@@ -227,6 +254,7 @@ def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> I
             yield future.result()
     finally:  # also when the caller stops early or a batch fails: drop the batches not started
         pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
 
 
 def default_workers() -> int:
@@ -355,12 +383,12 @@ class Transcriber:
                 next_index += 1
 
     def _transcribe(self, sources: list, batch_seconds: float, workers: int, progress: bool,
-                    both_heads: bool = False, references: list[str | None] | None = None,
+                    both_heads: bool = False, references: list[str | None] | None = None, evidence: bool = False,
                     ) -> Iterator[tuple[int, Transcript, Hypothesis]]:
         """``(position in sources, transcript, hypothesis)`` in order of completion: the one path
         from audio to words of `transcribe`, `evaluate`, `calibrate`. ``both_heads`` decodes the
         phone head's words even when the char head is the one searched; see :class:`_Recognition`
-        for ``references``."""
+        for ``references``; ``evidence`` keeps each word's evidence (to fit a calibrator on)."""
         items: list[_Item] = []
         pieces: dict[int, list[tuple[_Item, Hypothesis | None]]] = {}
         results: dict[int, Transcript] = {}
@@ -386,7 +414,7 @@ class Transcriber:
         # N workers keep N cores busy: the beam search, the costly part, is one utterance at a
         # time and can only go faster by running on several cores.
         bar = _Progress(len(sources), progress)
-        job = _Recognition(self, sources, items, both_heads, references)
+        job = _Recognition(self, sources, items, both_heads, references, evidence)
         for batch in _run_batches(job, batches, workers):
             for piece in batch:
                 it = items[piece.k]
