@@ -13,7 +13,8 @@ import torch
 from .bundle import Bundle
 from .data import read_manifest
 from .io import atomic_write_text
-from .decode import DecodingConfig, Hypothesis, Word, lm_vocabulary
+from .decode import DecodingConfig, Hypothesis, Word
+from .search import lm_vocabulary
 from .errors import UserError
 from .features import compute_features, load_audio
 from .confidence import FIT_NON_SPEECH
@@ -159,7 +160,8 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     (``{"head": ..., "decoding": DecodingConfig fields, "wer": ...}``) under ``out_dir`` and
     returns the best.
     """
-    from .decode import BeamDecoder, best_words, decode_batch
+    from .decode import decode_batch
+    from .search import BeamDecoder, best_words
     from .metrics import wer
     from .transcribe import item_outputs, merge_hypotheses
 

@@ -30,7 +30,8 @@ import torch
 
 from asr.data import load_features, read_manifest
 from asr.bundle import load_bundle
-from asr.decode import make_beam_decoder, skip_blank_frames, text_of
+from asr.decode import make_beam_decoder, text_of
+from asr.search import skip_blank_frames
 from asr.model import forward_batches
 from asr.metrics import wer
 from asr.model import load_model

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from asr.decode import (BeamDecoder, DecodingConfig, Token, Word, best_path, char_words, decode_batch, group_words,
-                        phone_words)
+from asr.decode import BeamDecoder, DecodingConfig, Word, decode_batch
+from asr.ctc import Token, best_path, char_words, group_words, phone_words
 from asr.lm import build_lm
 from asr.text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
 
@@ -80,7 +80,7 @@ def test_decode_batch_batch_equals_single():
 
 
 def test_ctc_log_likelihood_sums_all_alignments():
-    from asr.decode import ctc_log_likelihood
+    from asr.ctc import ctc_log_likelihood
 
     # 2 frames over {blank, a, b}: "a" is a a, a -, - a; "ab" only a b; "aa" cannot fit (needs a - a)
     p = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])
@@ -91,7 +91,7 @@ def test_ctc_log_likelihood_sums_all_alignments():
 
 
 def test_joint_rescore_lets_the_other_head_decide_and_merges_repeats():
-    from asr.decode import joint_rescore
+    from asr.search import joint_rescore
 
     lex = Lexicon([("red", ("R", "EH", "D")), ("read", ("R", "EH", "D")), ("bed", ("B", "EH", "D"))])
     words = lambda *ws: [Word(w, 0.0, 0.1) for w in ws]  # noqa: E731
@@ -109,13 +109,13 @@ def test_joint_rescore_lets_the_other_head_decide_and_merges_repeats():
 
 
 def ctc_ll_of(char_lp, text):
-    from asr.decode import ctc_log_likelihood
+    from asr.ctc import ctc_log_likelihood
 
     return ctc_log_likelihood(char_lp, [CHAR_VOCAB.encode(list(text.replace(" ", "|")))])[0]
 
 
 def test_align_words_on_a_synthetic_alignment():
-    from asr.decode import align_words
+    from asr.ctc import align_words
 
     lex = Lexicon([("red", ("R", "EH", "D")), ("bed", ("B", "EH", "D"))])
     b = 0
@@ -148,7 +148,7 @@ def test_shipped_decoding_config_points_inside_the_package():
 
 
 def test_skip_blank_frames_keeps_one_frame_of_each_sure_blank_run():
-    from asr.decode import skip_blank_frames
+    from asr.search import skip_blank_frames
 
     # blank posterior per frame: runs of sure blanks (> 0.95) at 1-3 and 5-6; frame 7 is unsure
     p_blank = [0.1, 0.99, 0.99, 0.97, 0.2, 0.96, 0.99, 0.9, 0.99]
@@ -289,7 +289,7 @@ def _w(word, start, end, tokens=()):
 
 
 def test_nbest_posteriors_share_the_mass_of_hypotheses_with_the_word():
-    from asr.decode import nbest_posteriors
+    from asr.confidence import nbest_posteriors
 
     a, b, c = _w("a", 0.0, 0.1), _w("b", 0.2, 0.3), _w("c", 0.2, 0.3)
     late_a = _w("a", 1.0, 1.1)  # the same word, elsewhere: not the same word
@@ -299,7 +299,7 @@ def test_nbest_posteriors_share_the_mass_of_hypotheses_with_the_word():
 
 
 def test_word_evidence_tells_supported_from_forced_words():
-    from asr.decode import word_evidence
+    from asr.confidence import word_evidence
 
     # R EH D | B EH D, each phone held one frame, clear: "red bed" is what the acoustics say.
     spec = [{"R": 0.9}, {"EH": 0.9}, {"D": 0.9}, {"|": 0.9}, {"B": 0.9}, {"EH": 0.9}, {"D": 0.9}]
@@ -323,7 +323,7 @@ def test_word_evidence_tells_supported_from_forced_words():
 def test_char_llr_tells_homophones_apart():
     # "red" and "read" (past tense) are both R EH D: the phone head's evidence cannot choose;
     # the character head, forced to spell each, can.
-    from asr.decode import word_evidence
+    from asr.confidence import word_evidence
 
     lp = frames([{"R": 0.9}, {"EH": 0.9}, {"EH": 0.9}, {"D": 0.9}, {"<b>": 0.9}], P)[0]
     chars = frames([{"r": 0.9}, {"e": 0.9}, {"e": 0.9}, {"d": 0.9}, {"<b>": 0.9}], C)[0]
@@ -336,7 +336,7 @@ def test_char_llr_tells_homophones_apart():
 
 
 def test_context_evidence_of_neighbours_and_utterance_by_hand():
-    from asr.decode import CONTEXT_KEYS, context_evidence
+    from asr.confidence import CONTEXT_KEYS, context_evidence
 
     words = [Word(w, 0.5 * i, 0.5 * i + 0.2, evidence={k: float(i + 1) for k in CONTEXT_KEYS}) for i, w in enumerate("abc")]
     a, b, c = (w.evidence for w in context_evidence(words))

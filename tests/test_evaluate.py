@@ -130,12 +130,12 @@ def test_a_long_file_scores_what_transcribe_gives(tmp_path):
 
     clips = [load_audio(p).numpy() for p in sorted(TEST_DATA.glob("*.opus"))]
     gap = np.zeros(8000, np.float32)
-    audio = np.concatenate([x for _ in range(3) for c in clips for x in (c, gap)])
+    audio = np.concatenate([x for _ in range(6) for c in clips for x in (c, gap)])
     assert 35 < len(audio) / 16000 < 60
     sf.write(tmp_path / "long.flac", audio, 16000)
     refs = [r["text"] for r in map(json.loads, (TEST_DATA / "manifest.jsonl").read_text().splitlines())]
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "long", "audio": str(tmp_path / "long.flac"),
-                                                  "text": " ".join(refs * 3)}) + "\n")
+                                                  "text": " ".join(refs * 6)}) + "\n")
     shipped = load_bundle().with_options(precision="fp32")
     s = evaluate(tmp_path / "m.jsonl", tmp_path / "ev", shipped, posteriors=0)
     (record,) = [json.loads(line) for line in (tmp_path / "ev" / "results.jsonl").read_text().splitlines()]

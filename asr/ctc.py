@@ -1,0 +1,192 @@
+"""CTC outputs as tokens and words: best path, greedy words of each head, forced alignment.
+
+Greedy (best path) decoding: take the most likely token per frame, merge repeats, drop
+blanks. Tokens between word boundaries form a word: the characters are concatenated, the
+phones are looked up in the lexicon. A known transcript is placed on the frames by CTC
+forced alignment; :func:`ctc_log_likelihood` scores one under all alignments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import ConfigError
+from .text import BOUNDARY as BOUNDARY_TOKEN
+from .text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    start: int  # first frame (inclusive)
+    end: int  # last frame + 1
+    prob: float = 1.0  # mean posterior of this token over its frames
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float  # seconds
+    end: float  # seconds
+    tokens: tuple[str, ...] = ()  # characters or phones that spelled it
+    confidence: float = 1.0  # in [0, 1]: calibrated (see asr.confidence), else the lowest posterior of its tokens
+    # What the search knew about the word, the raw material of a calibrated confidence
+    # (beam search only; names in asr.confidence.FEATURES).
+    evidence: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+
+
+def best_path(log_probs: torch.Tensor, length: int | None = None, blank: int = 0) -> list[Token]:
+    """CTC best path of ``(T, V)`` log-probabilities: tokens with their frame spans.
+
+    A token spans the run of frames where it is the arg-max, so ``a a - a`` gives two
+    tokens ``a`` (frames 0-2 and 3-4) and ``a a b`` gives ``a`` (0-2) and ``b`` (2-3).
+    """
+    if length is not None:
+        log_probs = log_probs[:length]
+    best, ids_t = log_probs.max(-1)
+    ids, probs = ids_t.tolist(), best.exp().tolist()
+    tokens: list[Token] = []
+    prev, start = None, 0
+    for t, i in enumerate(ids + [None]):
+        if i != prev:
+            if prev is not None and prev != blank:
+                tokens.append(Token(prev, start, t, round(sum(probs[start:t]) / (t - start), 4)))
+            prev, start = i, t
+    return tokens
+
+
+def group_words(tokens: list[Token], boundary: int = 1) -> list[list[Token]]:
+    """Split a token sequence at boundary tokens into words (empty words dropped)."""
+    words, current = [], []
+    for tok in tokens:
+        if tok.id == boundary:
+            if current:
+                words.append(current)
+            current = []
+        else:
+            current.append(tok)
+    if current:
+        words.append(current)
+    return words
+
+
+def char_words(tokens: list[Token], frame_seconds: float) -> list[Word]:
+    """Words spelled by the character head."""
+    out = []
+    for group in group_words(tokens, CHAR_VOCAB.boundary):
+        chars = tuple(CHAR_VOCAB.tokens[t.id] for t in group)
+        out.append(Word("".join(chars), seconds_of(group[0].start, frame_seconds), seconds_of(group[-1].end, frame_seconds), chars,
+                        lowest_posterior(group)))
+    return out
+
+
+def phone_words(tokens: list[Token], frame_seconds: float, lexicon: Lexicon) -> list[Word]:
+    """Words whose pronunciation the phone head produced, through the lexicon (closest entry if none matches)."""
+    out = []
+    for group in group_words(tokens, PHONE_VOCAB.boundary):
+        phones = tuple(PHONE_VOCAB.tokens[t.id] for t in group)
+        word = lexicon.word_for(phones)
+        conf = lowest_posterior(group) * (1.0 if lexicon.words_by_pron.get(phones) == word else 0.5)
+        out.append(Word(word, seconds_of(group[0].start, frame_seconds), seconds_of(group[-1].end, frame_seconds), phones, conf))
+    return out
+
+
+def lowest_posterior(tokens: list[Token]) -> float:
+    """A word is as sure as its least sure token."""
+    return min(t.prob for t in tokens)
+
+
+def seconds_of(frame: int, frame_seconds: float) -> float:
+    return round(frame * frame_seconds, 3)
+
+
+def phones_of(tokens: list[Token]) -> list[str]:
+    """Phone symbols (boundaries dropped), for phone error rate."""
+    return [PHONE_VOCAB.tokens[t.id] for t in tokens if t.id != PHONE_VOCAB.boundary]
+
+
+def text_of(words: list[Word]) -> str:
+    return " ".join(w.word for w in words)
+
+
+@dataclass
+class Hypothesis:
+    """Both heads' readings of one utterance."""
+
+    char_words: list[Word]
+    phone_words: list[Word]
+    phones: list[str]  # phone head's phones, boundaries dropped
+    phone_starts: list[float] = field(default_factory=list)  # seconds: where each of ``phones`` begins
+    # A known transcript's words where the decoded head places them (CTC forced alignment), when
+    # `recognize` was given references; None if it cannot be aligned (see `align_words`).
+    reference_words: list[Word] | None = None
+
+    def words(self, head: str = "char") -> list[Word]:
+        if head not in ("char", "phone"):
+            raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
+        return self.char_words if head == "char" else self.phone_words
+
+    def text(self, head: str = "char") -> str:
+        return text_of(self.words(head))
+
+
+def greedy_hypotheses(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
+                      phone_words_too: bool = True) -> tuple[list[Hypothesis], list[dict[str, list[Token]]]]:
+    """Greedy decoding of a model's batch output (see ``AcousticModel.forward``): the
+    hypotheses, and each utterance's best path per head (``{"char": tokens, "phone": tokens}``).
+
+    ``phone_words_too=False`` skips the lexicon look-up of the phone head's words (its
+    phones are still decoded), which is the costly part when only the character head is wanted.
+    """
+    hyps, paths = [], []
+    for b, n in enumerate(out["lengths"].tolist()):
+        chars = best_path(out["char"][b], n)
+        phones = best_path(out["phone"][b], n)
+        pwords = phone_words(phones, frame_seconds, lexicon) if phone_words_too else []
+        hyps.append(Hypothesis(char_words(chars, frame_seconds), pwords, phones_of(phones),
+                               [seconds_of(t.start, frame_seconds) for t in phones if t.id != PHONE_VOCAB.boundary]))
+        paths.append({"char": chars, "phone": phones})
+    return hyps, paths
+
+
+def align_words(log_probs: torch.Tensor, words: list[str], head: str, lexicon: Lexicon,
+                frame_seconds: float) -> list[Word] | None:
+    """Where each of ``words`` (a known transcript) lies in one utterance's ``(T, V)`` CTC
+    log-probabilities of ``head``: CTC forced alignment (``torchaudio.functional.forced_align``).
+
+    Times follow the beam decoder's convention (first frame of the first token to the last
+    frame + 1 of the last token), so the two can be compared. ``None`` if a word has no
+    pronunciation (phone head) or the transcript cannot fit in ``T`` frames.
+    """
+    import torchaudio.functional as F
+
+    vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
+    symbols = list(BOUNDARY_TOKEN.join(words)) if head == "char" else lexicon.phones_for_words(words)
+    if not words or symbols is None:
+        return None
+    targets = torch.tensor([vocab.encode(symbols)], dtype=torch.int32)
+    try:
+        labels, scores = F.forced_align(log_probs[None].float().contiguous(), targets, blank=vocab.blank)
+    except RuntimeError:  # too few frames for the targets
+        return None
+    spans = F.merge_tokens(labels[0], scores[0].exp(), blank=vocab.blank)
+    tokens = [Token(s.token, s.start, s.end, s.score) for s in spans]
+    groups = group_words(tokens, vocab.boundary)
+    if len(groups) != len(words):
+        return None
+    return [Word(w, seconds_of(g[0].start, frame_seconds), seconds_of(g[-1].end, frame_seconds),
+                 tuple(vocab.tokens[t.id] for t in g), round(lowest_posterior(g), 4)) for w, g in zip(words, groups)]
+
+
+def ctc_log_likelihood(log_probs: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
+    """``log P(target | x)`` under CTC (all alignments summed) for each of ``targets``, given one
+    utterance's ``(T, V)`` log-probabilities; ``-inf`` where a target cannot fit in ``T`` frames."""
+    T = log_probs.shape[0]
+    n = len(targets)
+    flat = torch.tensor([t for target in targets for t in target], dtype=torch.long)
+    nll = torch.nn.functional.ctc_loss(log_probs.float()[:, None].expand(T, n, -1), flat,
+                                       torch.full((n,), T, dtype=torch.long),
+                                       torch.tensor([len(t) for t in targets]), reduction="none")
+    return -nll

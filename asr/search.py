@@ -1,0 +1,292 @@
+"""Beam search over one CTC head with a lexicon and a word n-gram LM (flashlight-text through
+torchaudio), and joint rescoring of its n-best with the other head.
+
+:class:`DecodingConfig` says how words are found; :func:`make_beam_decoder` builds the search
+it asks for. Each word comes back with times, a raw confidence and the evidence its calibrated
+confidence is computed from (:mod:`asr.confidence`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .confidence import Calibrator, nbest_posteriors
+from .ctc import Token, Word, ctc_log_likelihood, group_words, lowest_posterior, seconds_of
+from .errors import ConfigError
+from .lm import LMError, check_arpa
+from .text import BOUNDARY as BOUNDARY_TOKEN
+from .text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence writes to file descriptor 2, including those of C++ libraries, for a moment."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class BeamDecoder:
+    """CTC beam search over one head, words constrained to a lexicon, scored by an ARPA/KenLM LM.
+
+    ``config`` (a :class:`DecodingConfig`) gives the LM, weights and pruning. For the character
+    head a word is spelled by its letters; for the phone head by each of its pronunciations;
+    the words are the LM's (its ``.words.txt``) that the lexicon has, or the whole lexicon.
+    ``config.lm=None`` decodes with the lexicon alone. Words come back with
+    times from the frames of their first and last tokens, and a confidence from the
+    posteriors of the frames where their tokens were emitted.
+    """
+
+    def __init__(self, head: str, lexicon: Lexicon, config: "DecodingConfig"):
+        from torchaudio.models.decoder import ctc_decoder  # loads flashlight-text: only when beam search is asked for
+
+        if head not in ("char", "phone"):
+            raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
+        if config.lexicon_free and (head != "char" or config.lm is not None):
+            raise ConfigError("lexicon-free search works on the character head only (--head char), without a word LM")
+        lm = config.lm
+        if lm is not None and not Path(lm).is_file():
+            raise FileNotFoundError(f"{lm}: language model not found")
+        self.head, self.config = head, config
+        self.joint_weight = config.joint_weight  # read by `decode_batch`: see `joint_rescore`
+        self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
+        self.lexicon_free = config.lexicon_free
+        self.blank_skip = config.blank_skip  # see `skip_blank_frames`
+        self.calibrator = None
+        if config.calibration is not None:
+            self.calibrator = Calibrator.load(config.calibration)
+            if self.calibrator.head != head:
+                raise ConfigError(f"{config.calibration}: calibrated for the {self.calibrator.head} head, "
+                                  f"not the {head} head")
+        words = lm_vocabulary(lm, lexicon)
+        vocabulary = [] if config.lexicon_free else words if words is not None else list(lexicon.prons)
+        lines: list[str] = []
+        per_spelling: dict[tuple[str, ...], int] = {}
+        for w in vocabulary:
+            if head == "char":
+                spelled = [c for c in w if c in CHAR_VOCAB.tokens[2:]]
+                if spelled and len(spelled) == len(w):
+                    lines.append(f"{w}\t{' '.join(spelled)} |")
+            else:
+                for p in lexicon.prons.get(w, []):
+                    # flashlight's trie holds at most 6 words per spelling; the lexicon lists the
+                    # most frequent words first, so the rarest homophones are the ones left out.
+                    if per_spelling.setdefault(p, 0) < 6:
+                        per_spelling[p] += 1
+                        lines.append(f"{w}\t{' '.join(p)} |")
+        lex_path = None
+        if not config.lexicon_free:
+            if not lines:
+                raise ConfigError("no word of the vocabulary can be spelled with this head's tokens")
+            self._dir = tempfile.TemporaryDirectory(prefix="asr-beam-")
+            lex_path = f"{self._dir.name}/lexicon.txt"
+            with open(lex_path, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+        try:
+            with _quiet_stderr():  # KenLM draws a loading progress bar on stderr
+                # The n-best serves joint rescoring and the words' posteriors (confidence).
+                self.decoder = ctc_decoder(lexicon=lex_path, tokens=list(self.vocab.tokens),
+                                           lm=lm, nbest=config.nbest,
+                                           beam_size=config.beam_size, beam_size_token=config.beam_size_token,
+                                           beam_threshold=config.beam_threshold, lm_weight=config.lm_weight,
+                                           word_score=config.word_score,
+                                           blank_token=self.vocab.tokens[0], sil_token=BOUNDARY_TOKEN,
+                                           unk_word="<unk>")
+        except RuntimeError as e:
+            if lm is None:
+                raise
+            # KenLM's own message gives a C++ source line and a byte offset: find the bad line instead.
+            check_arpa(lm)
+            raise LMError(f"{lm}: KenLM cannot load it: {str(e).splitlines()[-1]}") from None
+
+    def lm_evidence(self, words: list[Word]) -> list[Word]:
+        """``words`` (one utterance's, in order) with ``evidence["lm"]``: each word's LM log-probability
+        given the words before it, and ``evidence["unigram"]``, without them (rare words are
+        misheard more often); 0 without an LM."""
+        if self.config.lm is None:
+            return [dataclasses.replace(w, evidence={**w.evidence, "lm": 0.0, "unigram": 0.0}) for w in words]
+        lm = self.decoder.lm  # the search's own KenLM
+        state, out = lm.start(False), []
+        nothing = lm.start(True)  # no context: the unigram
+        for w in words:
+            index = self.decoder.word_dict.get_index(w.word)
+            state, score = lm.score(state, index)
+            _, unigram = lm.score(nothing, index)
+            out.append(dataclasses.replace(w, evidence={**w.evidence, "lm": float(score), "unigram": float(unigram)}))
+        return out
+
+    def calibrate(self, words: list[Word]) -> list[Word]:
+        """``words`` with calibrated confidences, if the config names a calibrator (with all their evidence)."""
+        if self.calibrator is None:
+            return words
+        return [dataclasses.replace(w, confidence=round(self.calibrator.probability(w.evidence), 4)) for w in words]
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor, frame_seconds: float) -> list[list[list[Word]]]:
+        """``(B, T, V)`` log-probabilities -> for each utterance, its n-best lists of words."""
+        return [[words for words, _ in nbest] for nbest in self.search(log_probs, lengths, frame_seconds)]
+
+    search_in_thread = True  # see `search`
+
+    def search(self, log_probs: torch.Tensor, lengths: torch.Tensor,
+               frame_seconds: float) -> list[list[tuple[list[Word], float]]]:
+        """Like calling the decoder, with each hypothesis's score (acoustic + weighted LM + word scores)."""
+        if not self.search_in_thread:
+            return self._search(log_probs, lengths, frame_seconds)
+        # flashlight allocates and frees many small objects an utterance (hypotheses, LM
+        # states). With glibc's malloc that ran ~1.8x slower on the main thread's heap than on
+        # the separate heap (arena) glibc gives another thread, with every malloc tunable we tried
+        # (benchmarks/beam_pruning.py --main-thread). A new thread per call, so that none is
+        # left running when worker processes are forked.
+        with ThreadPoolExecutor(1, thread_name_prefix="asr-beam") as thread:
+            return thread.submit(self._search, log_probs, lengths, frame_seconds).result()
+
+    def _search(self, log_probs: torch.Tensor, lengths: torch.Tensor,
+                frame_seconds: float) -> list[list[tuple[list[Word], float]]]:
+        emissions = log_probs.detach().to("cpu", torch.float32)
+        boundary = torch.where(torch.arange(emissions.shape[-1]) == self.vocab.boundary, 0.0, -1e4)
+        out = []
+        for b, n in enumerate(lengths.tolist()):
+            frames = skip_blank_frames(emissions[b, :n], self.blank_skip, self.vocab.blank)
+            # flashlight's lexicon decoder closes a word only on a boundary token: give every
+            # utterance one more frame, a certain boundary, right after its end.
+            emission = torch.cat([emissions[b, frames], boundary[None]]).contiguous()
+            frames = torch.cat([frames, torch.tensor([n])])
+            hyps = self.decoder(emission[None], torch.tensor([emission.shape[0]], dtype=torch.int32))[0]
+            out.append([(self._words(h, emission, frames, frame_seconds), float(h.score)) for h in hyps])
+        return out
+
+    def _words(self, hyp, emission: torch.Tensor, frames: torch.Tensor, frame_seconds: float) -> list[Word]:
+        # torchaudio drops blanks and merges repeats; each token carries the step it was emitted
+        # at, counted from an initial silence step that flashlight adds. Step k of the search
+        # is frame frames[k] of the utterance.
+        last = emission.shape[0] - 1  # flashlight may stamp the final token one step past the end
+        steps = [min(max(t - 1, 0), last) for t in hyp.timesteps.tolist()]
+        tokens = [Token(tok, int(frames[k]), int(frames[k]) + 1, float(emission[k, tok].exp()))
+                  for tok, k in zip(hyp.tokens.tolist(), steps)]
+        groups = group_words(tokens, self.vocab.boundary)
+        spelled = [tuple(self.vocab.tokens[t.id] for t in group) for group in groups]
+        # lexicon-free hypotheses have no words: a word is its characters between boundaries
+        words = ["".join(s) for s in spelled] if self.lexicon_free else hyp.words
+        return [Word(word, seconds_of(group[0].start, frame_seconds), seconds_of(group[-1].end, frame_seconds),
+                     symbols, round(lowest_posterior(group), 4), _token_evidence(group))
+                for word, group, symbols in zip(words, groups, spelled)]
+
+
+def _token_evidence(tokens: list[Token]) -> dict[str, float]:
+    """A beam word's acoustic evidence: the posteriors of its tokens at the frames where they were emitted."""
+    logs = [math.log(max(t.prob, 1e-30)) for t in tokens]
+    return {"acoustic_min": lowest_posterior(tokens), "acoustic_mean": math.exp(sum(logs) / len(logs)),
+            "tokens": float(len(tokens))}
+
+
+def skip_blank_frames(log_probs: torch.Tensor, threshold: float | None, blank: int = 0) -> torch.Tensor:
+    """The frames of ``(T, V)`` CTC log-probabilities worth searching: all but the second and
+    later frames of each run where the blank's posterior exceeds ``threshold`` (all if ``None``).
+
+    A CTC model is peaky: most frames are near-certain blanks, and a hypothesis can only stay
+    put through them. One frame of each such run is kept, so two equal tokens either side
+    still read as two. Returns the ``(T',)`` frame indices kept, in order.
+    """
+    T = log_probs.shape[0]
+    if threshold is None:
+        return torch.arange(T)
+    sure = log_probs[:, blank] > math.log(threshold)
+    after_sure = torch.cat([torch.tensor([False]), sure[:-1]])
+    return (~(sure & after_sure)).nonzero()[:, 0]
+
+
+def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: torch.Tensor, other_head: str,
+                  lexicon: Lexicon, weight: float) -> list[tuple[list[Word], float]]:
+    """Rescore one head's beam hypotheses with the other head: add ``weight`` times the other
+    head's CTC log-likelihood of the same words, and sort.
+
+    Both heads read the same encoder frames but were trained on different targets, so their
+    errors differ: the phone head hears words better, the character head knows how they are
+    spelled (it tells homophones and near-homophones apart). The words are spelled for the
+    character head, or said with each word's first pronunciation for the phone head;
+    ``other_log_probs`` is ``(T, V)`` for one utterance.
+    """
+    unique: dict[tuple[str, ...], tuple[list[Word], float]] = {}
+    for words, score in nbest:  # flashlight's n-best repeats word sequences with other alignments
+        key = tuple(w.word for w in words)
+        if key not in unique or score > unique[key][1]:
+            unique[key] = (words, score)
+    nbest = list(unique.values())
+    texts = [[w.word for w in words] for words, _ in nbest]
+    if other_head == "char":
+        targets = [CHAR_VOCAB.encode(list(BOUNDARY_TOKEN.join(t))) for t in texts]
+    else:
+        targets = [PHONE_VOCAB.encode(lexicon.phones_for_words(t) or []) for t in texts]
+    usable = [i for i, t in enumerate(targets) if t]
+    other = torch.full((len(nbest),), float("-inf"))
+    if usable:
+        other[usable] = ctc_log_likelihood(other_log_probs, [targets[i] for i in usable])
+    rescored = [(words, score + weight * float(o)) for (words, score), o in zip(nbest, other)]
+    return sorted(rescored, key=lambda ws: -ws[1])
+
+
+def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: torch.Tensor, other_head: str,
+               lexicon: Lexicon, joint_weight: float) -> list[Word]:
+    """The words of the best of a beam's n-best, after joint rescoring if ``joint_weight``,
+    each with its n-best posterior in ``evidence["posterior"]`` (see :func:`nbest_posteriors`)."""
+    if joint_weight and len(nbest) > 1:
+        nbest = joint_rescore(nbest, other_log_probs, other_head, lexicon, joint_weight)
+    if not nbest:
+        return []
+    return [dataclasses.replace(w, evidence={**w.evidence, "posterior": p})
+            for w, p in zip(nbest[0][0], nbest_posteriors(nbest))]
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """How words are found: ``greedy`` best path, or ``beam`` search with the lexicon and an optional LM."""
+
+    decoder: str = "greedy"  # "greedy" or "beam"
+    lm: str | None = None  # ARPA or KenLM binary; its OUT.words.txt (from `asr lm build`) limits the vocabulary
+    beam_size: int = 50
+    lm_weight: float = 1.0
+    word_score: float = 0.0
+    joint_weight: float = 0.0  # > 0: rescore the beam's n-best with the other head (`joint_rescore`)
+    nbest: int = 16  # hypotheses kept for joint rescoring
+    beam_size_token: int | None = None  # tokens tried per frame (None: all)
+    beam_threshold: float = 50.0  # hypotheses scoring this far below the best are dropped
+    lexicon_free: bool = False  # character head only: any spelling, no word LM (open vocabulary)
+    blank_skip: float | None = None  # search skips repeated frames whose blank posterior exceeds this
+    calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
+    precision: str = "fp32"  # the acoustic model's arithmetic: fp32, bf16 or auto (see asr.model.forward_batches)
+
+
+def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:
+    """The words of ``lm`` (its ``LM.words.txt``, written by `asr lm build`) that the lexicon
+    can spell or say; ``None`` (all lexicon words) without an LM or a word list."""
+    vocab = Path(f"{lm}.words.txt")
+    if lm is None or not vocab.is_file():
+        return None
+    return [w for w in vocab.read_text(encoding="utf-8").split() if w in lexicon]
+
+
+def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> BeamDecoder | None:
+    """The beam decoder ``config`` asks for, or ``None`` for greedy decoding."""
+    if config.decoder == "greedy":
+        return None
+    if config.decoder != "beam":
+        raise ConfigError(f"decoder must be 'greedy' or 'beam', not {config.decoder!r}")
+    if config.lexicon_free:  # open vocabulary: no lexicon, so no word LM either
+        config = dataclasses.replace(config, lm=None)
+    return BeamDecoder(head, lexicon, config)
