@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -102,23 +103,46 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from .transcribe import Transcriber, expand_inputs, format_transcript, transcribe_to_dir
+    from .io import FORMATS, select_shard
 
-    from .transcribe import select_shard
-
-    paths = expand_inputs(args.inputs)
-    if not paths:
-        print("error: no audio files found in the given inputs", file=sys.stderr)
+    # Everything about the options is checked before torch is imported and the model loads (seconds).
+    formats = [f for f in args.format.split(",") if f]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        print(f"error: unknown format {','.join(unknown) or args.format!r}; choose from {', '.join(FORMATS)}",
+              file=sys.stderr)
+        return 2
+    if len(formats) > 1 and not args.out:
+        print(f"error: several formats ({args.format}) need --out DIR: one file per input and format", file=sys.stderr)
         return 2
     if not 0.0 <= args.min_confidence <= 1.0:
         print(f"error: --min-confidence must lie in [0, 1], not {args.min_confidence}", file=sys.stderr)
         return 2
+    if args.workers is not None and args.workers < 0:
+        print(f"error: --workers must be 0 (all in this process) or more, not {args.workers}", file=sys.stderr)
+        return 2
+    if args.shard:
+        select_shard([], args.shard)  # the spec is checked now
+    from .transcribe import Transcriber, expand_inputs, format_transcript, transcribe_to_dir
+
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        print(f"error: no audio files found in {' '.join(args.inputs)}", file=sys.stderr)
+        return 2
     if args.shard:
         paths = select_shard(paths, args.shard)
+    if len(paths) > 1 and not args.out and formats[0] in ("srt", "vtt"):
+        print(f"error: {len(paths)} files as {formats[0]} need --out DIR (one .{formats[0]} per file); "
+              f"on stdout, several files go as txt, json (JSON lines), jsonl or ctm", file=sys.stderr)
+        return 2
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if len(missing) == len(paths):  # nothing to transcribe: say so before loading the model
+        for p in missing:
+            print(f"error: {p}: file not found", file=sys.stderr)
+        return 2
     transcriber = Transcriber(_bundle(args))
     workers = _workers(args)
     if args.out:
-        formats = [f for f in args.format.split(",") if f]
         count, failed = transcribe_to_dir(transcriber, paths, args.out, formats, workers,
                                           not args.quiet and sys.stderr.isatty(), args.min_confidence)
         print(f"{args.out}/results.jsonl: {count} file(s) transcribed now, {len(paths) - count} already done, "
@@ -133,8 +157,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         elif args.format == "txt":
             text = format_transcript(t, "txt", args.min_confidence).rstrip("\n")
             print(text if len(paths) == 1 else f"{t.path}\t{text}")
-        else:
-            sys.stdout.write(format_transcript(t, args.format, args.min_confidence))
+        else:  # several files in json: one object a line (JSON lines), a document that parses
+            fmt = "jsonl" if args.format == "json" and len(paths) > 1 else args.format
+            sys.stdout.write(format_transcript(t, fmt, args.min_confidence))
         sys.stdout.flush()
     if failed:
         print(f"{failed} of {len(paths)} file(s) failed", file=sys.stderr)
@@ -283,6 +308,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="asr", description="Small speech recognizer: MFCC + vanilla RNN + CTC.")
     ap.add_argument("--debug", action="store_true", help="show the traceback of every error, the user's too")
+    from . import __version__
+
+    ap.add_argument("--version", action="version", version=f"asr {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="write a JSONL manifest for a corpus")

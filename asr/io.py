@@ -14,9 +14,14 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable
 
+from .errors import ConfigError
+
 # What `asr transcribe DIR` picks up and `asr prepare` accepts: the formats soundfile
 # (libsndfile) reads, Ogg/Opus included, by extension.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".opus", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
+
+# What `asr transcribe` writes a transcript as (see asr.transcribe.format_transcript).
+FORMATS = ("txt", "json", "jsonl", "srt", "vtt", "ctm")
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: the process's umask, restored at once
@@ -101,3 +106,16 @@ def read_jsonl(path: str | Path, required: tuple[str, ...], error: type[Exceptio
                 raise error(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
             records.append((lineno, r))
     return records
+
+
+def select_shard(paths: list[str], spec: str) -> list[str]:
+    """The ``K``th of ``N`` shares of ``paths`` for ``spec`` = ``"K/N"`` (K = 1..N): every Nth path
+    from the Kth on. Deterministic, so N machines given the same inputs split them without
+    overlap, and their results concatenated are those of one run."""
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must be K/N (e.g. 2/8), not {spec!r}") from None
+    if not 1 <= k <= n:
+        raise ConfigError(f"--shard {spec}: K must lie in 1..N")
+    return paths[k - 1::n]

@@ -30,7 +30,7 @@ import torch
 from .data import bucket_batches, read_manifest
 from .bundle import Bundle, load_bundle
 from .decode import Hypothesis, Word, make_beam_decoder, recognize, text_of
-from .io import AUDIO_EXTENSIONS, atomic_write_text, remove_stale_temporaries
+from .io import AUDIO_EXTENSIONS, FORMATS, atomic_write_text, remove_stale_temporaries
 from .errors import ConfigError, UserError
 from .features import SAMPLE_RATE, WIN_LENGTH, AudioError, audio_info, compute_features, load_audio
 from .model import forward_batches, load_model
@@ -83,19 +83,6 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
         else:
             out.append(item)
     return list(dict.fromkeys(out))
-
-
-def select_shard(paths: list[str], spec: str) -> list[str]:
-    """The ``K``th of ``N`` shares of ``paths`` for ``spec`` = ``"K/N"`` (K = 1..N): every Nth path
-    from the Kth on. Deterministic, so N machines given the same inputs split them without
-    overlap, and their results concatenated are those of one run."""
-    try:
-        k, n = (int(x) for x in spec.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must be K/N (e.g. 2/8), not {spec!r}") from None
-    if not 1 <= k <= n:
-        raise ConfigError(f"--shard {spec}: K must lie in 1..N")
-    return paths[k - 1::n]
 
 
 @dataclass(frozen=True)
@@ -506,7 +493,6 @@ class _Progress:
 # ---------------------------------------------------------------------------------------------
 # Output: results.jsonl (resumable) and per-file formats
 
-FORMATS = ("txt", "json", "jsonl", "srt", "vtt", "ctm")
 
 
 def read_results(path: Path) -> dict[str, Transcript]:

@@ -418,3 +418,29 @@ def test_two_hour_file(tmp_path):
     first[: len(y[::2])] = y[::2]
     sf.write(tmp_path / "first-window.flac", first, 8000)
     assert record["text"] == asr("transcribe", tmp_path / "first-window.flac").stdout.strip()
+
+
+def test_option_errors_come_before_torch_is_imported():
+    """A bad format, shard or worker count is reported at once, without loading torch or the model."""
+    probe = ("import sys; from asr.cli import main; rc = main(sys.argv[1:]); "
+             "print(rc, 'torch' in sys.modules)")
+    for args, message in ((["--format", "nonsense"], "unknown format 'nonsense'; choose from txt, json, jsonl, srt, vtt, ctm"),
+                          (["--format", "srt,txt"], "several formats (srt,txt) need --out DIR"),
+                          (["--shard", "4/3"], "--shard 4/3: K must lie in 1..N"),
+                          (["--workers", "-1"], "--workers must be 0 (all in this process) or more, not -1")):
+        r = subprocess.run([sys.executable, "-c", probe, "transcribe", str(CLIP), *args], capture_output=True, text=True)
+        assert r.stdout.split() == ["2", "False"] and r.stderr.strip() == f"error: {message}", (args, r.stderr)
+    r = asr("--version")
+    assert r.returncode == 0 and r.stdout.startswith("asr ")
+
+
+def test_several_files_on_stdout_parse(tmp_path):
+    files = sorted(TEST_DATA.glob("*.opus"))[:2]
+    r = asr("transcribe", *files, "--format", "json", "--decoder", "greedy")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(line)["path"] for line in r.stdout.splitlines()] == [str(f) for f in files]  # JSON lines
+    r = asr("transcribe", *files, "--format", "srt")
+    assert r.returncode == 2 and r.stdout == "" and "2 files as srt need --out DIR" in r.stderr
+    r = asr("transcribe", tmp_path / "nope.wav", tmp_path / "nope2.wav")
+    assert r.returncode == 2 and r.stderr.splitlines() == [f"error: {tmp_path / 'nope.wav'}: file not found",
+                                                           f"error: {tmp_path / 'nope2.wav'}: file not found"]

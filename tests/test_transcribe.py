@@ -327,7 +327,7 @@ def test_load_transcribe_a_file_a_list_and_samples(transcriber, tmp_path):
 
 
 def test_shards_together_give_exactly_the_records_of_one_run(tmp_path):
-    from asr.transcribe import select_shard
+    from asr.io import select_shard
 
     paths = [f"f{i}.wav" for i in range(7)]
     shards = [select_shard(paths, f"{k}/3") for k in (1, 2, 3)]
