@@ -25,6 +25,7 @@ from .io import atomic_torch_save, atomic_write_text, is_audio_file, read_jsonl,
 from .text import normalize
 
 REQUIRED_FIELDS = ("id", "audio", "text")  # duration is read from the file when missing; speaker defaults to "unknown"
+AUDIO_ALIASES = ("audio", "path")  # a manifest may name the audio file by either field
 
 
 class ManifestError(UserError):
@@ -62,7 +63,12 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     """Read and check a JSONL manifest; errors name the file and line."""
     base = Path(path).parent
     utts, seen = [], set()
-    for lineno, r in read_jsonl(path, REQUIRED_FIELDS, ManifestError, "manifest"):
+    for lineno, r in read_jsonl(path, (), ManifestError, "manifest"):
+        r = _with_audio(r)
+        missing = [k for k in REQUIRED_FIELDS if k not in r]
+        if missing:
+            raise ManifestError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}"
+                                + (" (the audio file as 'audio' or 'path')" if "audio" in missing else ""))
         if r["id"] in seen:
             raise ManifestError(f"{path}:{lineno}: duplicate id {r['id']!r}")
         seen.add(r["id"])
@@ -79,6 +85,27 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         utts.append(Utterance(str(r["id"]), str(audio), duration, normalize(r["text"]),
                               str(r.get("speaker", "unknown")), rate))
     return utts
+
+
+def _with_audio(r: dict) -> dict:
+    """A manifest record with its audio under ``audio``, whichever of :data:`AUDIO_ALIASES` named it."""
+    if "audio" not in r and "path" in r:
+        return {**r, "audio": r["path"]}
+    return r
+
+
+def manifest_audio(path: str | Path) -> list[str]:
+    """The audio files a JSONL manifest lists (``audio`` or ``path``, relative to the manifest's
+    folder): what ``asr transcribe`` needs of one, nothing else (no id or text)."""
+    base = Path(path).parent
+    out = []
+    for lineno, r in read_jsonl(path, (), ManifestError, "manifest"):
+        r = _with_audio(r)
+        if "audio" not in r:
+            raise ManifestError(f"{path}:{lineno}: no audio file ('audio' or 'path')")
+        audio = Path(r["audio"])
+        out.append(str(audio if audio.is_absolute() else base / audio))
+    return out
 
 
 def _probe(audio: Path, problems: list[str]) -> tuple[float, int] | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .data import bucket_batches, read_manifest
+from .data import bucket_batches, manifest_audio
 from .bundle import Bundle, load_bundle
 from .decode import Hypothesis, Word, make_beam_decoder, recognize, text_of
 from .io import AUDIO_EXTENSIONS, FORMATS, atomic_write_text, remove_stale_temporaries
@@ -75,14 +75,16 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
                     p = Path(line.strip())
                     out.append(str(p if p.is_absolute() else listing.parent / p))
         elif item.endswith(".jsonl") and Path(item).is_file():
-            out += [u.audio for u in read_manifest(item)]
+            out += manifest_audio(item)
         elif Path(item).is_dir():
             # Everything with an audio extension but folders: broken links and unreadable files
             # too, so that each gets its error record rather than a silent skip.
             out += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.is_dir())
         else:
             out.append(item)
-    return list(dict.fromkeys(out))
+    # one file once, however it was named (relative, absolute, through a link), where first named
+    seen: set[str] = set()
+    return [p for p in out if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]
 
 
 @dataclass(frozen=True)
@@ -611,8 +613,20 @@ def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path
                        workers: int, progress: bool, min_confidence: float) -> tuple[int, int]:
     results_path = out_dir / "results.jsonl"
     remove_stale_temporaries(out_dir)  # left by atomic_write_text in a run killed mid-write (we hold the lock)
-    done = read_results(results_path)
-    todo = [p for p in paths if p not in done]
+    _check_options(out_dir, transcriber, formats, min_confidence)
+    # A file is known by its resolved path: given again as another path (relative, a link), it is done.
+    done = {os.path.realpath(p): t for p, t in read_results(results_path).items()}
+    written = {os.path.realpath(p): p for p in read_results(results_path)}
+    # Done files whose outputs in these formats are missing (a rerun asking for another format,
+    # or another --min-confidence) get them from their records: no recognition needed.
+    for key, t in done.items():
+        if t.error is None:
+            for fmt in formats:
+                target = out_dir / f"{output_name(written[key])}.{fmt}"
+                text = format_transcript(t, fmt, min_confidence)
+                if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                    atomic_write_text(target, text)
+    todo = [p for p in paths if os.path.realpath(p) not in done]
     count = 0
     try:
         with open(results_path, "a", encoding="utf-8") as f:
@@ -625,7 +639,7 @@ def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path
                 f.write(json.dumps(t.to_json()) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-                done[t.path] = t
+                done[os.path.realpath(t.path)] = t
                 count += 1
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
@@ -635,8 +649,48 @@ def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path
         raise OutputError(f"{out_dir}: {os.strerror(e.errno).lower()} after {count} file(s) transcribed now; "
                           f"{results_path.name} keeps every finished record: make room and rerun the same "
                           f"command to go on") from None
-    failed = sum(1 for p in paths if done[p].error is not None)
+    failed = sum(1 for p in paths if done[os.path.realpath(p)].error is not None)
     return count, failed
+
+
+OPTIONS_FILE = "options.json"  # in an output folder: what recognised the files of its results.jsonl
+
+
+def _recognition_options(transcriber: Transcriber) -> dict:
+    """What decides a transcript's words: the model and everything its search reads (by sha256), the head
+    and the decoding. Output formats are not among them: they are written again from the records."""
+    from .bundle import BUNDLE_FILE, sha256
+
+    b = transcriber.bundle
+    files = {"model": b.model, "lexicon": b.lexicon, "lm": b.decoding.lm, "calibration": b.decoding.calibration}
+    digests = {k: sha256(p) if k != "model" or b.path is None else None for k, p in files.items() if p}
+    if b.path is not None:  # bundle.json holds every file's sha256 already
+        digests = {"bundle.json": sha256(b.path / BUNDLE_FILE)} | {k: v for k, v in digests.items() if k != "model"}
+    decoding = {k: v for k, v in dataclasses.asdict(b.decoding).items() if k not in ("lm", "calibration")}
+    return {"head": b.head, "decoding": decoding, "sha256": digests}
+
+
+def _check_options(out_dir: Path, transcriber: Transcriber, formats: list[str], min_confidence: float) -> None:
+    """Record the recognition options in ``out_dir``, or refuse to add to results made with others."""
+    path = out_dir / OPTIONS_FILE
+    now = _recognition_options(transcriber)
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            before = None
+        if before != now:
+            before = before if isinstance(before, dict) else {}
+            changed = [k for k in ("head", "sha256") if before.get(k) != now[k]]
+            changed += [f"decoding.{k}" for k in now["decoding"] if (before.get("decoding") or {}).get(k) != now["decoding"][k]]
+            what = {"sha256": "model, lexicon, LM or calibrator"}
+            raise UserError(f"{out_dir}: its results were made with other options (another "
+                            f"{', '.join(what.get(k, k) for k in changed) or OPTIONS_FILE}); give another --out, "
+                            f"or remove {out_dir} to redo them")
+    elif (out_dir / "results.jsonl").is_file() and (out_dir / "results.jsonl").stat().st_size:
+        raise UserError(f"{out_dir}: holds results.jsonl of unknown options (no {OPTIONS_FILE}); give another --out")
+    else:
+        atomic_write_text(path, json.dumps(now, indent=2) + "\n")
 
 
 class OutputError(UserError):

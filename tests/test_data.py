@@ -224,3 +224,21 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_manifests_take_path_for_audio_and_transcribe_needs_only_the_audio(tmp_path):
+    import pytest
+
+    from asr.data import ManifestError, manifest_audio, read_manifest
+
+    (tmp_path / "a.wav").write_bytes(b"")
+    (tmp_path / "m.jsonl").write_text('{"id": "u1", "path": "a.wav", "text": "Hi", "duration": 1.0}\n')
+    (u,) = read_manifest(tmp_path / "m.jsonl")
+    assert u.audio == str(tmp_path / "a.wav") and u.text == "hi"
+    (tmp_path / "t.jsonl").write_text('{"path": "a.wav"}\n{"audio": "/x/b.flac"}\n')
+    assert manifest_audio(tmp_path / "t.jsonl") == [str(tmp_path / "a.wav"), "/x/b.flac"]
+    (tmp_path / "bad.jsonl").write_text('{"path": "a.wav"}\n{"id": "x"}\n')
+    with pytest.raises(ManifestError, match=r"bad.jsonl:2: no audio file \('audio' or 'path'\)"):
+        manifest_audio(tmp_path / "bad.jsonl")
+    with pytest.raises(ManifestError, match=r"bad.jsonl:1: missing field\(s\) id, text"):
+        read_manifest(tmp_path / "bad.jsonl")

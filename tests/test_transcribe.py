@@ -281,7 +281,7 @@ def test_a_full_disk_stops_with_a_clear_error_and_the_rerun_resumes(tmp_path, sm
     out.mkdir()
     filler = small_filesystem / "filler"
     free = os.statvfs(small_filesystem).f_bavail * os.statvfs(small_filesystem).f_frsize
-    filler.write_bytes(b"\0" * (free - 3 * 4096))  # room for about 3 pages: a few files' outputs
+    filler.write_bytes(b"\0" * (free - 4 * 4096))  # room for about 4 pages: options.json and a few files' outputs
     cmd = [sys.executable, "-m", "asr.cli", "transcribe", str(clips), "--out", str(out), "--format", "txt,json",
            "--decoder", "greedy", "--workers", "1"]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
@@ -353,3 +353,32 @@ def test_shards_together_give_exactly_the_records_of_one_run(tmp_path):
     confidences = lambda rs: [w.pop("confidence") for r in rs for w in r["words"]]  # noqa: E731
     assert confidences(merged) == pytest.approx(confidences(whole), abs=1e-3)
     assert merged == whole
+
+
+def test_a_rerun_with_other_options_refuses_and_another_format_comes_from_the_records(tmp_path):
+    clips = tmp_path / "in"
+    clips.mkdir()
+    for p in SAMPLES:
+        shutil.copy(p, clips / p.name)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "asr.cli", "transcribe", *map(str, a), "--out",  # noqa: E731
+                                     str(tmp_path / "out"), "--workers", "0"], capture_output=True, text=True, env=env,
+                                    cwd=tmp_path)
+    r = run(clips, "--decoder", "greedy", "--format", "srt")
+    assert r.returncode == 0 and "3 file(s) transcribed now" in r.stderr, r.stderr
+    first = (tmp_path / "out" / "results.jsonl").read_text()
+    # another format: written from the records, nothing recognised again
+    r = run(clips, "--decoder", "greedy", "--format", "vtt")
+    assert r.returncode == 0 and "0 file(s) transcribed now, 3 already done" in r.stderr, r.stderr
+    assert len(list((tmp_path / "out").glob("*.vtt"))) == 3 and len(list((tmp_path / "out").glob("*.srt"))) == 3
+    # the same files named another way (relative to the working directory): done already
+    r = run(*(f"in/{p.name}" for p in SAMPLES), "--decoder", "greedy")
+    assert r.returncode == 0 and "0 file(s) transcribed now, 3 already done" in r.stderr, r.stderr
+    assert (tmp_path / "out" / "results.jsonl").read_text() == first
+    # other recognition options: refused in one line, the results left as they were
+    for other in (["--decoder", "beam", "--beam-size", "20"], ["--decoder", "greedy", "--head", "char"]):
+        r = run(clips, *other)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path / 'out'}: its results were made with "
+                                                         f"other options") and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "decoding.decoder" in run(clips, "--decoder", "beam").stderr
+    assert (tmp_path / "out" / "results.jsonl").read_text() == first
