@@ -294,14 +294,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Shipped model on shipped sample audio: print each transcript beside its reference, then the scores."""
     from .evaluate import evaluate
 
+    import tempfile
+
     bundle = _bundle(args)
-    summary = evaluate(_sample_manifest(), args.out, bundle)
-    for line in (Path(args.out) / "results.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        print(f"{r['id']}\n  ref: {r['ref']}\n  hyp: {r['hyp']}")
+    with tempfile.TemporaryDirectory(prefix="asr-demo-") as tmp:  # nothing is written unless --out asks
+        out = Path(args.out or tmp)
+        summary = evaluate(_sample_manifest(), out, bundle, posteriors=3 if args.out else 0)
+        for line in (out / "results.jsonl").read_text().splitlines():
+            r = json.loads(line)
+            print(f"{r['id']}\n  ref: {r['ref']}\n  hyp: {r['hyp']}")
     print(f"[{bundle.describe()}] WER {summary['wer']:.1%}, "
-          f"character head CER {summary['cer']:.1%}, phone head PER {summary['per']:.1%} on {summary['utterances']} sample utterances; "
-          f"details in {args.out}/")
+          f"character head CER {summary['cer']:.1%}, phone head PER {summary['per']:.1%} on {summary['utterances']} sample utterances"
+          + (f"; report in {args.out}/" if args.out else "; --out DIR keeps the report"))
     return 0
 
 
@@ -431,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="transcribe and score the shipped sample clips with the shipped model")
     _add_model_options(p)
     _add_decoding_options(p)
-    p.add_argument("--out", default="asr-demo")
+    p.add_argument("--out", metavar="DIR", help="folder for the report (default: none kept)")
     p.set_defaults(func=cmd_demo)
     return ap
 

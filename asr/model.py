@@ -331,8 +331,14 @@ def default_model_path() -> Path:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint (a bundle folder goes to --bundle)")
     if not path.is_file():
         raise CheckpointError(f"{path}: model file not found")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive since PyTorch 1.6
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (asr train writes them as .pt files)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file; all mean the same to the user

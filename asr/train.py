@@ -42,8 +42,8 @@ class SpecAugmentConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     train_manifest: str
-    dev_manifest: str | None
     out_dir: str
+    dev_manifest: str | None = None  # None: no dev scores; best.pt is the epoch of lowest training loss
     model: ModelConfig = ModelConfig()
     spec_augment: SpecAugmentConfig | None = SpecAugmentConfig()
     epochs: int = 30
@@ -112,14 +112,36 @@ class TrainConfig:
                 if not isinstance(target, dict):
                     raise ConfigError(f"{path}: cannot set {key!r}: {name!r} is not a table")
             target[last] = value
-        return cls.from_dict(d)
+        try:
+            return cls.from_dict(d)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+
+# What a TOML value of each simple field type may be (an int is a fine float); other types are checked where used.
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 
 
 def _known(cls: type, d: dict[str, Any], where: str) -> dict[str, Any]:
-    """``d`` if all its keys are fields of the dataclass ``cls``, else a :class:`ConfigError` naming the others."""
-    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise ConfigError(f"unknown {where} option(s): {', '.join(sorted(unknown))}")
+    """``d`` if its keys are fields of the dataclass ``cls``, every required one is there and the
+    simple ones have the right type; else a :class:`ConfigError` naming the key (and the closest
+    known name for a typo)."""
+    import difflib
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in sorted(set(d) - set(fields)):
+        close = difflib.get_close_matches(key, list(fields), n=1)
+        raise ConfigError(f"unknown {where} option {key!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+    missing = [name for name, f in fields.items() if name not in d and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing required option(s) {', '.join(missing)}")
+    for key, value in d.items():
+        kind = str(fields[key].type).replace(" | None", "")
+        if kind in _TYPES and not (value is None and "None" in str(fields[key].type)):
+            if not isinstance(value, _TYPES[kind]) or (kind != "bool" and isinstance(value, bool)):
+                raise ConfigError(f"{where} option {key} must be {'a number' if kind in ('int', 'float') else 'a ' + kind}"
+                                  f"{' (a whole one)' if kind == 'int' else ''}, not {value!r}")
     return d
 
 

@@ -87,6 +87,9 @@ def test_demo_runs_on_shipped_samples(tmp_path):
     r = asr("demo", "--out", tmp_path / "demo")
     assert r.returncode == 0, r.stderr
     assert "WER" in r.stdout and (tmp_path / "demo" / "summary.json").is_file()
+    (tmp_path / "here").mkdir()
+    r = asr("demo", cwd=tmp_path / "here")  # without --out: the transcripts and scores, no files left behind
+    assert r.returncode == 0 and "WER" in r.stdout and list((tmp_path / "here").iterdir()) == [], r.stderr
 
 
 def test_prepare_and_bad_manifest(tmp_path):
@@ -118,7 +121,17 @@ def test_train_set_takes_plain_strings_and_dotted_keys(tmp_path):
     saved = json.loads((out / "config.json").read_text())
     assert saved["epochs"] == 1 and saved["model"]["hidden"] == 8 and saved["out_dir"] == str(out)
     r = asr("train", config, "--set", "model.hiden=8")
-    assert r.returncode == 2 and r.stderr.strip() == "error: unknown [model] option(s): hiden"
+    assert r.returncode == 2 and r.stderr.strip() == f"error: {config}: unknown [model] option 'hiden'; did you mean 'hidden'?"
+    # a wrong type or a missing required option: one line naming the file, before any feature is computed
+    for override, message in (("epochs=ten", "training option epochs must be a number (a whole one), not 'ten'"),
+                              ("lr=fast", "training option lr must be a number, not 'fast'"),
+                              ("threads=true", "training option threads must be a number (a whole one), not True")):
+        r = asr("train", config, "--set", override)
+        assert r.returncode == 2 and r.stderr.strip() == f"error: {config}: {message}", r.stderr
+    (tmp_path / "bare.toml").write_text('dev_manifest = "d.jsonl"\n')
+    r = asr("train", tmp_path / "bare.toml")
+    assert r.returncode == 2 and r.stderr.strip() == (f"error: {tmp_path / 'bare.toml'}: training: missing required "
+                                                      f"option(s) train_manifest, out_dir")
     r = asr("train", config, "--set", "epochs")
     assert r.returncode == 2 and "expected KEY=VALUE" in r.stderr
 

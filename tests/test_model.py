@@ -132,7 +132,7 @@ def test_bad_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_text("junk")
-    with pytest.raises(CheckpointError, match="junk.pt: not a readable"):
+    with pytest.raises(CheckpointError, match="junk.pt: not a PyTorch checkpoint"):
         load_model(tmp_path / "junk.pt")
 
 
@@ -302,7 +302,7 @@ def test_truncated_or_foreign_checkpoints_give_one_line_errors(tmp_path):
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     (tmp_path / "text.pt").write_text("not a checkpoint\n")
     torch.save({"weights": torch.ones(1)}, tmp_path / "other.pt")
-    for name, problem in (("cut.pt", "not a readable asr checkpoint"), ("text.pt", "not a readable asr checkpoint"),
+    for name, problem in (("cut.pt", "not a readable asr checkpoint"), ("text.pt", "not a PyTorch checkpoint"),
                           ("other.pt", "lacks 'config' or 'model'"), ("none.pt", "model file not found")):
         with pytest.raises(CheckpointError, match=problem) as e:
             load_model(tmp_path / name)
