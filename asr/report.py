@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import re
 import html
 import io
 import json
@@ -80,6 +81,11 @@ def align(ref: str, hyp: str) -> list[tuple[str | None, str | None]]:
     return pairs
 
 
+def _natural(name: str) -> tuple:
+    """Sort key that puts numbers in number order: speaker 61 before 672 before 5105."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
+
+
 def _speaker(r: dict) -> str:
     return str(r.get("speaker") or (r["id"].split("-")[0] if "-" in r["id"] else "unknown"))
 
@@ -114,7 +120,7 @@ def analyse(records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[Aligned
         "wer": (s + d + i) / max(1, n), "cer": chars.rate, "substitutions": s, "deletions": d, "insertions": i,
         "reference_words": n, "utterances": len(aligned),
         "sentence_error_rate": sum(a.errors > 0 for a in aligned) / len(aligned),
-        "per_speaker": dict(sorted(group_wer(by_speaker).items())),
+        "per_speaker": dict(sorted(group_wer(by_speaker).items(), key=lambda kv: _natural(kv[0]))),
         "per_duration": {k: v for k, v in sorted(group_wer(by_duration).items(), key=lambda kv: _bucket_key(kv[0]))},
         "top_substitutions": [[r, h, c] for (r, h), c in subs.most_common(20)],
         "top_insertions": [[w, c] for w, c in ins.most_common(20)],
@@ -233,7 +239,7 @@ def _plots(systems: dict[str, tuple[dict, list[Aligned]]], records_by_system: di
     ax.legend()
     pngs["wer_by_duration.png"] = _figure_png(fig)
 
-    speakers = sorted({s for summary, _ in systems.values() for s in summary["per_speaker"]})
+    speakers = sorted({s for summary, _ in systems.values() for s in summary["per_speaker"]}, key=_natural)
     fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(speakers)), 3.5))
     width = 0.8 / len(systems)
     for k, (name, (summary, _)) in enumerate(systems.items()):

@@ -119,6 +119,7 @@ def test_tune_grid_search_writes_grid_and_best(tmp_path):
     assert best["decoding"]["decoder"] == "beam" and best["decoding"]["lm"] == str(tmp_path / "lm.arpa")
 
 
+@pytest.mark.slow
 def test_a_long_file_scores_what_transcribe_gives(tmp_path):
     """evaluate and transcribe take one path from audio to words: on a 40 s recording (recognised
     in 30 s windows) the words evaluate scores are those transcribe writes, with the shipped search."""

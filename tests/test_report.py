@@ -164,3 +164,10 @@ def test_report_opens_in_a_real_browser_with_every_plot(tmp_path):
     assert r.returncode == 0 and shot.stat().st_size > 10_000, r.stderr[-2000:]
     console = [line for line in r.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
     assert console == [], console
+
+
+def test_speakers_sort_as_numbers():
+    from asr.report import analyse
+
+    records = [{"id": f"{spk}-1-0", "ref": "a b", "hyp": "a b", "speaker": spk} for spk in ("5105", "61", "672")]
+    assert list(analyse(records)[0]["per_speaker"]) == ["61", "672", "5105"]

@@ -75,6 +75,7 @@ def _processes_with(text: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_output_folder_is_refused(tmp_path):
     import fcntl
 
@@ -92,6 +93,7 @@ def test_a_second_run_on_the_same_output_folder_is_refused(tmp_path):
     assert r.returncode == 0 and len(read_results(out / "results.jsonl")) == 1
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_output(tmp_path):
     d = tmp_path / "in"
     d.mkdir()
