@@ -51,11 +51,11 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--decoder", choices=["greedy", "beam"], help="best path, or beam search with lexicon + LM")
     g.add_argument("--lm", help="ARPA/KenLM word LM for --decoder beam (see `asr lm build`), or 'none'")
     g.add_argument("--lexicon", help="pronunciation lexicon WORD<TAB>PHONES (default: the shipped CMUdict one)")
-    g.add_argument("--beam-size", type=int)
+    g.add_argument("--beam-size", type=int, help="hypotheses kept per frame (the shipped search: 2000)")
     g.add_argument("--beam-threshold", type=float, help="drop hypotheses scoring this far below the best")
     g.add_argument("--blank-skip", type=float, metavar="P",
                    help="search only the first of consecutive frames whose blank posterior exceeds P (faster)")
-    g.add_argument("--lm-weight", type=float)
+    g.add_argument("--lm-weight", type=float, help="weight of the LM's log-probability against the acoustic score")
     g.add_argument("--word-score", type=float, help="score added per word (> 0: longer outputs)")
     g.add_argument("--lexicon-free", action="store_true",
                    help="character head: beam search over any spelling, no lexicon or LM (open vocabulary)")
@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="train a model from a TOML config")
-    p.add_argument("config")
+    p.add_argument("config", help="TOML config, e.g. recipes/librispeech/conf/train-clean-5.toml")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config entry (JSON value, else a string): epochs=10, out_dir=exp/x, model.hidden=512")
@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="compute a training config's features once into shards on disk "
                                         "(its feature_shards folder), for sets beyond RAM")
-    p.add_argument("config")
+    p.add_argument("config", help="TOML training config with feature_shards set")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config entry, as for train")
     p.add_argument("--workers", type=int, help=WORKERS + " computing features (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_options(p)
     p.add_argument("--out", required=True, help="folder for summary.json, results.jsonl and the report")
     p.add_argument("--workers", type=int, help=WORKERS + " reading audio into features (default: one per core)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("calibrate", help="fit the word-confidence calibrator of a decoding on a dev manifest")
@@ -385,10 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.add_argument("--lm", help="ARPA/KenLM word LM, or 'none' (default: the bundle's)")
     p.add_argument("--lexicon", help="pronunciation lexicon (default: the bundle's)")
-    p.add_argument("--heads", nargs="+", choices=["char", "phone"], default=["char", "phone"])
-    p.add_argument("--lm-weights", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0])
-    p.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0])
-    p.add_argument("--joint-weights", type=float, nargs="+", default=[0.0, 0.3, 0.6, 1.0])
+    p.add_argument("--heads", nargs="+", choices=["char", "phone"], default=["char", "phone"],
+                   help="heads to search (default: both)")
+    p.add_argument("--lm-weights", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0],
+                   help="LM weights to try (default: 0.5 1 1.5 2; only the first without an LM)")
+    p.add_argument("--word-scores", type=float, nargs="+", default=[-1.0, 0.0, 1.0],
+                   help="scores added per word to try (default: -1 0 1)")
+    p.add_argument("--joint-weights", type=float, nargs="+", default=[0.0, 0.3, 0.6, 1.0],
+                   help="weights of the other head's rescoring to try (default: 0 0.3 0.6 1; 0 = off)")
     p.add_argument("--beam-size", type=int, help="default: the bundle's (a bare checkpoint: 50)")
     p.add_argument("--beam-size-token", type=int, help="tokens tried per frame (default: the bundle's; else all)")
     p.add_argument("--beam-threshold", type=float, help="default: the bundle's (a bare checkpoint: 50)")
@@ -410,14 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="error report for results of any system (JSONL with id, ref, hyp)")
     p.add_argument("results", nargs="+", help="results JSONL files; the first is the baseline")
     p.add_argument("--name", action="append", help="system name, once per results file (default: folder name)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for summary.json, errs.txt, report.md and report.html")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("lm", help="language models")
     lm_sub = p.add_subparsers(dest="lm_command", required=True)
     p = lm_sub.add_parser("build", help="estimate an ARPA word n-gram LM (Kneser-Ney, arpabo) from text")
     p.add_argument("texts", nargs="+", help="text files (.gz allowed), one sentence a line, or JSONL manifests")
-    p.add_argument("--order", type=int, default=3)
+    p.add_argument("--order", type=int, default=3, help="n-gram order (default: 3)")
     p.add_argument("--out", required=True, help="ARPA file to write, gzip-compressed if it ends in .gz "
                    "(plus OUT.words.txt, the vocabulary)")
     p.add_argument("--max-sentences", type=int, help="use only the first N sentences")

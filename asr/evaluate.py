@@ -72,6 +72,9 @@ def evaluate(manifest: str | Path, out_dir: str | Path, bundle: Bundle | None = 
         "head": head,
         **{k: v for k, v in dataclasses.asdict(decoding).items() if decoding.decoder == "beam" or k == "decoder"},
         "wer": scores["wer_char" if head == "char" else "wer_phone"],
+        # which decoding each head's figures below come from: the bundle's for its head, greedy for the other
+        "decoder_char": decoding.decoder if head == "char" else "greedy",
+        "decoder_phone": decoding.decoder if head == "phone" else "greedy",
         # the CER of the words scored as "wer" (``cer`` below is the character head's greedy one)
         "cer_decoded": cer(refs, [h.text(head) for h in hyps]),
         **scores,

@@ -468,3 +468,22 @@ def test_several_files_on_stdout_parse(tmp_path):
     r = asr("transcribe", tmp_path / "nope.wav", tmp_path / "nope2.wav")
     assert r.returncode == 2 and r.stderr.splitlines() == [f"error: {tmp_path / 'nope.wav'}: file not found",
                                                            f"error: {tmp_path / 'nope2.wav'}: file not found"]
+
+
+def test_every_option_has_help_text():
+    import argparse
+
+    from asr.cli import build_parser
+
+    missing = []
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, p in action.choices.items():
+                    walk(p, f"{name} {sub}")
+            elif action.help is None:
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "asr")
+    assert missing == []

@@ -171,3 +171,12 @@ def test_speakers_sort_as_numbers():
 
     records = [{"id": f"{spk}-1-0", "ref": "a b", "hyp": "a b", "speaker": spk} for spk in ("5105", "61", "672")]
     assert list(analyse(records)[0]["per_speaker"]) == ["61", "672", "5105"]
+
+
+def test_report_row_cer_is_of_the_scored_words_not_an_extra_figure(tmp_path):
+    from asr.report import write_report
+
+    records = [{"id": "s-1-0", "ref": "a cat", "hyp": "a cat"}]
+    write_report(tmp_path, {"asr-phone": records}, extra={"cer": 0.9})  # e.g. evaluate's other head's CER
+    row = [line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| asr-phone |")][0]
+    assert row.split("|")[3].strip() == "0.00"

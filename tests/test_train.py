@@ -290,6 +290,7 @@ def _torchrun(config: str, *args: str, ranks: int = 2, **kwargs):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+@pytest.mark.slow
 @needs_fsdd
 def test_two_gloo_ranks_train_like_one_process_with_the_same_global_batch(tmp_path):
     """torchrun with 2 CPU ranks (gloo) against one process, same config: the losses agree to 1e-3.

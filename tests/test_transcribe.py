@@ -328,6 +328,7 @@ def test_load_transcribe_a_file_a_list_and_samples(transcriber, tmp_path):
     assert asr.load(decoder="greedy", head="char", precision="fp32").decoding == transcriber.decoding
 
 
+@pytest.mark.slow
 def test_shards_together_give_exactly_the_records_of_one_run(tmp_path):
     from asr.io import select_shard
 
@@ -357,6 +358,7 @@ def test_shards_together_give_exactly_the_records_of_one_run(tmp_path):
     assert merged == whole
 
 
+@pytest.mark.slow
 def test_a_rerun_with_other_options_refuses_and_another_format_comes_from_the_records(tmp_path):
     clips = tmp_path / "in"
     clips.mkdir()
