@@ -487,3 +487,9 @@ def test_every_option_has_help_text():
 
     walk(build_parser(), "asr")
     assert missing == []
+
+
+def test_an_empty_folder_is_named(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = asr("transcribe", tmp_path / "empty")
+    assert r.returncode == 2 and r.stderr.strip() == f"error: no audio files found in {tmp_path / 'empty'}"
