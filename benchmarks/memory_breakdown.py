@@ -1,0 +1,79 @@
+"""Where the memory of `asr transcribe` goes: resident set after each loading step, and what the
+beam search of one 30 s window adds, in this process (one core).
+
+    python benchmarks/memory_breakdown.py [--bundle DIR] [--audio FILE]
+
+Prints the resident set size (VmRSS) after importing torch, loading the bundle (sha256 checks),
+the model, the lexicon and the beam decoder (LM + lexicon trie), and the growth while the
+shipped search runs over the first 30 s of ``--audio`` (default: the shipped sample clips
+joined and repeated to 30 s), before and after handing free heap back (malloc_trim).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import time
+
+
+def rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/status") as f:
+        return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bundle", help="bundle folder (default: the shipped one)")
+    ap.add_argument("--audio", help="audio file whose first 30 s are searched")
+    args = ap.parse_args()
+    steps = [("python", rss_mb())]
+    import torch  # noqa: F401
+
+    steps.append(("import torch", rss_mb()))
+    from asr.bundle import load_bundle
+    from asr.model import forward_batches, load_model
+    from asr.search import make_beam_decoder
+    from asr.text import load_lexicon
+
+    torch.set_num_threads(1)
+    bundle = load_bundle(args.bundle)
+    steps.append(("bundle.json + sha256 of its files", rss_mb()))
+    model = load_model(bundle.model)
+    steps.append(("model", rss_mb()))
+    lexicon = load_lexicon(str(bundle.lexicon))
+    steps.append(("lexicon", rss_mb()))
+    beam = make_beam_decoder(bundle.head, lexicon, bundle.decoding)
+    steps.append(("beam decoder: LM + lexicon trie", rss_mb()))
+    previous = 0.0
+    for name, mb in steps:
+        print(f"{name:36s} {mb:7.0f} MB RSS  (+{mb - previous:.0f})")
+        previous = mb
+
+    from asr.features import SAMPLE_RATE, compute_features, load_audio
+
+    if args.audio:
+        wav = load_audio(args.audio, stop=30.0)
+    else:
+        from importlib import resources
+
+        clips = sorted((resources.files("asr") / "assets" / "samples").glob("*.opus"))  # type: ignore[attr-defined]
+        wav = torch.cat([load_audio(str(p)) for p in clips])
+        wav = wav.repeat(int(30 * SAMPLE_RATE // wav.shape[0]) + 1)[: 30 * SAMPLE_RATE]
+    feats = compute_features(wav, model.config.features)
+    ((_, out),) = list(forward_batches(model, [feats], precision=bundle.decoding.precision))
+    if beam is None:
+        print("greedy decoding: no search")
+        return
+    before = rss_mb()
+    start = time.perf_counter()
+    beam.search(out[bundle.head], out["lengths"], model.config.frame_seconds)
+    seconds = time.perf_counter() - start
+    after = rss_mb()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    print(f"beam search of {wav.shape[0] / SAMPLE_RATE:.0f} s (beam {bundle.decoding.beam_size}): "
+          f"+{after - before:.0f} MB RSS in {seconds:.2f} s; +{rss_mb() - before:.0f} MB after malloc_trim")
+
+
+if __name__ == "__main__":
+    main()
