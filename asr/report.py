@@ -132,16 +132,24 @@ def analyse(records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[Aligned
     return summary, aligned
 
 
-def _word_confidences(records: list[dict[str, Any]], aligned: list[Aligned]) -> tuple[list[float], list[bool]] | None:
+def _word_confidences(records: list[dict[str, Any]], aligned: list[Aligned]
+                      ) -> tuple[list[float], list[bool], int] | None:
     """Every hypothesis word's confidence and whether it is right (paired with the same reference
-    word by the WER alignment, ``aligned``: one per record), if each record has ``confidences``,
-    one per word of ``hyp``; else None."""
-    if not records or not all(isinstance(r.get("confidences"), list) and len(r["confidences"]) == len(r["hyp"].split())
-                              for r in records):
+    word by the WER alignment, ``aligned``: one per record), over the records whose ``confidences``
+    give one per word of ``hyp``, and how many records were left out for not doing so; None if no
+    record has confidences."""
+    if not any(isinstance(r.get("confidences"), list) for r in records):
         return None
-    conf = [float(c) for r in records for c in r["confidences"]]
-    right = [ref == hyp for a in aligned for ref, hyp in a.pairs if hyp is not None]
-    return conf, right
+    conf: list[float] = []
+    right: list[bool] = []
+    left_out = 0
+    for r, a in zip(records, aligned):
+        if not (isinstance(r.get("confidences"), list) and len(r["confidences"]) == len(r["hyp"].split())):
+            left_out += 1
+            continue
+        conf += [float(c) for c in r["confidences"]]
+        right += [ref == hyp for ref, hyp in a.pairs if hyp is not None]
+    return conf, right, left_out
 
 
 def confidence_summary(records: list[dict[str, Any]], aligned: list[Aligned]) -> dict[str, Any] | None:
@@ -150,8 +158,9 @@ def confidence_summary(records: list[dict[str, Any]], aligned: list[Aligned]) ->
     got = _word_confidences(records, aligned)
     if got is None or not got[0]:
         return None
-    conf, right = got
-    return {"words": len(conf), "right": sum(right), "mean_confidence": round(sum(conf) / len(conf), 4),
+    conf, right, left_out = got
+    # records whose confidences are not one per hypothesis word: left out of these figures, and said so
+    return {"left_out_records": left_out, "words": len(conf), "right": sum(right), "mean_confidence": round(sum(conf) / len(conf), 4),
             "share_right": round(sum(right) / len(right), 4), "auc": round(roc_auc(conf, right), 4),
             "ece": round(expected_calibration_error(conf, right), 4),
             "bins": [[n, round(c, 4), round(r, 4)] for n, c, r in calibration_bins(conf, right) if n]}
@@ -256,7 +265,7 @@ def _plots(systems: dict[str, tuple[dict, list[Aligned]]], records_by_system: di
     if with_conf:
         fig, (rel, hist) = plt.subplots(1, 2, figsize=(10, 4))
         rel.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfectly calibrated")
-        for name, (conf, right) in with_conf.items():
+        for name, (conf, right, _) in with_conf.items():
             bins = [b for b in calibration_bins(conf, right) if b[0]]
             rel.plot([c for _, c, _ in bins], [r for _, _, r in bins], marker="o", label=name)
         rel.set_xlabel("confidence (bin mean)")
@@ -265,7 +274,7 @@ def _plots(systems: dict[str, tuple[dict, list[Aligned]]], records_by_system: di
         rel.set_xlim(0, 1)
         rel.set_ylim(0, 1)
         rel.legend()
-        name, (conf, right) = next(iter(with_conf.items()))
+        name, (conf, right, _) = next(iter(with_conf.items()))
         edges = [k / 20 for k in range(21)]
         hist.hist([c for c, ok in zip(conf, right) if ok], bins=edges, alpha=0.6, label="right words")
         hist.hist([c for c, ok in zip(conf, right) if not ok], bins=edges, alpha=0.6, label="wrong words")
@@ -287,15 +296,19 @@ def posterior_png(log_probs, tokens: list[str], words: list[tuple[str, float, fl
 
     probs = log_probs.exp().T.numpy()  # (V, T)
     T = probs.shape[1]
-    fig, ax = plt.subplots(figsize=(min(16, 2 + T * frame_seconds * 1.2), 4.5))
+    # 1.2 inches a second whatever the length (pictures are of utterances up to 15 s): a capped
+    # width squeezed a 14 s utterance's labels on top of each other
+    fig, ax = plt.subplots(figsize=(2 + T * frame_seconds * 1.2, 4.5))
     ax.imshow(probs, aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
               extent=(0, T * frame_seconds, -0.5, probs.shape[0] - 0.5))
     ax.set_yticks(range(len(tokens)), tokens, fontsize=6)
-    for word, start, end in words:
+    for k, (word, start, end) in enumerate(words):
         ax.axvspan(start, end, color="cyan", alpha=0.15)
-        ax.text((start + end) / 2, probs.shape[0] + 0.3, word, ha="center", va="bottom", fontsize=8, rotation=45)
+        # every other label a little higher, so that short neighbouring words do not overprint
+        ax.text((start + end) / 2, probs.shape[0] + 0.3 + 2.5 * (k % 2), word, ha="center", va="bottom", fontsize=8,
+                rotation=45)
     ax.set_xlabel("time (s)")
-    ax.set_title(title, pad=42)
+    ax.set_title(title, pad=56)
     return _figure_png(fig)
 
 
@@ -401,6 +414,11 @@ def _markdown(names, summaries, analysed, pngs, worst, comparisons) -> str:
             if c:
                 out.append(f"| {n} | {c['words']} | {c['mean_confidence']:.3f} | {c['share_right']:.3f} | "
                            f"{c['auc']:.3f} | {c['ece']:.3f} |")
+        for n in names:
+            c = summaries[n].get("confidence")
+            if c and c.get("left_out_records"):
+                out += ["", f"{n}: {c['left_out_records']} utterance(s) left out of these figures: their "
+                            f"`confidences` are not one per hypothesis word."]
         out += ["", "ROC AUC: the chance that a right word has a higher confidence than a wrong one (0.5: no use). "
                 "ECE: how far confidence is from the share of words right, averaged over words in 10 bins.",
                 "", "![Word confidence](confidence.png)"]

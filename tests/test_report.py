@@ -117,13 +117,19 @@ def test_word_confidences_give_auc_ece_and_a_plot(tmp_path):
     assert "confidence" not in plain and not (tmp_path / "plain" / "confidence.png").exists()
 
 
-def test_records_without_confidences_for_every_word_give_no_confidence_figures(tmp_path):
+def test_records_whose_confidences_do_not_match_their_words_are_left_out_and_said(tmp_path):
     records = _records(["", "hello world", "one"])  # an empty hypothesis has no words to score
-    records[1]["confidences"] = [0.5, 0.5]
-    assert "confidence" not in write_report(tmp_path, {"sys": records})
+    records[1]["confidences"] = [0.5, 0.5]  # the others have none
+    conf = write_report(tmp_path, {"sys": records})["confidence"]
+    assert (conf["words"], conf["left_out_records"]) == (2, 2)
+    assert "sys: 2 utterance(s) left out of these figures" in (tmp_path / "report.md").read_text()
     records[1]["confidences"] = [0.5]  # one short
     records[0]["confidences"], records[2]["confidences"] = [], [0.9]
-    assert "confidence" not in write_report(tmp_path, {"sys": records})
+    conf = write_report(tmp_path, {"sys": records})["confidence"]
+    assert (conf["words"], conf["right"], conf["left_out_records"]) == (1, 1, 1)
+    records[2]["confidences"] = [0.9, 0.1]  # no record left with words to score: no figures
+    assert "confidence" not in write_report(tmp_path / "none", {"sys": records})
+    assert "confidence" not in write_report(tmp_path / "plain", {"sys": _records(["a", "b"])})
 
 
 def _chromium():
