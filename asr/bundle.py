@@ -256,8 +256,6 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
     ``produced_by`` is merged into what is recorded: the asr version, the git commit, and the
     checkpoint's training config and dev scores where it holds them.
     """
-    import torch
-
     from . import __version__
 
     if head not in HEADS:
@@ -278,7 +276,7 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
     listed = [names["model"], names["lexicon"]] + [fields[k] for k in ("lm", "calibration") if fields.get(k)]
     if fields.get("lm") and (folder / f"{fields['lm']}.words.txt").is_file():
         listed.append(f"{fields['lm']}.words.txt")
-    ckpt = torch.load(folder / names["model"], map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(folder / names["model"])
     record: dict[str, Any] = {"asr": __version__, "commit": _commit()}
     for key, name in (("training", "training"), ("epoch", "epoch"), ("dev", "training_dev")):
         if key in ckpt:  # the training config, and the dev scores it chose the checkpoint by

@@ -74,12 +74,21 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 
     if samples.shape[0] < promised:  # libsndfile returns what is there: a cut-off WAV reads as a short one
         raise AudioError(f"{path}: truncated: its header promises {total / rate:.2f} s of audio, the file holds "
                          f"{(first + samples.shape[0]) / rate:.2f} s")
+    return prepare_samples(samples, rate, str(path), sample_rate)
+
+
+def prepare_samples(samples: np.ndarray, rate: int, name: str, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+    """``(frames, channels)`` float samples at ``rate`` Hz -> mono ``(N,)`` float32 at ``sample_rate``.
+
+    Raises :class:`AudioError` naming ``name`` (a file, or "samples" for audio in memory) for
+    NaN or infinite samples, or audio shorter than one analysis window.
+    """
     if not np.isfinite(samples).all():
-        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+        raise AudioError(f"{name}: audio contains NaN or infinite samples")
     if samples.shape[0] * sample_rate < WIN_LENGTH * rate:
-        raise AudioError(f"{path}: audio too short ({samples.shape[0]} samples at {rate} Hz): "
+        raise AudioError(f"{name}: audio too short ({samples.shape[0]} samples at {rate} Hz): "
                          f"under one {1000 * WIN_LENGTH / SAMPLE_RATE:.0f} ms analysis window")
-    wav = torch.from_numpy(samples).mean(dim=1)  # down-mix (frames, channels) -> (frames,)
+    wav = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).mean(dim=1)  # down-mix -> (frames,)
     if rate != sample_rate:
         wav = torchaudio.functional.resample(wav, rate, sample_rate)
     return wav.contiguous()

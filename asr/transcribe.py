@@ -32,7 +32,7 @@ from .bundle import Bundle, load_bundle
 from .decode import Hypothesis, Word, make_beam_decoder, recognize, text_of
 from .io import AUDIO_EXTENSIONS, FORMATS, atomic_write_text, remove_stale_temporaries
 from .errors import ConfigError, UserError
-from .features import SAMPLE_RATE, WIN_LENGTH, AudioError, audio_info, compute_features, load_audio
+from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio, prepare_samples
 from .model import forward_batches, load_model
 from .text import load_lexicon
 
@@ -152,11 +152,11 @@ class _Recognition:
         for k in batch:
             item = self.items[k]
             try:
-                wav = _read(self.sources[item.file], item)
-                if not wav.abs().max() > 0:  # digital silence: no sound, no words
-                    done.append(_Piece(k, wav.shape[0] / SAMPLE_RATE))
+                feats, seconds = _item_features(self.sources[item.file], item, tr.model.config.features)
+                if feats is None:
+                    done.append(_Piece(k, seconds))
                     continue
-                loaded.append((k, compute_features(wav, tr.model.config.features), wav.shape[0] / SAMPLE_RATE))
+                loaded.append((k, feats, seconds))
             except AudioError as e:
                 done.append(_Piece(k, 0.0, str(e)))
         if loaded:
@@ -280,28 +280,18 @@ def merge_hypotheses(pieces: list[tuple[_Item, Hypothesis | None]]) -> Hypothesi
 def _as_samples(audio, sample_rate: int | None) -> torch.Tensor:
     """Samples in memory (numpy array or tensor, ``(N,)`` or ``(channels, N)``) -> ``(N,)`` at 16 kHz."""
     import numpy as np
-    import torchaudio
 
     if sample_rate is None:
         raise ConfigError("give sample_rate= with samples in memory (e.g. transcribe(samples, sample_rate=16000))")
     if not isinstance(sample_rate, int) or sample_rate <= 0:
         raise ConfigError(f"sample_rate must be a positive number of samples a second, not {sample_rate!r}")
-    wav = torch.as_tensor(np.asarray(audio) if not isinstance(audio, torch.Tensor) else audio).detach().cpu()
-    if wav.dim() == 2:
-        wav = wav.float().mean(0)  # channels first: down-mixed
-    if wav.dim() != 1:
+    wav = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    if wav.ndim not in (1, 2):
         raise AudioError(f"samples: expected shape (N,) or (channels, N), not {tuple(wav.shape)}")
-    if not wav.is_floating_point():
+    if not np.issubdtype(wav.dtype, np.floating):
         raise AudioError(f"samples: expected floating-point samples in [-1, 1], not {wav.dtype}")
-    wav = wav.float()
-    if not torch.isfinite(wav).all():
-        raise AudioError("samples: audio contains NaN or infinite samples")
-    if wav.shape[0] * SAMPLE_RATE < WIN_LENGTH * sample_rate:
-        raise AudioError(f"samples: audio too short ({wav.shape[0]} samples at {sample_rate} Hz): "
-                         f"under one {1000 * WIN_LENGTH / SAMPLE_RATE:.0f} ms analysis window")
-    if sample_rate != SAMPLE_RATE:
-        wav = torchaudio.functional.resample(wav, sample_rate, SAMPLE_RATE)
-    return wav.contiguous()
+    # the checks, down-mix and resampling of audio read from a file: (frames, channels) in
+    return prepare_samples(wav[:, None] if wav.ndim == 1 else wav.T, sample_rate, "samples")
 
 
 class Transcriber:
@@ -425,10 +415,10 @@ class Transcriber:
         bar.close()
 
 
-def _item_features(args: tuple) -> torch.Tensor | None:
-    source, item, config = args
+def _item_features(source, item: _Item, config) -> tuple[torch.Tensor | None, float]:
+    """One item's features, ``None`` for digital silence (no sound, no words), and its seconds of audio."""
     wav = _read(source, item)
-    return compute_features(wav, config) if wav.abs().max() > 0 else None
+    return (compute_features(wav, config) if wav.abs().max() > 0 else None), wav.shape[0] / SAMPLE_RATE
 
 
 def item_outputs(transcriber: Transcriber, sources: list, workers: int = 1
@@ -443,9 +433,9 @@ def item_outputs(transcriber: Transcriber, sources: list, workers: int = 1
     jobs = [(sources[it.file], it, transcriber.model.config.features) for it in items]
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            feats = pool.map(_item_features, jobs, chunksize=8)
+            feats = [f for f, _ in pool.starmap(_item_features, jobs, chunksize=8)]
     else:
-        feats = [_item_features(j) for j in jobs]
+        feats = [_item_features(*j)[0] for j in jobs]
     keep = [k for k, f in enumerate(feats) if f is not None]
     outputs = [([keep[i] for i in idx], out) for idx, out in
                forward_batches(transcriber.model, [feats[k] for k in keep], precision=transcriber.precision)]
@@ -663,9 +653,10 @@ def _recognition_options(transcriber: Transcriber) -> dict:
 
     b = transcriber.bundle
     files = {"model": b.model, "lexicon": b.lexicon, "lm": b.decoding.lm, "calibration": b.decoding.calibration}
-    digests = {k: sha256(p) if k != "model" or b.path is None else None for k, p in files.items() if p}
-    if b.path is not None:  # bundle.json holds every file's sha256 already
-        digests = {"bundle.json": sha256(b.path / BUNDLE_FILE)} | {k: v for k, v in digests.items() if k != "model"}
+    # bundle.json holds the sha256 of every file of the bundle (checked when it loaded): only files
+    # from elsewhere (a bare checkpoint, an --lm or --calibration given) are hashed here
+    digests = {"bundle.json": sha256(b.path / BUNDLE_FILE)} if b.path is not None else {}
+    digests |= {k: sha256(p) for k, p in files.items() if p and (b.path is None or Path(p).parent != b.path)}
     decoding = {k: v for k, v in dataclasses.asdict(b.decoding).items() if k not in ("lm", "calibration")}
     return {"head": b.head, "decoding": decoding, "sha256": digests}
 
