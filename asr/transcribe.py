@@ -657,7 +657,9 @@ def _recognition_options(transcriber: Transcriber) -> dict:
     # from elsewhere (a bare checkpoint, an --lm or --calibration given) are hashed here
     digests = {"bundle.json": sha256(b.path / BUNDLE_FILE)} if b.path is not None else {}
     digests |= {k: sha256(p) for k, p in files.items() if p and (b.path is None or Path(p).parent != b.path)}
-    decoding = {k: v for k, v in dataclasses.asdict(b.decoding).items() if k not in ("lm", "calibration")}
+    # which LM and calibrator (or none) by name; their content is in the digests
+    decoding = {k: (v and Path(v).name) if k in ("lm", "calibration") else v
+                for k, v in dataclasses.asdict(b.decoding).items()}
     return {"head": b.head, "decoding": decoding, "sha256": digests}
 
 

@@ -386,3 +386,10 @@ def test_a_rerun_with_other_options_refuses_and_another_format_comes_from_the_re
                                                          f"other options") and len(r.stderr.splitlines()) == 1, r.stderr
     assert "decoding.decoder" in run(clips, "--decoder", "beam").stderr
     assert (tmp_path / "out" / "results.jsonl").read_text() == first
+    # the same search without its LM, or without its calibrator, is other options too
+    beam = [sys.executable, "-m", "asr.cli", "transcribe", str(clips), "--beam-size", "20", "--workers", "0", "--out",
+            str(tmp_path / "beam")]
+    assert subprocess.run(beam, capture_output=True, env=env).returncode == 0
+    for other, what in ((["--lm", "none"], "decoding.lm"), (["--calibration", "none"], "decoding.calibration")):
+        r = subprocess.run(beam + other, capture_output=True, text=True, env=env)
+        assert r.returncode == 2 and what in r.stderr, r.stderr
