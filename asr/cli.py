@@ -103,7 +103,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from .io import FORMATS, select_shard
+    from .io import FORMATS, expand_inputs, select_shard
 
     # Everything about the options is checked before torch is imported and the model loads (seconds).
     formats = [f for f in args.format.split(",") if f]
@@ -123,8 +123,6 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         return 2
     if args.shard:
         select_shard([], args.shard)  # the spec is checked now
-    from .transcribe import Transcriber, expand_inputs, format_transcript, transcribe_to_dir
-
     paths = expand_inputs(args.inputs)
     if not paths:
         print(f"error: no audio files found in {' '.join(args.inputs)}", file=sys.stderr)
@@ -140,6 +138,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         for p in missing:
             print(f"error: {p}: file not found", file=sys.stderr)
         return 2
+    from .transcribe import Transcriber, format_transcript, transcribe_to_dir
+
     transcriber = Transcriber(_bundle(args))
     workers = _workers(args)
     if args.out:
@@ -244,11 +244,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
-    from .bundle import bundle_summary, from_checkpoint, write_bundle
+    from .bundle import BUNDLE_FILE, bundle_summary, from_checkpoint, load_bundle, write_bundle
 
-    bundle, record = _with_tuned(from_checkpoint(args.checkpoint, args.lexicon), args.decoding, None)
+    if (Path(args.checkpoint) / BUNDLE_FILE).is_file():  # a bundle again, with some options changed
+        base = load_bundle(args.checkpoint)
+        if args.lexicon:
+            base = dataclasses.replace(base, lexicon=args.lexicon)
+    else:
+        base = from_checkpoint(args.checkpoint, args.lexicon)
+    bundle, record = _with_tuned(base, args.decoding, None)
     bundle = bundle.with_options(lexicon_free=args.lexicon_free or None, **{k: getattr(args, k) for k in DECODING_OPTIONS})
-    produced = {"dev": {"wer": record["wer"], "manifest": record.get("manifest")}} if record else {}
+    produced = {k: v for k, v in base.produced_by.items() if k not in ("asr", "commit", "dev")}
+    if base.path is not None:  # what it was made from; its dev figures were measured before these changes
+        changed = {k: Path(v).name if k in ("lm", "calibration") and v else v
+                   for k, v in dataclasses.asdict(bundle.decoding).items() if v != getattr(base.decoding, k)}
+        produced["derived_from"] = {"bundle": args.checkpoint, "changed": changed,
+                                    **{k: base.produced_by[k] for k in ("commit", "dev") if k in base.produced_by}}
+    if record:
+        produced["dev"] = {"wer": record["wer"], "manifest": record.get("manifest")}
     written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced)
     print(bundle_summary(written))
     return 0
@@ -287,6 +300,15 @@ def cmd_lm_build(args: argparse.Namespace) -> int:
           f"{stats['words']} words, vocabulary {stats['vocabulary']}, "
           f"n-grams {stats['ngrams']}, {stats['bytes'] / 1e6:.1f} MB in {stats['seconds']} s "
           f"(word list: {args.out}.words.txt)")
+    return 0
+
+
+def cmd_lm_binary(args: argparse.Namespace) -> int:
+    from .lm import binarize
+
+    stats = binarize(args.arpa, args.out, args.quantize or None)
+    print(f"{args.out}: {stats['bytes'] / 1e6:.1f} MB ({args.arpa}: {stats['arpa_bytes'] / 1e6:.1f} MB), "
+          f"{'exact' if not stats['quantize'] else str(stats['quantize']) + '-bit'} scores, in {stats['seconds']} s")
     return 0
 
 
@@ -404,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bundle", help="make a bundle folder: a checkpoint with its lexicon, LM, tuned decoding and "
                                       "calibrator, for --bundle and asr.load()")
-    p.add_argument("checkpoint", help="model checkpoint (e.g. exp/x/final.pt)")
+    p.add_argument("checkpoint", help="model checkpoint (e.g. exp/x/final.pt), or a bundle folder to copy "
+                                      "with the options below changed (e.g. another LM)")
     p.add_argument("--decoding", metavar="JSON", help="head and decoding as `asr tune` writes them (best.json); "
                                                       "default: greedy char head; decoding options below change it")
     _add_decoding_options(p)
@@ -435,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-english", type=float, default=0.8, metavar="SHARE",
                    help="least share of a sentence's words found in --english-words (default 0.8)")
     p.set_defaults(func=cmd_lm_build)
+    p = lm_sub.add_parser("binary", help="convert an ARPA LM to KenLM's binary trie (loads in 0.01 s, not seconds)")
+    p.add_argument("arpa", help="ARPA file (.gz allowed), e.g. from `asr lm build`")
+    p.add_argument("--out", required=True, help="binary file to write (plus OUT.words.txt, copied from the ARPA's)")
+    p.add_argument("--quantize", type=int, default=8, metavar="BITS",
+                   help="store log-probabilities and backoffs in BITS bits (default 8: half the size); 0: exact")
+    p.set_defaults(func=cmd_lm_binary)
 
     p = sub.add_parser("demo", help="transcribe and score the shipped sample clips with the shipped model")
     _add_model_options(p)
@@ -462,5 +491,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The ``asr`` command: :func:`main`, then exit without the interpreter's teardown.
+
+    Everything asr writes is closed (and atomically renamed) before :func:`main` returns, and
+    its worker processes have exited; what the teardown does besides is free the objects of
+    torch, the model, the lexicon and the LM one by one, which took 0.65 s of a 3 s command
+    (`benchmarks/startup.py`). Tests and other Python code call :func:`main` and keep it.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # e.g. `asr transcribe ... | head`: the reader left
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -19,17 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
 from .features import FEATURES_VERSION, AudioError, FeatureConfig, audio_info, file_features
-from .io import atomic_torch_save, atomic_write_text, is_audio_file, read_jsonl, write_jsonl
+from .io import ManifestError, atomic_torch_save, atomic_write_text, is_audio_file, read_jsonl, with_audio, write_jsonl
 from .text import normalize
 
 REQUIRED_FIELDS = ("id", "audio", "text")  # duration is read from the file when missing; speaker defaults to "unknown"
-AUDIO_ALIASES = ("audio", "path")  # a manifest may name the audio file by either field
-
-
-class ManifestError(UserError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -64,7 +58,7 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     base = Path(path).parent
     utts, seen = [], set()
     for lineno, r in read_jsonl(path, (), ManifestError, "manifest"):
-        r = _with_audio(r)
+        r = with_audio(r)
         missing = [k for k in REQUIRED_FIELDS if k not in r]
         if missing:
             raise ManifestError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}"
@@ -85,27 +79,6 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         utts.append(Utterance(str(r["id"]), str(audio), duration, normalize(r["text"]),
                               str(r.get("speaker", "unknown")), rate))
     return utts
-
-
-def _with_audio(r: dict) -> dict:
-    """A manifest record with its audio under ``audio``, whichever of :data:`AUDIO_ALIASES` named it."""
-    if "audio" not in r and "path" in r:
-        return {**r, "audio": r["path"]}
-    return r
-
-
-def manifest_audio(path: str | Path) -> list[str]:
-    """The audio files a JSONL manifest lists (``audio`` or ``path``, relative to the manifest's
-    folder): what ``asr transcribe`` needs of one, nothing else (no id or text)."""
-    base = Path(path).parent
-    out = []
-    for lineno, r in read_jsonl(path, (), ManifestError, "manifest"):
-        r = _with_audio(r)
-        if "audio" not in r:
-            raise ManifestError(f"{path}:{lineno}: no audio file ('audio' or 'path')")
-        audio = Path(r["audio"])
-        out.append(str(audio if audio.is_absolute() else base / audio))
-    return out
 
 
 def _probe(audio: Path, problems: list[str]) -> tuple[float, int] | None:

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable
 
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 
 # What `asr transcribe DIR` picks up and `asr prepare` accepts: the formats soundfile
 # (libsndfile) reads, Ogg/Opus included, by extension.
@@ -119,3 +119,58 @@ def select_shard(paths: list[str], spec: str) -> list[str]:
     if not 1 <= k <= n:
         raise ConfigError(f"--shard {spec}: K must lie in 1..N")
     return paths[k - 1::n]
+
+
+AUDIO_ALIASES = ("audio", "path")  # a manifest may name the audio file by either field
+
+
+class ManifestError(UserError):
+    pass
+
+
+def with_audio(r: dict) -> dict:
+    """A manifest record with its audio under ``audio``, whichever of :data:`AUDIO_ALIASES` named it."""
+    if "audio" not in r and "path" in r:
+        return {**r, "audio": r["path"]}
+    return r
+
+
+def manifest_audio(path: str | Path) -> list[str]:
+    """The audio files a JSONL manifest lists (``audio`` or ``path``, relative to the manifest's
+    folder): what ``asr transcribe`` needs of one, nothing else (no id or text)."""
+    base = Path(path).parent
+    out = []
+    for lineno, r in read_jsonl(path, (), ManifestError, "manifest"):
+        r = with_audio(r)
+        if "audio" not in r:
+            raise ManifestError(f"{path}:{lineno}: no audio file ('audio' or 'path')")
+        audio = Path(r["audio"])
+        out.append(str(audio if audio.is_absolute() else base / audio))
+    return out
+
+
+def expand_inputs(inputs: Iterable[str]) -> list[str]:
+    """Files as given; folders searched recursively for audio extensions; ``@list.txt`` read one path a
+    line (relative to the list); ``.jsonl`` manifests give their ``audio`` entries. Order is kept,
+    duplicates dropped. Names that do not exist are kept, to be reported as errors."""
+    out: list[str] = []
+    for item in inputs:
+        if item.startswith("@"):
+            listing = Path(item[1:])
+            if not listing.is_file():
+                raise FileNotFoundError(f"{listing}: list file not found")
+            for line in listing.read_text(encoding="utf-8").splitlines():
+                if line.strip() and not line.startswith("#"):
+                    p = Path(line.strip())
+                    out.append(str(p if p.is_absolute() else listing.parent / p))
+        elif item.endswith(".jsonl") and Path(item).is_file():
+            out += manifest_audio(item)
+        elif Path(item).is_dir():
+            # Everything with an audio extension but folders: broken links and unreadable files
+            # too, so that each gets its error record rather than a silent skip.
+            out += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.is_dir())
+        else:
+            out.append(item)
+    # one file once, however it was named (relative, absolute, through a link), where first named
+    seen: set[str] = set()
+    return [p for p in out if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]

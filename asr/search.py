@@ -1,5 +1,5 @@
-"""Beam search over one CTC head with a lexicon and a word n-gram LM (flashlight-text through
-torchaudio), and joint rescoring of its n-best with the other head.
+"""Beam search over one CTC head with a lexicon and a word n-gram LM (flashlight-text), and
+joint rescoring of its n-best with the other head.
 
 :class:`DecodingConfig` says how words are found; :func:`make_beam_decoder` builds the search
 it asks for. Each word comes back with times, a raw confidence and the evidence its calibrated
@@ -13,17 +13,17 @@ import dataclasses
 import math
 import os
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from .confidence import Calibrator, nbest_posteriors
 from .ctc import Token, Word, ctc_log_likelihood, group_words, lowest_posterior, seconds_of
 from .errors import ConfigError
-from .lm import LMError, check_arpa
+from .lm import LMError, check_arpa, is_kenlm_binary
 from .text import BOUNDARY as BOUNDARY_TOKEN
 from .text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
 
@@ -54,8 +54,6 @@ class BeamDecoder:
     """
 
     def __init__(self, head: str, lexicon: Lexicon, config: "DecodingConfig"):
-        from torchaudio.models.decoder import ctc_decoder  # loads flashlight-text: only when beam search is asked for
-
         if head not in ("char", "phone"):
             raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
         if config.lexicon_free and (head != "char" or config.lm is not None):
@@ -76,43 +74,34 @@ class BeamDecoder:
                                   f"not the {head} head")
         words = lm_vocabulary(lm, lexicon)
         vocabulary = [] if config.lexicon_free else words if words is not None else list(lexicon.prons)
-        lines: list[str] = []
-        per_spelling: dict[tuple[str, ...], int] = {}
-        for w in vocabulary:
-            if head == "char":
-                spelled = [c for c in w if c in CHAR_VOCAB.tokens[2:]]
-                if spelled and len(spelled) == len(w):
-                    lines.append(f"{w}\t{' '.join(spelled)} |")
-            else:
-                for p in lexicon.prons.get(w, []):
+        spellings: dict[str, list[tuple[str, ...]]] = {}  # word -> its token sequences
+        if head == "char":
+            letters = set(CHAR_VOCAB.tokens[2:])  # not the blank, not the boundary
+            spellings = {w: [tuple(w)] for w in vocabulary if w and letters.issuperset(w)}
+        else:
+            per_spelling: dict[tuple[str, ...], int] = {}
+            for w in vocabulary:
+                kept = []
+                for p in lexicon.prons.get(w, ()):
                     # flashlight's trie holds at most 6 words per spelling; the lexicon lists the
                     # most frequent words first, so the rarest homophones are the ones left out.
-                    if per_spelling.setdefault(p, 0) < 6:
-                        per_spelling[p] += 1
-                        lines.append(f"{w}\t{' '.join(p)} |")
-        lex_path = None
-        if not config.lexicon_free:
-            if not lines:
-                raise ConfigError("no word of the vocabulary can be spelled with this head's tokens")
-            self._dir = tempfile.TemporaryDirectory(prefix="asr-beam-")
-            lex_path = f"{self._dir.name}/lexicon.txt"
-            with open(lex_path, "w", encoding="utf-8") as f:
-                f.write("\n".join(lines) + "\n")
+                    n = per_spelling.get(p, 0)
+                    if n < 6:
+                        per_spelling[p] = n + 1
+                        kept.append(p)
+                if kept:
+                    spellings[w] = kept
+        if not config.lexicon_free and not spellings:
+            raise ConfigError("no word of the vocabulary can be spelled with this head's tokens")
         try:
             with _quiet_stderr():  # KenLM draws a loading progress bar on stderr
-                # The n-best serves joint rescoring and the words' posteriors (confidence).
-                self.decoder = ctc_decoder(lexicon=lex_path, tokens=list(self.vocab.tokens),
-                                           lm=lm, nbest=config.nbest,
-                                           beam_size=config.beam_size, beam_size_token=config.beam_size_token,
-                                           beam_threshold=config.beam_threshold, lm_weight=config.lm_weight,
-                                           word_score=config.word_score,
-                                           blank_token=self.vocab.tokens[0], sil_token=BOUNDARY_TOKEN,
-                                           unk_word="<unk>")
+                self.decoder = Flashlight(spellings, list(self.vocab.tokens), lm, config)
         except RuntimeError as e:
             if lm is None:
                 raise
             # KenLM's own message gives a C++ source line and a byte offset: find the bad line instead.
-            check_arpa(lm)
+            if not is_kenlm_binary(lm):
+                check_arpa(lm)
             raise LMError(f"{lm}: KenLM cannot load it: {str(e).splitlines()[-1]}") from None
 
     def lm_evidence(self, words: list[Word]) -> list[Word]:
@@ -167,18 +156,18 @@ class BeamDecoder:
             # utterance one more frame, a certain boundary, right after its end.
             emission = torch.cat([emissions[b, frames], boundary[None]]).contiguous()
             frames = torch.cat([frames, torch.tensor([n])])
-            hyps = self.decoder(emission[None], torch.tensor([emission.shape[0]], dtype=torch.int32))[0]
+            hyps = self.decoder(emission)
             out.append([(self._words(h, emission, frames, frame_seconds), float(h.score)) for h in hyps])
         return out
 
     def _words(self, hyp, emission: torch.Tensor, frames: torch.Tensor, frame_seconds: float) -> list[Word]:
-        # torchaudio drops blanks and merges repeats; each token carries the step it was emitted
+        # `Flashlight` drops blanks and merges repeats; each token carries the step it was emitted
         # at, counted from an initial silence step that flashlight adds. Step k of the search
         # is frame frames[k] of the utterance.
         last = emission.shape[0] - 1  # flashlight may stamp the final token one step past the end
-        steps = [min(max(t - 1, 0), last) for t in hyp.timesteps.tolist()]
+        steps = [min(max(t - 1, 0), last) for t in hyp.timesteps]
         tokens = [Token(tok, int(frames[k]), int(frames[k]) + 1, float(emission[k, tok].exp()))
-                  for tok, k in zip(hyp.tokens.tolist(), steps)]
+                  for tok, k in zip(hyp.tokens, steps)]
         groups = group_words(tokens, self.vocab.boundary)
         spelled = [tuple(self.vocab.tokens[t.id] for t in group) for group in groups]
         # lexicon-free hypotheses have no words: a word is its characters between boundaries
@@ -270,6 +259,77 @@ class DecodingConfig:
     blank_skip: float | None = None  # search skips repeated frames whose blank posterior exceeds this
     calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
     precision: str = "fp32"  # the acoustic model's arithmetic: fp32, bf16 or auto (see asr.model.forward_batches)
+
+
+class BeamHypothesis(NamedTuple):
+    """One hypothesis of :class:`Flashlight`: what torchaudio's ``CTCHypothesis`` holds."""
+
+    tokens: list[int]  # token ids, blanks dropped and repeats merged
+    timesteps: list[int]  # the search step each token was emitted at (step 0: flashlight's initial silence)
+    words: list[str]
+    score: float  # acoustic + weighted LM + word scores
+
+
+class Flashlight:
+    """flashlight-text's CTC beam search: over a lexicon trie with a KenLM word LM, or, for an
+    empty lexicon, over any token sequence (lexicon-free). What torchaudio's ``ctc_decoder``
+    builds, built here from the lexicon in memory (that factory takes only a file, and
+    writing then parsing 70k lines took 0.6 s of every start), with its trie filled without a
+    Python call per token.
+
+    ``spellings``: word -> its token sequences (a word boundary, ``sil_token``, closes each).
+    """
+
+    def __init__(self, spellings: dict[str, list[tuple[str, ...]]], tokens: list[str], lm: str | None,
+                 config: "DecodingConfig", sil_token: str = BOUNDARY_TOKEN, unk_word: str = "<unk>"):
+        from flashlight.lib.text import decoder as fl  # loads only when beam search is asked for
+        from flashlight.lib.text.decoder.kenlm import KenLM
+        from flashlight.lib.text.dictionary import Dictionary
+
+        self.blank, self.nbest = 0, config.nbest  # the blank is token 0 in both vocabularies
+        index = {t: i for i, t in enumerate(tokens)}
+        sil = index[sil_token]
+        beam_size_token = config.beam_size_token or len(tokens)
+        self.word_dict = Dictionary()
+        for word in [unk_word, *spellings]:
+            self.word_dict.add_entry(word)
+        self.word_dict.set_default_index(self.word_dict.get_index(unk_word))
+        assert self.word_dict.index_size() == len(spellings) + 1, "word indices are the spellings' order, from 1"
+        self.lm = KenLM(lm, self.word_dict) if lm else fl.ZeroLM()
+        if not spellings:
+            options = fl.LexiconFreeDecoderOptions(
+                beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=config.beam_threshold,
+                lm_weight=config.lm_weight, sil_score=0.0, log_add=False, criterion_type=fl.CriterionType.CTC)
+            self.decoder = fl.LexiconFreeDecoder(options, self.lm, sil, self.blank, [])
+            return
+        # The trie: each spelling, closed by a word boundary, leads to its words, with their
+        # unigram LM scores smeared up the tree (a prefix's score is the best of the words
+        # below it) for early pruning.
+        trie = fl.Trie(len(tokens), sil)
+        start, lm_score, token_index = self.lm.start(False), self.lm.score, index.__getitem__
+        for word_index, (word, spelled) in enumerate(spellings.items(), 1):  # 0 is the unknown word
+            _, score = lm_score(start, word_index)
+            for spelling in spelled:
+                trie.insert([*map(token_index, spelling), sil], word_index, score)
+        trie.smear(fl.SmearingMode.MAX)
+        options = fl.LexiconDecoderOptions(
+            beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=config.beam_threshold,
+            lm_weight=config.lm_weight, word_score=config.word_score, unk_score=float("-inf"), sil_score=0.0,
+            log_add=False, criterion_type=fl.CriterionType.CTC)
+        self.decoder = fl.LexiconDecoder(options, trie, self.lm, sil, self.blank,
+                                         self.word_dict.get_index(unk_word), [], False)
+
+    def __call__(self, emission: torch.Tensor) -> list[BeamHypothesis]:
+        """``(T, V)`` float32 log-probabilities of one utterance -> its n-best hypotheses, best first."""
+        emission = emission.to(torch.float32).contiguous()
+        results = self.decoder.decode(emission.data_ptr(), emission.shape[0], emission.shape[1])
+        return [self._hypothesis(r) for r in results[:self.nbest]]
+
+    def _hypothesis(self, result) -> BeamHypothesis:
+        steps = list(result.tokens)  # one token a search step, blanks and repeats included
+        kept = [i for i, t in enumerate(steps) if t != self.blank and (i == 0 or t != steps[i - 1])]
+        return BeamHypothesis([steps[i] for i in kept], kept,
+                          [self.word_dict.get_entry(w) for w in result.words if w >= 0], float(result.score))
 
 
 def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:

@@ -117,12 +117,14 @@ class Lexicon:
 
     def __init__(self, entries: list[tuple[str, tuple[str, ...]]]):
         self.prons: dict[str, list[tuple[str, ...]]] = {}
-        self.words_by_pron: dict[tuple[str, ...], str] = {}
         for word, pron in entries:
-            self.prons.setdefault(word, [])
-            if pron not in self.prons[word]:
-                self.prons[word].append(pron)
-            self.words_by_pron.setdefault(pron, word)
+            known = self.prons.get(word)
+            if known is None:
+                self.prons[word] = [pron]
+            elif pron not in known:
+                known.append(pron)
+        # the first (most frequent) word of each pronunciation: later entries are overwritten by earlier ones
+        self.words_by_pron: dict[tuple[str, ...], str] = {pron: word for word, pron in reversed(entries)}
         self._buckets: dict[int, tuple[list[str], list[tuple[int, str]]]] | None = None
         self._closest: dict[tuple[str, ...], str] = {}
 
@@ -141,19 +143,24 @@ class Lexicon:
         entries = []
         try:
             with opener(path, "rt", encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    line = line.strip()
-                    if not line or line.startswith("#"):
-                        continue
-                    parts = line.split("\t") if "\t" in line else line.split(None, 1)
-                    if len(parts) != 2 or not parts[1].strip():
-                        raise LexiconError(f"{path}:{lineno}: expected 'WORD<TAB>PHONES', got {line!r}")
-                    word = parts[0].lower()
-                    pron = tuple(strip_stress(p) for p in parts[1].split())
+                text = f.read()  # one read, then a tight loop: this is on every start's path
+            for lineno, line in enumerate(text.splitlines(), 1):
+                line = line.strip()
+                if not line or line[0] == "#":
+                    continue
+                word, tab, phones = line.partition("\t")
+                if not tab:
+                    word, _, phones = line.partition(" ")
+                pron = tuple(phones.split())
+                if not word or not pron:
+                    raise LexiconError(f"{path}:{lineno}: expected 'WORD<TAB>PHONES', got {line!r}")
+                word = word.lower()
+                if not valid.issuperset(pron):  # stress digits, or a bad phone (the common case is fast)
+                    pron = tuple(strip_stress(p) for p in pron)
                     bad = [p for p in pron if p not in valid]
                     if bad:
                         raise LexiconError(f"{path}:{lineno}: unknown phone(s) {' '.join(bad)} for {word!r}")
-                    entries.append((word, pron))
+                entries.append((word, pron))
         except FileNotFoundError:
             raise LexiconError(f"{path}: lexicon file not found") from None
         except (UnicodeDecodeError, OSError, EOFError) as e:

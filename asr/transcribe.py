@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from .data import bucket_batches, manifest_audio
+from .data import bucket_batches
 from .bundle import Bundle, load_bundle
 from .decode import Hypothesis, Word, make_beam_decoder, recognize, text_of
-from .io import AUDIO_EXTENSIONS, FORMATS, atomic_write_text, remove_stale_temporaries
+from .io import FORMATS, atomic_write_text, expand_inputs, remove_stale_temporaries
 from .errors import ConfigError, UserError
 from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio, prepare_samples
 from .model import forward_batches, load_model
@@ -58,33 +58,6 @@ class Transcript:
     def from_json(cls, d: dict) -> "Transcript":
         words = [Word(w["word"], w["start"], w["end"], (), w.get("confidence", 1.0)) for w in d.get("words", [])]
         return cls(d["path"], d.get("text", ""), words, d.get("duration", 0.0), d.get("error"))
-
-
-def expand_inputs(inputs: Iterable[str]) -> list[str]:
-    """Files as given; folders searched recursively for audio extensions; ``@list.txt`` read one path a
-    line (relative to the list); ``.jsonl`` manifests give their ``audio`` entries. Order is kept,
-    duplicates dropped. Names that do not exist are kept, to be reported as errors."""
-    out: list[str] = []
-    for item in inputs:
-        if item.startswith("@"):
-            listing = Path(item[1:])
-            if not listing.is_file():
-                raise FileNotFoundError(f"{listing}: list file not found")
-            for line in listing.read_text(encoding="utf-8").splitlines():
-                if line.strip() and not line.startswith("#"):
-                    p = Path(line.strip())
-                    out.append(str(p if p.is_absolute() else listing.parent / p))
-        elif item.endswith(".jsonl") and Path(item).is_file():
-            out += manifest_audio(item)
-        elif Path(item).is_dir():
-            # Everything with an audio extension but folders: broken links and unreadable files
-            # too, so that each gets its error record rather than a silent skip.
-            out += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.is_dir())
-        else:
-            out.append(item)
-    # one file once, however it was named (relative, absolute, through a link), where first named
-    seen: set[str] = set()
-    return [p for p in out if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]
 
 
 @dataclass(frozen=True)

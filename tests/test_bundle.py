@@ -1,5 +1,6 @@
 """Bundles: a model folder that carries its own decoding, checked file by file."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from asr.bundle import (BUNDLE_FILE, BundleError, default_bundle_path, from_checkpoint, load_bundle, resolve,
+from asr.bundle import (BUNDLE_FILE, BundleError, default_bundle_path, from_checkpoint, load_bundle, resolve, sha256,
                         write_bundle)
 from asr.decode import DecodingConfig
 from asr.errors import ConfigError
@@ -133,3 +134,24 @@ def test_cli_bundle_then_transcribe_and_tune_into_it(tmp_path):
     assert b.head == best["head"] == "phone" and b.decoding.lm_weight == best["decoding"]["lm_weight"]
     assert b.produced_by["dev"]["wer"] == best["wer"]
     assert b.decoding.lm == str(tmp_path / "b" / "lm.arpa")  # still the bundle's own copy
+
+
+def test_cli_bundle_of_a_bundle_changes_options_and_records_what_it_came_from(tmp_path):
+    """`asr bundle DIR --lm other` copies a bundle with another LM: its other files and decoding stay;
+    its calibrator, fitted to the old LM's evidence, goes unless given again; the old dev figures
+    are kept as the source's, not claimed for the copy."""
+    (tmp_path / "t.txt").write_text(WORDS)
+    assert _asr("lm", "build", tmp_path / "t.txt", "--order", "2", "--out", tmp_path / "lm.arpa").returncode == 0
+    shipped = load_bundle()
+    r = _asr("bundle", shipped.path, "--lm", tmp_path / "lm.arpa", "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    b = load_bundle(tmp_path / "b")
+    assert b.decoding == dataclasses.replace(shipped.decoding, lm=str(tmp_path / "b" / "lm.arpa"), calibration=None)
+    assert b.head == shipped.head and sha256(b.model) == sha256(shipped.model)
+    source = b.produced_by["derived_from"]
+    assert source["bundle"] == str(shipped.path) and source["changed"] == {"lm": "lm.arpa", "calibration": None}
+    assert source.get("dev") == shipped.produced_by.get("dev") and "dev" not in b.produced_by
+    assert b.produced_by["training"] == shipped.produced_by["training"]
+    r = _asr("bundle", shipped.path, "--lm", tmp_path / "lm.arpa", "--calibration", shipped.decoding.calibration,
+             "--out", tmp_path / "c")
+    assert r.returncode == 0 and load_bundle(tmp_path / "c").decoding.calibration == str(tmp_path / "c" / "calibration.json")

@@ -66,3 +66,100 @@ def test_bad_lm_file_names_file_and_line(tmp_path, content, problem):
     with pytest.raises(LMError, match=problem):
         BeamDecoder("char", LEX, DecodingConfig("beam", lm=str(tmp_path / "bad.arpa")))
 
+
+
+def test_kenlm_binary_is_told_from_arpa(tmp_path):
+    from asr.bundle import load_bundle
+    from asr.lm import is_kenlm_binary
+
+    assert is_kenlm_binary(load_bundle().decoding.lm)  # the shipped LM is binary: it loads in 0.01 s
+    build_lm_text = tmp_path / "t.txt"
+    build_lm_text.write_text("RED BED\n")
+    build_lm([build_lm_text], tmp_path / "lm.arpa", order=2)
+    assert not is_kenlm_binary(tmp_path / "lm.arpa") and not is_kenlm_binary(tmp_path / "missing")
+
+
+def test_binarize_without_build_binary_says_how_to_get_it(tmp_path, monkeypatch):
+    import asr.lm
+
+    (tmp_path / "t.txt").write_text("RED BED\n")
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
+    monkeypatch.setattr(asr.lm, "find_build_binary", lambda: None)
+    with pytest.raises(LMError, match="install_kenlm.sh"):
+        asr.lm.binarize(tmp_path / "lm.arpa", tmp_path / "lm.bin")
+    assert not (tmp_path / "lm.bin").exists()
+
+
+@pytest.fixture(scope="session")
+def build_binary(tmp_path_factory):
+    """KenLM's build_binary: the one asr finds, else built by recipes/tools/install_kenlm.sh
+    (which the test then also checks); skipped where neither works (no compiler, no PyPI)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from asr.lm import find_build_binary
+
+    found = find_build_binary()
+    if found:
+        return found
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("no build_binary and no C++ compiler to build it (recipes/tools/install_kenlm.sh)")
+    dest = tmp_path_factory.mktemp("kenlm")
+    script = Path(__file__).resolve().parents[1] / "recipes" / "tools" / "install_kenlm.sh"
+    r = subprocess.run(["bash", str(script), str(dest)], capture_output=True, text=True,
+                       env={**os.environ, "PYTHON": sys.executable})
+    if r.returncode != 0 and "pip download" in r.stderr:
+        pytest.skip(f"install_kenlm.sh could not fetch kenlm from PyPI: {r.stderr.strip()[-200:]}")
+    assert r.returncode == 0, r.stderr
+    return str(dest / "build_binary")
+
+
+def test_binarize_exact_and_quantized_score_as_the_arpa_and_decode_alike(tmp_path, monkeypatch, build_binary):
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    from asr.lm import binarize, is_kenlm_binary
+
+    monkeypatch.setenv("KENLM_BUILD_BINARY", build_binary)
+    (tmp_path / "t.txt").write_text("RED BED\nA RED BED\nRED BED IS RED\nA BED IS A BED\nIS IT RED\n")
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa.gz", order=3)
+    exact = binarize(tmp_path / "lm.arpa.gz", tmp_path / "exact.bin", quantize=None)
+    small = binarize(tmp_path / "lm.arpa.gz", tmp_path / "q8.bin", quantize=8)
+    assert exact["quantize"] is None and small["quantize"] == 8
+    # (the quantized file is the smaller one only for real LMs: here its 2^8-value tables dominate)
+    assert is_kenlm_binary(tmp_path / "exact.bin") and is_kenlm_binary(tmp_path / "q8.bin")
+    assert (tmp_path / "q8.bin.words.txt").read_text() == (tmp_path / "lm.arpa.gz.words.txt").read_text()
+
+    words = (tmp_path / "lm.arpa.gz.words.txt").read_text().split()
+    d = Dictionary()
+    for w in ["<unk>", *words]:
+        d.add_entry(w)
+
+    def score(path: str, sentence: list[str]) -> float:
+        lm = KenLM(path, d)
+        state, total = lm.start(False), 0.0
+        for w in sentence:
+            state, s = lm.score(state, d.get_index(w))
+            total += s
+        return total + lm.finish(state)[1]
+
+    for sentence in (["red", "bed"], ["a", "bed", "is", "red"], ["is", "a", "red", "bed"]):
+        arpa = score(str(tmp_path / "lm.arpa.gz"), sentence)
+        assert score(str(tmp_path / "exact.bin"), sentence) == pytest.approx(arpa, abs=1e-5)
+        assert score(str(tmp_path / "q8.bin"), sentence) == pytest.approx(arpa, abs=0.05 * len(sentence))
+    for lm in ("lm.arpa.gz", "exact.bin"):  # the search reads either
+        dec = BeamDecoder("char", LEX, DecodingConfig("beam", lm=str(tmp_path / lm), beam_size=20))
+        assert [w.word for w in dec(frames(AMBIGUOUS, C), torch.tensor([7]), 0.03)[0][0]] == ["red", "bed"]
+
+
+def test_binarize_refuses_what_is_not_arpa(tmp_path, monkeypatch, build_binary):
+    from asr.lm import binarize
+
+    monkeypatch.setenv("KENLM_BUILD_BINARY", build_binary)
+    (tmp_path / "bad.arpa").write_text("not an lm\n")
+    with pytest.raises(LMError, match="bad.arpa:1"):
+        binarize(tmp_path / "bad.arpa", tmp_path / "lm.bin")
+    assert not (tmp_path / "lm.bin").exists()

@@ -100,10 +100,16 @@ if [ "$start" -le 3 ] && [ "$stop" -ge 3 ]; then
   done
 fi
 
-lm=$out_dir/lm/lm.arpa.gz
+lm_arpa=$out_dir/lm/lm.arpa.gz
+lm=$out_dir/lm/lm.bin  # what stages 5-7 search with and the bundle ships
 if [ "$start" -le 4 ] && [ "$stop" -ge 4 ]; then
-  echo "stage 4: word LM from $train_manifest + $lm_text -> $lm (never test transcripts)"
-  $asr lm build "$train_manifest" "$lm_text" "${lm_options[@]}" --out "$lm"
+  echo "stage 4: word LM from $train_manifest + $lm_text -> $lm_arpa, as KenLM binary $lm (never test transcripts)"
+  $asr lm build "$train_manifest" "$lm_text" "${lm_options[@]}" --out "$lm_arpa"
+  # 8-bit binary trie: loads in 0.01 s where the ARPA took 3-4 s of every start, same dev WER
+  # (RESULTS.md). KenLM's build_binary is compiled once from the kenlm package on PyPI.
+  python3 -c "import sys; from asr.lm import find_build_binary; sys.exit(find_build_binary() is None)" \
+    || bash recipes/tools/install_kenlm.sh
+  $asr lm binary "$lm_arpa" --out "$lm"
 fi
 
 if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
