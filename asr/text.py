@@ -117,14 +117,15 @@ class Lexicon:
 
     def __init__(self, entries: list[tuple[str, tuple[str, ...]]]):
         self.prons: dict[str, list[tuple[str, ...]]] = {}
+        self.words_by_pron: dict[tuple[str, ...], str] = {}  # in file order: `word_for` ranks by it
+        first_word = self.words_by_pron.setdefault
         for word, pron in entries:
             known = self.prons.get(word)
             if known is None:
                 self.prons[word] = [pron]
             elif pron not in known:
                 known.append(pron)
-        # the first (most frequent) word of each pronunciation: later entries are overwritten by earlier ones
-        self.words_by_pron: dict[tuple[str, ...], str] = {pron: word for word, pron in reversed(entries)}
+            first_word(pron, word)
         self._buckets: dict[int, tuple[list[str], list[tuple[int, str]]]] | None = None
         self._closest: dict[tuple[str, ...], str] = {}
 

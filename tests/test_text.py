@@ -43,6 +43,19 @@ def test_word_for_closest_pronunciation():
     assert lex.word_for(("D", "AO")) == "dog"
 
 
+def test_word_for_prefers_the_more_frequent_word_on_ties(tmp_path):
+    """The file lists frequent words first: a homophone resolves to the first, and so does a tie in
+    distance between pronunciations of different words, from a file as from entries."""
+    entries = [("the", ("DH", "AH")), ("thee", ("DH", "IY")), ("duh", ("D", "AH")), ("a", ("AH",)),
+               ("de", ("D", "AH")), ("dee", ("D", "IY"))]
+    (tmp_path / "lex.txt").write_text("".join(f"{w}\t{' '.join(p)}\n" for w, p in entries))
+    for lex in (Lexicon(entries), Lexicon.load(tmp_path / "lex.txt")):
+        assert lex.word_for(("D", "AH")) == "duh"  # homophones: duh before de
+        assert lex.word_for(("DH", "EH")) == "the"  # one substitution from "the" and from "thee"
+        assert lex.word_for(("Z", "IY")) == "thee"  # one from "thee" and from "dee"
+        assert list(lex.words_by_pron.values()) == ["the", "thee", "duh", "a", "dee"]
+
+
 def test_bad_lexicon_names_file_and_line(tmp_path):
     p = tmp_path / "lex.txt"
     p.write_text("cat\tK AE T\ndog\tD XX G\n")
