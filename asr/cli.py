@@ -258,8 +258,9 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     if base.path is not None:  # what it was made from; its dev figures were measured before these changes
         changed = {k: Path(v).name if k in ("lm", "calibration") and v else v
                    for k, v in dataclasses.asdict(bundle.decoding).items() if v != getattr(base.decoding, k)}
-        produced["derived_from"] = {"bundle": args.checkpoint, "changed": changed,
-                                    **{k: base.produced_by[k] for k in ("commit", "dev") if k in base.produced_by}}
+        produced["derived_from"] = {"bundle": args.checkpoint, "changed": changed,  # (its own derived_from nests)
+                                    **{k: base.produced_by[k] for k in ("commit", "dev", "derived_from")
+                                       if k in base.produced_by}}
     if record:
         produced["dev"] = {"wer": record["wer"], "manifest": record.get("manifest")}
     written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced)
@@ -294,8 +295,10 @@ def cmd_lm_build(args: argparse.Namespace) -> int:
     if args.lexicon:
         vocabulary = set(load_lexicon(None if args.lexicon == "default" else args.lexicon).prons)
     english = read_word_list(args.english_words) if args.english_words else None
+    exclude = read_word_list(args.exclude_words) if args.exclude_words else frozenset()
     stats = build_lm(args.texts, args.out, args.order, args.max_sentences, args.top_words,
-                     tuple(args.min_counts), vocabulary, english=english, min_english=args.min_english)
+                     tuple(args.min_counts), vocabulary, english=english, min_english=args.min_english,
+                     exclude=exclude)
     print(f"{args.out}: {stats['sentences']} sentences ({stats['foreign_sentences']} more left out as foreign), "
           f"{stats['words']} words, vocabulary {stats['vocabulary']}, "
           f"n-grams {stats['ngrams']}, {stats['bytes'] / 1e6:.1f} MB in {stats['seconds']} s "
@@ -457,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "sentences with too few of their words in it are left out as foreign-language text")
     p.add_argument("--min-english", type=float, default=0.8, metavar="SHARE",
                    help="least share of a sentence's words found in --english-words (default 0.8)")
+    p.add_argument("--exclude-words", metavar="FILE", help="word list (one a line, # comments): words kept out "
+                   "of the vocabulary, e.g. foreign function words that the English word list also holds")
     p.set_defaults(func=cmd_lm_build)
     p = lm_sub.add_parser("binary", help="convert an ARPA LM to KenLM's binary trie (loads in 0.01 s, not seconds)")
     p.add_argument("arpa", help="ARPA file (.gz allowed), e.g. from `asr lm build`")

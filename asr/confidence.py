@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .augment import coloured_noise
 from .ctc import Token, Word
 from .errors import UserError
 from .text import BOUNDARY as BOUNDARY_TOKEN
@@ -156,10 +157,7 @@ def synthetic_audio(kind: str, seconds: float = 30.0, seed: int = 0) -> torch.Te
     if kind == "silence":
         return torch.zeros(n)
     if kind in ("white", "pink", "brown"):
-        spectrum = torch.fft.rfft(torch.randn(n, generator=g, dtype=torch.float64))
-        f = torch.fft.rfftfreq(n, 1 / SAMPLE_RATE).clamp_min(20.0)
-        spectrum = spectrum / f.pow({"white": 0.0, "pink": 0.5, "brown": 1.0}[kind])
-        x = torch.fft.irfft(spectrum, n)
+        x = coloured_noise(kind, n, seed).double()
     elif kind == "tone":
         x = torch.sin(2 * math.pi * 440 * t)
     elif kind == "chord":

@@ -63,7 +63,8 @@ def english_share(sentence: str, english: set[str]) -> float:
 
 def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sentences: int | None = None,
              top_words: int | None = None, min_counts: tuple[int, ...] = (), vocabulary: set[str] | None = None,
-             smoothing: str = "kneser_ney", english: set[str] | None = None, min_english: float = 0.0) -> dict[str, Any]:
+             smoothing: str = "kneser_ney", english: set[str] | None = None, min_english: float = 0.0,
+             exclude: set[str] = frozenset()) -> dict[str, Any]:
     """Write an ARPA LM of ``order`` estimated on ``texts`` to ``out`` (atomically), and ``out``.words.txt.
 
     The size is bounded two ways before estimation, as KenLM's ``lmplz --prune`` and SRILM's
@@ -78,6 +79,9 @@ def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sente
     in the sentences kept as in those left out: book text holds foreign-language passages whose
     words would otherwise enter the vocabulary and come out in English transcripts, while
     English words CMUdict lacks ("deprecation", "holborn") are seen in English sentences.
+    Words in ``exclude`` never enter the vocabulary: foreign function words that CMUdict lists
+    (as names), such as "aber", "nicht" and "qui", pass both tests above through the foreign
+    phrases that English sentences quote, and came out of the search in English transcripts.
     Returns counts, the time taken and the file size.
     """
     import arpabo
@@ -109,7 +113,7 @@ def build_lm(texts: list[str | Path], out: str | Path, order: int = 3, max_sente
     lm.sent_count = sentences
     markers = {"<s>", "</s>"}
     unigrams = Counter({w: c for w, c in lm.grams[0].items()
-                        if w not in markers and (vocabulary is None or w in vocabulary)})
+                        if w not in markers and w not in exclude and (vocabulary is None or w in vocabulary)})
     keep = {w for w, _ in unigrams.most_common(top_words)} | markers
     cutoffs = tuple(min_counts) + (1,) * order
     lm.grams[0] = {w: c for w, c in lm.grams[0].items() if w in keep and c >= cutoffs[0]}

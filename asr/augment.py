@@ -1,0 +1,123 @@
+"""Corrupted audio: noise at a given SNR, rooms, telephone lines, codecs, level and clipping.
+
+The robustness benchmark (`benchmarks/robustness.py`) corrupts dev with these; training
+augmentation draws from them with its own noises and seeds. Every function takes and returns
+``(samples,)`` float32 tensors at 16 kHz (:data:`SAMPLE_RATE`) and is deterministic given its
+``seed``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import torch
+import torchaudio
+
+from .features import SAMPLE_RATE
+
+TELEPHONE_RATE = 8000  # narrowband telephony (G.711)
+TELEPHONE_BAND = (300.0, 3400.0)  # Hz: the ITU-T voice channel
+
+
+def rms_dbfs(x: torch.Tensor) -> float:
+    """RMS level of ``x`` in dB relative to full scale (RMS 1.0 = 0 dBFS)."""
+    return 20 * math.log10(max(float(x.double().pow(2).mean().sqrt()), 1e-10))
+
+
+def add_noise(speech: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
+    """``speech`` plus ``noise`` scaled so that their power ratio is ``snr_db`` (over the whole
+    signals); a shorter noise is repeated, a longer one cut."""
+    if noise.numel() < speech.numel():
+        noise = noise.repeat(math.ceil(speech.numel() / noise.numel()))
+    noise = noise[:speech.numel()].double()
+    p_speech, p_noise = speech.double().pow(2).mean(), noise.pow(2).mean().clamp_min(1e-20)
+    scale = torch.sqrt(p_speech / (p_noise * 10 ** (snr_db / 10)))
+    return (speech.double() + scale * noise).float()
+
+
+def coloured_noise(kind: str, samples: int, seed: int) -> torch.Tensor:
+    """``(samples,)`` of ``white`` (flat), ``pink`` (1/f power) or ``brown`` (1/f^2) Gaussian noise, RMS 1."""
+    g = torch.Generator().manual_seed(seed)
+    spectrum = torch.fft.rfft(torch.randn(samples, generator=g, dtype=torch.float64))
+    f = torch.fft.rfftfreq(samples, 1 / SAMPLE_RATE).clamp_min(20.0)  # no runaway below 20 Hz
+    spectrum = spectrum / f.pow({"white": 0.0, "pink": 0.5, "brown": 1.0}[kind])
+    x = torch.fft.irfft(spectrum, samples)
+    return (x / x.pow(2).mean().sqrt()).float()
+
+
+def babble(talkers: list[torch.Tensor], samples: int) -> torch.Tensor:
+    """``(samples,)``: other speech summed, each talker at the same level and repeated to length."""
+    out = torch.zeros(samples, dtype=torch.float64)
+    for x in talkers:
+        x = x.double() / x.double().pow(2).mean().sqrt().clamp_min(1e-10)
+        out += x.repeat(math.ceil(samples / x.numel()))[:samples]
+    return out.float()
+
+
+def room(speech: torch.Tensor, rt60: float, distance: float, seed: int) -> torch.Tensor:
+    """``speech`` as a microphone ``distance`` metres away hears it in a shoebox room whose
+    reverberation time is ``rt60`` seconds: image-method room impulse response (pyroomacoustics,
+    Allen & Berkley 1979), room size and positions drawn from ``seed``; level kept."""
+    import pyroomacoustics as pra
+
+    rng = np.random.default_rng(seed)
+    size = np.array([rng.uniform(5, 9), rng.uniform(4, 7), rng.uniform(2.6, 3.4)])  # metres
+    absorption, max_order = pra.inverse_sabine(rt60, size)
+    r = pra.ShoeBox(size, fs=SAMPLE_RATE, materials=pra.Material(absorption), max_order=max_order)
+    for _ in range(1000):  # a talker and a microphone that distance apart, 0.5 m clear of the walls
+        mic = rng.uniform([0.5, 0.5, 1.0], size - [0.5, 0.5, 1.0])
+        direction = rng.normal(size=3)
+        direction[2] *= 0.1  # heads and microphones at about the same height
+        talker = mic + distance * direction / np.linalg.norm(direction)
+        if np.all(talker > 0.5) and np.all(talker < size - 0.5):
+            break
+    else:
+        raise ValueError(f"no room position {distance} m apart in a {size.round(1)} m room")
+    r.add_source(talker.tolist(), signal=speech.double().numpy())
+    r.add_microphone(mic.tolist())
+    r.simulate()
+    out = torch.from_numpy(r.mic_array.signals[0][:speech.numel()])
+    return (out * speech.double().pow(2).mean().sqrt() / out.pow(2).mean().sqrt().clamp_min(1e-10)).float()
+
+
+def telephone(speech: torch.Tensor) -> torch.Tensor:
+    """``speech`` through a narrowband phone line: band-limited to 300-3400 Hz, sampled at
+    8 kHz with 8-bit mu-law (G.711), then back at 16 kHz."""
+    x = torchaudio.functional.resample(speech, SAMPLE_RATE, TELEPHONE_RATE)
+    low, high = TELEPHONE_BAND
+    for _ in range(2):  # Butterworth biquads, twice each: 4th-order skirts, flat between the edges
+        x = torchaudio.functional.highpass_biquad(x, TELEPHONE_RATE, low)
+        x = torchaudio.functional.lowpass_biquad(x, TELEPHONE_RATE, high)
+    peak = x.abs().max().clamp_min(1e-10)
+    codes = torchaudio.functional.mu_law_encoding(x / peak, 256)
+    x = torchaudio.functional.mu_law_decoding(codes, 256) * peak
+    return torchaudio.functional.resample(x, TELEPHONE_RATE, SAMPLE_RATE)[:speech.numel()]
+
+
+def opus(speech: torch.Tensor, compression: float = 0.95) -> torch.Tensor:
+    """``speech`` encoded as Ogg/Opus and decoded again (libsndfile): ``compression`` 0.95 is about
+    22 kbit/s for speech at 16 kHz, 0.8 about 60. (Above 0.98, about 10 kbit/s, libsndfile's
+    encoder dropped whole loud syllables of LibriSpeech clips: not what a phone call does.)"""
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, speech.clamp(-1, 1).numpy(), SAMPLE_RATE, format="OGG", subtype="OPUS",
+             compression_level=compression)
+    buffer.seek(0)
+    decoded, rate = sf.read(buffer, dtype="float32")
+    assert rate == SAMPLE_RATE
+    out = torch.from_numpy(decoded)[:speech.numel()]
+    return torch.nn.functional.pad(out, (0, speech.numel() - out.numel()))
+
+
+def gain_to(speech: torch.Tensor, dbfs: float) -> torch.Tensor:
+    """``speech`` scaled to an RMS level of ``dbfs`` (e.g. -35: a quiet recording)."""
+    return speech * 10 ** ((dbfs - rms_dbfs(speech)) / 20)
+
+
+def clip(speech: torch.Tensor, overdrive_db: float) -> torch.Tensor:
+    """``speech`` amplified ``overdrive_db`` above a full-scale peak, then hard-clipped at ±1."""
+    peak = speech.abs().max().clamp_min(1e-10)
+    return (speech / peak * 10 ** (overdrive_db / 20)).clamp(-1, 1)

@@ -1,0 +1,97 @@
+"""Corruptions: exact SNR and level, the telephone band, rooms and codecs, each deterministic."""
+
+import math
+
+import pytest
+import torch
+
+from asr.augment import (SAMPLE_RATE, add_noise, babble, clip, coloured_noise, gain_to, opus, rms_dbfs, room,
+                         telephone)
+from asr.features import load_audio
+from conftest import TEST_DATA
+
+CLIP = sorted(TEST_DATA.glob("*.opus"))[0]
+
+
+def tone(hz: float, seconds: float = 1.0) -> torch.Tensor:
+    t = torch.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return 0.5 * torch.sin(2 * math.pi * hz * t)
+
+
+def power(x: torch.Tensor) -> float:
+    return float(x.double().pow(2).mean())
+
+
+def band_power(x: torch.Tensor, low: float, high: float) -> float:
+    spectrum = torch.fft.rfft(x.double()).abs().pow(2)
+    f = torch.fft.rfftfreq(x.numel(), 1 / SAMPLE_RATE)
+    return float(spectrum[(f >= low) & (f < high)].sum())
+
+
+@pytest.mark.parametrize("snr", [20.0, 5.0, 0.0, -5.0])
+def test_add_noise_hits_the_snr_and_repeats_short_noise(snr):
+    speech = load_audio(CLIP)
+    noise = coloured_noise("white", 4000, seed=1)  # shorter than the speech: repeated
+    mixed = add_noise(speech, noise, snr)
+    assert mixed.shape == speech.shape
+    assert 10 * math.log10(power(speech) / power(mixed - speech)) == pytest.approx(snr, abs=1e-3)
+
+
+def test_coloured_noise_has_its_slope_and_seed():
+    white, pink = coloured_noise("white", 160000, 3), coloured_noise("pink", 160000, 3)
+    assert power(white) == pytest.approx(1.0, rel=1e-6) and power(pink) == pytest.approx(1.0, rel=1e-6)
+    # white: power grows with bandwidth (16x from 100-200 Hz to 1.6-3.2 kHz); pink: the same in each octave
+    assert band_power(white, 1600, 3200) / band_power(white, 100, 200) == pytest.approx(16, rel=0.15)
+    assert band_power(pink, 1600, 3200) / band_power(pink, 100, 200) == pytest.approx(1, rel=0.15)
+    assert torch.equal(coloured_noise("pink", 1000, 3), coloured_noise("pink", 1000, 3))
+    assert not torch.equal(coloured_noise("pink", 1000, 3), coloured_noise("pink", 1000, 4))
+
+
+def test_babble_sums_talkers_at_equal_level():
+    a, b = tone(300, 0.5), 3 * tone(500, 0.25)
+    out = babble([a, b], 16000)
+    assert out.shape == (16000,)
+    assert power(out) == pytest.approx(2.0, rel=0.05)  # two unit-power talkers, uncorrelated tones
+
+
+def test_telephone_keeps_the_voice_band_only():
+    for hz, kept in ((1000, True), (2500, True), (80, False), (5000, False), (7000, False)):
+        x = tone(hz)
+        ratio_db = 10 * math.log10(power(telephone(x)[2000:-2000]) / power(x[2000:-2000]))
+        if kept:
+            assert ratio_db > -3, (hz, ratio_db)
+        else:
+            assert ratio_db < -15, (hz, ratio_db)
+    x = telephone(load_audio(CLIP))
+    assert x.shape == load_audio(CLIP).shape
+
+
+def test_level_and_clipping():
+    speech = load_audio(CLIP)
+    assert rms_dbfs(gain_to(speech, -35.0)) == pytest.approx(-35.0, abs=1e-3)
+    clipped = clip(speech, 12.0)
+    assert clipped.abs().max() == 1.0 and (clipped.abs() == 1.0).float().mean() > 0.005
+
+
+def test_opus_round_trip_keeps_length_and_most_of_the_signal():
+    speech = load_audio(CLIP)
+    coded = opus(speech, 0.95)
+    assert coded.shape == speech.shape and not torch.equal(coded, speech)
+    # Opus delays the signal a little; the decoded audio still follows the speech's envelope
+    frames = lambda x: x.reshape(-1)[: x.numel() // 320 * 320].reshape(-1, 320).pow(2).mean(1).sqrt()
+    assert torch.corrcoef(torch.stack([frames(speech), frames(coded)]))[0, 1] > 0.9
+
+
+def test_room_reverberates_by_rt60_deterministically():
+    pytest.importorskip("pyroomacoustics", reason="pyroomacoustics (pip install -e '.[test]') simulates rooms")
+    impulse = torch.zeros(SAMPLE_RATE)
+    impulse[100] = 1.0
+    tails = {}
+    for rt60 in (0.3, 0.6, 0.9):
+        out = room(impulse, rt60, 2.0, seed=5)
+        assert out.shape == impulse.shape and torch.equal(out, room(impulse, rt60, 2.0, seed=5))
+        energy = out.double().pow(2)
+        onset = int(energy.argmax())
+        tails[rt60] = float(energy[onset + 800:].sum() / energy.sum())  # share after 50 ms
+    assert 0.01 < tails[0.3] < tails[0.6] < tails[0.9]
+    assert not torch.equal(room(impulse, 0.3, 2.0, seed=5), room(impulse, 0.3, 2.0, seed=6))
