@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -121,3 +123,97 @@ def clip(speech: torch.Tensor, overdrive_db: float) -> torch.Tensor:
     """``speech`` amplified ``overdrive_db`` above a full-scale peak, then hard-clipped at ±1."""
     peak = speech.abs().max().clamp_min(1e-10)
     return (speech / peak * 10 ** (overdrive_db / 20)).clamp(-1, 1)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Corrupted copies of the training set (``[augment]`` in a training config), Kaldi-style
+    multi-condition training: ``copies`` copies of every utterance (at every speed of
+    ``speed_perturb``), each corrupted once, with fixed seeds, when the features are computed, and
+    trained on beside the clean set. Each corruption applies to an utterance with its
+    probability, in this order; a drawn copy may get none, several or all of them.
+    """
+
+    copies: int = 0  # corrupted copies beside the clean set (0: none); an epoch is (1 + copies) passes
+    seed: int = 0
+    room: float = 0.0  # probability of a simulated room (`room`): RT60 and distance drawn from the ranges
+    rt60: tuple[float, float] = (0.2, 1.0)  # seconds
+    distance: tuple[float, float] = (0.5, 3.0)  # metres, talker to microphone
+    noise: float = 0.0  # probability of additive noise, of a kind from `noise_kinds`, at an SNR from `snr`
+    noise_kinds: tuple[str, ...] = ("white", "pink", "brown", "babble")  # babble: 3 other training utterances
+    snr: tuple[float, float] = (0.0, 20.0)  # dB
+    telephone: float = 0.0  # probability of a phone line (`telephone`)
+    opus: float = 0.0  # probability of Opus coding at a compression level from `opus_compression`
+    opus_compression: tuple[float, float] = (0.8, 0.97)
+    gain: float = 0.0  # probability of a level drawn from `gain_dbfs`
+    gain_dbfs: tuple[float, float] = (-45.0, -15.0)
+    clipping: float = 0.0  # probability of hard clipping `overdrive_db` above full scale
+    overdrive_db: tuple[float, float] = (2.0, 12.0)
+
+    def __post_init__(self):
+        from .errors import ConfigError
+
+        if self.copies < 0:
+            raise ConfigError(f"augment.copies must be 0 or more, not {self.copies}")
+        for name in ("room", "noise", "telephone", "opus", "gain", "clipping"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"augment.{name} is a probability, in [0, 1], not {getattr(self, name)}")
+        for name in ("rt60", "distance", "snr", "opus_compression", "gain_dbfs", "overdrive_db"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ConfigError(f"augment.{name} must be [low, high], not {list(getattr(self, name))}")
+        if self.room and self.copies:
+            import importlib.util
+
+            if importlib.util.find_spec("pyroomacoustics") is None:
+                raise ConfigError("augment.room simulates rooms with pyroomacoustics, which is not installed: "
+                                  "pip install -e '.[recipe]' (or pip install pyroomacoustics)")
+        unknown = set(self.noise_kinds) - {"white", "pink", "brown", "babble"}
+        if unknown or not self.noise_kinds:
+            raise ConfigError(f"augment.noise_kinds: choose from white, pink, brown, babble, not {sorted(unknown)}")
+
+
+def corrupt_randomly(speech: torch.Tensor, config: AugmentConfig, seed: int,
+                     babble_audio: list[str | Path] = ()) -> tuple[torch.Tensor, list[str]]:
+    """``speech`` with the corruptions of ``config`` drawn with ``seed``, and what was done
+    (e.g. ``["room 0.62 s 1.8 m", "pink 7.5 dB"]``). ``babble_audio``: files of other talkers."""
+    from .features import load_audio
+
+    rng = np.random.default_rng(seed)
+    uniform = lambda pair: float(rng.uniform(*pair))
+    done = []
+    x = speech
+    if rng.random() < config.room:
+        rt60, distance = uniform(config.rt60), uniform(config.distance)
+        x = room(x, rt60, distance, int(rng.integers(2**31)))
+        done.append(f"room {rt60:.2f} s {distance:.1f} m")
+    if rng.random() < config.noise:
+        kind = str(rng.choice(config.noise_kinds))
+        if kind == "babble" and len(babble_audio) < 3:
+            kind = "pink"  # too few other talkers to make babble from
+        snr = uniform(config.snr)
+        if kind == "babble":
+            talkers = [load_audio(babble_audio[i]) for i in rng.choice(len(babble_audio), 3, replace=False)]
+            noise = babble(talkers, x.numel())
+        else:
+            noise = coloured_noise(kind, x.numel(), int(rng.integers(2**31)))
+        x = add_noise(x, noise, snr)
+        done.append(f"{kind} {snr:.1f} dB")
+    if rng.random() < config.telephone:
+        x = telephone(x)
+        done.append("telephone")
+    if rng.random() < config.opus:
+        level = uniform(config.opus_compression)
+        x = opus(x, level)
+        done.append(f"opus {level:.2f}")
+    if rng.random() < config.gain:
+        dbfs = uniform(config.gain_dbfs)
+        x = gain_to(x, dbfs)
+        done.append(f"gain {dbfs:.0f} dBFS")
+    if rng.random() < config.clipping:
+        overdrive = uniform(config.overdrive_db)
+        x = clip(x, overdrive)
+        done.append(f"clipping {overdrive:.1f} dB")
+    elif x.abs().max() > 1.0:  # noise can push the peaks past full scale: scale, as a recorder's gain would
+        x = x / x.abs().max()
+    return x, done

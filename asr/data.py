@@ -10,6 +10,7 @@ A manifest is JSONL, one utterance a line::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -19,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import FEATURES_VERSION, AudioError, FeatureConfig, audio_info, file_features
+from .augment import AugmentConfig, corrupt_randomly
+from .features import (FEATURES_VERSION, AudioError, FeatureConfig, audio_info, compute_features, file_features,
+                       load_audio, speed_perturb)
 from .io import ManifestError, atomic_torch_save, atomic_write_text, is_audio_file, read_jsonl, with_audio, write_jsonl
 from .text import normalize
 
@@ -184,24 +187,48 @@ def prepare_folder(audio_dir: str | Path, transcripts: str | Path, out: str | Pa
 # Features cached in memory for training
 
 
-def _features_worker(args: tuple[str, FeatureConfig, float, bool]) -> torch.Tensor | AudioError:
+Corruption = tuple  # (AugmentConfig, seed, babble files): one utterance's corrupted copy (asr.augment)
+
+
+def _features_worker(args: tuple[str, FeatureConfig, float, bool, Corruption | None]) -> torch.Tensor | AudioError:
     torch.set_num_threads(1)
-    path, config, speed, keep_errors = args
+    path, config, speed, keep_errors, corruption = args
     try:
-        return file_features(path, config, speed).to(torch.float16)  # half the memory; CMVN output is ~N(0, 1)
+        if corruption is None:
+            feats = file_features(path, config, speed)
+        else:
+            augment, seed, babble_audio = corruption
+            x, _ = corrupt_randomly(speed_perturb(load_audio(path), speed), augment, seed, babble_audio)
+            feats = compute_features(x, config)
+        return feats.to(torch.float16)  # half the memory; CMVN output is ~N(0, 1)
     except AudioError as e:
         if keep_errors:
             return e
         raise
 
 
+def corruptions(utts: list[Utterance], augment: AugmentConfig, copy: int, speed: float) -> list[Corruption]:
+    """What :func:`_features_worker` needs to make copy ``copy`` (1, 2, ...) of ``utts`` at
+    ``speed``: a seed per utterance from (augment.seed, copy, speed, id), and 20 other training
+    files, of other speakers where there are, to draw babble from."""
+    rng = np.random.default_rng(augment.seed)
+    out = []
+    for u in utts:
+        seed = int.from_bytes(hashlib.sha256(f"{augment.seed}/{copy}/{speed}/{u.id}".encode()).digest()[:4], "little")
+        others = [utts[i] for i in rng.choice(len(utts), min(len(utts), 40), replace=False) if utts[i].id != u.id]
+        others = [o for o in others if o.speaker != u.speaker] or others
+        out.append((augment, seed, [o.audio for o in others[:20]]))
+    return out
+
+
 def _compute_features(utts: list[Utterance], config: FeatureConfig, speed: float, workers: int, progress: bool,
-                      desc: str, keep_errors: bool = False):
+                      desc: str, keep_errors: bool = False, corrupt: list[Corruption] | None = None):
     """Features of each utterance in order, computed in ``workers`` processes (1: in this one);
-    with ``keep_errors`` an unusable file gives its :class:`AudioError` in its place."""
+    with ``keep_errors`` an unusable file gives its :class:`AudioError` in its place; with
+    ``corrupt`` (one :data:`Corruption` per utterance) of the corrupted audio."""
     from tqdm import tqdm
 
-    jobs = [(u.audio, config, speed, keep_errors) for u in utts]
+    jobs = [(u.audio, config, speed, keep_errors, c) for u, c in zip(utts, corrupt or [None] * len(utts))]
     if workers <= 1:
         yield from map(_features_worker, tqdm(jobs, desc=desc, disable=not progress))
         return
@@ -214,21 +241,26 @@ def _compute_features(utts: list[Utterance], config: FeatureConfig, speed: float
 
 def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Path | None = None,
                   workers: int = 1, progress: bool = True, speed: float = 1.0,
-                  keep_errors: bool = False) -> list[torch.Tensor]:
+                  keep_errors: bool = False, augment: tuple[AugmentConfig, int] | None = None) -> list[torch.Tensor]:
     """Features ``(frames, dim)`` float16 for every utterance played ``speed`` times as fast, from ``cache`` if it matches.
 
-    The cache is keyed by the utterance ids, audio paths, feature config, speed and FEATURES_VERSION, and written atomically.
+    The cache is keyed by the utterance ids, audio paths, feature config, speed, corruption and
+    FEATURES_VERSION, and written atomically. ``augment`` = ``(config, copy)``: of corrupted copy
+    number ``copy`` (see :func:`corruptions`).
     An unusable audio file raises its :class:`AudioError`, or with ``keep_errors`` (no cache)
     stands in the list in place of its features, for the caller to report.
     """
     if keep_errors and cache is not None:
         raise ValueError("keep_errors works without a cache")
-    key = json.dumps([[(u.id, u.audio) for u in utts], config.__dict__, FEATURES_VERSION] + ([speed] if speed != 1.0 else []))
+    key = json.dumps([[(u.id, u.audio) for u in utts], config.__dict__, FEATURES_VERSION] + ([speed] if speed != 1.0 else [])
+                     + ([dataclasses.asdict(augment[0]), augment[1]] if augment else []))
     if cache is not None and Path(cache).is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("key") == key:
             return saved["features"]
-    feats = list(_compute_features(utts, config, speed, workers, progress, "features", keep_errors))
+    corrupt = corruptions(utts, augment[0], augment[1], speed) if augment else None
+    feats = list(_compute_features(utts, config, speed, workers, progress,
+                                   f"features (copy {augment[1]})" if augment else "features", keep_errors, corrupt))
     if cache is not None:
         atomic_torch_save({"key": key, "features": feats}, cache)
     return feats
@@ -240,14 +272,18 @@ def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Pat
 SHARD_BYTES = 1 << 30  # 1 GiB of float16 features per shard file: ~3.6 h of 40-dim MFCC at 100 frames/s
 
 
-def _features_key(utts: list[Utterance], config: FeatureConfig, speed: float) -> str:
+def _features_key(utts: list[Utterance], config: FeatureConfig, speed: float,
+                  augment: tuple[AugmentConfig, int] | None = None) -> str:
     digest = hashlib.sha256(json.dumps([(u.id, u.audio) for u in utts]).encode()).hexdigest()
-    return json.dumps({"utterances": digest, "features": config.__dict__, "speed": speed, "version": FEATURES_VERSION},
-                      sort_keys=True)
+    key = {"utterances": digest, "features": config.__dict__, "speed": speed, "version": FEATURES_VERSION}
+    if augment:
+        key["augment"] = [dataclasses.asdict(augment[0]), augment[1]]
+    return json.dumps(key, sort_keys=True)
 
 
 def write_feature_shards(utts: list[Utterance], config: FeatureConfig, out: str | Path, workers: int = 1,
-                         speed: float = 1.0, progress: bool = True) -> Path:
+                         speed: float = 1.0, progress: bool = True,
+                         augment: tuple[AugmentConfig, int] | None = None) -> Path:
     """Compute the features of ``utts`` (played ``speed`` times as fast) into float16 shards on disk.
 
     ``out`` gets ``shard-00000.f16``... (raw float16 ``(frames, dim)`` rows, utterance after
@@ -255,15 +291,18 @@ def write_feature_shards(utts: list[Utterance], config: FeatureConfig, out: str 
     ``meta.json``; ``workers`` processes compute, this one writes, so memory holds a few
     utterances at a time. ``meta.json``, holding the key of manifest, feature config and
     speed, is written last and atomically: a folder whose key matches is complete and is left
-    as it is (rerunning after a crash starts over).
+    as it is (rerunning after a crash starts over). ``augment``: of a corrupted copy, as for
+    :func:`load_features`.
     """
     out = Path(out)
-    key = _features_key(utts, config, speed)
+    key = _features_key(utts, config, speed, augment)
     meta_path = out / "meta.json"
     if (out / "index.jsonl").is_file() and meta_path.is_file() and json.loads(meta_path.read_text())["key"] == key:
         return out
     out.mkdir(parents=True, exist_ok=True)
-    results = _compute_features(utts, config, speed, workers, progress, f"features (speed {speed})")
+    corrupt = corruptions(utts, augment[0], augment[1], speed) if augment else None
+    results = _compute_features(utts, config, speed, workers, progress,
+                                f"features (speed {speed}{f', copy {augment[1]}' if augment else ''})", corrupt=corrupt)
     index, shard, offset, f = [], 0, 0, None
     try:
         for u, feats in zip(utts, results):
@@ -294,12 +333,13 @@ class FeatureShards:
     batches in flight, not of the corpus. ``frames(i)`` comes from the index without reading.
     """
 
-    def __init__(self, folder: str | Path, utts: list[Utterance], config: FeatureConfig, speed: float = 1.0):
+    def __init__(self, folder: str | Path, utts: list[Utterance], config: FeatureConfig, speed: float = 1.0,
+                 augment: tuple[AugmentConfig, int] | None = None):
         self.folder = Path(folder)
         meta_path, index_path = self.folder / "meta.json", self.folder / "index.jsonl"
         if not index_path.is_file() or not meta_path.is_file():
             raise ManifestError(f"{self.folder}: no feature shards (write them with `asr features CONFIG`)")
-        if json.loads(meta_path.read_text())["key"] != _features_key(utts, config, speed):
+        if json.loads(meta_path.read_text())["key"] != _features_key(utts, config, speed, augment):
             raise ManifestError(f"{self.folder}: the feature shards are of another manifest or feature "
                                 f"config, or of an older feature computation (rerun `asr features CONFIG`)")
         self.index = [json.loads(line) for line in index_path.read_text().splitlines()]

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from .augment import AugmentConfig
 from .data import (BucketingSampler, FeatureShards, ShardedFeature, Utterance, load_features, pad_features,
                    read_manifest, spec_augment, write_feature_shards)
 from .decode import recognize
@@ -58,6 +59,7 @@ class TrainConfig:
     threads: int = 1  # torch CPU threads; pick on purpose: oversubscribed cores slow RNNs ~10x
     precision: str = "fp32"  # "fp32" or "bf16": autocast of the network (CPU with avx512_bf16, or CUDA); CTC in fp32
     speed_perturb: tuple[float, ...] = ()  # e.g. (0.9, 1.0, 1.1): one epoch trains on every speed (Kaldi style)
+    augment: AugmentConfig = AugmentConfig()  # [augment]: corrupted copies of the training set (asr.augment)
     average_last: int = 0  # average the weights of the last N epochs into final.pt (icefall/ESPnet); 0: final.pt = best.pt
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda[:N]"
     feature_workers: int = 2
@@ -82,6 +84,9 @@ class TrainConfig:
             sa = d["spec_augment"]
             d["spec_augment"] = None if sa is False or sa.get("enabled") is False else \
                 SpecAugmentConfig(**_known(SpecAugmentConfig, sa, "spec_augment"))
+        if isinstance(d.get("augment"), dict):
+            augment = _known(AugmentConfig, d["augment"], "[augment]")
+            d["augment"] = AugmentConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in augment.items()})
         _known(cls, d, "training")
         if "speed_perturb" in d:
             d["speed_perturb"] = tuple(float(f) for f in d["speed_perturb"])
@@ -370,22 +375,32 @@ def _reseed(seed: int, epoch: int, rank: int, start: int) -> None:
     random.seed(n)
 
 
-def _training_sets(config: TrainConfig) -> list[tuple[float, list[Utterance]]]:
-    """``(speed, utterances)`` for each copy of the training set that ``speed_perturb`` asks for."""
+def _training_sets(config: TrainConfig) -> list[tuple[float, int, list[Utterance]]]:
+    """``(speed, copy, utterances)`` for each copy of the training set that ``speed_perturb`` and
+    ``augment.copies`` ask for: copy 0 is the clean one, copies 1.. are corrupted (``config.augment``)."""
     train_utts = read_manifest(config.train_manifest)
-    # A copy of the training set per speed, its features kept apart; durations scale by 1 / speed.
-    return [(speed, train_utts if speed == 1.0 else [
-        dataclasses.replace(u, id=f"sp{speed}-{u.id}", duration=u.duration / speed) for u in train_utts])
-        for speed in config.speed_perturb or (1.0,)]
+    sets = []
+    # A copy of the training set per speed and corruption, its features kept apart; durations scale by 1 / speed.
+    for speed in config.speed_perturb or (1.0,):
+        for copy in range(1 + config.augment.copies):
+            prefix = (f"sp{speed}-" if speed != 1.0 else "") + (f"aug{copy}-" if copy else "")
+            sets.append((speed, copy, [dataclasses.replace(u, id=prefix + u.id, duration=u.duration / speed)
+                                       for u in train_utts] if prefix else train_utts))
+    return sets
+
+
+def _set_name(speed: float, copy: int) -> str:
+    return f"speed{speed}" + (f"-aug{copy}" if copy else "")
 
 
 def write_training_features(config: TrainConfig, workers: int, progress: bool = True) -> list[Path]:
-    """Compute the training set's features (every speed) into ``config.feature_shards``, once (see
-    :func:`asr.data.write_feature_shards`); return the folders."""
+    """Compute the training set's features (every speed and copy) into ``config.feature_shards``,
+    once (see :func:`asr.data.write_feature_shards`); return the folders."""
     if not config.feature_shards:
         raise ConfigError("feature_shards is not set: name the folder for the features in the config")
-    return [write_feature_shards(utts, config.model.features, Path(config.feature_shards) / f"speed{speed}", workers,
-                                 speed, progress) for speed, utts in _training_sets(config)]
+    return [write_feature_shards(utts, config.model.features, Path(config.feature_shards) / _set_name(speed, copy),
+                                 workers, speed, progress, (config.augment, copy) if copy else None)
+            for speed, copy, utts in _training_sets(config)]
 
 
 def _load_examples(config: TrainConfig, out_dir: Path, progress: bool, log) -> tuple[list[Example], list[Example]]:
@@ -395,16 +410,20 @@ def _load_examples(config: TrainConfig, out_dir: Path, progress: bool, log) -> t
     cache under ``out_dir/cache``, computed when it does not match.
     """
     examples: list[Example] = []
-    for speed, utts in _training_sets(config):
+    for speed, copy, utts in _training_sets(config):
+        augment = (config.augment, copy) if copy else None
         if config.feature_shards:
-            shards = FeatureShards(Path(config.feature_shards) / f"speed{speed}", utts, config.model.features, speed)
+            shards = FeatureShards(Path(config.feature_shards) / _set_name(speed, copy), utts, config.model.features,
+                                   speed, augment)
             feats = [ShardedFeature(shards, i) for i in range(len(shards))]
         else:
-            cache = out_dir / "cache" / ("train_feats.pt" if speed == 1.0 else f"train_feats_sp{speed}.pt")
-            feats = load_features(utts, config.model.features, cache, config.feature_workers, progress, speed=speed)
+            name = "train_feats" + (f"_sp{speed}" if speed != 1.0 else "") + (f"_aug{copy}" if copy else "")
+            feats = load_features(utts, config.model.features, out_dir / "cache" / f"{name}.pt",
+                                  config.feature_workers, progress, speed=speed, augment=augment)
         kept, dropped = make_examples(utts, feats, config)
         examples += kept
-        log(f"train at speed {speed}: {len(kept)} utterances kept of {len(utts)}; {dropped['too_short']} dropped as "
+        log(f"train at speed {speed}{f', corrupted copy {copy}' if copy else ''}: {len(kept)} utterances kept of "
+            f"{len(utts)}; {dropped['too_short']} dropped as "
             f"too short for their characters; phone loss off for {dropped['no_pronunciation']} (word missing from "
             f"lexicon) and {dropped['phones_too_short']} (too short for their phones)")
     dev: list[Example] = []

@@ -95,3 +95,39 @@ def test_room_reverberates_by_rt60_deterministically():
         tails[rt60] = float(energy[onset + 800:].sum() / energy.sum())  # share after 50 ms
     assert 0.01 < tails[0.3] < tails[0.6] < tails[0.9]
     assert not torch.equal(room(impulse, 0.3, 2.0, seed=5), room(impulse, 0.3, 2.0, seed=6))
+
+
+def test_augment_config_says_when_rooms_cannot_be_simulated(monkeypatch):
+    import importlib.util
+
+    from asr.augment import AugmentConfig
+    from asr.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyroomacoustics" else real(name, *a))
+    with pytest.raises(ConfigError, match="pyroomacoustics, which is not installed"):
+        AugmentConfig(copies=1, room=0.5)
+    AugmentConfig(copies=1, noise=0.5)  # no room: no need for it
+    AugmentConfig(copies=0, room=0.5)  # no copies: nothing is corrupted
+
+
+def test_corrupt_randomly_draws_from_the_config_with_its_seed():
+    from asr.augment import AugmentConfig, corrupt_randomly
+
+    speech = load_audio(CLIP)
+    everything = AugmentConfig(copies=1, room=1.0, noise=1.0, noise_kinds=("pink",), telephone=1.0, opus=1.0,
+                               gain=1.0, clipping=1.0)
+    x, done = corrupt_randomly(speech, everything, seed=3)
+    assert [d.split()[0] for d in done] == ["room", "pink", "telephone", "opus", "gain", "clipping"]
+    assert x.shape == speech.shape and x.abs().max() <= 1.0
+    again, done_again = corrupt_randomly(speech, everything, seed=3)
+    assert torch.equal(x, again) and done == done_again
+    nothing, none_done = corrupt_randomly(speech, AugmentConfig(copies=1), seed=3)
+    assert torch.equal(nothing, speech) and none_done == []
+    # babble needs other talkers; without three it is pink noise
+    _, done = corrupt_randomly(speech, AugmentConfig(copies=1, noise=1.0, noise_kinds=("babble",)), seed=1)
+    assert done[0].startswith("pink")
+    others = sorted(TEST_DATA.glob("*.opus"))
+    _, done = corrupt_randomly(speech, AugmentConfig(copies=1, noise=1.0, noise_kinds=("babble",)), seed=1,
+                               babble_audio=others)
+    assert done[0].startswith("babble")

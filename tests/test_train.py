@@ -3,13 +3,15 @@
 import csv
 import dataclasses
 import json
+import re
 
 import pytest
 import torch
 
 from asr.data import read_manifest, write_manifest
 from asr.model import AcousticModel, ModelConfig, average_checkpoints, load_model
-from asr.train import TrainConfig, ctc_min_frames, make_examples, train
+from asr.errors import ConfigError
+from asr.train import TrainConfig, ctc_min_frames, make_examples, train, write_training_features
 from conftest import FSDD, TEST_DATA, needs_fsdd
 
 
@@ -131,6 +133,52 @@ def test_speed_perturbation_and_checkpoint_averaging(tmp_path):
     else:  # it did not: final.pt is best.pt
         assert averaged["dev_per"] >= best["dev"]["dev_per"]
         assert all(torch.equal(final["model"][k], best["model"][k]) for k in best["model"])
+
+
+def test_corrupted_copies_train_beside_the_clean_set_and_shards_match_ram(tmp_path):
+    """[augment] copies = 2 at two speeds: six sets, each corrupted copy its own features (not the
+    clean ones, not each other's), the same from the RAM cache as from shards on disk."""
+    from asr.augment import AugmentConfig
+    from asr.data import load_features, read_manifest
+
+    augment = AugmentConfig(copies=2, seed=1, noise=1.0, snr=(0.0, 5.0), telephone=0.5, gain=0.5, clipping=0.2)
+    base = TrainConfig(
+        train_manifest=str(TEST_DATA / "manifest.jsonl"), dev_manifest=None, out_dir=str(tmp_path / "ram"),
+        model=ModelConfig(hidden=16, layers=1, dropout=0.0), epochs=1, warmup_steps=2, feature_workers=1,
+        batch_seconds=4.5, speed_perturb=(0.9, 1.0), augment=augment, spec_augment=None)
+    ram = train(base, progress=False)
+    log = (tmp_path / "ram" / "train.log").read_text()
+    assert all(f"train at speed {speed}{copy}: 3 utterances kept" in log
+               for speed in (0.9, 1.0) for copy in ("", ", corrupted copy 1", ", corrupted copy 2"))
+    utts = read_manifest(TEST_DATA / "manifest.jsonl")
+    clean = load_features(utts, base.model.features, progress=False)
+    one = load_features(utts, base.model.features, progress=False, augment=(augment, 1))
+    two = load_features(utts, base.model.features, progress=False, augment=(augment, 2))
+    assert [f.shape for f in one] == [f.shape for f in clean]  # the same length: corruption keeps it
+    assert all(not torch.equal(a, b) and not torch.equal(a, c) for a, b, c in zip(one, clean, two))
+    assert all(torch.equal(a, b) for a, b in zip(one, load_features(utts, base.model.features, progress=False,
+                                                                    augment=(augment, 1))))  # fixed seeds
+    sharded = dataclasses.replace(base, out_dir=str(tmp_path / "disk"), feature_shards=str(tmp_path / "features"))
+    folders = write_training_features(sharded, workers=1, progress=False)
+    assert [f.name for f in folders] == ["speed0.9", "speed0.9-aug1", "speed0.9-aug2",
+                                         "speed1.0", "speed1.0-aug1", "speed1.0-aug2"]
+    disk = train(sharded, progress=False)
+    assert (disk["loss"], disk["char"], disk["phone"]) == (ram["loss"], ram["char"], ram["phone"])
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"copies": -1}, "augment.copies must be 0 or more"),
+    ({"noise": 1.5}, "augment.noise is a probability"),
+    ({"snr": [20, 0]}, "augment.snr must be [low, high]"),
+    ({"noise_kinds": ["pink", "crowd"]}, "choose from white, pink, brown, babble"),
+    ({"nosie": 0.5}, "did you mean 'noise'"),
+])
+def test_augment_config_errors_name_the_field(tmp_path, table, message):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('train_manifest = "t.jsonl"\nout_dir = "exp"\n[augment]\n'
+                   + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items()))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig.load(cfg)
 
 
 def test_dev_every_scores_dev_on_its_epochs_and_the_last(tmp_path):
