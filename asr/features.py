@@ -243,6 +243,53 @@ def _fill_silence(feats: torch.Tensor, lengths: torch.Tensor, sound: torch.Tenso
     return out
 
 
+class StreamingMFCC:
+    """MFCC of audio that arrives in chunks: the same frames :class:`MFCC` computes from all the
+    samples at once (``cmvn`` and ``deltas`` off), each as soon as its window is complete.
+
+    Offline, the STFT is centred: frame ``t`` covers samples ``t*HOP - N_FFT/2 ...
+    t*HOP + N_FFT/2`` of the signal zero-padded by ``N_FFT/2`` at both ends. Here the start's
+    padding is there from the beginning, a frame is computed once the samples under it have
+    come, and :meth:`finish` adds the end's padding for the last frames. So a frame lags its
+    centre by ``N_FFT/2`` samples (16 ms), whatever the chunk size.
+    """
+
+    PAD = N_FFT // 2
+
+    def __init__(self, config: FeatureConfig = FeatureConfig()):
+        if config.cmvn or config.deltas:
+            raise ValueError("StreamingMFCC computes plain MFCC: per-utterance CMVN and deltas need future frames")
+        self.mfcc = MFCC(config).mfcc
+        self.mfcc.MelSpectrogram.spectrogram.center = False  # the padding is done here, across chunks
+        self.pending = torch.zeros(self.PAD)  # samples not yet behind every frame that needs them
+        self.samples = 0  # samples accepted
+        self.frames = 0  # frames given out
+
+    def _frames(self, upto: int) -> torch.Tensor:
+        """Frames ``self.frames .. upto - 1`` ``(n, n_mfcc)`` from the pending samples, which start at frame ``self.frames``."""
+        n = upto - self.frames
+        if n <= 0:
+            return torch.zeros(0, self.mfcc.n_mfcc)
+        with torch.no_grad():
+            out = self.mfcc(self.pending[: (n - 1) * HOP + N_FFT][None])[0].T
+        self.pending = self.pending[n * HOP:]
+        self.frames = upto
+        return out
+
+    def accept(self, samples: torch.Tensor) -> torch.Tensor:
+        """16 kHz mono ``(samples,)`` -> the frames ``(n, n_mfcc)`` now complete (n may be 0)."""
+        self.pending = torch.cat([self.pending, samples.to(torch.float32).reshape(-1)])
+        self.samples += samples.numel()
+        # frame t is complete when padded samples up to t*HOP + N_FFT have come (PAD of them are the padding)
+        complete = max(0, (self.PAD + self.samples - N_FFT) // HOP + 1)
+        return self._frames(min(complete, num_frames(self.samples)))
+
+    def finish(self) -> torch.Tensor:
+        """The last frames ``(n, n_mfcc)``, with the end's zero padding; the stream is then over."""
+        self.pending = torch.cat([self.pending, torch.zeros(self.PAD + N_FFT)])
+        return self._frames(num_frames(self.samples))
+
+
 _EXTRACTORS: dict[FeatureConfig, MFCC] = {}
 
 

@@ -5,6 +5,7 @@ import torch
 
 from asr.features import (HOP, MFCC, N_FFT, SAMPLE_RATE, WIN_LENGTH, AudioError, FeatureConfig, compute_features, load_audio,
                           num_frames, speed_perturb)
+from conftest import TEST_DATA
 
 
 def _tone(seconds=0.5, rate=SAMPLE_RATE, freq=440.0):
@@ -93,3 +94,31 @@ def test_speed_perturb_scales_duration_and_pitch(factor):
     assert speed_perturb(wav, 1.0) is wav
     with pytest.raises(ValueError, match="positive"):
         speed_perturb(wav, 0.0)
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 160, 399, 1000, 16000, 10**6])
+def test_streaming_mfcc_equals_offline_mfcc_for_any_chunk_size(chunk):
+    from asr.features import StreamingMFCC
+
+    config = FeatureConfig(cmvn=False)
+    wav = load_audio(sorted(TEST_DATA.glob("*.opus"))[0])[:20077]  # not a whole number of hops
+    offline = compute_features(wav, config)
+    stream = StreamingMFCC(config)
+    pieces = [stream.accept(wav[i:i + chunk]) for i in range(0, wav.numel(), chunk)]
+    assert all(p.shape[1] == config.n_mfcc for p in pieces)
+    # every frame comes out once its window is complete: at most N_FFT/2 samples after its centre
+    seen = 0
+    for k, p in enumerate(pieces):
+        seen += p.shape[0]
+        received = min((k + 1) * chunk, wav.numel())
+        assert seen == min(max(0, (received + N_FFT // 2 - N_FFT) // HOP + 1), 1 + received // HOP)
+    streamed = torch.cat(pieces + [stream.finish()])
+    assert streamed.shape == offline.shape
+    torch.testing.assert_close(streamed, offline, atol=1e-3, rtol=0)  # dB-scale MFCC, float32 FFTs in other batches
+
+
+def test_streaming_mfcc_refuses_what_needs_the_future():
+    from asr.features import StreamingMFCC
+
+    with pytest.raises(ValueError, match="CMVN and deltas need future frames"):
+        StreamingMFCC(FeatureConfig(cmvn=True))
