@@ -94,6 +94,12 @@ def test_room_reverberates_by_rt60_deterministically():
         onset = int(energy.argmax())
         tails[rt60] = float(energy[onset + 800:].sum() / energy.sum())  # share after 50 ms
     assert 0.01 < tails[0.3] < tails[0.6] < tails[0.9]
+    from pyroomacoustics.experimental import measure_rt60
+
+    from asr.augment import room_impulse_response
+
+    for rt60 in (0.3, 0.6, 0.9):  # the impulse response decays 60 dB in about rt60
+        assert measure_rt60(room_impulse_response(rt60, 2.0, seed=5).numpy(), fs=SAMPLE_RATE) == pytest.approx(rt60, rel=0.15)
     assert not torch.equal(room(impulse, 0.3, 2.0, seed=5), room(impulse, 0.3, 2.0, seed=6))
 
 
