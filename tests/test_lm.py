@@ -170,3 +170,28 @@ def test_binarize_refuses_what_is_not_arpa(tmp_path, monkeypatch, build_binary):
     with pytest.raises(LMError, match="bad.arpa:1"):
         binarize(tmp_path / "bad.arpa", tmp_path / "lm.bin")
     assert not (tmp_path / "lm.bin").exists()
+
+
+def test_number_text_for_the_lm_is_sayable_and_reproducible(tmp_path):
+    """recipes/librispeech/local/number_text.py: digit strings, years, times, amounts, every word in
+    the shipped lexicon (so the phone head can say them), the same bytes every run."""
+    import gzip
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from asr.text import load_lexicon
+
+    pytest.importorskip("num2words", reason="num2words: pip install -e '.[test]'")
+    script = Path(__file__).resolve().parents[1] / "recipes" / "librispeech" / "local" / "number_text.py"
+    for name in ("a.txt.gz", "b.txt.gz"):
+        r = subprocess.run([sys.executable, str(script), "--sentences", "2000", "--out", str(tmp_path / name)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a.txt.gz").read_bytes() == (tmp_path / "b.txt.gz").read_bytes()
+    lines = gzip.open(tmp_path / "a.txt.gz", "rt").read().splitlines()
+    assert len(lines) == 2000 and all(lines)
+    words = {w for line in lines for w in line.split()}
+    assert words <= set(load_lexicon().prons), sorted(words - set(load_lexicon().prons))
+    text = "\n".join(lines)
+    assert " oh " in text and "nineteen" in text and "half past" in text and "hundred" in text

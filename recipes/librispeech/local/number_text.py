@@ -66,10 +66,13 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
     tmp = f"{args.out}.tmp"
-    opener = gzip.open if args.out.endswith(".gz") else open
-    with opener(tmp, "wt", encoding="utf-8") as f:
-        for _ in range(args.sentences):
-            f.write(sentence(rng) + "\n")
+    text = "".join(sentence(rng) + "\n" for _ in range(args.sentences)).encode("utf-8")
+    with open(tmp, "wb") as f:
+        if args.out.endswith(".gz"):
+            with gzip.GzipFile(filename="", fileobj=f, mode="wb", mtime=0) as z:  # no name or time: the same bytes every run
+                z.write(text)
+        else:
+            f.write(text)
     os.replace(tmp, args.out)
 
 
