@@ -71,6 +71,7 @@ class TrainConfig:
     feature_shards: str | None = None  # folder written by `asr features`: read per batch from disk (sets beyond RAM)
     data_workers: int = 0  # DataLoader processes reading feature shards (0: in the training process)
     lexicon: str | None = None  # default: the shipped CMUdict lexicon
+    init_from: str | None = None  # start from this checkpoint's weights (fine-tuning); optimizer and schedule start afresh
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -95,6 +96,8 @@ class TrainConfig:
             raise ConfigError(f"precision must be 'fp32' or 'bf16', not {config.precision!r}")
         if config.dev_every < 1:
             raise ConfigError(f"dev_every must be at least 1, not {config.dev_every}")
+        if config.init_from and not Path(config.init_from).is_file():
+            raise ConfigError(f"init_from = {config.init_from}: checkpoint not found")
         if any(f <= 0 for f in config.speed_perturb):
             raise ConfigError(f"speed_perturb factors must be positive, not {list(config.speed_perturb)}")
         return config
@@ -477,6 +480,9 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
     last_path = out_dir / "last.pt"
     if env.main:
         remove_stale_temporaries(out_dir)  # a killed run's half-written checkpoint
+    if config.init_from and not (resume and last_path.is_file()):
+        _init_weights(net, config)
+        log(f"weights from {config.init_from}")
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path)
         net.load_state_dict(ckpt["model"])
@@ -571,6 +577,19 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
         _finalize(net, dev, config, out_dir, best, log)
     env.barrier()
     return row
+
+
+def _init_weights(net: AcousticModel, config: TrainConfig) -> None:
+    """``net`` with the weights of ``config.init_from``, whose model config must be ``config.model``'s."""
+    ckpt = load_checkpoint(config.init_from)
+    if "config" not in ckpt or "model" not in ckpt:
+        raise ConfigError(f"init_from = {config.init_from}: checkpoint lacks 'config' or 'model'")
+    theirs, ours = ModelConfig.from_dict(ckpt["config"]), config.model
+    if theirs != ours:
+        differ = [f"{k} ({getattr(theirs, k)} there, {getattr(ours, k)} here)"
+                  for k in (f.name for f in dataclasses.fields(ModelConfig)) if getattr(theirs, k) != getattr(ours, k)]
+        raise ConfigError(f"init_from = {config.init_from}: another model: " + ", ".join(differ))
+    net.load_state_dict(ckpt["model"])
 
 
 def _scores_dev(config: TrainConfig, epoch: int, minutes: float) -> bool:

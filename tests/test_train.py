@@ -181,6 +181,26 @@ def test_augment_config_errors_name_the_field(tmp_path, table, message):
         TrainConfig.load(cfg)
 
 
+def test_init_from_starts_from_a_checkpoints_weights_with_a_fresh_schedule(tmp_path):
+    """Fine-tuning: init_from loads a checkpoint of the same model; its first epoch starts where
+    that model left off (a lower loss than from scratch); another model or a missing file is named."""
+    cfg = TrainConfig(
+        train_manifest=str(TEST_DATA / "manifest.jsonl"), dev_manifest=None, out_dir=str(tmp_path / "a"),
+        model=ModelConfig(hidden=16, layers=1, dropout=0.0), spec_augment=None, epochs=6, warmup_steps=2,
+        feature_workers=1, lr=3e-3)
+    train(cfg, progress=False)
+    scratch = train(dataclasses.replace(cfg, out_dir=str(tmp_path / "b"), epochs=1), progress=False)
+    tuned = train(dataclasses.replace(cfg, out_dir=str(tmp_path / "c"), epochs=1,
+                                      init_from=str(tmp_path / "a" / "final.pt")), progress=False)
+    assert tuned["loss"] < 0.9 * scratch["loss"]
+    assert f"weights from {tmp_path / 'a' / 'final.pt'}" in (tmp_path / "c" / "train.log").read_text()
+    with pytest.raises(ConfigError, match=r"another model: hidden \(16 there, 32 here\)"):
+        train(dataclasses.replace(cfg, out_dir=str(tmp_path / "d"), epochs=1, init_from=str(tmp_path / "a" / "final.pt"),
+                                  model=ModelConfig(hidden=32, layers=1, dropout=0.0)), progress=False)
+    with pytest.raises(ConfigError, match="init_from = nope.pt: checkpoint not found"):
+        TrainConfig.from_dict({"train_manifest": "t", "out_dir": "o", "init_from": "nope.pt"})
+
+
 def test_dev_every_scores_dev_on_its_epochs_and_the_last(tmp_path):
     """dev_every=2 over 5 epochs with average_last=1: dev after epochs 2, 4 and 5 only; best.pt is one of them."""
     from asr.train import _scores_dev
