@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torchaudio
 
+from .errors import ConfigError
 from .features import SAMPLE_RATE
 
 TELEPHONE_RATE = 8000  # narrowband telephony (G.711)
@@ -56,9 +57,6 @@ def babble(talkers: list[torch.Tensor], samples: int) -> torch.Tensor:
         x = x.double() / x.double().pow(2).mean().sqrt().clamp_min(1e-10)
         out += x.repeat(math.ceil(samples / x.numel()))[:samples]
     return out.float()
-
-
-SPEED_OF_SOUND = 343.0  # m/s
 
 
 def room_impulse_response(rt60: float, distance: float, seed: int) -> torch.Tensor:
@@ -152,6 +150,12 @@ def gain_to(speech: torch.Tensor, dbfs: float) -> torch.Tensor:
     return speech * 10 ** ((dbfs - rms_dbfs(speech)) / 20)
 
 
+def within_full_scale(x: torch.Tensor) -> torch.Tensor:
+    """``x`` scaled down to a peak of 1.0 if it goes past full scale, as a recorder's gain would (not clipped)."""
+    peak = float(x.abs().max())
+    return x / peak if peak > 1.0 else x
+
+
 def clip(speech: torch.Tensor, overdrive_db: float) -> torch.Tensor:
     """``speech`` amplified ``overdrive_db`` above a full-scale peak, then hard-clipped at ±1."""
     peak = speech.abs().max().clamp_min(1e-10)
@@ -184,8 +188,6 @@ class AugmentConfig:
     overdrive_db: tuple[float, float] = (2.0, 12.0)
 
     def __post_init__(self):
-        from .errors import ConfigError
-
         if self.copies < 0:
             raise ConfigError(f"augment.copies must be 0 or more, not {self.copies}")
         for name in ("room", "noise", "telephone", "opus", "gain", "clipping"):
@@ -247,6 +249,6 @@ def corrupt_randomly(speech: torch.Tensor, config: AugmentConfig, seed: int,
         overdrive = uniform(config.overdrive_db)
         x = clip(x, overdrive)
         done.append(f"clipping {overdrive:.1f} dB")
-    elif x.abs().max() > 1.0:  # noise can push the peaks past full scale: scale, as a recorder's gain would
-        x = x / x.abs().max()
+    else:  # noise can push the peaks past full scale
+        x = within_full_scale(x)
     return x, done

@@ -329,7 +329,7 @@ class Flashlight:
         steps = list(result.tokens)  # one token a search step, blanks and repeats included
         kept = [i for i, t in enumerate(steps) if t != self.blank and (i == 0 or t != steps[i - 1])]
         return BeamHypothesis([steps[i] for i in kept], kept,
-                          [self.word_dict.get_entry(w) for w in result.words if w >= 0], float(result.score))
+                              [self.word_dict.get_entry(w) for w in result.words if w >= 0], float(result.score))
 
 
 def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:

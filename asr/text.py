@@ -153,7 +153,7 @@ class Lexicon:
                 if not tab:
                     word, _, phones = line.partition(" ")
                 pron = tuple(phones.split())
-                if not word or not pron:
+                if not word or not pron or "\t" in phones:
                     raise LexiconError(f"{path}:{lineno}: expected 'WORD<TAB>PHONES', got {line!r}")
                 word = word.lower()
                 if not valid.issuperset(pron):  # stress digits, or a bad phone (the common case is fast)

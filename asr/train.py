@@ -28,7 +28,7 @@ from .io import atomic_write_text, remove_stale_temporaries
 from .errors import ConfigError
 from .features import FeatureConfig
 from .metrics import score_heads
-from .model import AcousticModel, ModelConfig, average_checkpoints, load_checkpoint, save_checkpoint
+from .model import AcousticModel, ModelConfig, average_checkpoints, load_checkpoint, load_model, save_checkpoint
 from .text import CHAR_VOCAB, PHONE_VOCAB, chars_to_ids, load_lexicon
 
 
@@ -458,6 +458,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> d
 def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: bool, progress: bool) -> dict[str, Any]:
     torch.set_num_threads(config.threads)
     out_dir = Path(config.out_dir)
+    last_path = out_dir / "last.pt"
+    # the weights to start from, read (and checked against config.model) before features are computed
+    init = _init_weights(config) if config.init_from and not (resume and last_path.is_file()) else None
     log = _log(f"{out_dir}/train.log") if env.main else (lambda msg: None)
     if env.main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -477,11 +480,10 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps_per_epoch * config.epochs))
     start_epoch, start_batch, best, rows, elapsed = 1, 0, float("inf"), [], 0.0
     partial: dict[str, float] = {}
-    last_path = out_dir / "last.pt"
     if env.main:
         remove_stale_temporaries(out_dir)  # a killed run's half-written checkpoint
-    if config.init_from and not (resume and last_path.is_file()):
-        _init_weights(net, config)
+    if init is not None:
+        net.load_state_dict(init)
         log(f"weights from {config.init_from}")
     if resume and last_path.is_file():
         ckpt = load_checkpoint(last_path)
@@ -579,17 +581,15 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
     return row
 
 
-def _init_weights(net: AcousticModel, config: TrainConfig) -> None:
-    """``net`` with the weights of ``config.init_from``, whose model config must be ``config.model``'s."""
-    ckpt = load_checkpoint(config.init_from)
-    if "config" not in ckpt or "model" not in ckpt:
-        raise ConfigError(f"init_from = {config.init_from}: checkpoint lacks 'config' or 'model'")
-    theirs, ours = ModelConfig.from_dict(ckpt["config"]), config.model
+def _init_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weights of ``config.init_from`` (read by :func:`load_model`), whose model config must be ``config.model``'s."""
+    source = load_model(config.init_from)
+    theirs, ours = source.config, config.model
     if theirs != ours:
         differ = [f"{k} ({getattr(theirs, k)} there, {getattr(ours, k)} here)"
                   for k in (f.name for f in dataclasses.fields(ModelConfig)) if getattr(theirs, k) != getattr(ours, k)]
         raise ConfigError(f"init_from = {config.init_from}: another model: " + ", ".join(differ))
-    net.load_state_dict(ckpt["model"])
+    return source.state_dict()
 
 
 def _scores_dev(config: TrainConfig, epoch: int, minutes: float) -> bool:

@@ -38,6 +38,17 @@ from asr.report import write_report
 from asr.transcribe import default_workers
 
 
+def pocketsphinx_pcm(path: str) -> bytes:
+    """16 kHz 16-bit mono PCM of ``path`` for PocketSphinx: a file already in that form as it is
+    (no round trip through floats), anything else as asr reads it."""
+    import soundfile as sf
+
+    info = sf.info(path)
+    if (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16"):
+        return sf.read(path, dtype="int16")[0].tobytes()
+    return (np.clip(load_audio(path).numpy(), -1, 1) * 32767).astype("<i2").tobytes()
+
+
 def pocketsphinx_transcribe(paths: list[str]) -> tuple[list[str], float]:
     """PocketSphinx's hypotheses for ``paths`` and the seconds spent decoding them (model load excluded)."""
     from pocketsphinx import Decoder
@@ -45,7 +56,7 @@ def pocketsphinx_transcribe(paths: list[str]) -> tuple[list[str], float]:
     decoder = Decoder(samprate=16000, loglevel="FATAL")
     hyps, start = [], time.perf_counter()
     for p in paths:
-        pcm = (np.clip(load_audio(p).numpy(), -1, 1) * 32767).astype("<i2").tobytes()
+        pcm = pocketsphinx_pcm(p)
         decoder.start_utt()
         decoder.process_raw(pcm, full_utt=True)
         decoder.end_utt()
@@ -63,7 +74,10 @@ def pocketsphinx_parallel(paths: list[str], durations: list[float], processes: i
         k = load.index(min(load))
         shares[k].append(i)
         load[k] += durations[i]
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
+    # one torch thread in each forked worker: OpenMP, once used by the parent, can hang a forked
+    # child that enters a parallel region again (load_audio resamples with torch)
+    with multiprocessing.get_context("fork").Pool(processes, initializer=torch.set_num_threads,
+                                                 initargs=(1,)) as pool:
         runs = pool.map(pocketsphinx_transcribe, [[paths[i] for i in share] for share in shares])
     hyps = [""] * len(paths)
     for share, (share_hyps, _) in zip(shares, runs):

@@ -34,7 +34,7 @@ import soundfile as sf
 import torch
 
 import asr
-from asr.augment import add_noise, babble, clip, coloured_noise, gain_to, opus, room, telephone
+from asr.augment import add_noise, babble, clip, coloured_noise, gain_to, opus, room, telephone, within_full_scale
 from asr.data import read_manifest
 from asr.features import SAMPLE_RATE, load_audio
 from asr.metrics import wer
@@ -80,35 +80,24 @@ def digit_strings(fsdd: Path, count: int = 40) -> list[tuple[str, torch.Tensor]]
 
 
 def write_wav(path: Path, x: torch.Tensor) -> None:
-    peak = float(x.abs().max())
-    if peak > 1.0:  # noise at 0 dB can exceed full scale: scale down rather than clip (except "clipping")
-        x = x / peak
-    sf.write(path, x.numpy(), SAMPLE_RATE, subtype="PCM_16")
-
-
-def _sphinx_share(paths: list[str]) -> list[str]:
-    from pocketsphinx import Decoder
-
-    decoder, hyps = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL"), []
-    for p in paths:
-        pcm, _ = sf.read(p, dtype="int16")  # the 16 kHz 16-bit WAVs written here: no torch in the child
-        decoder.start_utt()
-        decoder.process_raw(pcm.tobytes(), full_utt=True)
-        decoder.end_utt()
-        hyps.append(decoder.hyp().hypstr.lower() if decoder.hyp() is not None else "")
-    return hyps
+    # noise at 0 dB can exceed full scale: scaled down rather than clipped (except "clipping")
+    sf.write(path, within_full_scale(x).numpy(), SAMPLE_RATE, subtype="PCM_16")
 
 
 def pocketsphinx_files(paths: list[str], processes: int) -> list[str]:
-    """PocketSphinx's words for each WAV, in ``processes`` forked processes (that never touch
-    torch: OpenMP, once used by the parent, can hang a forked child that uses it again)."""
+    """PocketSphinx's words for each file, in ``processes`` forked processes given every Nth file.
+    (PocketSphinx carries its cepstral mean from one utterance to the next, so how the files are
+    shared out changes a few words: this sharing is the one the published runs used.)"""
     import multiprocessing
 
+    from batch_transcribe import pocketsphinx_transcribe
+
     shares = [paths[k::processes] for k in range(processes)]
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        done = pool.map(_sphinx_share, shares)
+    # one torch thread in each forked worker, as in batch_transcribe.pocketsphinx_parallel
+    with multiprocessing.get_context("fork").Pool(processes, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        done = pool.map(pocketsphinx_transcribe, shares)
     hyps = [""] * len(paths)
-    for k, share_hyps in enumerate(done):
+    for k, (share_hyps, _) in enumerate(done):
         hyps[k::processes] = share_hyps
     return hyps
 
@@ -134,11 +123,11 @@ def main() -> None:
     recognizer = asr.load(args.bundle)
     sphinx = None
     if not args.no_pocketsphinx:
-        try:
-            import pocketsphinx  # noqa: F401  (the optional extra)
+        import importlib.util
 
+        if importlib.util.find_spec("pocketsphinx") is not None:  # the optional extra
             sphinx = pocketsphinx_files
-        except ImportError:
+        else:
             print("pocketsphinx not installed (pip install -e '.[bench]'): asr alone")
     out = Path(args.out)
     summary: dict[str, dict] = {}

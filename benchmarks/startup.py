@@ -74,10 +74,11 @@ def main() -> None:
             commands[name] = [sys.executable, "-m", "asr.cli", "transcribe", *bundle, wav]
             cwd[name] = args.checkout
         if not args.no_pocketsphinx:
-            try:
-                import pocketsphinx  # noqa: F401
+            import importlib.util
+
+            if importlib.util.find_spec("pocketsphinx") is not None:
                 commands["pocketsphinx (load model, decode, print)"] = [sys.executable, "-c", POCKETSPHINX, wav]
-            except ImportError:
+            else:
                 print("pocketsphinx not installed (pip install -e '.[bench]'): asr alone")
         errors = {"asr transcribe --format nonsense (argument error)": [tool, "transcribe", "--format", "nonsense", wav],
                   "asr transcribe missing.wav (input error)": [tool, "transcribe", str(Path(tmp) / "missing.wav")]}

@@ -64,5 +64,8 @@ def test_bad_lexicon_names_file_and_line(tmp_path):
     p.write_text("cat\n")
     with pytest.raises(LexiconError, match="lex.txt:1"):
         Lexicon.load(p)
+    p.write_text("cat\tK AE T\ndog\tD AO\tG\n")  # a second tab: not WORD<TAB>PHONES
+    with pytest.raises(LexiconError, match="lex.txt:2: expected 'WORD<TAB>PHONES'"):
+        Lexicon.load(p)
     with pytest.raises(LexiconError, match="not found"):
         Lexicon.load(tmp_path / "nope.txt")
