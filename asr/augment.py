@@ -68,8 +68,8 @@ def room_impulse_response(rt60: float, distance: float, seed: int) -> torch.Tens
     (pyroomacoustics, Allen & Berkley 1979); the late reverberation is Gaussian noise decaying by
     60 dB in ``rt60`` seconds, whose energy against the direct sound's is ``(distance / r_c)^2``
     with the critical distance ``r_c = 0.057 sqrt(V / rt60)`` m (diffuse-field theory, Kuttruff).
-    The image method alone took a minute for one RT60 of 1 s; its ray-traced tail draws its rays
-    unseeded, so that the same seed gave other rooms.
+    The image method alone grows with the RT60's reflection order (far too slow at long RT60s
+    in a probe); its ray-traced tail draws its rays unseeded, so that the same seed gave other rooms.
     """
     import pyroomacoustics as pra
 

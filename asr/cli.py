@@ -501,8 +501,9 @@ def run() -> None:
 
     Everything asr writes is closed (and atomically renamed) before :func:`main` returns, and
     its worker processes have exited; what the teardown does besides is free the objects of
-    torch, the model, the lexicon and the LM one by one, which took 0.65 s of a 3 s command
-    (`benchmarks/startup.py`). Tests and other Python code call :func:`main` and keep it.
+    torch, the model, the lexicon and the LM one by one, a large share of a short command's time
+    in a profile (`benchmarks/startup.py` times the whole command). Tests and other Python code
+    call :func:`main` and keep it.
     """
     code = main()
     for stream in (sys.stdout, sys.stderr):

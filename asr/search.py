@@ -274,7 +274,7 @@ class Flashlight:
     """flashlight-text's CTC beam search: over a lexicon trie with a KenLM word LM, or, for an
     empty lexicon, over any token sequence (lexicon-free). What torchaudio's ``ctc_decoder``
     builds, built here from the lexicon in memory (that factory takes only a file, and
-    writing then parsing 70k lines took 0.6 s of every start), with its trie filled without a
+    writing then parsing 70k lines cost every start time), with its trie filled without a
     Python call per token.
 
     ``spellings``: word -> its token sequences (a word boundary, ``sil_token``, closes each).
