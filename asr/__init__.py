@@ -8,6 +8,8 @@ The public API::
     rec.transcribe(["a.wav", "dir/"])       # -> list of Transcripts, one per file
     rec.transcribe(samples, sample_rate=8000)
     asr.load(decoder="greedy")              # decoding options as keywords (see asr.decode.DecodingConfig)
+    s = asr.load("streaming").stream()      # live audio: s.accept(chunk, 16000) -> partial text,
+    s.result(), s.finish()                  # -> final Segments at endpoints (see asr.stream)
 
 The names below are imported on first use, so that ``import asr`` (and the CLI's start) stays light.
 """
@@ -18,6 +20,7 @@ _EXPORTS = {
     "load": "transcribe", "Transcriber": "transcribe", "Transcript": "transcribe",
     "Bundle": "bundle", "load_bundle": "bundle", "write_bundle": "bundle",
     "DecodingConfig": "decode", "Word": "decode",
+    "Stream": "stream", "StreamingConfig": "stream", "Segment": "stream",
 }
 __all__ = ["__version__", *_EXPORTS]
 

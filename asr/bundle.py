@@ -7,6 +7,7 @@ list), the confidence calibrator and ``bundle.json``, which says how they are us
      "model": "model.pt", "lexicon": "lexicon.txt.gz",
      "head": "phone",                                    # which CTC head gives the words
      "decoding": {"decoder": "beam", "lm": "lm.arpa.gz", "calibration": "calibration.json", ...},
+     "streaming": "stream.json",                        # optional: how it streams (asr.stream)
      "files": {"model.pt": "<sha256>", ...},             # every file above, and the LM's word list
      "produced_by": {"asr": "0.1.0", "commit": "...", "training": {...}, "dev": {"wer": 0.28, ...}}}
 
@@ -40,7 +41,10 @@ FORMAT = 1  # bundle.json's format version: readers refuse newer ones
 BUNDLE_FILE = "bundle.json"
 HEADS = ("char", "phone")
 # Names chosen by `write_bundle` for the files it copies in (the LM keeps its suffix: .arpa, .arpa.gz, .bin).
-MODEL_FILE, CALIBRATION_FILE = "model.pt", "calibration.json"
+MODEL_FILE, CALIBRATION_FILE, STREAMING_FILE = "model.pt", "calibration.json", "stream.json"
+# Bundles by name: ``asr.load("streaming")``. The shipped model streams latency-controlled
+# (asr.stream), so both names are the shipped folder, which carries a stream.json.
+NAMED = {"default": "", "streaming": ""}
 
 
 class BundleError(UserError):
@@ -62,6 +66,7 @@ class Bundle:
     decoding: DecodingConfig = DecodingConfig()
     path: Path | None = None
     produced_by: dict[str, Any] = field(default_factory=dict, compare=False)
+    streaming: Path | None = None  # stream.json: the streaming config and training feature statistics
 
     def with_options(self, head: str | None = None, decoder: str | None = None, **changes: Any) -> "Bundle":
         """This bundle with some decoding options changed (``None`` values are left as they are).
@@ -130,6 +135,8 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
     bundle.json that is not valid, a format newer than :data:`FORMAT`, or a listed file that is
     missing or whose sha256 differs.
     """
+    if path is not None and str(path) in NAMED and not Path(path).exists():
+        path = default_bundle_path() / NAMED[str(path)]
     folder = default_bundle_path() if path is None else Path(path)
     meta_path = folder / BUNDLE_FILE
     if not folder.exists():
@@ -185,8 +192,9 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
     head = meta.get("head", "char")
     if head not in HEADS:
         raise BundleError(f"{meta_path}: head must be 'char' or 'phone', not {head!r}")
+    streaming = member(meta["streaming"], "streaming") if meta.get("streaming") else None
     return Bundle(member(meta.get("model"), "model"), member(meta.get("lexicon"), "lexicon"), head, decoding,
-                  folder.resolve(), meta.get("produced_by") or {})
+                  folder.resolve(), meta.get("produced_by") or {}, streaming)
 
 
 def from_checkpoint(model: str | Path, lexicon: str | Path | None = None) -> Bundle:
@@ -247,10 +255,12 @@ def _copy_in(src: str | Path, folder: Path, name: str) -> str:
 
 
 def write_bundle(out: str | Path, model: str | Path, head: str, decoding: DecodingConfig,
-                 lexicon: str | Path | None = None, produced_by: dict[str, Any] | None = None) -> Bundle:
+                 lexicon: str | Path | None = None, produced_by: dict[str, Any] | None = None,
+                 streaming: str | Path | None = None) -> Bundle:
     """Write a bundle folder ``out``: ``model`` (a checkpoint), ``lexicon`` (default: the shipped
-    one), the LM and calibrator that ``decoding`` names (copied in, with the LM's word list), and
-    bundle.json last, with the sha256 of each file. ``out`` may be an existing bundle whose files
+    one), the LM and calibrator that ``decoding`` names (copied in, with the LM's word list),
+    ``streaming`` (a stream.json, see :func:`asr.stream.write_streaming`) and bundle.json last,
+    with the sha256 of each file. ``out`` may be an existing bundle whose files
     are given again (that is how tune and calibrate write into one).
 
     ``produced_by`` is merged into what is recorded: the asr version, the git commit, and the
@@ -273,13 +283,15 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
             _copy_in(f"{lm}.words.txt", folder, f"{fields['lm']}.words.txt")
     if decoding.calibration:
         fields["calibration"] = _copy_in(decoding.calibration, folder, CALIBRATION_FILE)
-    listed = [names["model"], names["lexicon"]] + [fields[k] for k in ("lm", "calibration") if fields.get(k)]
+    if streaming:
+        names["streaming"] = _copy_in(streaming, folder, STREAMING_FILE)
+    listed = [*names.values()] + [fields[k] for k in ("lm", "calibration") if fields.get(k)]
     if fields.get("lm") and (folder / f"{fields['lm']}.words.txt").is_file():
         listed.append(f"{fields['lm']}.words.txt")
     ckpt = load_checkpoint(folder / names["model"])
     record: dict[str, Any] = {"asr": __version__, "commit": _commit()}
-    for key, name in (("training", "training"), ("epoch", "epoch"), ("dev", "training_dev")):
-        if key in ckpt:  # the training config, and the dev scores it chose the checkpoint by
+    for key, name in (("training", "training"), ("epoch", "epoch"), ("dev", "training_dev"), ("soup_of", "soup_of")):
+        if key in ckpt:  # the training config, the dev scores it chose the checkpoint by, what was averaged
             record[name] = ckpt[key]
     old = folder / BUNDLE_FILE
     if old.is_file():  # keep what an earlier writer recorded (e.g. the tuning's dev figures)

@@ -67,6 +67,13 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                    help="word-confidence calibrator from `asr calibrate` (default: the bundle's), or 'none'")
 
 
+def _add_streaming_options(g) -> None:
+    g.add_argument("--chunk", type=float, metavar="S", help="seconds of audio the model reads at a time")
+    g.add_argument("--right-context", type=float, metavar="S", help="seconds more each chunk hears (look-ahead)")
+    g.add_argument("--endpoint-silence", type=float, metavar="S", help="seconds of trailing non-speech that end "
+                                                                        "an utterance")
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .data import prepare_folder, prepare_librispeech
 
@@ -258,13 +265,84 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     if base.path is not None:  # what it was made from; its dev figures were measured before these changes
         changed = {k: Path(v).name if k in ("lm", "calibration") and v else v
                    for k, v in dataclasses.asdict(bundle.decoding).items() if v != getattr(base.decoding, k)}
-        produced["derived_from"] = {"bundle": args.checkpoint, "changed": changed,  # (its own derived_from nests)
-                                    **{k: base.produced_by[k] for k in ("commit", "dev", "derived_from")
-                                       if k in base.produced_by}}
+        if not changed and bundle.head == base.head and bundle.lexicon == base.lexicon:
+            produced = dict(base.produced_by)  # the same decoding (e.g. only streaming added): its figures hold
+        else:
+            produced["derived_from"] = {"bundle": args.checkpoint, "changed": changed,  # (its own derived_from nests)
+                                        **{k: base.produced_by[k] for k in ("commit", "dev", "derived_from")
+                                           if k in base.produced_by}}
     if record:
         produced["dev"] = {"wer": record["wer"], "manifest": record.get("manifest")}
-    written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced)
+    streaming = base.streaming
+    changes = {k: getattr(args, k) for k in ("chunk", "right_context", "endpoint_silence") if getattr(args, k) is not None}
+    if args.stream_stats or changes:
+        from .model import load_model
+        from .stream import StreamingConfig, manifest_statistics, read_streaming, write_streaming
+
+        config, stats = read_streaming(streaming) if streaming else (StreamingConfig(), None)
+        if args.stream_stats:
+            stats = manifest_statistics(args.stream_stats, load_model(bundle.model).config.features)
+            produced["stream_stats"] = {"manifest": args.stream_stats, "frames": stats.frames}
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        streaming = Path(args.out) / "stream.json"
+        write_streaming(streaming, dataclasses.replace(config, **changes), stats)
+    written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced, streaming)
     print(bundle_summary(written))
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    if args.rate <= 0:
+        print(f"error: --rate must be a positive number of samples a second, not {args.rate}", file=sys.stderr)
+        return 2
+    if args.input != "-" and not os.path.lexists(args.input):
+        print(f"error: {args.input}: file not found", file=sys.stderr)
+        return 2
+    import time
+
+    from .stream import file_chunks, pcm16_chunks
+    from .transcribe import Transcriber
+
+    options = {k: getattr(args, k) for k in ("chunk", "right_context", "endpoint_silence") if getattr(args, k) is not None}
+    stream = Transcriber(_bundle(args)).stream(**options)
+    if args.input == "-":
+        rate, chunks = args.rate, pcm16_chunks(sys.stdin.buffer, args.rate)
+    else:
+        rate, chunks = file_chunks(args.input)
+    live = args.format == "text" and sys.stdout.isatty()  # rewrite the partial line in place
+    shown = ""
+
+    def show(partial: str | None, finals) -> None:
+        nonlocal shown
+        for seg in finals:
+            if args.format == "jsonl":
+                print(json.dumps(seg.to_json()), flush=True)
+            else:
+                print(("\r\033[K" if live else "") + seg.text, flush=True)
+            shown = ""
+        if partial is not None and partial != shown:
+            shown = partial
+            if args.format == "jsonl":
+                print(json.dumps({"partial": partial}), flush=True)
+            elif live:
+                width = os.get_terminal_size().columns - 1
+                print("\r\033[K" + partial[-width:], end="", flush=True)
+
+    start, heard = time.monotonic(), 0
+    try:
+        for chunk in chunks:
+            if args.realtime:  # a file at its own pace: for demos and latency measurements
+                heard += len(chunk)
+                time.sleep(max(0.0, heard / rate - (time.monotonic() - start)))
+            partial = stream.accept(chunk, rate)
+            finals = []
+            while (seg := stream.result()) is not None:
+                finals.append(seg)
+            show(partial, finals)
+    finally:  # also when the input ends badly (an odd byte): what was heard is recognised and said
+        show(None, stream.finish())
+        if live and shown:
+            print(flush=True)
     return 0
 
 
@@ -434,8 +512,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoding", metavar="JSON", help="head and decoding as `asr tune` writes them (best.json); "
                                                       "default: greedy char head; decoding options below change it")
     _add_decoding_options(p)
+    g = p.add_argument_group("streaming (stream.json, for `asr stream` and Transcriber.stream; a bundle's own is kept)")
+    g.add_argument("--stream-stats", metavar="MANIFEST", help="training manifest whose feature statistics start a "
+                                                             "stream's running normalisation (500 utterances of it)")
+    _add_streaming_options(g)
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.set_defaults(func=cmd_bundle)
+
+    p = sub.add_parser("stream", help="recognise live audio (a file, or raw PCM on stdin) as it comes: partial "
+                                      "results, then a final line per utterance")
+    p.add_argument("input", nargs="?", default="-", metavar="FILE | -",
+                   help="audio file, or - (default) for raw 16-bit little-endian mono PCM on stdin, "
+                        "e.g. `arecord -f S16_LE -r 16000 | asr stream -`")
+    p.add_argument("--rate", type=int, default=16000, help="sample rate of the PCM on stdin (default: 16000; "
+                                                           "a file says its own)")
+    _add_model_options(p)
+    _add_decoding_options(p)
+    _add_streaming_options(p.add_argument_group("streaming (defaults: the bundle's stream.json)"))
+    p.add_argument("--format", choices=["text", "jsonl"], default="text",
+                   help="text: on a terminal the partial line is rewritten in place and each final line printed "
+                        "(elsewhere only final lines); jsonl: {\"partial\": ...} and {\"text\", \"words\", "
+                        "\"start\", \"end\"} objects, one a line")
+    p.add_argument("--realtime", action="store_true", help="read a file at its real speed (demos, latency)")
+    p.set_defaults(func=cmd_stream)
 
     p = sub.add_parser("report", help="error report for results of any system (JSONL with id, ref, hyp)")
     p.add_argument("results", nargs="+", help="results JSONL files; the first is the baseline")

@@ -24,18 +24,22 @@ __all__ = ["BeamDecoder", "DecodingConfig", "Hypothesis", "Word", "decode_batch"
 
 
 def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
-                 phone_words_too: bool = True, beam: "BeamDecoder | None" = None) -> list[Hypothesis]:
+                 phone_words_too: bool = True, beam: "BeamDecoder | None" = None,
+                 nbests: list | None = None) -> list[Hypothesis]:
     """Hypotheses for one batch of model output (see :func:`forward_batches`).
 
     Both heads are decoded greedily; with ``beam``, the words of ``beam.head`` come from
     its beam search instead (rescored by the other head if ``beam.joint_weight``), with their
     evidence (:func:`word_evidence`) and confidences calibrated if the config says so.
+    ``nbests``: each utterance's n-best where the search has already run (a stream's
+    :class:`~asr.search.IncrementalSearch`), else ``beam.search`` finds them.
     """
     hyps, paths = greedy_hypotheses(out, lexicon, frame_seconds,
                                      phone_words_too and (beam is None or beam.head != "phone"))
     if beam is not None:
         other = "phone" if beam.head == "char" else "char"
-        nbests = beam.search(out[beam.head], out["lengths"], frame_seconds)
+        if nbests is None:
+            nbests = beam.search(out[beam.head], out["lengths"], frame_seconds)
         for b, (n, nbest) in enumerate(zip(out["lengths"].tolist(), nbests)):
             words = best_words(nbest, out[other][b, :n], other, lexicon, beam.joint_weight)
             words = word_evidence(beam.lm_evidence(words), out[beam.head][b, :n], beam.vocab, paths[b][beam.head],

@@ -7,6 +7,7 @@ coefficient), so no global statistics travel with a model.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import re
@@ -288,6 +289,82 @@ class StreamingMFCC:
         """The last frames ``(n, n_mfcc)``, with the end's zero padding; the stream is then over."""
         self.pending = torch.cat([self.pending, torch.zeros(self.PAD + N_FFT)])
         return self._frames(num_frames(self.samples))
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """What per-utterance CMVN does on average over a training set, for a stream that cannot
+    wait for the utterance's end: the mean and standard deviation of its MFCC (frames with
+    sound), and the normalised vector that fills digital silence (see :func:`_fill_silence`)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    quiet: tuple[float, ...]
+    frames: int  # how many frames with sound the statistics came from
+
+    def to_json(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std), "quiet": list(self.quiet), "frames": self.frames}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "FeatureStats":
+        return cls(tuple(d["mean"]), tuple(d["std"]), tuple(d["quiet"]), int(d["frames"]))
+
+
+def feature_statistics(wavs, config: FeatureConfig = FeatureConfig()) -> FeatureStats:
+    """:class:`FeatureStats` of 16 kHz waveforms ``(samples,)`` (an iterable), plain MFCC as
+    ``config`` (which must normalise per utterance) computes them before its CMVN."""
+    if not config.cmvn or config.deltas:
+        raise ConfigError("feature statistics are for models with per-utterance CMVN and no deltas")
+    plain = MFCC(dataclasses.replace(config, cmvn=False))
+    total, squares, count, fills = torch.zeros(config.n_mfcc, dtype=torch.float64), 0.0, 0, []
+    for wav in wavs:
+        with torch.no_grad():
+            f = plain(wav[None])[0][0]
+        sound = f[:, 0] > DIGITAL_SILENCE_DB * config.n_mels ** 0.5
+        heard = f[sound].double()
+        total, squares, count = total + heard.sum(0), squares + (heard ** 2).sum(0), count + heard.shape[0]
+        if heard.shape[0] >= MIN_STATS_FRAMES:
+            normalised = cmvn(heard[None].float(), torch.tensor([heard.shape[0]]))[0]
+            fills.append(normalised[normalised[:, 0] <= torch.quantile(normalised[:, 0], 0.1)].mean(0))
+    if not count or not fills:
+        raise ConfigError("feature statistics need audio with sound in it")
+    mean = total / count
+    std = (squares / count - mean ** 2).clamp(min=1e-10).sqrt()
+    quiet = torch.stack(fills).mean(0)
+    return FeatureStats(tuple(mean.tolist()), tuple(std.tolist()), tuple(quiet.tolist()), count)
+
+
+class RunningCMVN:
+    """Per-utterance CMVN for a stream: mean and variance of the frames with sound so far,
+    starting from training statistics (:class:`FeatureStats`) that count as ``prior_frames``
+    frames, so that the first second is normalised sensibly and a long stream by its own
+    statistics. Frames of digital silence are left out of the statistics and become the
+    training set's quiet vector, as :class:`MFCC` fills them."""
+
+    def __init__(self, stats: FeatureStats, prior_frames: float, n_mels: int):
+        mean, std = torch.tensor(stats.mean, dtype=torch.float64), torch.tensor(stats.std, dtype=torch.float64)
+        self.count = float(prior_frames)
+        self.sum = mean * self.count
+        self.squares = (std ** 2 + mean ** 2) * self.count
+        self.quiet = torch.tensor(stats.quiet)
+        self.silence_floor = DIGITAL_SILENCE_DB * n_mels ** 0.5  # c0 of a frame of digital silence
+
+    def update(self, feats: torch.Tensor) -> None:
+        """Add plain MFCC frames ``(n, n_mfcc)`` to the statistics."""
+        heard = feats[feats[:, 0] > self.silence_floor].double()
+        self.count += heard.shape[0]
+        self.sum += heard.sum(0)
+        self.squares += (heard ** 2).sum(0)
+
+    def __call__(self, feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+        """Plain MFCC frames ``(n, n_mfcc)`` normalised by the statistics so far."""
+        mean = self.sum / self.count
+        var = (self.squares / self.count - mean ** 2).clamp(min=0)
+        out = ((feats.double() - mean) / torch.sqrt(var + eps)).float()
+        silent = feats[:, 0] <= self.silence_floor
+        if silent.any():
+            out[silent] = self.quiet
+        return out
 
 
 _EXTRACTORS: dict[FeatureConfig, MFCC] = {}

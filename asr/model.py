@@ -307,6 +307,47 @@ def forward_batches(model: AcousticModel, feats: list[torch.Tensor], batch_frame
         start = end
 
 
+@torch.no_grad()
+def forward_chunk(model: AcousticModel, feats: torch.Tensor, steps: int,
+                  state: list[torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
+    """One chunk of a stream through ``model``, latency-controlled (LC-BLSTM, Zhang et al. 2016).
+
+    ``feats (T, D)``: the normalised features of the chunk's ``steps`` model steps
+    (``steps * stack`` frames), then its right context (any number of frames, the tail
+    zero-padded to a whole step). In every layer the forward direction starts from ``state``
+    (its state after the previous chunk's last step; ``None``: zeros, the stream's start) and
+    runs on through the right context; the backward direction starts from zeros at the right
+    context's end, so a bidirectional model hears ``T`` frames ahead at most instead of the
+    whole utterance. Returns the chunk's log-probabilities ``{"char": (steps, n_chars),
+    "phone": (steps, n_phones)}`` and each layer's forward state ``(1, 1, hidden)`` after its
+    last step, for the next chunk. A unidirectional model needs no right context: chunk by
+    chunk it gives what :meth:`AcousticModel.forward` gives for the whole.
+    """
+    c = model.config
+    run = torch.rnn_tanh if c.nonlinearity == "tanh" else torch.rnn_relu
+
+    def direction(rnn: nn.RNN, x: torch.Tensor, h0: torch.Tensor, suffix: str) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = [getattr(rnn, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        return run(x, h0, weights, True, 1, 0.0, False, False, False)  # one layer, no dropout, eval, time-major
+
+    x = model.input(model.stack_frames(feats[None].float()).transpose(0, 1))  # (S, 1, hidden), S >= steps
+    zeros = x.new_zeros(1, 1, c.hidden)
+    states = []
+    for i, (rnn, norm) in enumerate(zip(model.rnns, model.norms)):
+        inp = model.projs[i - 1](x) if model.projs is not None and i > 0 else x
+        y, h = direction(rnn, inp[:steps], zeros if state is None else state[i], "")
+        states.append(h)
+        if inp.shape[0] > steps:  # the right context: heard, but the state carried on is the chunk's
+            y = torch.cat([y, direction(rnn, inp[steps:], h, "")[0]])
+        if c.bidirectional:
+            y = torch.cat([y, direction(rnn, inp.flip(0), zeros, "_reverse")[0].flip(0)], -1)
+        x = norm(y + x if c.residual and i > 0 else y)
+        if i + 1 == c.inter_layer and model.condition is not None:
+            x = x + model.condition(model.inter_head(x).softmax(-1))
+    x = x[:steps, 0]
+    return {"char": model.char_head(x).log_softmax(-1), "phone": model.phone_head(x).log_softmax(-1)}, states
+
+
 class CheckpointError(UserError):
     pass
 

@@ -148,17 +148,16 @@ class BeamDecoder:
     def _search(self, log_probs: torch.Tensor, lengths: torch.Tensor,
                 frame_seconds: float) -> list[list[tuple[list[Word], float]]]:
         emissions = log_probs.detach().to("cpu", torch.float32)
-        boundary = torch.where(torch.arange(emissions.shape[-1]) == self.vocab.boundary, 0.0, -1e4)
         out = []
         for b, n in enumerate(lengths.tolist()):
-            frames = skip_blank_frames(emissions[b, :n], self.blank_skip, self.vocab.blank)
-            # flashlight's lexicon decoder closes a word only on a boundary token: give every
-            # utterance one more frame, a certain boundary, right after its end.
-            emission = torch.cat([emissions[b, frames], boundary[None]]).contiguous()
-            frames = torch.cat([frames, torch.tensor([n])])
-            hyps = self.decoder(emission)
-            out.append([(self._words(h, emission, frames, frame_seconds), float(h.score)) for h in hyps])
+            search = self.incremental()  # a whole utterance is one step of the streaming search
+            search.accept(emissions[b, :n])
+            out.append(search.finish(frame_seconds))
         return out
+
+    def incremental(self) -> "IncrementalSearch":
+        """A search of one utterance fed its frames as they come (:class:`IncrementalSearch`)."""
+        return IncrementalSearch(self)
 
     def _words(self, hyp, emission: torch.Tensor, frames: torch.Tensor, frame_seconds: float) -> list[Word]:
         # `Flashlight` drops blanks and merges repeats; each token carries the step it was emitted
@@ -184,20 +183,72 @@ def _token_evidence(tokens: list[Token]) -> dict[str, float]:
             "tokens": float(len(tokens))}
 
 
-def skip_blank_frames(log_probs: torch.Tensor, threshold: float | None, blank: int = 0) -> torch.Tensor:
+class IncrementalSearch:
+    """One utterance's beam search, fed its frames as they come (streaming), with the best
+    hypothesis so far at any time. Fed all at once, it is :meth:`BeamDecoder.search`, which
+    runs through it: the frames are searched one by one either way, so how they are split
+    into calls changes nothing.
+
+    Each instance has its own flashlight decoder state over the beam decoder's shared trie and LM.
+    """
+
+    def __init__(self, beam: BeamDecoder):
+        self.beam = beam
+        self.decoder = beam.decoder.fresh()
+        self.decoder.decode_begin()
+        self.rows: list[torch.Tensor] = []  # the searched frames' log-probabilities (V,) each
+        self.frames: list[int] = []  # their indices in the utterance
+        self.seen = 0  # frames accepted
+        self.sure = False  # whether the last accepted frame was a sure blank (see `skip_blank_frames`)
+
+    def accept(self, log_probs: torch.Tensor) -> None:
+        """Search the next ``(T, V)`` log-probabilities of the utterance."""
+        if log_probs.shape[0] == 0:
+            return
+        log_probs = log_probs.detach().to("cpu", torch.float32)
+        kept = skip_blank_frames(log_probs, self.beam.blank_skip, self.beam.vocab.blank, self.sure)
+        if self.beam.blank_skip is not None:
+            self.sure = bool(log_probs[-1, self.beam.vocab.blank] > math.log(self.beam.blank_skip))
+        rows = log_probs[kept].contiguous()
+        self.decoder.step(rows)
+        self.rows += list(rows)
+        self.frames += (kept + self.seen).tolist()
+        self.seen += log_probs.shape[0]
+
+    def best(self, frame_seconds: float) -> list[Word]:
+        """The words of the best hypothesis so far (a partial result; no evidence)."""
+        if not self.rows:
+            return []
+        return self.beam._words(self.decoder.best(), torch.stack(self.rows), torch.tensor(self.frames),
+                                frame_seconds)
+
+    def finish(self, frame_seconds: float) -> list[tuple[list[Word], float]]:
+        """End the utterance: its n-best (words, score), best first, as :meth:`BeamDecoder.search` gives them."""
+        # flashlight's lexicon decoder closes a word only on a boundary token: give every
+        # utterance one more frame, a certain boundary, right after its end.
+        boundary = torch.where(torch.arange(len(self.beam.vocab.tokens)) == self.beam.vocab.boundary, 0.0, -1e4)
+        self.decoder.step(boundary[None])
+        emission = torch.stack([*self.rows, boundary])
+        frames = torch.tensor([*self.frames, self.seen])
+        return [(self.beam._words(h, emission, frames, frame_seconds), float(h.score)) for h in self.decoder.end()]
+
+
+def skip_blank_frames(log_probs: torch.Tensor, threshold: float | None, blank: int = 0,
+                      after_sure: bool = False) -> torch.Tensor:
     """The frames of ``(T, V)`` CTC log-probabilities worth searching: all but the second and
     later frames of each run where the blank's posterior exceeds ``threshold`` (all if ``None``).
 
     A CTC model is peaky: most frames are near-certain blanks, and a hypothesis can only stay
     put through them. One frame of each such run is kept, so two equal tokens either side
-    still read as two. Returns the ``(T',)`` frame indices kept, in order.
+    still read as two. ``after_sure``: the frame before these (of an earlier chunk) was a sure
+    blank. Returns the ``(T',)`` frame indices kept, in order.
     """
     T = log_probs.shape[0]
     if threshold is None:
         return torch.arange(T)
     sure = log_probs[:, blank] > math.log(threshold)
-    after_sure = torch.cat([torch.tensor([False]), sure[:-1]])
-    return (~(sure & after_sure)).nonzero()[:, 0]
+    follows_sure = torch.cat([torch.tensor([after_sure]), sure[:-1]])
+    return (~(sure & follows_sure)).nonzero()[:, 0]
 
 
 def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: torch.Tensor, other_head: str,
@@ -300,7 +351,7 @@ class Flashlight:
             options = fl.LexiconFreeDecoderOptions(
                 beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=config.beam_threshold,
                 lm_weight=config.lm_weight, sil_score=0.0, log_add=False, criterion_type=fl.CriterionType.CTC)
-            self.decoder = fl.LexiconFreeDecoder(options, self.lm, sil, self.blank, [])
+            self._make = lambda: fl.LexiconFreeDecoder(options, self.lm, sil, self.blank, [])
             return
         # The trie: each spelling, closed by a word boundary, leads to its words, with their
         # unigram LM scores smeared up the tree (a prefix's score is the best of the words
@@ -316,20 +367,45 @@ class Flashlight:
             beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=config.beam_threshold,
             lm_weight=config.lm_weight, word_score=config.word_score, unk_score=float("-inf"), sil_score=0.0,
             log_add=False, criterion_type=fl.CriterionType.CTC)
-        self.decoder = fl.LexiconDecoder(options, trie, self.lm, sil, self.blank,
-                                         self.word_dict.get_index(unk_word), [], False)
+        unk = self.word_dict.get_index(unk_word)
+        # a decoder holds one search's state; each shares the trie and the LM
+        self._make = lambda: fl.LexiconDecoder(options, trie, self.lm, sil, self.blank, unk, [], False)
 
-    def __call__(self, emission: torch.Tensor) -> list[BeamHypothesis]:
-        """``(T, V)`` float32 log-probabilities of one utterance -> its n-best hypotheses, best first."""
-        emission = emission.to(torch.float32).contiguous()
-        results = self.decoder.decode(emission.data_ptr(), emission.shape[0], emission.shape[1])
-        return [self._hypothesis(r) for r in results[:self.nbest]]
+    def fresh(self) -> "_Steps":
+        """A new search over the same trie and LM, fed frames step by step (streaming)."""
+        return _Steps(self._make(), self)
 
     def _hypothesis(self, result) -> BeamHypothesis:
         steps = list(result.tokens)  # one token a search step, blanks and repeats included
         kept = [i for i, t in enumerate(steps) if t != self.blank and (i == 0 or t != steps[i - 1])]
         return BeamHypothesis([steps[i] for i in kept], kept,
                               [self.word_dict.get_entry(w) for w in result.words if w >= 0], float(result.score))
+
+
+class _Steps:
+    """One flashlight search fed frames as they come: ``decode_begin``, ``decode_step`` per
+    chunk, ``decode_end``; what ``decode`` does in one call."""
+
+    def __init__(self, decoder, flashlight: Flashlight):
+        self.decoder, self.flashlight = decoder, flashlight
+
+    def decode_begin(self) -> None:
+        self.decoder.decode_begin()
+
+    def step(self, emission: torch.Tensor) -> None:
+        """Search the next ``(T, V)`` float32 log-probabilities."""
+        emission = emission.to(torch.float32).contiguous()
+        if emission.shape[0]:
+            self.decoder.decode_step(emission.data_ptr(), emission.shape[0], emission.shape[1])
+
+    def best(self) -> BeamHypothesis:
+        """The best hypothesis so far."""
+        return self.flashlight._hypothesis(self.decoder.get_best_hypothesis())
+
+    def end(self) -> list[BeamHypothesis]:
+        """End the search: its n-best hypotheses, best first."""
+        self.decoder.decode_end()
+        return [self.flashlight._hypothesis(r) for r in self.decoder.get_all_final_hypothesis()[:self.flashlight.nbest]]
 
 
 def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -35,6 +36,9 @@ from .errors import ConfigError, UserError
 from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio, prepare_samples
 from .model import forward_batches, load_model
 from .text import load_lexicon
+
+if TYPE_CHECKING:
+    from .stream import Stream
 
 CHUNK_SECONDS = 30.0  # longer files are cut into windows this long...
 OVERLAP_SECONDS = 2.0  # ...overlapping by this much, words kept where their middle is nearest their window's centre
@@ -311,6 +315,20 @@ class Transcriber:
         if result.error:
             raise AudioError(result.error)
         return result
+
+    def stream(self, **options) -> "Stream":
+        """A new live stream through this recognizer (:class:`asr.stream.Stream`): ``accept``
+        audio chunks, read partial and final results. ``options`` change the bundle's
+        :class:`~asr.stream.StreamingConfig` (``chunk=0.24``, ``endpoint_silence=0.8``)."""
+        from .stream import Stream, StreamingConfig, read_streaming
+
+        config, stats = read_streaming(self.bundle.streaming) if self.bundle.streaming else (StreamingConfig(), None)
+        try:
+            config = dataclasses.replace(config, **options)
+        except TypeError:
+            raise ConfigError(f"unknown streaming option(s) {sorted(options)}; options: "
+                              f"{', '.join(f.name for f in dataclasses.fields(StreamingConfig))}") from None
+        return Stream(self, config, stats)
 
     def transcribe_files(self, paths: Iterable[str | Path], batch_seconds: float = 240.0, workers: int = 0,
                          progress: bool = False, in_order: bool = False) -> Iterator[Transcript]:

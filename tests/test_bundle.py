@@ -13,6 +13,7 @@ from asr.bundle import (BUNDLE_FILE, BundleError, default_bundle_path, from_chec
 from asr.decode import DecodingConfig
 from asr.errors import ConfigError
 from asr.lm import build_lm
+from asr.model import load_checkpoint
 from conftest import TEST_DATA
 
 SHIPPED_MODEL = default_bundle_path() / "model.pt"
@@ -44,7 +45,12 @@ def test_written_bundle_loads_with_its_files_inside_and_provenance(small_bundle)
     assert meta["format"] == 1 and set(meta["files"]) == {"model.pt", "lexicon.txt.gz", "lm.arpa", "lm.arpa.words.txt"}
     assert all(len(h) == 64 for h in meta["files"].values())
     assert meta["produced_by"]["dev"] == {"wer": 0.5} and meta["produced_by"]["asr"]
-    assert "training_dev" in meta["produced_by"]  # the scores the checkpoint was chosen by
+    # what the checkpoint says of itself (training config, epoch, the dev scores it was chosen by,
+    # the checkpoints it averages) is recorded
+    ckpt = load_checkpoint(SHIPPED_MODEL)
+    names = {"training": "training", "epoch": "epoch", "dev": "training_dev", "soup_of": "soup_of"}
+    held = [key for key in names if key in ckpt]
+    assert held and all(meta["produced_by"][names[key]] == json.loads(json.dumps(ckpt[key])) for key in held)
 
 
 def test_a_changed_file_is_refused(small_bundle, tmp_path):
@@ -151,7 +157,8 @@ def test_cli_bundle_of_a_bundle_changes_options_and_records_what_it_came_from(tm
     source = b.produced_by["derived_from"]
     assert source["bundle"] == str(shipped.path) and source["changed"] == {"lm": "lm.arpa", "calibration": None}
     assert source.get("dev") == shipped.produced_by.get("dev") and "dev" not in b.produced_by
-    assert b.produced_by["training"] == shipped.produced_by["training"]
+    kept = [k for k in ("training", "soup_of") if k in shipped.produced_by]  # what made the model
+    assert kept and all(b.produced_by[k] == shipped.produced_by[k] for k in kept)
     r = _asr("bundle", shipped.path, "--lm", tmp_path / "lm.arpa", "--calibration", shipped.decoding.calibration,
              "--out", tmp_path / "c")
     assert r.returncode == 0 and load_bundle(tmp_path / "c").decoding.calibration == str(tmp_path / "c" / "calibration.json")
@@ -159,3 +166,31 @@ def test_cli_bundle_of_a_bundle_changes_options_and_records_what_it_came_from(tm
     chain = load_bundle(tmp_path / "d").produced_by["derived_from"]
     assert r.returncode == 0 and chain["changed"] == {"beam_size": 100}
     assert chain["derived_from"] == load_bundle(tmp_path / "c").produced_by["derived_from"]
+
+
+def test_cli_bundle_stream_stats_writes_a_stream_json_and_keeps_the_figures(tmp_path):
+    """`asr bundle --stream-stats MANIFEST` adds the training statistics a stream starts from;
+    the decoding is the same, so the source's dev figures stay; a bundle's stream.json is then
+    kept by later copies and checked like every file."""
+    from asr.stream import read_streaming
+
+    shipped = load_bundle()
+    r = _asr("bundle", shipped.path, "--stream-stats", TEST_DATA / "manifest.jsonl", "--chunk", "0.3",
+             "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    b = load_bundle(tmp_path / "b")
+    config, stats = read_streaming(b.streaming)
+    assert b.streaming == tmp_path / "b" / "stream.json" and config.chunk == 0.3 and len(stats.mean) == 40
+    assert b.produced_by["dev"] == shipped.produced_by["dev"] and "derived_from" not in b.produced_by
+    assert b.produced_by["stream_stats"]["frames"] == stats.frames > 0
+    r = _asr("bundle", tmp_path / "b", "--beam-size", "100", "--out", tmp_path / "c")
+    assert r.returncode == 0 and read_streaming(load_bundle(tmp_path / "c").streaming) == (config, stats)
+    with open(tmp_path / "c" / "stream.json", "a") as f:
+        f.write(" ")
+    with pytest.raises(BundleError, match="stream.json: sha256 differs"):
+        load_bundle(tmp_path / "c")
+
+
+def test_bundles_by_name():
+    assert load_bundle("streaming").path == load_bundle("default").path == default_bundle_path()
+    assert load_bundle().streaming is not None  # the shipped bundle streams

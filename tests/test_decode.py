@@ -218,8 +218,8 @@ def test_search_in_its_own_thread_equals_the_main_thread(tmp_path):
     lp = frames(AMBIGUOUS, C)
     dec = BeamDecoder("char", LEX, DecodingConfig("beam", lm=str(tmp_path / "lm.arpa"), beam_size=20, nbest=3))
     seen = []
-    search = dec.decoder.__call__
-    dec.decoder = lambda *args: seen.append(threading.current_thread()) or search(*args)
+    fresh = dec.decoder.fresh  # each utterance's search starts here
+    dec.decoder.fresh = lambda: seen.append(threading.current_thread()) or fresh()
     own = dec.search(lp, torch.tensor([7]), 0.03)
     dec.search_in_thread = False
     main = dec.search(lp, torch.tensor([7]), 0.03)
@@ -244,7 +244,6 @@ def test_blank_skip_keeps_words_times_and_doubled_letters():
 
 
 def test_transcriber_with_beam_and_lm(tmp_path):
-    from asr.decode import DecodingConfig
     from asr.transcribe import Transcriber
     from conftest import TEST_DATA
 
@@ -369,3 +368,25 @@ def test_beam_words_carry_evidence_and_the_calibrated_confidence(tmp_path):
     assert [w.word for w in calibrated] == ["rid", "bed"]  # scores, not words, change
     with pytest.raises(Exception, match="calibrated for the char head"):
         BeamDecoder("phone", LEX, DecodingConfig("beam", calibration=str(tmp_path / "c.json")))
+
+
+def test_incremental_search_in_any_pieces_is_the_whole_search(tmp_path):
+    (tmp_path / "t.txt").write_text("A RED BED\nREAD A BED\nA BAD BED\n")
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
+    lp = frames(AMBIGUOUS + AMBIGUOUS, C)[0]
+    dec = BeamDecoder("char", LEX, DecodingConfig("beam", lm=str(tmp_path / "lm.arpa"), beam_size=20, nbest=3,
+                                                  blank_skip=0.95))
+    (whole,) = dec.search(lp[None], torch.tensor([len(lp)]), 0.03)
+    for size in (1, 3, 5):
+        search = dec.incremental()
+        partials = []
+        for start in range(0, len(lp), size):
+            search.accept(lp[start:start + size])
+            partials.append([w.word for w in search.best(0.03)])
+        assert search.finish(0.03) == whole
+        assert partials[-1] and partials[-1] == [w.word for w in whole[0][0]][:len(partials[-1])]
+    a, b = dec.incremental(), dec.incremental()  # each search has its own state
+    for start in range(0, len(lp), 2):
+        a.accept(lp[start:start + 2])
+        b.accept(lp.flip(0)[start:start + 2])
+    assert a.finish(0.03) == whole

@@ -23,7 +23,6 @@ def test_evaluate_small_manifest_both_heads(tmp_path):
 
 
 def test_oov_rate_counts_reference_words_the_lm_cannot_output(tmp_path):
-    from asr.decode import DecodingConfig
     from asr.lm import build_lm
 
     (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nWHO WAS IN BED\n")  # 6 of the 12 reference words
@@ -60,7 +59,6 @@ def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
     beside the shipped (bf16) ones: bf16 logits round differently on each CPU (AMX and
     AVX512-BF16 kernels), which flipped 3 of these 30 beam-search transcripts on another CPU,
     while fp32 ones come out the same with the AVX2 and AVX512 kernels."""
-    import dataclasses
     from asr.data import read_manifest, write_manifest
     from asr.io import read_jsonl
     from asr.metrics import wer

@@ -122,3 +122,37 @@ def test_streaming_mfcc_refuses_what_needs_the_future():
 
     with pytest.raises(ValueError, match="CMVN and deltas need future frames"):
         StreamingMFCC(FeatureConfig(cmvn=True))
+
+
+def test_running_cmvn_without_prior_is_the_utterances_cmvn():
+    from asr.features import DIGITAL_SILENCE_DB, FeatureStats, RunningCMVN, cmvn
+
+    torch.manual_seed(0)
+    feats = torch.randn(200, 4) * 3 + 7
+    stats = FeatureStats((0.0,) * 4, (1.0,) * 4, (-1.0,) * 4, 1)
+    norm = RunningCMVN(stats, prior_frames=0, n_mels=4)
+    norm.update(feats[:120])
+    norm.update(feats[120:])
+    torch.testing.assert_close(norm(feats), cmvn(feats[None], torch.tensor([200]))[0], atol=1e-4, rtol=0)
+    # a strong prior keeps the training statistics; digital silence becomes the quiet vector
+    strong = RunningCMVN(FeatureStats((7.0,) * 4, (3.0,) * 4, (-1.5,) * 4, 1), prior_frames=1e9, n_mels=4)
+    silent = torch.full((3, 4), DIGITAL_SILENCE_DB * 2.0)  # c0 = mean mel dB x sqrt(n_mels)
+    strong.update(torch.cat([feats, silent]))
+    out = strong(torch.cat([feats, silent]))
+    torch.testing.assert_close(out[:200], (feats - 7) / 3, atol=1e-3, rtol=0)
+    assert torch.equal(out[200:], torch.full((3, 4), -1.5))
+
+
+def test_feature_statistics_are_those_of_the_frames_with_sound():
+    from asr.features import feature_statistics
+
+    torch.manual_seed(0)
+    wavs = [0.1 * torch.randn(8000), torch.cat([torch.zeros(4000), 0.3 * torch.randn(8000)])]
+    stats = feature_statistics(wavs)
+    plain = MFCC(FeatureConfig(cmvn=False))
+    frames = torch.cat([plain(w[None])[0][0] for w in wavs])
+    heard = frames[frames[:, 0] > -99.9 * 40 ** 0.5]
+    assert stats.frames == len(heard) < len(frames)  # the digital silence is left out
+    torch.testing.assert_close(torch.tensor(stats.mean, dtype=torch.float64), heard.double().mean(0), atol=1e-3, rtol=0)
+    torch.testing.assert_close(torch.tensor(stats.std, dtype=torch.float64), heard.double().std(0, correction=0), atol=1e-3, rtol=1e-4)
+    assert stats.quiet[0] < 0  # the quietest tenth of normalised frames lies below the mean

@@ -326,3 +326,41 @@ def test_forward_batches_in_bf16_is_close_to_fp32():
         assert not torch.equal(bf16[k]["phone"], fp32[k]["phone"])  # it did run in bf16
     with pytest.raises(ConfigError, match="precision must be one of"):
         next(forward_batches(model, feats, precision="fp16"))
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_forward_chunk_of_a_unidirectional_model_is_the_whole_forward(nonlinearity):
+    from asr.model import forward_chunk
+
+    torch.manual_seed(0)
+    m = AcousticModel(ModelConfig(hidden=16, layers=3, bidirectional=False, nonlinearity=nonlinearity,
+                                  inter_layer=1, self_condition=True, residual=True)).eval()
+    feats = torch.randn(50, 40)  # 17 steps of 3 frames, the last one padded
+    whole = m(feats[None], torch.tensor([50]))
+    for steps in (1, 2, 5, 17):
+        outs, state = [], None
+        for start in range(0, 50, steps * 3):
+            n = min(steps, -(-(50 - start) // 3))
+            # a right context changes nothing for a model that only looks back
+            out, state = forward_chunk(m, feats[start:start + steps * 3 + 6], n, state)
+            outs.append(out)
+        for head in ("char", "phone"):
+            torch.testing.assert_close(torch.cat([o[head] for o in outs]), whole[head][0], atol=1e-5, rtol=0)
+
+
+def test_forward_chunk_of_a_bidirectional_model_hears_only_its_right_context():
+    from asr.model import forward_chunk
+
+    torch.manual_seed(0)
+    m = AcousticModel(ModelConfig(hidden=16, layers=2, bidirectional=True)).eval()
+    feats = torch.randn(60, 40)
+    whole = m(feats[None], torch.tensor([60]))["phone"][0]
+    out, _ = forward_chunk(m, feats, 20)  # one chunk of everything: the whole forward
+    torch.testing.assert_close(out["phone"], whole, atol=1e-5, rtol=0)
+    first, state = forward_chunk(m, feats[:36], 6)  # 6 steps, 6 more of right context
+    changed = feats.clone()
+    changed[36:] += 5.0  # audio beyond the right context
+    again, _ = forward_chunk(m, changed[:36], 6)
+    assert torch.equal(first["phone"], again["phone"])
+    assert not torch.allclose(first["phone"], whole[:6], atol=1e-3)  # it is not the whole's output
+    assert len(state) == 2 and state[0].shape == (1, 1, 16)

@@ -226,7 +226,6 @@ def test_worker_processes_give_the_transcripts_of_one_file_at_a_time():
 
     In fp32: under bf16 autocast (the shipped ``precision`` where the CPU has bf16) a padded batch
     rounds differently from one utterance enough to move a word's time by a frame now and then."""
-    import dataclasses
 
     import asr
 

@@ -1,0 +1,396 @@
+"""Streaming recognition: words while the audio is still coming.
+
+A :class:`Stream` takes audio in chunks of any size and gives the words of the utterance in
+progress after each (a partial result), and a final result each time an utterance ends::
+
+    s = asr.load("streaming").stream()
+    for chunk in chunks:                       # any size, any rate (resampled to 16 kHz)
+        partial = s.accept(chunk, 16000)       # -> text of the utterance so far
+        while (segment := s.result()) is not None:
+            print(segment.text, segment.start, segment.end)
+    s.finish()                                 # the last segments, once the audio is over
+
+The audio goes the offline way, cut where a stream must cut it:
+
+- **Features**: :class:`asr.features.StreamingMFCC` gives each frame as its window completes,
+  equal to the offline MFCC; per-utterance CMVN, which needs the whole utterance, becomes a
+  running normalisation that starts from training statistics (:class:`asr.features.RunningCMVN`).
+- **Model**: chunks of ``chunk`` seconds, each with ``right_context`` seconds more audio
+  (latency-controlled, :func:`asr.model.forward_chunk`): the forward direction carries its
+  state from chunk to chunk, a bidirectional model's backward direction hears the right
+  context only.
+- **Search**: the beam search of the bundle's decoding, fed frame by frame
+  (:class:`asr.search.IncrementalSearch`); the partial result is its best hypothesis. At an
+  endpoint the utterance's n-best go through the same rescoring, evidence and calibrated
+  confidences as offline (:func:`asr.decode.decode_batch`), and the search starts afresh.
+- **Endpoints** (Kaldi's and sherpa's rules, on the searched head's best path): trailing
+  non-speech of ``endpoint_silence`` seconds after a word; ``endpoint_idle`` seconds without
+  any word (dropped, no result); an utterance of ``max_utterance`` seconds. Memory is bounded
+  by the longest utterance, however long the stream.
+
+The chunking of the input changes nothing: the model reads fixed chunks and the search
+steps frame by frame, so 10 ms, 100 ms or 1 s chunks give the same words.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torchaudio
+
+from .decode import Word, decode_batch, text_of
+from .errors import ConfigError, UserError
+from .features import SAMPLE_RATE, AudioError, FeatureStats, RunningCMVN, StreamingMFCC
+from .model import forward_chunk
+from .text import CHAR_VOCAB, PHONE_VOCAB
+
+
+class StreamError(UserError):
+    """A stream used out of order (audio after :meth:`Stream.finish`, a new sample rate mid-stream)."""
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """How a stream is cut: the model's chunks, the running normalisation, the endpoint rules (seconds)."""
+
+    chunk: float = 0.48  # audio the model reads at a time: latency against the cost of each call
+    right_context: float = 0.24  # more audio each chunk hears (a bidirectional model's backward direction)
+    prior_frames: float = 300.0  # the training statistics weigh as this many frames in the running CMVN
+    endpoint_silence: float = 0.6  # trailing non-speech after a word that ends an utterance
+    endpoint_idle: float = 5.0  # no word for this long: the audio is dropped, the search starts afresh
+    max_utterance: float = 20.0  # an utterance this long ends: bounds the search's memory
+
+    def __post_init__(self):
+        for name in ("chunk", "endpoint_silence", "endpoint_idle", "max_utterance"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"streaming {name} must be positive, not {getattr(self, name)}")
+        if self.right_context < 0 or self.prior_frames < 0:
+            raise ConfigError("streaming right_context and prior_frames must be 0 or more")
+
+
+@dataclass
+class Segment:
+    """A final result: one utterance of the stream, from its first word's start to its last word's
+    end, times in seconds from the stream's start."""
+
+    text: str
+    words: list[Word] = field(default_factory=list)
+    start: float = 0.0
+    end: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "start": round(self.start, 3), "end": round(self.end, 3),
+                "words": [{"word": w.word, "start": w.start, "end": w.end, "confidence": round(w.confidence, 4)}
+                          for w in self.words]}
+
+
+class _Resampler:
+    """Audio at ``rate`` Hz to 16 kHz in fixed blocks with a little context either side, so that
+    how the audio is chunked changes no sample (torchaudio's resampling of the whole, to float precision)."""
+
+    CONTEXT = 0.01  # seconds each side of a block: the resampling kernel reaches ~1 ms
+
+    def __init__(self, rate: int):
+        g = math.gcd(rate, SAMPLE_RATE)
+        unit_in, unit_out = rate // g, SAMPLE_RATE // g  # the shortest spans that map onto each other exactly
+        units = max(1, math.ceil(0.05 * rate / unit_in))  # blocks of 50 ms or more
+        ctx = max(1, math.ceil(self.CONTEXT * rate / unit_in))
+        self.rate, self.block_in, self.block_out = rate, units * unit_in, units * unit_out
+        self.ctx_in, self.ctx_out = ctx * unit_in, ctx * unit_out
+        self.buffer = torch.zeros(self.ctx_in)  # starts at input sample `done - ctx_in` (zeros before the start)
+        self.seen = 0  # input samples accepted
+        self.given = 0  # output samples given
+
+    def _blocks(self, final: bool) -> torch.Tensor:
+        out = []
+        need = self.ctx_in + self.block_in + self.ctx_in
+        total = math.ceil(self.seen * SAMPLE_RATE / self.rate)  # what resampling the whole would give
+        while len(self.buffer) >= need or (final and self.given < total):
+            window = self.buffer[:need]
+            if len(window) < need:
+                window = torch.cat([window, torch.zeros(need - len(window))])
+            y = torchaudio.functional.resample(window, self.rate, SAMPLE_RATE)[self.ctx_out:self.ctx_out + self.block_out]
+            if final:
+                y = y[:total - self.given]
+            out.append(y)
+            self.given += len(y)
+            self.buffer = self.buffer[self.block_in:]
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def __call__(self, samples: torch.Tensor) -> torch.Tensor:
+        self.buffer = torch.cat([self.buffer, samples])
+        self.seen += len(samples)
+        return self._blocks(final=False)
+
+    def finish(self) -> torch.Tensor:
+        return self._blocks(final=True)
+
+
+class Stream:
+    """One live audio stream through a loaded recognizer (:meth:`asr.Transcriber.stream`).
+
+    ``recognizer`` gives the model, lexicon, head and beam search; ``stats`` the training
+    statistics its running normalisation starts from (``None`` for a model without
+    per-utterance CMVN). Several streams can share one recognizer: each has its own state.
+    """
+
+    def __init__(self, recognizer, config: StreamingConfig = StreamingConfig(), stats: FeatureStats | None = None):
+        model = recognizer.model
+        features = model.config.features
+        if features.deltas:
+            raise ConfigError("streaming needs a model without delta features (they look ahead)")
+        if features.cmvn and stats is None:
+            raise ConfigError("this model normalises each utterance: streaming needs its training feature "
+                              "statistics (a bundle's stream.json, `asr bundle --stream-stats`)")
+        self.model, self.lexicon, self.head, self.beam = model, recognizer.lexicon, recognizer.head, recognizer.beam
+        self.config = config
+        self.mfcc = StreamingMFCC(dataclasses.replace(features, cmvn=False))
+        self.norm = RunningCMVN(stats, config.prior_frames, features.n_mels) if features.cmvn else None
+        stack = model.config.stack
+        self.step_seconds = model.config.frame_seconds  # one model step: `stack` feature frames
+        self.chunk_steps = max(1, round(config.chunk / self.step_seconds))
+        self.right_frames = round(config.right_context / self.step_seconds) * stack if model.config.bidirectional else 0
+        self.stack = stack
+        self.pending = torch.zeros(0, features.n_mfcc)  # plain MFCC frames from the next chunk's first on
+        self.counted = 0  # of them, how many are in the normalisation's statistics
+        self.state: list[torch.Tensor] | None = None  # the model's forward states after the last chunk
+        self.rate: int | None = None
+        self.resampler: _Resampler | None = None
+        self.steps = 0  # model steps given to utterances so far (the stream's output frames)
+        self.finals: collections.deque[Segment] = collections.deque()
+        self.finished = False
+        self._new_utterance()
+
+    # -- audio in ---------------------------------------------------------------------------
+
+    def accept(self, samples, sample_rate: int = SAMPLE_RATE) -> str:
+        """Take the next chunk of audio, mono ``(N,)`` floats in [-1, 1] (numpy array, tensor or
+        list) at ``sample_rate`` Hz; return the text of the utterance in progress (a partial
+        result: its words may still change). An empty chunk is allowed and changes nothing."""
+        if self.finished:
+            raise StreamError("the stream is finished: start a new one for more audio")
+        wav = self._samples(samples, sample_rate)
+        if self.resampler is not None:
+            wav = self.resampler(wav)
+        self._features(self.mfcc.accept(wav), final=False)
+        return self.partial
+
+    def finish(self) -> list[Segment]:
+        """The audio is over: recognise what is left and return every final result not yet taken."""
+        if not self.finished:
+            self.finished = True
+            if self.resampler is not None:
+                self._features(self.mfcc.accept(self.resampler.finish()), final=False)
+            self._features(self.mfcc.finish(), final=True)
+            self._end_utterance()
+        out = list(self.finals)
+        self.finals.clear()
+        return out
+
+    def result(self) -> Segment | None:
+        """The oldest final result not yet taken (an utterance ended at an endpoint), else ``None``."""
+        return self.finals.popleft() if self.finals else None
+
+    @property
+    def partial(self) -> str:
+        """The text of the utterance in progress, as the search sees it now."""
+        return text_of(self._partial_words())
+
+    @property
+    def partial_words(self) -> list[Word]:
+        """The words of the utterance in progress, times in seconds from the stream's start."""
+        offset = self.utt_start * self.step_seconds
+        return [dataclasses.replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3), evidence={})
+                for w in self._partial_words()]
+
+    def _samples(self, samples, sample_rate: int) -> torch.Tensor:
+        if not isinstance(sample_rate, int) or sample_rate <= 0:
+            raise ConfigError(f"sample_rate must be a positive number of samples a second, not {sample_rate!r}")
+        if self.rate is None:
+            self.rate = sample_rate
+            self.resampler = _Resampler(sample_rate) if sample_rate != SAMPLE_RATE else None
+        elif sample_rate != self.rate:
+            raise StreamError(f"the stream started at {self.rate} Hz and cannot change to {sample_rate} Hz: "
+                              f"finish it and start a new one")
+        wav = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
+        if wav.ndim != 1:
+            raise AudioError(f"samples: a stream takes mono audio of shape (N,), not {tuple(wav.shape)}")
+        if wav.size and not np.issubdtype(wav.dtype, np.floating):
+            raise AudioError(f"samples: expected floating-point samples in [-1, 1], not {wav.dtype}")
+        if not np.isfinite(wav).all():
+            raise AudioError("samples: audio contains NaN or infinite samples (the chunk was not used)")
+        return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+
+    # -- features -> model ------------------------------------------------------------------
+
+    def _features(self, frames: torch.Tensor, final: bool) -> None:
+        """Plain MFCC frames in; every chunk that now has its right context goes through the model."""
+        self.pending = torch.cat([self.pending, frames])
+        chunk = self.chunk_steps * self.stack
+        while len(self.pending) >= chunk + self.right_frames or (final and len(self.pending)):
+            window = self.pending[:chunk + self.right_frames]
+            steps = min(self.chunk_steps, -(-len(window) // self.stack))  # the stream's tail: what is left
+            if self.norm is not None:
+                self.norm.update(window[self.counted:])
+                window = self.norm(window)
+            out, self.state = forward_chunk(self.model, window, steps, self.state)
+            used = min(steps * self.stack, len(self.pending))
+            self.pending = self.pending[used:]
+            self.counted = max(0, len(window) - used)
+            self._outputs(out)
+
+    # -- model -> utterances ----------------------------------------------------------------
+
+    def _new_utterance(self) -> None:
+        self.utt_start = self.steps  # the stream's step where the utterance begins
+        self.utt_out: dict[str, list[torch.Tensor]] = {"char": [], "phone": []}
+        self.utt_steps = 0
+        self.search = self.beam.incremental() if self.beam is not None else None
+        self.heard = False  # a word token on the best path
+        self.trailing = 0  # steps of non-speech since the last word token
+
+    def _outputs(self, out: dict[str, torch.Tensor]) -> None:
+        """A chunk's log-probabilities: into the utterance in progress, which ends at an endpoint."""
+        vocab = CHAR_VOCAB if self.head == "char" else PHONE_VOCAB
+        best = out[self.head].argmax(-1).tolist()
+        seconds = self.step_seconds
+        start = 0
+        for t, token in enumerate(best):
+            if token in (vocab.blank, vocab.boundary):
+                self.trailing += 1
+            else:
+                self.heard, self.trailing = True, 0
+            length = self.utt_steps + t - start + 1
+            ended = (self.heard and self.trailing * seconds >= self.config.endpoint_silence) \
+                or length * seconds >= self.config.max_utterance
+            idle = not self.heard and length * seconds >= self.config.endpoint_idle
+            if ended or idle:
+                self._add({k: out[k][start:t + 1] for k in ("char", "phone")})
+                if ended:
+                    self._end_utterance()
+                else:  # nothing said: no result
+                    self._new_utterance()
+                start = t + 1
+        self._add({k: out[k][start:] for k in ("char", "phone")})
+
+    def _add(self, out: dict[str, torch.Tensor]) -> None:
+        n = out["char"].shape[0]
+        if not n:
+            return
+        for k in ("char", "phone"):
+            self.utt_out[k].append(out[k])
+        if self.search is not None:
+            self.search.accept(out[self.head])
+        self.utt_steps += n
+        self.steps += n
+
+    def _utterance_output(self) -> dict[str, torch.Tensor]:
+        return {k: torch.cat(v)[None] for k, v in self.utt_out.items()} | {"lengths": torch.tensor([self.utt_steps])}
+
+    def _partial_words(self) -> list[Word]:
+        if not self.utt_steps:
+            return []
+        if self.search is not None:
+            return self.search.best(self.step_seconds)
+        return decode_batch(self._utterance_output(), self.lexicon, self.step_seconds,
+                            phone_words_too=self.head == "phone")[0].words(self.head)
+
+    def _end_utterance(self) -> None:
+        """The utterance in progress is over: its final result, with the offline decoding's words."""
+        if self.utt_steps:
+            out = self._utterance_output()
+            nbests = [self.search.finish(self.step_seconds)] if self.search is not None else None
+            hyp = decode_batch(out, self.lexicon, self.step_seconds, phone_words_too=self.head == "phone",
+                               beam=self.beam, nbests=nbests)[0]
+            offset = self.utt_start * self.step_seconds
+            words = [dataclasses.replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3),
+                                         evidence={}) for w in hyp.words(self.head)]
+            if words:
+                self.finals.append(Segment(text_of(words), words, words[0].start, words[-1].end))
+        self._new_utterance()
+
+
+def read_streaming(path) -> tuple[StreamingConfig, FeatureStats | None]:
+    """A bundle's stream.json: ``{"config": {StreamingConfig fields}, "stats": {FeatureStats}}``."""
+    import json
+    from pathlib import Path
+
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        config = StreamingConfig(**d.get("config", {}))
+        stats = FeatureStats.from_json(d["stats"]) if d.get("stats") else None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path}: not a streaming config as `asr bundle --stream-stats` writes it "
+                          f"({type(e).__name__}: {e})") from None
+    return config, stats
+
+
+def write_streaming(path, config: StreamingConfig, stats: FeatureStats | None) -> None:
+    """Write a stream.json (atomically) for :func:`asr.bundle.write_bundle`."""
+    import json
+
+    from .io import atomic_write_text
+
+    atomic_write_text(path, json.dumps({"config": dataclasses.asdict(config),
+                                        "stats": stats.to_json() if stats else None}, indent=1) + "\n")
+
+
+def pcm16_chunks(stream, rate: int, seconds: float = 0.1, name: str = "stdin"):
+    """Raw 16-bit little-endian mono PCM from a binary file object (e.g. ``arecord -f S16_LE``
+    or ``ffmpeg -f s16le -ac 1`` on a pipe) -> float32 chunks of about ``seconds`` each, as
+    they come. A stream that ends in the middle of a sample (an odd number of bytes) raises
+    :class:`AudioError` after the chunks before it: what was heard stays heard."""
+    size = max(2, int(rate * seconds) * 2)
+    carry = b""
+    while True:
+        data = stream.read(size - len(carry)) if hasattr(stream, "read") else b""
+        if not data:
+            break
+        data = carry + data
+        whole = len(data) - len(data) % 2
+        carry = data[whole:]
+        if whole:
+            yield np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
+    if carry:
+        raise AudioError(f"{name}: the audio ended in the middle of a 16-bit sample (an odd number of bytes); "
+                         f"the last byte was dropped")
+
+
+def file_chunks(path, seconds: float = 0.1):
+    """An audio file (any format soundfile reads) -> its rate and ``(rate, float32 mono chunks of ~seconds)``
+    read block by block, as a live source would give them."""
+    import soundfile as sf
+
+    from .features import _check_file
+
+    path = _check_file(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError(f"{path}: not readable as audio ({str(e).strip().splitlines()[0][:200]})") from None
+    rate = info.samplerate
+
+    def chunks():
+        for block in sf.blocks(str(path), blocksize=max(1, int(rate * seconds)), dtype="float32", always_2d=True):
+            yield block.mean(axis=1)
+
+    return rate, chunks()
+
+
+def manifest_statistics(manifest, features, utterances: int = 500) -> FeatureStats:
+    """:class:`FeatureStats` of a training manifest's audio (at most ``utterances`` of them, evenly
+    spaced through it), as the model's ``features`` compute them: what a stream's running
+    normalisation starts from."""
+    from .features import feature_statistics, load_audio
+    from .io import manifest_audio
+
+    paths = manifest_audio(manifest)
+    if not paths:
+        raise ConfigError(f"{manifest}: no utterances")
+    picked = [paths[i * len(paths) // min(utterances, len(paths))] for i in range(min(utterances, len(paths)))]
+    return feature_statistics((load_audio(p) for p in picked), features)

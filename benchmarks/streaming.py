@@ -1,0 +1,166 @@
+"""Streaming recognition on dev: WER against offline, latency, revisions, real-time factor.
+
+    python benchmarks/streaming.py --manifest data/librispeech/dev.jsonl [--limit N] \
+        [--settings 0.48:0.24 0.24:0.12] [--decoders beam greedy] [--threads 1]
+    python benchmarks/streaming.py --limit 40 --concurrent 8 12 16   # streams at once, in real time
+
+Each utterance is one stream fed 100 ms chunks as fast as the recognizer takes them, then 2 s
+of quiet noise (-60 dBFS), so that its endpoint rather than the end of the audio ends it. A
+chunk "arrives" when its last sample would have been spoken; a word's latency is the arrival of
+the chunk after which it first shows in a partial result (same word within 0.3 s), plus the
+time that chunk took: what a stream paced in real time would show, as long as the
+recognizer keeps up (RTF < 1). The final latency runs from the last word's end to the final
+result. Revisions: the share of words shown in a partial that the final result does not have.
+For each decoder the offline WER of the same utterances (``Transcriber.transcribe``) is printed beside.
+
+``--concurrent N``: N streams at once, split over ``--processes`` processes of one thread each,
+each fed a 100 ms chunk every 100 ms of a real-time clock (dev utterances one after another);
+the largest lag of a chunk's processing behind its arrival says whether they keep up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import asr  # noqa: E402
+from asr.features import load_audio  # noqa: E402
+from asr.metrics import wer  # noqa: E402
+
+CHUNK = 1600  # 100 ms at 16 kHz
+TAIL_SECONDS = 2.0
+
+
+def run_stream(recognizer, wav: torch.Tensor, config: dict) -> dict:
+    stream = recognizer.stream(**config)
+    tail = 1e-3 * torch.randn(int(16000 * TAIL_SECONDS), generator=torch.Generator().manual_seed(0))
+    audio = torch.cat([wav, tail])
+    first_seen: list[tuple[str, float, float]] = []  # (word, start, when shown)
+    finals, compute = [], 0.0
+    for i in range(0, len(audio), CHUNK):
+        t0 = time.perf_counter()
+        stream.accept(audio[i:i + CHUNK])
+        words = stream.partial_words
+        got = []
+        while (seg := stream.result()) is not None:
+            got.append(seg)
+        spent = time.perf_counter() - t0
+        compute += spent
+        arrival = min(i + CHUNK, len(audio)) / 16000 + spent
+        for w in words:
+            if not any(x == w.word and abs(s - w.start) <= 0.3 for x, s, _ in first_seen):
+                first_seen.append((w.word, w.start, arrival))
+        finals += [(seg, arrival) for seg in got]
+    t0 = time.perf_counter()
+    rest = stream.finish()
+    spent = time.perf_counter() - t0
+    compute += spent
+    finals += [(seg, len(audio) / 16000 + spent) for seg in rest]
+    latencies, final_latencies = [], []
+    final_words = []
+    for seg, when in finals:
+        for w in seg.words:
+            shown = [t for x, s, t in first_seen if x == w.word and abs(s - w.start) <= 0.3]
+            latencies.append(min(shown + [when]) - w.end)
+            final_words.append(w)
+        if seg.words:
+            final_latencies.append(when - seg.words[-1].end)
+    revised = sum(1 for x, s, _ in first_seen if not any(w.word == x and abs(w.start - s) <= 0.3 for w in final_words))
+    return {"text": " ".join(seg.text for seg, _ in finals), "latencies": latencies, "final": final_latencies,
+            "shown": len(first_seen), "revised": revised, "compute": compute, "seconds": len(audio) / 16000}
+
+
+def _paced_worker(args) -> float:
+    """``n`` streams through one recognizer on one core, fed 100 ms chunks in step with a real-time
+    clock for ``seconds``; returns the largest lag (s) of a chunk's result behind its arrival."""
+    bundle, wavs, n, seconds = args
+    torch.set_num_threads(1)
+    rec = asr.load(bundle)
+    streams = [rec.stream() for _ in range(n)]
+    audio = [torch.cat([wavs[(k + i) % len(wavs)] for i in range(len(wavs))]) for k in range(n)]
+    start, lag = time.perf_counter(), 0.0
+    for tick in range(int(seconds * 10)):
+        due = start + (tick + 1) * 0.1  # the chunk's last sample has been spoken
+        time.sleep(max(0.0, due - time.perf_counter()))
+        for s, a in zip(streams, audio):
+            s.accept(a[tick * CHUNK:(tick + 1) * CHUNK])
+            while s.result() is not None:
+                pass
+        lag = max(lag, time.perf_counter() - due)
+    return lag
+
+
+def concurrency(bundle: str, wavs: list, counts: list[int], seconds: float, processes: int) -> None:
+    """Streams in real time: ``count`` streams over ``processes`` processes (one core each)."""
+    import multiprocessing
+
+    for count in counts:
+        shares = [count // processes + (i < count % processes) for i in range(processes)]
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            lags = pool.map(_paced_worker, [(bundle, wavs, n, seconds) for n in shares if n])
+        print(f"{count} concurrent streams in {processes} processes, {seconds:.0f} s of real time: "
+              f"largest lag {max(lags):.2f} s ({'keeps up' if max(lags) < 0.5 else 'falls behind'})", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", default="data/librispeech/dev.jsonl")
+    ap.add_argument("--bundle", default="streaming")
+    ap.add_argument("--limit", type=int, default=0, help="the first N utterances (0: all)")
+    ap.add_argument("--settings", nargs="+", default=["0.48:0.24"], metavar="CHUNK:RIGHT",
+                    help="model chunk and right context, seconds")
+    ap.add_argument("--decoders", nargs="+", default=["beam", "greedy"], choices=["beam", "greedy"])
+    ap.add_argument("--prior-frames", type=float, nargs="+", default=[None], help="running-CMVN prior weights to try")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--concurrent", type=int, nargs="+", default=[],
+                    help="instead: run this many streams at once in real time over --processes processes")
+    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=60.0, help="real time each concurrency run lasts")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    utts = [json.loads(line) for line in open(args.manifest, encoding="utf-8") if line.strip()]
+    utts = utts[:args.limit] if args.limit else utts
+    wavs = [load_audio(u["audio"]) for u in utts]
+    if args.concurrent:
+        print(f"{len(utts)} utterances, one after another in each stream (each starts at another); bundle {args.bundle}")
+        concurrency(args.bundle, wavs, args.concurrent, args.seconds, args.processes)
+        return
+    refs = [u["text"] for u in utts]
+    audio = sum(len(w) for w in wavs) / 16000
+    print(f"{args.manifest}: {len(utts)} utterances, {audio / 60:.1f} min; bundle {args.bundle}; "
+          f"{args.threads} thread(s); chunks of {CHUNK / 16} ms, then {TAIL_SECONDS} s of -60 dBFS noise")
+    for decoder in args.decoders:
+        rec = asr.load(args.bundle, decoder=decoder) if decoder == "greedy" else asr.load(args.bundle)
+        t0 = time.perf_counter()
+        offline = [rec.transcribe(w.numpy(), sample_rate=16000).text for w in wavs]
+        offline_rtf = (time.perf_counter() - t0) / audio
+        print(f"{decoder}: offline WER {wer(refs, offline):.2%} (RTF {offline_rtf:.4f})", flush=True)
+        for setting in args.settings:
+            chunk, right = (float(x) for x in setting.split(":"))
+            for prior in args.prior_frames:
+                config = {"chunk": chunk, "right_context": right} | ({"prior_frames": prior} if prior is not None else {})
+                runs = [run_stream(rec, w, config) for w in wavs]
+                lat = [x for r in runs for x in r["latencies"]]
+                fin = [x for r in runs for x in r["final"]]
+                streaming = wer(refs, [r["text"] for r in runs])
+                shown, revised = sum(r["shown"] for r in runs), sum(r["revised"] for r in runs)
+                rtf = sum(r["compute"] for r in runs) / sum(r["seconds"] for r in runs)
+                print(f"{decoder} chunk {chunk:.2f} s right {right:.2f} s"
+                      + (f" prior {prior:g}" if prior is not None else "")
+                      + f": WER {streaming:.2%} ({streaming / max(wer(refs, offline), 1e-9):.3f} x offline); "
+                      f"word latency median {statistics.median(lat):.2f} s (p90 {sorted(lat)[int(0.9 * len(lat))]:.2f}); "
+                      f"final median {statistics.median(fin):.2f} s (p90 {sorted(fin)[int(0.9 * len(fin))]:.2f}); "
+                      f"revised {revised}/{shown} shown words ({revised / max(shown, 1):.1%}); RTF {rtf:.4f} "
+                      f"(~{int(args.threads / rtf) if args.threads == 1 else '?'} streams a core)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
