@@ -37,6 +37,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -209,12 +210,9 @@ class Stream:
                 for w in self._partial_words()]
 
     def _samples(self, samples, sample_rate: int) -> torch.Tensor:
-        if not isinstance(sample_rate, int) or sample_rate <= 0:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate <= 0:
             raise ConfigError(f"sample_rate must be a positive number of samples a second, not {sample_rate!r}")
-        if self.rate is None:
-            self.rate = sample_rate
-            self.resampler = _Resampler(sample_rate) if sample_rate != SAMPLE_RATE else None
-        elif sample_rate != self.rate:
+        if self.rate is not None and sample_rate != self.rate:
             raise StreamError(f"the stream started at {self.rate} Hz and cannot change to {sample_rate} Hz: "
                               f"finish it and start a new one")
         wav = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
@@ -224,6 +222,9 @@ class Stream:
             raise AudioError(f"samples: expected floating-point samples in [-1, 1], not {wav.dtype}")
         if not np.isfinite(wav).all():
             raise AudioError("samples: audio contains NaN or infinite samples (the chunk was not used)")
+        if self.rate is None:  # the first good chunk sets the stream's rate
+            self.rate = int(sample_rate)
+            self.resampler = _Resampler(self.rate) if self.rate != SAMPLE_RATE else None
         return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
 
     # -- features -> model ------------------------------------------------------------------
@@ -253,6 +254,7 @@ class Stream:
         self.search = self.beam.incremental() if self.beam is not None else None
         self.heard = False  # a word token on the best path
         self.trailing = 0  # steps of non-speech since the last word token
+        self._partial: tuple[int, list[Word]] = (-1, [])  # (stream steps when found, the partial words)
 
     def _outputs(self, out: dict[str, torch.Tensor]) -> None:
         """A chunk's log-probabilities: into the utterance in progress, which ends at an endpoint."""
@@ -295,10 +297,14 @@ class Stream:
     def _partial_words(self) -> list[Word]:
         if not self.utt_steps:
             return []
-        if self.search is not None:
-            return self.search.best(self.step_seconds)
-        return decode_batch(self._utterance_output(), self.lexicon, self.step_seconds,
-                            phone_words_too=self.head == "phone")[0].words(self.head)
+        if self._partial[0] != self.steps:  # the model has given more frames since the last look
+            if self.search is not None:
+                words = self.search.best(self.step_seconds)
+            else:
+                words = decode_batch(self._utterance_output(), self.lexicon, self.step_seconds,
+                                     phone_words_too=self.head == "phone")[0].words(self.head)
+            self._partial = (self.steps, words)
+        return self._partial[1]
 
     def _end_utterance(self) -> None:
         """The utterance in progress is over: its final result, with the offline decoding's words."""

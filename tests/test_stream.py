@@ -126,7 +126,9 @@ def test_bad_input_is_refused_and_what_was_final_stays(recognizer, clip):
         s.accept(np.zeros((2, 100), dtype=np.float32))
     with pytest.raises(StreamError, match="cannot change to 8000 Hz"):
         s.accept(clip[:800], 8000)
-    s.accept(clip[16000:])  # the stream goes on after a refused chunk
+    with pytest.raises(Exception, match="sample_rate must be a positive number"):
+        s.accept(clip[:800], 16000.5)
+    s.accept(clip[16000:], np.int64(16000))  # the stream goes on after a refused chunk
     finals = s.finish()
     assert finals
     with pytest.raises(StreamError, match="finished"):
