@@ -59,10 +59,12 @@ class StreamError(UserError):
 class StreamingConfig:
     """How a stream is cut: the model's chunks, the running normalisation, the endpoint rules (seconds)."""
 
-    chunk: float = 0.48  # audio the model reads at a time: latency against the cost of each call
-    right_context: float = 0.24  # more audio each chunk hears (a bidirectional model's backward direction)
+    # chunk, right_context and endpoint_silence: the shipped model's best WER with a median word
+    # latency under 0.5 s and final results under 1 s (benchmarks/streaming.py, RESULTS.md)
+    chunk: float = 0.18  # audio the model reads at a time: latency against the cost of each call
+    right_context: float = 0.18  # more audio each chunk hears (a bidirectional model's backward direction)
     prior_frames: float = 300.0  # the training statistics weigh as this many frames in the running CMVN
-    endpoint_silence: float = 0.6  # trailing non-speech after a word that ends an utterance
+    endpoint_silence: float = 0.5  # trailing non-speech after a word that ends an utterance
     endpoint_idle: float = 5.0  # no word for this long: the audio is dropped, the search starts afresh
     max_utterance: float = 20.0  # an utterance this long ends: bounds the search's memory
 
@@ -354,7 +356,7 @@ def pcm16_chunks(stream, rate: int, seconds: float = 0.1, name: str = "stdin"):
     size = max(2, int(rate * seconds) * 2)
     carry = b""
     while True:
-        data = stream.read(size - len(carry)) if hasattr(stream, "read") else b""
+        data = stream.read(size - len(carry))
         if not data:
             break
         data = carry + data

@@ -114,11 +114,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", default="data/librispeech/dev.jsonl")
     ap.add_argument("--bundle", default="streaming")
-    ap.add_argument("--limit", type=int, default=0, help="the first N utterances (0: all)")
-    ap.add_argument("--settings", nargs="+", default=["0.48:0.24"], metavar="CHUNK:RIGHT",
-                    help="model chunk and right context, seconds")
+    ap.add_argument("--limit", type=int, default=0, help="N utterances evenly spaced through the manifest (0: all)")
+    ap.add_argument("--settings", nargs="+", default=[None], metavar="CHUNK:RIGHT",
+                    help="model chunk and right context, seconds (default: the bundle's)")
     ap.add_argument("--decoders", nargs="+", default=["beam", "greedy"], choices=["beam", "greedy"])
     ap.add_argument("--prior-frames", type=float, nargs="+", default=[None], help="running-CMVN prior weights to try")
+    ap.add_argument("--endpoint-silence", type=float, nargs="+", default=[None],
+                    help="trailing non-speech (s) that ends an utterance, values to try")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--concurrent", type=int, nargs="+", default=[],
                     help="instead: run this many streams at once in real time over --processes processes")
@@ -127,7 +129,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     utts = [json.loads(line) for line in open(args.manifest, encoding="utf-8") if line.strip()]
-    utts = utts[:args.limit] if args.limit else utts
+    if args.limit and args.limit < len(utts):  # evenly spaced: every speaker, not the first one's
+        utts = [utts[i * len(utts) // args.limit] for i in range(args.limit)]
     wavs = [load_audio(u["audio"]) for u in utts]
     if args.concurrent:
         print(f"{len(utts)} utterances, one after another in each stream (each starts at another); bundle {args.bundle}")
@@ -144,18 +147,20 @@ def main() -> None:
         offline_rtf = (time.perf_counter() - t0) / audio
         print(f"{decoder}: offline WER {wer(refs, offline):.2%} (RTF {offline_rtf:.4f})", flush=True)
         for setting in args.settings:
-            chunk, right = (float(x) for x in setting.split(":"))
-            for prior in args.prior_frames:
-                config = {"chunk": chunk, "right_context": right} | ({"prior_frames": prior} if prior is not None else {})
+            chunk, right = (float(x) for x in setting.split(":")) if setting else (None, None)
+            for prior, silence in [(p, e) for p in args.prior_frames for e in args.endpoint_silence]:
+                config = ({"chunk": chunk, "right_context": right} if setting else {}) \
+                    | ({"prior_frames": prior} if prior is not None else {}) \
+                    | ({"endpoint_silence": silence} if silence is not None else {})
                 runs = [run_stream(rec, w, config) for w in wavs]
                 lat = [x for r in runs for x in r["latencies"]]
                 fin = [x for r in runs for x in r["final"]]
                 streaming = wer(refs, [r["text"] for r in runs])
                 shown, revised = sum(r["shown"] for r in runs), sum(r["revised"] for r in runs)
                 rtf = sum(r["compute"] for r in runs) / sum(r["seconds"] for r in runs)
-                print(f"{decoder} chunk {chunk:.2f} s right {right:.2f} s"
-                      + (f" prior {prior:g}" if prior is not None else "")
-                      + f": WER {streaming:.2%} ({streaming / max(wer(refs, offline), 1e-9):.3f} x offline); "
+                used = rec.stream(**config).config
+                print(f"{decoder} chunk {used.chunk:.2f} s right {used.right_context:.2f} s prior {used.prior_frames:g} "
+                      f"endpoint {used.endpoint_silence:g} s: WER {streaming:.2%} ({streaming / max(wer(refs, offline), 1e-9):.3f} x offline); "
                       f"word latency median {statistics.median(lat):.2f} s (p90 {sorted(lat)[int(0.9 * len(lat))]:.2f}); "
                       f"final median {statistics.median(fin):.2f} s (p90 {sorted(fin)[int(0.9 * len(fin))]:.2f}); "
                       f"revised {revised}/{shown} shown words ({revised / max(shown, 1):.1%}); RTF {rtf:.4f} "
