@@ -96,8 +96,6 @@ class TrainConfig:
             raise ConfigError(f"precision must be 'fp32' or 'bf16', not {config.precision!r}")
         if config.dev_every < 1:
             raise ConfigError(f"dev_every must be at least 1, not {config.dev_every}")
-        if config.init_from and not Path(config.init_from).is_file():
-            raise ConfigError(f"init_from = {config.init_from}: checkpoint not found")
         if any(f <= 0 for f in config.speed_perturb):
             raise ConfigError(f"speed_perturb factors must be positive, not {list(config.speed_perturb)}")
         return config
@@ -582,7 +580,11 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
 
 
 def _init_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
-    """The weights of ``config.init_from`` (read by :func:`load_model`), whose model config must be ``config.model``'s."""
+    """The weights of ``config.init_from`` (read by :func:`load_model`), whose model config must be
+    ``config.model``'s. (Checked when training starts, not when the config is read: a recipe's
+    fine-tuning config names a checkpoint that an earlier stage writes.)"""
+    if not Path(config.init_from).is_file():
+        raise ConfigError(f"init_from = {config.init_from}: checkpoint not found")
     source = load_model(config.init_from)
     theirs, ours = source.config, config.model
     if theirs != ours:

@@ -14,7 +14,7 @@ import asr
 from asr.cli import main
 from asr.features import AudioError, load_audio
 from asr.metrics import wer
-from asr.stream import Stream, StreamError, StreamingConfig, _Resampler, pcm16_chunks
+from asr.stream import Stream, StreamError, _Resampler, pcm16_chunks
 
 SAMPLES = "asr/assets/samples"
 

@@ -198,7 +198,8 @@ def test_init_from_starts_from_a_checkpoints_weights_with_a_fresh_schedule(tmp_p
         train(dataclasses.replace(cfg, out_dir=str(tmp_path / "d"), epochs=1, init_from=str(tmp_path / "a" / "final.pt"),
                                   model=ModelConfig(hidden=32, layers=1, dropout=0.0)), progress=False)
     with pytest.raises(ConfigError, match="init_from = nope.pt: checkpoint not found"):
-        TrainConfig.from_dict({"train_manifest": "t", "out_dir": "o", "init_from": "nope.pt"})
+        train(dataclasses.replace(cfg, out_dir=str(tmp_path / "e"), init_from="nope.pt"), progress=False)
+    assert not (tmp_path / "e").exists()  # said before anything was written or computed
 
 
 def test_dev_every_scores_dev_on_its_epochs_and_the_last(tmp_path):
