@@ -18,7 +18,7 @@ recognizers in the same run:
 
 PocketSphinx 5.1.1 with its bundled model (`pip install -e '.[bench]'`, which also brings
 pyroomacoustics for the rooms) decodes the same files in 2 processes. Prints one line per
-condition and writes summary.json.
+condition (asr's word-confidence ROC AUC and ECE under it beside) and writes summary.json.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import asr
 from asr.augment import add_noise, babble, clip, coloured_noise, gain_to, opus, room, telephone, within_full_scale
 from asr.data import read_manifest
 from asr.features import SAMPLE_RATE, load_audio
-from asr.metrics import wer
+from asr.metrics import expected_calibration_error, roc_auc, wer, words_right
 
 CONDITIONS = (["clean"] + [f"{kind}-{snr}" for kind in ("white", "pink", "babble") for snr in (20, 10, 5, 0)]
               + ["room-0.3", "room-0.6", "room-0.9", "telephone", "opus", "quiet", "clipping", "digits"])
@@ -132,7 +132,8 @@ def main() -> None:
     out = Path(args.out)
     summary: dict[str, dict] = {}
     print(f"{len(chosen)} dev utterances (every {step}th) per condition; {recognizer.bundle.path}")
-    print(f"{'condition':12s} {'asr WER':>8s} {'pocketsphinx':>12s}  utterances  seconds of audio")
+    print(f"{'condition':12s} {'asr WER':>8s} {'pocketsphinx':>12s}  utterances  seconds of audio  "
+          f"confidence AUC, ECE (asr)")
     for condition in args.conditions:
         folder = out / "audio" / condition
         folder.mkdir(parents=True, exist_ok=True)
@@ -151,14 +152,25 @@ def main() -> None:
             paths.append(str(path))
         refs = [text for _, text, _ in items]
         start = time.perf_counter()
-        hyps = [t.text for t in recognizer.transcribe(paths, workers=args.workers)]
+        transcripts = recognizer.transcribe(paths, workers=args.workers)
+        hyps = [t.text for t in transcripts]
         row = {"asr": wer(refs, hyps), "asr_seconds": round(time.perf_counter() - start, 1),
                "utterances": len(items), "audio_seconds": round(sum(x.numel() for *_, x in items) / SAMPLE_RATE, 1)}
+        # the word confidences under this condition: how well they tell right words from wrong
+        # ones (ROC AUC) and how far they are from the share that is right (ECE, 10 bins)
+        right = [r for ref, t in zip(refs, transcripts) for r in words_right(ref, [w.word for w in t.words])]
+        confidences = [w.confidence for t in transcripts for w in t.words]
+        if right and 0 < sum(right) < len(right):
+            row["confidence_auc"] = round(roc_auc(confidences, right), 4)
+        if right:
+            row["confidence_ece"] = round(expected_calibration_error(confidences, right), 4)
         if sphinx is not None:
             row["pocketsphinx"] = wer(refs, sphinx(paths, args.workers))
         summary[condition] = row
         ps = f"{row['pocketsphinx']:11.1%}" if "pocketsphinx" in row else f"{'-':>11s}"
-        print(f"{condition:12s} {row['asr']:8.1%} {ps}   {row['utterances']:10d}  {row['audio_seconds']:.0f}", flush=True)
+        conf = f"{row.get('confidence_auc', float('nan')):6.3f} {row.get('confidence_ece', float('nan')):6.3f}"
+        print(f"{condition:12s} {row['asr']:8.1%} {ps}   {row['utterances']:10d}  {row['audio_seconds']:16.0f}  {conf}",
+              flush=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
