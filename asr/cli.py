@@ -74,6 +74,11 @@ def _add_streaming_options(g) -> None:
                                                                         "an utterance")
 
 
+def _streaming_options(args: argparse.Namespace) -> dict[str, float]:
+    """The streaming options given (StreamingConfig fields), for `asr stream` and `asr bundle`."""
+    return {k: getattr(args, k) for k in ("chunk", "right_context", "endpoint_silence") if getattr(args, k) is not None}
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .data import prepare_folder, prepare_librispeech
 
@@ -274,7 +279,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     if record:
         produced["dev"] = {"wer": record["wer"], "manifest": record.get("manifest")}
     streaming = base.streaming
-    changes = {k: getattr(args, k) for k in ("chunk", "right_context", "endpoint_silence") if getattr(args, k) is not None}
+    changes = _streaming_options(args)
     if args.stream_stats or changes:
         from .model import load_model
         from .stream import StreamingConfig, manifest_statistics, read_streaming, write_streaming
@@ -303,8 +308,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from .stream import file_chunks, pcm16_chunks
     from .transcribe import Transcriber
 
-    options = {k: getattr(args, k) for k in ("chunk", "right_context", "endpoint_silence") if getattr(args, k) is not None}
-    stream = Transcriber(_bundle(args)).stream(**options)
+    stream = Transcriber(_bundle(args)).stream(**_streaming_options(args))
     if args.input == "-":
         rate, chunks = args.rate, pcm16_chunks(sys.stdin.buffer, args.rate)
     else:

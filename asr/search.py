@@ -195,8 +195,7 @@ class IncrementalSearch:
     def __init__(self, beam: BeamDecoder):
         self.beam = beam
         self.decoder = beam.decoder.fresh()
-        self.decoder.decode_begin()
-        self.rows: list[torch.Tensor] = []  # the searched frames' log-probabilities (V,) each
+        self.rows: list[torch.Tensor] = []  # the searched frames' log-probabilities, (T_i, V) per accepted chunk
         self.frames: list[int] = []  # their indices in the utterance
         self.seen = 0  # frames accepted
         self.sure = False  # whether the last accepted frame was a sure blank (see `skip_blank_frames`)
@@ -211,16 +210,15 @@ class IncrementalSearch:
             self.sure = bool(log_probs[-1, self.beam.vocab.blank] > math.log(self.beam.blank_skip))
         rows = log_probs[kept].contiguous()
         self.decoder.step(rows)
-        self.rows += list(rows)
+        self.rows.append(rows)
         self.frames += (kept + self.seen).tolist()
         self.seen += log_probs.shape[0]
 
     def best(self, frame_seconds: float) -> list[Word]:
         """The words of the best hypothesis so far (a partial result; no evidence)."""
-        if not self.rows:
+        if not self.frames:
             return []
-        return self.beam._words(self.decoder.best(), torch.stack(self.rows), torch.tensor(self.frames),
-                                frame_seconds)
+        return self.beam._words(self.decoder.best(), torch.cat(self.rows), torch.tensor(self.frames), frame_seconds)
 
     def finish(self, frame_seconds: float) -> list[tuple[list[Word], float]]:
         """End the utterance: its n-best (words, score), best first, as :meth:`BeamDecoder.search` gives them."""
@@ -228,7 +226,7 @@ class IncrementalSearch:
         # utterance one more frame, a certain boundary, right after its end.
         boundary = torch.where(torch.arange(len(self.beam.vocab.tokens)) == self.beam.vocab.boundary, 0.0, -1e4)
         self.decoder.step(boundary[None])
-        emission = torch.stack([*self.rows, boundary])
+        emission = torch.cat([*self.rows, boundary[None]])
         frames = torch.tensor([*self.frames, self.seen])
         return [(self.beam._words(h, emission, frames, frame_seconds), float(h.score)) for h in self.decoder.end()]
 
@@ -372,7 +370,7 @@ class Flashlight:
         self._make = lambda: fl.LexiconDecoder(options, trie, self.lm, sil, self.blank, unk, [], False)
 
     def fresh(self) -> "_Steps":
-        """A new search over the same trie and LM, fed frames step by step (streaming)."""
+        """A new search over the same trie and LM, begun, to be fed frames step by step (streaming)."""
         return _Steps(self._make(), self)
 
     def _hypothesis(self, result) -> BeamHypothesis:
@@ -388,9 +386,7 @@ class _Steps:
 
     def __init__(self, decoder, flashlight: Flashlight):
         self.decoder, self.flashlight = decoder, flashlight
-
-    def decode_begin(self) -> None:
-        self.decoder.decode_begin()
+        decoder.decode_begin()
 
     def step(self, emission: torch.Tensor) -> None:
         """Search the next ``(T, V)`` float32 log-probabilities."""

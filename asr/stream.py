@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import json
 import math
 import numbers
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,6 +49,7 @@ import torchaudio
 from .decode import Word, decode_batch, text_of
 from .errors import ConfigError, UserError
 from .features import SAMPLE_RATE, AudioError, FeatureStats, RunningCMVN, StreamingMFCC
+from .io import atomic_write_text
 from .model import forward_chunk
 from .text import CHAR_VOCAB, PHONE_VOCAB
 
@@ -325,9 +328,6 @@ class Stream:
 
 def read_streaming(path) -> tuple[StreamingConfig, FeatureStats | None]:
     """A bundle's stream.json: ``{"config": {StreamingConfig fields}, "stats": {FeatureStats}}``."""
-    import json
-    from pathlib import Path
-
     try:
         d = json.loads(Path(path).read_text(encoding="utf-8"))
         config = StreamingConfig(**d.get("config", {}))
@@ -340,10 +340,6 @@ def read_streaming(path) -> tuple[StreamingConfig, FeatureStats | None]:
 
 def write_streaming(path, config: StreamingConfig, stats: FeatureStats | None) -> None:
     """Write a stream.json (atomically) for :func:`asr.bundle.write_bundle`."""
-    import json
-
-    from .io import atomic_write_text
-
     atomic_write_text(path, json.dumps({"config": dataclasses.asdict(config),
                                         "stats": stats.to_json() if stats else None}, indent=1) + "\n")
 
