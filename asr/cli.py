@@ -300,16 +300,26 @@ def cmd_stream(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         print(f"error: --rate must be a positive number of samples a second, not {args.rate}", file=sys.stderr)
         return 2
+    if args.duration is not None and not (args.mic and args.duration > 0):
+        print("error: --duration is the microphone's (--mic) recording time, a positive number of seconds",
+              file=sys.stderr)
+        return 2
+    if args.mic and args.input != "-":
+        print(f"error: --mic records from a microphone: give no FILE ({args.input})", file=sys.stderr)
+        return 2
     if args.input != "-" and not os.path.lexists(args.input):
         print(f"error: {args.input}: file not found", file=sys.stderr)
         return 2
     import time
 
-    from .stream import file_chunks, pcm16_chunks
+    from .stream import file_chunks, microphone_chunks, pcm16_chunks
     from .transcribe import Transcriber
 
     stream = Transcriber(_bundle(args)).stream(**_streaming_options(args))
-    if args.input == "-":
+    if args.mic:
+        device = int(args.device) if args.device is not None and args.device.isdigit() else args.device
+        rate, chunks = args.rate, microphone_chunks(args.rate, device=device, duration=args.duration)
+    elif args.input == "-":
         rate, chunks = args.rate, pcm16_chunks(sys.stdin.buffer, args.rate)
     else:
         rate, chunks = file_chunks(args.input)
@@ -343,6 +353,9 @@ def cmd_stream(args: argparse.Namespace) -> int:
             while (seg := stream.result()) is not None:
                 finals.append(seg)
             show(partial, finals)
+    except KeyboardInterrupt:
+        if not args.mic:  # a microphone is stopped by Ctrl-C: the normal end, not an interruption
+            raise
     finally:  # also when the input ends badly (an odd byte): what was heard is recognised and said
         show(None, stream.finish())
         if live and shown:
@@ -528,8 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="?", default="-", metavar="FILE | -",
                    help="audio file, or - (default) for raw 16-bit little-endian mono PCM on stdin, "
                         "e.g. `arecord -f S16_LE -r 16000 | asr stream -`")
-    p.add_argument("--rate", type=int, default=16000, help="sample rate of the PCM on stdin (default: 16000; "
-                                                           "a file says its own)")
+    p.add_argument("--rate", type=int, default=16000, help="sample rate of the PCM on stdin or of the microphone "
+                                                           "(default: 16000; a file says its own)")
+    p.add_argument("--mic", action="store_true", help="record from a microphone until Ctrl-C (the optional "
+                                                      "sounddevice package: pip install 'asr[mic]')")
+    p.add_argument("--device", metavar="ID", help="with --mic: the input device, a number or a name as "
+                                                  "`python -m sounddevice` lists them (default: the system's)")
+    p.add_argument("--duration", type=float, metavar="S", help="with --mic: stop after S seconds (default: at Ctrl-C)")
     _add_model_options(p)
     _add_decoding_options(p)
     _add_streaming_options(p.add_argument_group("streaming (defaults: the bundle's stream.json)"))

@@ -24,6 +24,8 @@ class ModelConfig:
     hidden: int = 320  # units per direction
     layers: int = 4
     bidirectional: bool = True
+    lookahead: int = 0  # >0: each step's input also holds the next `lookahead` steps' frames (x stack x 10 ms
+    # ahead), so that a unidirectional model hears a little of what follows each step at that much latency
     nonlinearity: str = "tanh"  # "tanh" or "relu"
     identity_init: bool = False  # recurrent weights start as the identity, biases at 0 (IRNN, Le et al. 2015; for relu)
     orthogonal_init: bool = False  # recurrent weights start as random orthogonal matrices (all singular values 1; Saxe et al. 2014)
@@ -173,7 +175,11 @@ class AcousticModel(nn.Module):
             raise ConfigError(f"nonlinearity must be 'tanh' or 'relu', not {config.nonlinearity!r}")
         self.config = config
         d = config.hidden * (2 if config.bidirectional else 1)
-        self.input = nn.Sequential(nn.Linear(config.features.dim * config.stack, config.hidden), nn.LayerNorm(config.hidden))
+        if config.lookahead < 0:
+            raise ConfigError(f"lookahead must be 0 or more model steps, not {config.lookahead}")
+        steps_in = 1 + config.lookahead  # the step itself and the steps it looks ahead to
+        self.input = nn.Sequential(nn.Linear(config.features.dim * config.stack * steps_in, config.hidden),
+                                   nn.LayerNorm(config.hidden))
         # One nn.RNN per layer (rather than num_layers=L) so that LayerNorm and dropout can sit between them.
         # A projection makes layer i>0's input proj wide: its W_ih costs proj*(D*H) multiply-adds per frame
         # plus the projection's (D*H)*proj, against (D*H)^2 without (D*H = 1024: 0.52 M against 1.05 M at proj 256).
@@ -212,13 +218,19 @@ class AcousticModel(nn.Module):
         return (lengths + self.config.stack - 1) // self.config.stack
 
     def stack_frames(self, feats: torch.Tensor) -> torch.Tensor:
-        """``(B, T, D)`` -> ``(B, ceil(T/s), s*D)``, zero-padding the tail."""
-        s = self.config.stack
+        """``(B, T, D)`` -> ``(B, ceil(T/s), (1+k)*s*D)``: ``s`` frames a step, zero-padding the tail, then
+        with ``lookahead`` ``k`` the next ``k`` steps' frames after them (zeros past the end)."""
+        s, k = self.config.stack, self.config.lookahead
         B, T, D = feats.shape
         pad = (-T) % s
         if pad:
             feats = nn.functional.pad(feats, (0, 0, 0, pad))
-        return feats.reshape(B, (T + pad) // s, s * D)
+        x = feats.reshape(B, (T + pad) // s, s * D)
+        if k:
+            # zeros past the end, as past a shorter utterance's end in a padded batch: batch == alone
+            ahead = nn.functional.pad(x, (0, 0, 0, k))
+            x = torch.cat([ahead[:, j:j + x.shape[1]] for j in range(k + 1)], -1)
+        return x
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return ``{"char": (B, T', n_chars), "phone": (B, T', n_phones), "lengths": (B,)}`` (log-softmax); in training

@@ -160,7 +160,10 @@ class Stream:
         stack = model.config.stack
         self.step_seconds = model.config.frame_seconds  # one model step: `stack` feature frames
         self.chunk_steps = max(1, round(config.chunk / self.step_seconds))
-        self.right_frames = round(config.right_context / self.step_seconds) * stack if model.config.bidirectional else 0
+        # a bidirectional model's backward direction hears the right context; a model that looks
+        # ahead needs its look-ahead steps at least, to read each step as offline
+        right_steps = round(config.right_context / self.step_seconds) if model.config.bidirectional else 0
+        self.right_frames = max(right_steps, model.config.lookahead) * stack
         self.stack = stack
         self.pending = torch.zeros(0, features.n_mfcc)  # plain MFCC frames from the next chunk's first on
         self.counted = 0  # of them, how many are in the normalisation's statistics
@@ -384,6 +387,40 @@ def file_chunks(path, seconds: float = 0.1):
             yield block.mean(axis=1)
 
     return rate, chunks()
+
+
+def microphone_chunks(rate: int = SAMPLE_RATE, seconds: float = 0.1, device: int | str | None = None,
+                      duration: float | None = None):
+    """A microphone (the system's default input, or ``device``: a number or a name as
+    ``python -m sounddevice`` lists them) -> float32 mono chunks of ``seconds`` as they are
+    recorded, for ``duration`` seconds or until the caller stops (Ctrl-C). Needs the optional sounddevice package
+    (``pip install 'asr[mic]'``, PortAudio); without it, or without an input device, a
+    :class:`UserError` says so."""
+    import queue
+
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as e:  # OSError: sounddevice is there, the PortAudio library is not
+        raise UserError(f"microphone input needs the sounddevice package and PortAudio "
+                        f"(pip install 'asr[mic]'; {type(e).__name__}: {e})") from None
+    blocks: queue.Queue = queue.Queue()
+
+    def record(indata, frames, time, status):  # PortAudio's thread: hand the block over, nothing more
+        blocks.put(indata[:, 0].copy())
+
+    try:
+        source = sd.InputStream(samplerate=rate, channels=1, dtype="float32", blocksize=max(1, int(rate * seconds)),
+                                device=device, callback=record)
+    except (sd.PortAudioError, ValueError) as e:
+        raise UserError(f"microphone {device if device is not None else '(default)'}: cannot record at {rate} Hz "
+                        f"({e})") from None
+    limit = math.inf if duration is None else round(duration * rate)
+    recorded = 0
+    with source:
+        while recorded < limit:
+            block = blocks.get()[:max(0, limit - recorded)]
+            recorded += len(block)
+            yield block
 
 
 def manifest_statistics(manifest, features, utterances: int = 500) -> FeatureStats:

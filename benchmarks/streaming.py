@@ -3,6 +3,8 @@
     python benchmarks/streaming.py --manifest data/librispeech/dev.jsonl [--limit N] \
         [--settings 0.48:0.24 0.24:0.12] [--decoders beam greedy] [--threads 1]
     python benchmarks/streaming.py --limit 40 --concurrent 8 12 16   # streams at once, in real time
+    python benchmarks/streaming.py --long 60                         # memory over an hour-long stream
+    python benchmarks/streaming.py --bundle DIR --offline-bundle default  # another model against the shipped offline
 
 Each utterance is one stream fed 100 ms chunks as fast as the recognizer takes them, then 2 s
 of quiet noise (-60 dBFS), so that its endpoint rather than the end of the audio ends it. A
@@ -16,6 +18,11 @@ For each decoder the offline WER of the same utterances (``Transcriber.transcrib
 ``--concurrent N``: N streams at once, split over ``--processes`` processes of one thread each,
 each fed a 100 ms chunk every 100 ms of a real-time clock (dev utterances one after another);
 the largest lag of a chunk's processing behind its arrival says whether they keep up.
+
+``--long MINUTES``: one stream of that much audio (the utterances one after another, with 1 s of
+quiet noise between them, over again as needed), fed 100 ms chunks as fast as it takes them; the
+process's resident memory (RSS, /proc/self/status) is printed every 5 minutes of audio, to show
+that it stays flat however long the stream.
 """
 
 from __future__ import annotations
@@ -110,6 +117,40 @@ def concurrency(bundle: str, wavs: list, counts: list[int], seconds: float, proc
               f"largest lag {max(lags):.2f} s ({'keeps up' if max(lags) < 0.5 else 'falls behind'})", flush=True)
 
 
+def rss_mb() -> float:
+    """This process's resident memory now, MB (Linux)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def long_stream(bundle: str, wavs: list, minutes: float) -> None:
+    """One stream of ``minutes`` of audio: RSS every 5 minutes of it, and the words it gave."""
+    rec = asr.load(bundle)
+    stream = rec.stream()
+    gap = 1e-3 * torch.randn(16000, generator=torch.Generator().manual_seed(0))  # 1 s of -60 dBFS noise
+    fed, report, segments, words, i = 0, 0.0, 0, 0, 0
+    t0 = time.perf_counter()
+    print(f"one stream of {minutes:g} min: dev utterances one after another with 1 s gaps; bundle {bundle}; "
+          f"RSS before any audio {rss_mb():.0f} MB", flush=True)
+    while fed < minutes * 60 * 16000:
+        audio = torch.cat([wavs[i % len(wavs)], gap])
+        i += 1
+        for k in range(0, len(audio), CHUNK):
+            stream.accept(audio[k:k + CHUNK])
+            while (seg := stream.result()) is not None:
+                segments, words = segments + 1, words + len(seg.words)
+        fed += len(audio)
+        if fed / 16000 / 60 >= report + 5:
+            report += 5
+            print(f"{report:5.0f} min of audio: RSS {rss_mb():.0f} MB, {segments} final results, {words} words, "
+                  f"RTF so far {(time.perf_counter() - t0) / (fed / 16000):.4f}", flush=True)
+    rest = stream.finish()
+    print(f"finished: {segments + len(rest)} final results, {words + sum(len(s.words) for s in rest)} words, "
+          f"RSS {rss_mb():.0f} MB", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", default="data/librispeech/dev.jsonl")
@@ -126,12 +167,19 @@ def main() -> None:
                     help="instead: run this many streams at once in real time over --processes processes")
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=60.0, help="real time each concurrency run lasts")
+    ap.add_argument("--long", type=float, default=0.0, metavar="MINUTES",
+                    help="instead: one stream of this many minutes of audio, its memory every 5 minutes")
+    ap.add_argument("--offline-bundle", default=None,
+                    help="the WER ratio's offline side: this bundle's offline WER (default: --bundle's own)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     utts = [json.loads(line) for line in open(args.manifest, encoding="utf-8") if line.strip()]
     if args.limit and args.limit < len(utts):  # evenly spaced: every speaker, not the first one's
         utts = [utts[i * len(utts) // args.limit] for i in range(args.limit)]
     wavs = [load_audio(u["audio"]) for u in utts]
+    if args.long:
+        long_stream(args.bundle, wavs, args.long)
+        return
     if args.concurrent:
         print(f"{len(utts)} utterances, one after another in each stream (each starts at another); bundle {args.bundle}")
         concurrency(args.bundle, wavs, args.concurrent, args.seconds, args.processes)
@@ -146,6 +194,11 @@ def main() -> None:
         offline = [rec.transcribe(w.numpy(), sample_rate=16000).text for w in wavs]
         offline_rtf = (time.perf_counter() - t0) / audio
         print(f"{decoder}: offline WER {wer(refs, offline):.2%} (RTF {offline_rtf:.4f})", flush=True)
+        if args.offline_bundle:
+            other = asr.load(args.offline_bundle, decoder=decoder) if decoder == "greedy" else asr.load(args.offline_bundle)
+            offline = [other.transcribe(w.numpy(), sample_rate=16000).text for w in wavs]
+            print(f"{decoder}: offline WER of {args.offline_bundle} {wer(refs, offline):.2%} (the ratios' offline side)",
+                  flush=True)
         for setting in args.settings:
             chunk, right = (float(x) for x in setting.split(":")) if setting else (None, None)
             for prior, silence in [(p, e) for p in args.prior_frames for e in args.endpoint_silence]:

@@ -60,12 +60,25 @@ def test_stack_frames():
     assert s[1].tolist() == [[8, 9, 10, 11, 12, 13], [14, 15, 0, 0, 0, 0]]
 
 
-@pytest.mark.parametrize("bidirectional,nonlinearity,residual,proj", [(True, "tanh", False, 0), (False, "relu", False, 0),
-                                                                      (True, "tanh", True, 0), (True, "tanh", True, 6)])
-def test_batch_equals_single(bidirectional, nonlinearity, residual, proj):
+def test_stack_frames_with_lookahead_appends_the_next_steps():
+    model = AcousticModel(ModelConfig(stack=2, lookahead=2, hidden=8, layers=1))
+    x = torch.arange(1, 8, dtype=torch.float).reshape(1, 7, 1)  # 7 frames of 1 coefficient: 4 steps of 2
+    s = model.stack_frames(x)
+    assert s.shape == (1, 4, 6)
+    # each step, then the next two steps' frames, zeros past the end
+    assert s[0].tolist() == [[1, 2, 3, 4, 5, 6], [3, 4, 5, 6, 7, 0], [5, 6, 7, 0, 0, 0], [7, 0, 0, 0, 0, 0]]
+    assert model.input[0].in_features == model.config.features.dim * 2 * 3
+    with pytest.raises(ConfigError, match="lookahead"):
+        AcousticModel(ModelConfig(lookahead=-1))
+
+
+@pytest.mark.parametrize("bidirectional,nonlinearity,residual,proj,lookahead", [
+    (True, "tanh", False, 0, 0), (False, "relu", False, 0, 0), (True, "tanh", True, 0, 0), (True, "tanh", True, 6, 0),
+    (False, "tanh", False, 0, 2)])
+def test_batch_equals_single(bidirectional, nonlinearity, residual, proj, lookahead):
     torch.manual_seed(0)
     cfg = ModelConfig(hidden=16, layers=2, bidirectional=bidirectional, nonlinearity=nonlinearity, residual=residual,
-                      proj=proj)
+                      proj=proj, lookahead=lookahead)
     model = AcousticModel(cfg).eval()
     feats = [torch.randn(n, cfg.features.dim) for n in (30, 17, 9)]
     x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
@@ -328,20 +341,20 @@ def test_forward_batches_in_bf16_is_close_to_fp32():
         next(forward_batches(model, feats, precision="fp16"))
 
 
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_forward_chunk_of_a_unidirectional_model_is_the_whole_forward(nonlinearity):
+@pytest.mark.parametrize("nonlinearity,lookahead", [("tanh", 0), ("relu", 0), ("tanh", 2)])
+def test_forward_chunk_of_a_unidirectional_model_is_the_whole_forward(nonlinearity, lookahead):
     from asr.model import forward_chunk
 
     torch.manual_seed(0)
     m = AcousticModel(ModelConfig(hidden=16, layers=3, bidirectional=False, nonlinearity=nonlinearity,
-                                  inter_layer=1, self_condition=True, residual=True)).eval()
+                                  inter_layer=1, self_condition=True, residual=True, lookahead=lookahead)).eval()
     feats = torch.randn(50, 40)  # 17 steps of 3 frames, the last one padded
     whole = m(feats[None], torch.tensor([50]))
     for steps in (1, 2, 5, 17):
         outs, state = [], None
         for start in range(0, 50, steps * 3):
             n = min(steps, -(-(50 - start) // 3))
-            # a right context changes nothing for a model that only looks back
+            # a right context of the look-ahead's 2 steps (more changes nothing for a model that only looks back)
             out, state = forward_chunk(m, feats[start:start + steps * 3 + 6], n, state)
             outs.append(out)
         for head in ("char", "phone"):

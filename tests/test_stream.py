@@ -160,3 +160,68 @@ def test_cli_stream_file_and_stdin_pcm(tmp_path, clip, capsys):
     assert b"stdin: the audio ended in the middle of a 16-bit sample" in r.stderr
     assert main(["stream", str(tmp_path / "missing.wav")]) == 2
     assert "missing.wav: file not found" in capsys.readouterr().err
+
+
+def test_a_model_that_looks_ahead_reads_the_stream_as_it_reads_the_whole(clip):
+    # a unidirectional model with a look-ahead of 2 steps: each chunk needs 2 steps of right
+    # context (whatever right_context says), and then its outputs are the whole forward's
+    from types import SimpleNamespace
+
+    from asr.features import FeatureConfig, compute_features
+    from asr.model import AcousticModel, ModelConfig
+    from asr.stream import StreamingConfig
+
+    torch.manual_seed(0)
+    features = FeatureConfig(cmvn=False)  # no normalisation: the stream's features are the offline ones
+    model = AcousticModel(ModelConfig(features=features, hidden=16, layers=2, bidirectional=False,
+                                      lookahead=2)).eval()
+    stream = Stream(SimpleNamespace(model=model, lexicon=None, head="phone", beam=None),
+                    StreamingConfig(chunk=0.09, right_context=0.0))
+    got = []
+    stream._outputs = lambda out: got.append(out["phone"])  # the model's output, chunk by chunk
+    wav = clip[:16000]
+    feed(stream, wav, 1000)
+    feats = compute_features(wav, features)
+    whole = model(feats[None], torch.tensor([len(feats)]))["phone"][0]
+    torch.testing.assert_close(torch.cat(got), whole, atol=1e-5, rtol=0)
+
+
+class FakeSounddevice:
+    """sounddevice's InputStream, recording ``wav`` at once: each block to the callback as PortAudio would."""
+
+    PortAudioError = RuntimeError
+
+    def __init__(self, wav):
+        self.wav, self.closed = wav, False
+
+    def InputStream(self, samplerate, channels, dtype, blocksize, device, callback):
+        assert (samplerate, channels, dtype) == (16000, 1, "float32")
+        fake = self
+
+        class Source:
+            def __enter__(self):
+                for i in range(0, len(fake.wav), blocksize):
+                    block = fake.wav[i:i + blocksize].numpy()[:, None]
+                    callback(block, len(block), None, None)
+                return self
+
+            def __exit__(self, *exc):
+                fake.closed = True
+
+        return Source()
+
+
+def test_cli_stream_from_a_microphone(monkeypatch, clip, capsys):
+    assert main(["stream", f"{SAMPLES}/2300-131720-0008.opus"]) == 0
+    from_file = capsys.readouterr().out.split()
+    mic = FakeSounddevice(torch.cat([clip, torch.zeros(16000)]))
+    monkeypatch.setitem(sys.modules, "sounddevice", mic)
+    seconds = len(clip) / 16000 + 0.5  # the recording stops here, half a second after the speech
+    assert main(["stream", "--mic", "--duration", str(seconds)]) == 0
+    assert capsys.readouterr().out.split() == from_file and from_file
+    assert mic.closed
+    assert main(["stream", "--mic", f"{SAMPLES}/2300-131720-0008.opus"]) == 2
+    assert main(["stream", "--duration", "3"]) == 2  # a duration without --mic
+    monkeypatch.setitem(sys.modules, "sounddevice", None)  # not installed: import fails
+    assert main(["stream", "--mic", "--duration", "1"]) == 2
+    assert "pip install 'asr[mic]'" in capsys.readouterr().err

@@ -5,11 +5,13 @@
 #   recipes/librispeech/run.sh CORPUS_DIR [CONFIG] [START_STAGE] [STOP_STAGE]
 #
 # CORPUS_DIR holds LibriSpeech subsets (train-clean-5/, test-clean/, ...), with any audio
-# soundfile reads. CONFIG defaults to conf/train-clean-5.toml (2-core CPU). Each stage can be
-# rerun alone; training resumes from the last checkpoint if it was interrupted.
+# soundfile reads. CONFIG defaults to conf/train-clean-5.toml (2-core CPU), the model `asr`
+# ships; conf/train-clean-5-streaming.toml trains a unidirectional model for streaming. Each
+# stage can be rerun alone; training resumes from the last checkpoint if it was interrupted.
 # LM_TEXT: text for the word LM besides the training transcripts (default: the Gutenberg
 # text next to the corpus, ../lm/gutenberg.txt.gz). Stage 6 writes the bundle (model, lexicon,
-# LM, tuned decoding, calibrator: `asr bundle`) and copies it into asr/assets/, the bundle `asr` ships.
+# LM, tuned decoding, calibrator: `asr bundle`); for the default config it copies it into
+# asr/assets/, the bundle `asr` ships (SHIP below).
 set -euo pipefail
 
 corpus=${1:?usage: run.sh CORPUS_DIR [CONFIG] [START_STAGE] [STOP_STAGE]}
@@ -39,8 +41,18 @@ asr=${ASR:-asr}
 # the default config's is conf/finetune-augment.toml. The model that stages 3-7 decode, tune and
 # ship is then the average of the trained model and its fine-tune (soup.pt), else final.pt.
 finetune=${FINETUNE:-}
-if [ -z "$finetune" ] && [ "$config" = recipes/librispeech/conf/train-clean-5.toml ]; then
-  finetune=recipes/librispeech/conf/finetune-augment.toml
+if [ -z "$finetune" ]; then
+  case $config in
+    recipes/librispeech/conf/train-clean-5.toml) finetune=recipes/librispeech/conf/finetune-augment.toml ;;
+    recipes/librispeech/conf/train-clean-5-streaming.toml) finetune=recipes/librispeech/conf/finetune-augment-streaming.toml ;;
+  esac
+fi
+# Stage 6 copies the bundle into asr/assets/ (what `asr` ships as its default) for the default
+# config only; SHIP=DIR copies it there instead, SHIP=none nowhere.
+ship=${SHIP:-}
+if [ -z "$ship" ]; then
+  ship=none
+  [ "$config" = recipes/librispeech/conf/train-clean-5.toml ] && ship=asr/assets
 fi
 
 # Which manifests the config wants and where its experiment lives.
@@ -125,7 +137,13 @@ fi
 
 lm_arpa=$out_dir/lm/lm.arpa.gz
 lm=$out_dir/lm/lm.bin  # what stages 5-7 search with and the bundle ships
-if [ "$start" -le 4 ] && [ "$stop" -ge 4 ]; then
+# LM=FILE: search with this KenLM binary instead (stage 4 skipped), e.g. the default config's
+# exp/librispeech/train-clean-5/lm/lm.bin for the streaming model: the same text, the same LM
+if [ -n "${LM:-}" ]; then
+  lm=$LM
+  [ -f "$lm" ] || { echo "run.sh: LM=$lm: file not found" >&2; exit 2; }
+fi
+if [ -z "${LM:-}" ] && [ "$start" -le 4 ] && [ "$stop" -ge 4 ]; then
   echo "stage 4: word LM from $train_manifest + $lm_text + number text -> $lm_arpa, as KenLM binary $lm (never test transcripts)"
   mkdir -p "$out_dir/lm"
   # spoken numbers (digit strings, years, times, amounts), which the books hardly spell out:
@@ -178,15 +196,18 @@ PY
 fi
 
 if [ "$start" -le 6 ] && [ "$stop" -ge 6 ]; then
-  echo "stage 6: bundle $model + $lm + the best decoding + its calibrator -> $out_dir/bundle, shipped as asr/assets/"
+  echo "stage 6: bundle $model + $lm + the best decoding + its calibrator -> $out_dir/bundle (copied to: $ship)"
   # precision auto: bf16 inference where the CPU has it: 1.13x faster, same dev WER (RESULTS.md)
   # --stream-stats: the training audio's feature statistics, which start a stream's running
   # normalisation (`asr stream`, asr.stream): the bundle streams as well
   $asr bundle "$model" --decoding "$out_dir/tune/best.json" \
     --calibration "$out_dir/calibration/calibration.json" --precision auto \
     --stream-stats "$train_manifest" --out "$out_dir/bundle"
-  for f in "$out_dir"/bundle/*; do cp "$f" asr/assets/; done  # bundle.json and the files it lists
-  $asr transcribe asr/assets/samples/*.opus --quiet > /dev/null  # the shipped bundle loads: every sha256 checked
+  if [ "$ship" != none ]; then
+    mkdir -p "$ship"
+    for f in "$out_dir"/bundle/*; do cp "$f" "$ship/"; done  # bundle.json and the files it lists
+  fi
+  $asr transcribe asr/assets/samples/*.opus --bundle "$out_dir/bundle" --quiet > /dev/null  # it loads: every sha256 checked
   du -ch "$out_dir"/bundle/* | tail -1
 fi
 
