@@ -211,8 +211,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .bundle import write_bundle
     from .evaluate import calibrate
 
+    augment = None
+    if args.augment:
+        from .train import TrainConfig
+
+        augment = TrainConfig.load(args.augment).augment
+        if not augment.copies:
+            print(f"error: {args.augment}: its [augment] makes no corrupted copies (copies = 0)", file=sys.stderr)
+            return 2
     bundle, _ = _with_tuned(_bundle(args, quiet=bool(args.decoding)), args.decoding, args.precision)
-    summary = calibrate(args.manifest, args.out, bundle, workers=_workers(args),
+    summary = calibrate(args.manifest, args.out, bundle, workers=_workers(args), augment=augment,
                         log=lambda line: print(line, file=sys.stderr))
     print(json.dumps({k: v for k, v in summary.items() if k != "calibrator"}, indent=2))
     print(f"calibrator: {args.out}/calibration.json", file=sys.stderr)
@@ -495,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_options(p)
     p.add_argument("--decoding", metavar="JSON", help="head and decoding to calibrate, as `asr tune` writes them "
                                                       "(best.json); default: the shipped decoding with the options above")
+    p.add_argument("--augment", metavar="TOML", help="a training config whose [augment] corrupts copies of the dev "
+                                                      "set to fit on as well (e.g. conf/finetune-augment.toml): "
+                                                      "confidences that hold under noise, rooms, phone lines")
     p.add_argument("--out", required=True, help="folder for calibration.json and calibration-summary.json "
                                                  "(with --bundle, the bundle decodes with the new calibrator too)")
     p.add_argument("--workers", type=int, help=WORKERS + " reading audio into features (default: one per core)")

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .augment import AugmentConfig
 from .bundle import Bundle
 from .data import read_manifest
 from .io import atomic_write_text
@@ -232,36 +233,54 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     return result
 
 
+CALIBRATION_L2 = (1e-3, 1e-2, 1e-1)  # penalties tried; the one of least cross-validated log-loss is fitted
+
+
 def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers: int = 1,
               non_speech: tuple[str, ...] = FIT_NON_SPEECH, non_speech_seconds: float = 30.0,
-              log=print) -> dict[str, Any]:
+              augment: AugmentConfig | None = None, log=print) -> dict[str, Any]:
     """Fit the word-confidence calibrator of ``bundle``'s decoding (beam search of its head) on
     ``manifest``, a dev set, and write it to ``out_dir/calibration.json`` with
     ``calibration-summary.json``. The words come the way of ``asr transcribe``.
 
     Every beam word of the dev set is labelled right or wrong by the WER alignment with its
     reference; words the search finds in generated non-speech (``non_speech`` kinds, see
-    :func:`asr.confidence.synthetic_audio`) are all wrong. The figures reported are honest
-    ones: the calibrator is fitted on half of the speakers and scored on the other half, both
-    ways (2-fold cross-validation by speaker); the shipped one is then fitted on all.
+    :func:`asr.confidence.synthetic_audio`) are all wrong. With ``augment`` (a training
+    config's ``[augment]``), ``augment.copies`` corrupted copies of the dev set join the fitting
+    data, labelled by the same references, so that the confidences hold under noise, rooms and
+    phone lines too. The figures reported are honest ones: the calibrator is fitted on half of
+    the speakers and scored on the other half, both ways (2-fold cross-validation by speaker),
+    for each L2 penalty of ``CALIBRATION_L2``; the shipped one is then fitted on all with the
+    penalty of the lowest cross-validated log-loss.
     """
+    from .augment import corrupt_randomly
     from .confidence import FEATURES, feature_matrix, fit_calibrator, synthetic_audio
 
     bundle = bundle.with_options(decoder="beam", calibration="none")
     head = bundle.head
     utts = read_manifest(manifest)
     tr = Transcriber(bundle)
-    words: list = [[] for _ in utts]
-    for i, t, _ in tr._transcribe([u.audio for u in utts], 240.0, workers, False, evidence=True):
+    copies = augment.copies if augment is not None else 0
+    sources: list = [u.audio for u in utts]
+    for copy in range(1, copies + 1):  # corrupted in this process, fixed seeds: the same copies every run
+        others = [u.audio for u in utts]
+        for k, u in enumerate(utts):
+            x, _ = corrupt_randomly(load_audio(u.audio), augment, augment.seed + 1_000_003 * copy + k,
+                                    others[:k] + others[k + 1:])
+            sources.append(x)
+    words: list = [[] for _ in sources]
+    for i, t, _ in tr._transcribe(sources, 240.0, workers, False, evidence=True):
         if t.error:
-            raise UserError(f"{manifest}: utterance {utts[i].id}: {t.error}")
+            raise UserError(f"{manifest}: utterance {utts[i % len(utts)].id}: {t.error}")
         words[i] = t.words
     speakers = sorted({u.speaker for u in utts})
-    evidence, right, fold = [], [], []
-    for u, ws in zip(utts, words):
+    evidence, right, fold, corrupted = [], [], [], []
+    for i, ws in enumerate(words):
+        u = utts[i % len(utts)]
         evidence += [w.evidence for w in ws]
         right += words_right(u.text, [w.word for w in ws])
         fold += [speakers.index(u.speaker) % 2] * len(ws)
+        corrupted += [i >= len(utts)] * len(ws)
     noise = [synthetic_audio(kind, non_speech_seconds, seed=k) for k, kind in enumerate(non_speech)]
     noise_words = [[]] * len(noise)
     for k, t, _ in tr._transcribe(noise, 240.0, 0, False, evidence=True):
@@ -272,24 +291,42 @@ def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers
         fold += [k % 2] * len(ws)
     log(f"{len(evidence)} words: {sum(right)} right; {sum(len(ws) for ws in noise_words)} from non-speech "
         f"({', '.join(f'{kind} {len(ws)}' for kind, ws in zip(non_speech, noise_words))})")
+    corrupted += [False] * (len(evidence) - len(corrupted))
     features = tuple(FEATURES)
-    cross = [0.0] * len(evidence)
-    for k in (0, 1):
-        train = [i for i, f in enumerate(fold) if f != k]
-        c = fit_calibrator([evidence[i] for i in train], [right[i] for i in train], features, head)
-        for i, f in enumerate(fold):
-            if f == k:
-                cross[i] = c.probability(evidence[i])
-    calibrator = fit_calibrator(evidence, right, features, head)
-    dev = range(len(evidence) - sum(len(ws) for ws in noise_words))  # the dev words, without the noise's
+    crosses = {}
+    for l2 in CALIBRATION_L2:
+        cross = [0.0] * len(evidence)
+        for k in (0, 1):
+            train = [i for i, f in enumerate(fold) if f != k]
+            c = fit_calibrator([evidence[i] for i in train], [right[i] for i in train], features, head, l2=l2)
+            for i, f in enumerate(fold):
+                if f == k:
+                    cross[i] = c.probability(evidence[i])
+        crosses[l2] = cross
+    losses = {l2: float(torch.nn.functional.binary_cross_entropy(
+        torch.tensor(cross, dtype=torch.float64).clamp(1e-6, 1 - 1e-6), torch.tensor(right, dtype=torch.float64)))
+        for l2, cross in crosses.items()}
+    l2 = min(CALIBRATION_L2, key=losses.get)
+    cross = crosses[l2]
+    calibrator = fit_calibrator(evidence, right, features, head, l2=l2)
+    n_dev = sum(len(ws) for ws in words[:len(utts)])
+    dev = range(n_dev)  # the clean dev words, without the corrupted copies' and the noise's
+
+    def scores(indices) -> dict[str, float]:
+        truth = [right[i] for i in indices]
+        return {"auc": round(roc_auc([cross[i] for i in indices], truth), 4),
+                "ece": round(expected_calibration_error([cross[i] for i in indices], truth), 4)}
+
     raw = [evidence[i]["acoustic_min"] for i in dev]
     summary = {
         "manifest": str(manifest), "head": head, "words": len(dev), "right": sum(right[i] for i in dev),
-        "non_speech_words": len(evidence) - len(dev),
+        "corrupted_copies": copies, "corrupted_words": sum(corrupted),
+        "non_speech_words": sum(len(ws) for ws in noise_words),
+        "l2": l2, "cross_validated_log_loss": {str(k): round(v, 5) for k, v in losses.items()},
         "auc_raw": round(roc_auc(raw, [right[i] for i in dev]), 4),
         "ece_raw": round(expected_calibration_error(raw, [right[i] for i in dev]), 4),
-        "auc": round(roc_auc([cross[i] for i in dev], [right[i] for i in dev]), 4),
-        "ece": round(expected_calibration_error([cross[i] for i in dev], [right[i] for i in dev]), 4),
+        **scores(dev),
+        **({"corrupted": scores([i for i, c in enumerate(corrupted) if c])} if copies else {}),
         # each input alone (0.5 = no use; below 0.5 = it tells the other way)
         "auc_by_feature": {f: round(roc_auc(column.tolist(), [right[i] for i in dev]), 4)
                            for f, column in zip(features, feature_matrix([evidence[i] for i in dev], features).T)},

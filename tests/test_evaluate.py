@@ -141,3 +141,22 @@ def test_a_long_file_scores_what_transcribe_gives(tmp_path):
     t = Transcriber(shipped).transcribe(tmp_path / "long.flac")
     assert record["hyp"] == t.text and record["confidences"] == [w.confidence for w in t.words]
     assert s["wer"] < 0.5 and s["boundary_words"] == 0  # a windowed file has no forced alignment of its whole reference
+
+
+@pytest.mark.slow
+def test_calibrate_fits_on_corrupted_copies_too(tmp_path):
+    from asr.augment import AugmentConfig
+    from asr.evaluate import CALIBRATION_L2, calibrate
+
+    bundle = load_bundle(default_bundle_path())
+    noisy = AugmentConfig(copies=1, noise=1.0, noise_kinds=("white",), snr=(5.0, 5.0))
+    summary = calibrate(TEST_DATA / "manifest.jsonl", tmp_path, bundle, workers=0, non_speech=("hum",),
+                        non_speech_seconds=5.0, augment=noisy, log=lambda line: None)
+    assert summary["corrupted_copies"] == 1 and summary["corrupted_words"] > 0
+    assert set(summary["corrupted"]) == {"auc", "ece"}
+    assert summary["l2"] in CALIBRATION_L2 and len(summary["cross_validated_log_loss"]) == len(CALIBRATION_L2)
+    clean = calibrate(TEST_DATA / "manifest.jsonl", tmp_path / "clean", bundle, workers=0, non_speech=("hum",),
+                      non_speech_seconds=5.0, log=lambda line: None)
+    assert clean["corrupted_words"] == 0 and "corrupted" not in clean
+    assert clean["words"] == summary["words"]  # the same clean words; the copies came on top
+    assert clean["calibrator"] != summary["calibrator"]
