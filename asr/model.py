@@ -332,8 +332,9 @@ def forward_chunk(model: AcousticModel, feats: torch.Tensor, steps: int,
     context's end, so a bidirectional model hears ``T`` frames ahead at most instead of the
     whole utterance. Returns the chunk's log-probabilities ``{"char": (steps, n_chars),
     "phone": (steps, n_phones)}`` and each layer's forward state ``(1, 1, hidden)`` after its
-    last step, for the next chunk. A unidirectional model needs no right context: chunk by
-    chunk it gives what :meth:`AcousticModel.forward` gives for the whole.
+    last step, for the next chunk. A unidirectional model needs no right context beyond its
+    ``lookahead`` steps: with those, chunk by chunk it gives what :meth:`AcousticModel.forward`
+    gives for the whole.
     """
     c = model.config
     run = torch.rnn_tanh if c.nonlinearity == "tanh" else torch.rnn_relu

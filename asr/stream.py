@@ -65,7 +65,8 @@ class StreamingConfig:
     # chunk, right_context and endpoint_silence: the shipped model's best WER with a median word
     # latency under 0.5 s and final results under 1 s (benchmarks/streaming.py, RESULTS.md)
     chunk: float = 0.18  # audio the model reads at a time: latency against the cost of each call
-    right_context: float = 0.18  # more audio each chunk hears (a bidirectional model's backward direction)
+    right_context: float = 0.18  # more audio each chunk hears (a bidirectional model's backward direction;
+    # a unidirectional one hears its `lookahead` steps instead)
     prior_frames: float = 300.0  # the training statistics weigh as this many frames in the running CMVN
     endpoint_silence: float = 0.5  # trailing non-speech after a word that ends an utterance
     endpoint_idle: float = 5.0  # no word for this long: the audio is dropped, the search starts afresh
