@@ -227,7 +227,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.bundle:  # the bundle's decoding now has this calibrator
         calibrated = dataclasses.replace(bundle.decoding, decoder="beam", calibration=str(Path(args.out) / "calibration.json"))
         write_bundle(args.bundle, bundle.model, bundle.head, calibrated, bundle.lexicon,
-                     {"calibration": {k: summary[k] for k in ("manifest", "words", "auc", "ece")}})
+                     {"calibration": {k: summary[k] for k in ("manifest", "words", "auc", "ece")}}, bundle.streaming)
         print(f"{args.bundle}: decodes with this calibrator now", file=sys.stderr)
     return 0
 
@@ -256,7 +256,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         keep = best["head"] == bundle.head and decoding.lm == bundle.decoding.lm  # the calibrator still fits
         decoding = dataclasses.replace(decoding, calibration=bundle.decoding.calibration if keep else None)
         write_bundle(args.bundle, bundle.model, best["head"], decoding, bundle.lexicon,
-                     {"dev": {"wer": best["wer"], "manifest": best["manifest"]}})
+                     {"dev": {"wer": best["wer"], "manifest": best["manifest"]}}, bundle.streaming)
         print(f"{args.bundle}: decodes with this setting now" + ("" if keep or not bundle.decoding.calibration else
               " (its calibrator was for another head or LM and is dropped: rerun `asr calibrate --bundle`)"),
               file=sys.stderr)
