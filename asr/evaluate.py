@@ -261,12 +261,12 @@ def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers
     utts = read_manifest(manifest)
     tr = Transcriber(bundle)
     copies = augment.copies if augment is not None else 0
-    sources: list = [u.audio for u in utts]
+    paths = [u.audio for u in utts]
+    sources: list = list(paths)
     for copy in range(1, copies + 1):  # corrupted in this process, fixed seeds: the same copies every run
-        others = [u.audio for u in utts]
-        for k, u in enumerate(utts):
-            x, _ = corrupt_randomly(load_audio(u.audio), augment, augment.seed + 1_000_003 * copy + k,
-                                    others[:k] + others[k + 1:])
+        for k, path in enumerate(paths):
+            x, _ = corrupt_randomly(load_audio(path), augment, augment.seed + 1_000_003 * copy + k,
+                                    paths[:k] + paths[k + 1:])  # babble: the other dev talkers
             sources.append(x)
     words: list = [[] for _ in sources]
     for i, t, _ in tr._transcribe(sources, 240.0, workers, False, evidence=True):
