@@ -25,7 +25,7 @@ def _sample_manifest() -> str:
 
 
 DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "precision", "beam_size", "beam_threshold", "blank_skip",
-                    "lm_weight", "word_score", "joint_weight")
+                    "history_steps", "lm_weight", "word_score", "joint_weight")
 
 
 def _bundle(args: argparse.Namespace, quiet: bool = False):
@@ -55,6 +55,9 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beam-threshold", type=float, help="drop hypotheses scoring this far below the best")
     g.add_argument("--blank-skip", type=float, metavar="P",
                    help="search only the first of consecutive frames whose blank posterior exceeds P (faster)")
+    g.add_argument("--history-steps", type=int, metavar="N",
+                   help="the search holds at most N steps of hypotheses, committing to the best path's words "
+                        "before them (bounds its memory on long recordings; 0: no limit; default 300)")
     g.add_argument("--lm-weight", type=float, help="weight of the LM's log-probability against the acoustic score")
     g.add_argument("--word-score", type=float, help="score added per word (> 0: longer outputs)")
     g.add_argument("--lexicon-free", action="store_true",

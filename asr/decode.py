@@ -15,7 +15,7 @@ import torch
 
 from .confidence import word_evidence
 from .ctc import Hypothesis, Word, align_words, greedy_hypotheses, text_of
-from .model import AcousticModel, forward_batches
+from .model import BATCH_FRAMES, AcousticModel, forward_batches
 from .search import BeamDecoder, DecodingConfig, best_words, make_beam_decoder
 from .text import Lexicon
 
@@ -50,7 +50,7 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
 
 
 def recognize(model: AcousticModel, feats: list[torch.Tensor], lexicon: Lexicon,
-              batch_frames: int = 24000, phone_words_too: bool = True,
+              batch_frames: int = BATCH_FRAMES, phone_words_too: bool = True,
               beam: "BeamDecoder | None" = None, precision: str = "fp32",
               references: list[list[str] | None] | None = None, reference_head: str = "char") -> list[Hypothesis]:
     """Hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order

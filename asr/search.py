@@ -13,6 +13,7 @@ import dataclasses
 import math
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,13 +136,15 @@ class BeamDecoder:
     def search(self, log_probs: torch.Tensor, lengths: torch.Tensor,
                frame_seconds: float) -> list[list[tuple[list[Word], float]]]:
         """Like calling the decoder, with each hypothesis's score (acoustic + weighted LM + word scores)."""
-        if not self.search_in_thread:
+        if not self.search_in_thread or threading.current_thread() is not threading.main_thread():
             return self._search(log_probs, lengths, frame_seconds)
         # flashlight allocates and frees many small objects an utterance (hypotheses, LM
         # states). With glibc's malloc that ran ~1.8x slower on the main thread's heap than on
         # the separate heap (arena) glibc gives another thread, with every malloc tunable we tried
         # (benchmarks/beam_pruning.py --main-thread). A new thread per call, so that none is
-        # left running when worker processes are forked.
+        # left running when worker processes are forked; a caller already on another thread
+        # (a worker process's, see asr.transcribe) searches on its own, so that the memory its
+        # model run freed serves the search rather than staying in a second heap.
         with ThreadPoolExecutor(1, thread_name_prefix="asr-beam") as thread:
             return thread.submit(self._search, log_probs, lengths, frame_seconds).result()
 
@@ -306,6 +309,11 @@ class DecodingConfig:
     beam_threshold: float = 50.0  # hypotheses scoring this far below the best are dropped
     lexicon_free: bool = False  # character head only: any spelling, no word LM (open vocabulary)
     blank_skip: float | None = None  # search skips repeated frames whose blank posterior exceeds this
+    # The search holds every step's hypotheses (beam_size of them, 72 bytes each: 140 MB for a
+    # 30 s window at beam 2000) to trace the words back at the end. With more than this many
+    # steps held, it commits to the best path's words up to history_steps / 2 steps back and
+    # drops the rest (the n-best then differ in those steps only); 0: hold all.
+    history_steps: int = 300
     calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
     precision: str = "fp32"  # the acoustic model's arithmetic: fp32, bf16 or auto (see asr.model.forward_batches)
 
@@ -336,6 +344,9 @@ class Flashlight:
         from flashlight.lib.text.dictionary import Dictionary
 
         self.blank, self.nbest = 0, config.nbest  # the blank is token 0 in both vocabularies
+        if config.history_steps < 0 or config.history_steps == 1:
+            raise ConfigError(f"history_steps must be 0 (no limit) or at least 2, not {config.history_steps}")
+        self.history = config.history_steps
         index = {t: i for i, t in enumerate(tokens)}
         sil = index[sil_token]
         beam_size_token = config.beam_size_token or len(tokens)
@@ -373,11 +384,14 @@ class Flashlight:
         """A new search over the same trie and LM, begun, to be fed frames step by step (streaming)."""
         return _Steps(self._make(), self)
 
-    def _hypothesis(self, result) -> BeamHypothesis:
-        steps = list(result.tokens)  # one token a search step, blanks and repeats included
+    def _hypothesis(self, result, steps_done: list[int] = (), words_done: list[int] = ()) -> BeamHypothesis:
+        """``result``'s hypothesis, after ``steps_done`` and ``words_done`` (those the search
+        committed to and dropped from its memory: :meth:`_Steps.step`)."""
+        steps = [*steps_done, *result.tokens]  # one token a search step, blanks and repeats included
         kept = [i for i, t in enumerate(steps) if t != self.blank and (i == 0 or t != steps[i - 1])]
         return BeamHypothesis([steps[i] for i in kept], kept,
-                              [self.word_dict.get_entry(w) for w in result.words if w >= 0], float(result.score))
+                              [self.word_dict.get_entry(w) for w in [*words_done, *result.words] if w >= 0],
+                              float(result.score))
 
 
 class _Steps:
@@ -386,22 +400,46 @@ class _Steps:
 
     def __init__(self, decoder, flashlight: Flashlight):
         self.decoder, self.flashlight = decoder, flashlight
+        self.steps_done: list[int] = []  # the best path's tokens, one a step, of the steps pruned away
+        self.words_done: list[int] = []  # and its words there
+        self.held = 0  # search steps whose hypotheses the decoder holds
         decoder.decode_begin()
 
     def step(self, emission: torch.Tensor) -> None:
-        """Search the next ``(T, V)`` float32 log-probabilities."""
+        """Search the next ``(T, V)`` float32 log-probabilities, holding at most
+        ``history_steps`` steps of hypotheses (:class:`DecodingConfig`)."""
         emission = emission.to(torch.float32).contiguous()
-        if emission.shape[0]:
-            self.decoder.decode_step(emission.data_ptr(), emission.shape[0], emission.shape[1])
+        history, start = self.flashlight.history, 0
+        while start < emission.shape[0]:
+            part = emission[start:] if not history else emission[start:start + max(history - self.held, 1)]
+            self.decoder.decode_step(part.data_ptr(), part.shape[0], part.shape[1])
+            self.held += part.shape[0]
+            start += part.shape[0]
+            if history and self.held >= history:
+                self._commit(history // 2)
+
+    def _commit(self, look_back: int) -> None:
+        """Keep the best path's steps before its first word start ``look_back`` or more steps
+        back, and have flashlight drop every hypothesis's history before that step (``prune``):
+        its hypotheses there become the roots of the search."""
+        best = self.decoder.get_best_hypothesis(look_back)  # the same step `prune` cuts at
+        done = len(best.tokens) - 1  # the steps before the cut (the last is the root's)
+        if done > 0:
+            self.decoder.prune(look_back)
+            self.steps_done += best.tokens[:done]
+            self.words_done += best.words[:done]
+            self.held -= done
 
     def best(self) -> BeamHypothesis:
         """The best hypothesis so far."""
-        return self.flashlight._hypothesis(self.decoder.get_best_hypothesis())
+        return self.flashlight._hypothesis(self.decoder.get_best_hypothesis(), self.steps_done, self.words_done)
 
     def end(self) -> list[BeamHypothesis]:
         """End the search: its n-best hypotheses, best first."""
         self.decoder.decode_end()
-        return [self.flashlight._hypothesis(r) for r in self.decoder.get_all_final_hypothesis()[:self.flashlight.nbest]]
+        return [self.flashlight._hypothesis(r, self.steps_done, self.words_done)
+                for r in self.decoder.get_all_final_hypothesis()[:self.flashlight.nbest]]
+
 
 
 def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:

@@ -4,11 +4,14 @@
         [--transcribe-args "--beam-size 1000"]
 
 Builds a FLAC file of the given length by joining the manifest's utterances (with 0.5 s
-of silence between them), then runs `asr transcribe` on it in a child process (with its
-default worker processes, one per core, unless --workers) and prints the peak memory of the
-whole process tree: the sum of its processes' proportional set sizes (PSS, pages shared
-between the forked workers counted once), sampled every 0.1 s, and the largest resident
-set of any one process (ru_maxrss), with the real-time factor.
+of silence between them, whole utterances only, silence after the last), then runs `asr
+transcribe` on it in a child process (with its default worker processes, one per core, unless
+--workers) and prints the peak memory of the whole process tree: the sum of its processes'
+proportional set sizes (PSS, pages shared between the forked workers counted once), sampled
+every 0.1 s, and the largest resident set of any one process (ru_maxrss), with the real-time
+factor and the word error rate against the joined transcripts. ``--runs N`` transcribes the
+same file N times: the peak moves by tens of MB from run to run, with when the workers' peaks
+happen to coincide.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import soundfile as sf
 
 from asr.data import read_manifest
 from asr.features import load_audio
+from asr.metrics import wer
 
 
 def tree_pss_kb(root: int) -> int:
@@ -62,40 +66,52 @@ def main() -> None:
     ap.add_argument("--workers", type=int, help="asr transcribe --workers (default: its own, one per core)")
     ap.add_argument("--transcribe-args", default="",
                     help="more `asr transcribe` options, one string (e.g. \"--beam-size 1000 --lm other.arpa.gz\")")
+    ap.add_argument("--runs", type=int, default=1, help="transcribe the file this many times (default 1)")
     args = ap.parse_args()
     target = int(args.minutes * 60 * 16000)
+    gap = np.zeros(8000, np.float32)  # 0.5 s at 16 kHz
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "long.flac"
+        refs: list[str] = []
         with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
             written, utts = 0, read_manifest(args.manifest)
             while written < target:
                 for u in utts:
-                    wav = np.concatenate([load_audio(u.audio).numpy(), np.zeros(8000, np.float32)])[: target - written]
+                    wav = np.concatenate([load_audio(u.audio).numpy(), gap])
+                    if written + len(wav) > target:
+                        break
                     f.write(wav)
                     written += len(wav)
-                    if written >= target:
-                        break
+                    refs.append(u.text)
+                else:
+                    continue
+                break
+            f.write(np.zeros(target - written, np.float32))  # silence to the length asked for
+            written = target
         command = [sys.executable, "-m", "asr.cli", "transcribe", str(path), "--quiet"]
         if args.workers is not None:
             command += ["--workers", str(args.workers)]
         command += shlex.split(args.transcribe_args)
-        start = time.perf_counter()
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.Popen(command, stdout=out, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
-            peak_pss = 0
-            while proc.poll() is None:
-                peak_pss = max(peak_pss, tree_pss_kb(proc.pid))
-                time.sleep(0.1)
-            wall = time.perf_counter() - start
-            out.seek(0), err.seek(0)
-            if proc.returncode:
-                sys.exit(err.read())
-            words = len(out.read().split())
-        max_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"{written / 16000 / 60:.1f} min recording, workers: {args.workers if args.workers is not None else 'default'}"
-              f"{' ' + args.transcribe_args if args.transcribe_args else ''}: {words} words, peak memory {peak_pss / 1024:.0f} MB (PSS summed over the process tree), "
-              f"largest process {max_rss:.0f} MB RSS, wall {wall:.1f} s (model load included), "
-              f"RTF {wall / (written / 16000):.4f}")
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+                proc = subprocess.Popen(command, stdout=out, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                peak_pss = 0
+                while proc.poll() is None:
+                    peak_pss = max(peak_pss, tree_pss_kb(proc.pid))
+                    time.sleep(0.1)
+                wall = time.perf_counter() - start
+                out.seek(0), err.seek(0)
+                if proc.returncode:
+                    sys.exit(err.read())
+                hyp = out.read()
+            max_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            print(f"{written / 16000 / 60:.1f} min recording, workers: {args.workers if args.workers is not None else 'default'}"
+                  f"{' ' + args.transcribe_args if args.transcribe_args else ''}: {len(hyp.split())} words, "
+                  f"WER {100 * wer([' '.join(refs)], [' '.join(hyp.split())]):.2f} %, "
+                  f"peak memory {peak_pss / 1024:.0f} MB (PSS summed over the process tree), "
+                  f"largest process {max_rss:.0f} MB RSS, wall {wall:.1f} s (model load included), "
+                  f"RTF {wall / (written / 16000):.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
+from asr.errors import ConfigError
 from asr.decode import BeamDecoder, DecodingConfig, Word, decode_batch
 from asr.ctc import Token, best_path, char_words, group_words, phone_words
 from asr.lm import build_lm
@@ -88,6 +90,10 @@ def test_ctc_log_likelihood_sums_all_alignments():
     expected_a = 0.3 * 0.6 + 0.3 * 0.1 + 0.5 * 0.6
     assert torch.allclose(ll[:2], torch.tensor([math.log(expected_a), math.log(0.3 * 0.3)]))
     assert ll[2] == float("-inf")
+    # more targets than are scored together: the same figures, in order
+    many = [[1], [1, 2], [1, 1], [2], [2, 1], [1], [2, 2], [2], [1, 2]]
+    together = ctc_log_likelihood(p.log(), many)
+    assert torch.equal(together, torch.cat([ctc_log_likelihood(p.log(), [t]) for t in many]))
 
 
 def test_joint_rescore_lets_the_other_head_decide_and_merges_repeats():
@@ -393,6 +399,32 @@ def test_incremental_search_in_any_pieces_is_the_whole_search(tmp_path):
         a.accept(lp[start:start + 2])
         b.accept(lp.flip(0)[start:start + 2])
     assert sorted(a.finish(0.03), key=_order) == sorted(whole, key=_order)
+
+
+def test_search_with_a_bounded_history_is_the_whole_search(tmp_path):
+    # 20 words, 100 steps: with history_steps=12 the search commits to its best path again and
+    # again, dropping the hypotheses' history before it, and still reads the same words at the
+    # same times as the search that holds all of it
+    (tmp_path / "t.txt").write_text("A RED BED\nREAD A BED\nA BAD BED\n")
+    build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
+    blank = {"<b>": 0.99}
+    lp = frames((AMBIGUOUS + [{"|": 0.9}, blank, blank]) * 10, C)[0]
+    config = DecodingConfig("beam", lm=str(tmp_path / "lm.arpa"), beam_size=20, nbest=3)
+    (whole,) = BeamDecoder("char", LEX, dataclasses.replace(config, history_steps=0)).search(
+        lp[None], torch.tensor([len(lp)]), 0.03)
+    bounded = BeamDecoder("char", LEX, dataclasses.replace(config, history_steps=12))
+    (short,) = bounded.search(lp[None], torch.tensor([len(lp)]), 0.03)
+    assert [w.word for w in short[0][0]] == [w.word for w in whole[0][0]] == ["red", "bed"] * 10
+    assert [(w.start, w.end, w.tokens) for w in short[0][0]] == [(w.start, w.end, w.tokens) for w in whole[0][0]]
+    search = bounded.incremental()
+    most = 0
+    for start in range(0, len(lp), 5):  # in pieces: the same commits, so the same n-best
+        search.accept(lp[start:start + 5])
+        most = max(most, search.decoder.held)
+    assert most <= 12 and len(search.decoder.steps_done) > 80  # it held 12 steps at most
+    assert search.finish(0.03) == short
+    with pytest.raises(ConfigError, match="history_steps"):
+        BeamDecoder("char", LEX, dataclasses.replace(config, history_steps=1))
 
 
 def _order(hypothesis):
