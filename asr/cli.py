@@ -229,8 +229,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"calibrator: {args.out}/calibration.json", file=sys.stderr)
     if args.bundle:  # the bundle's decoding now has this calibrator
         calibrated = dataclasses.replace(bundle.decoding, decoder="beam", calibration=str(Path(args.out) / "calibration.json"))
-        write_bundle(args.bundle, bundle.model, bundle.head, calibrated, bundle.lexicon,
-                     {"calibration": {k: summary[k] for k in ("manifest", "words", "auc", "ece")}}, bundle.streaming)
+        record = {k: summary[k] for k in ("manifest", "words", "auc", "ece", "corrupted", "l2") if k in summary}
+        if args.augment:
+            record["augment"] = args.augment
+        write_bundle(args.bundle, bundle.model, bundle.head, calibrated, bundle.lexicon, {"calibration": record},
+                     bundle.streaming)
         print(f"{args.bundle}: decodes with this calibrator now", file=sys.stderr)
     return 0
 

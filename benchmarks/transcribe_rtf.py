@@ -2,7 +2,7 @@
 
     python benchmarks/transcribe_rtf.py --manifest data/librispeech/dev.jsonl [--bundle DIR] [--threads 1]
         [--workers 0 2] [--decoders greedy shipped] [--head char|phone] [--precisions fp32 bf16]
-        [--beam-sizes 1000 2000]
+        [--beam-sizes 1000 2000] [--history-steps 0 300]
 
 Times ``Transcriber.transcribe`` over the manifest's files (audio decoding, resampling,
 MFCC, the RNN and the decoder included), once per setting and decoder, side by side: in
@@ -42,6 +42,9 @@ def main() -> None:
     ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "auto"], default=None)
     ap.add_argument("--beam-sizes", type=int, nargs="+", default=None,
                     help="the shipped decoding at each of these beam sizes (default: the shipped beam)")
+    ap.add_argument("--history-steps", type=int, nargs="+", default=None,
+                    help="the shipped decoding holding each of these many search steps (0: no limit; "
+                         "default: the shipped setting)")
     args = ap.parse_args()
     utts = read_manifest(args.manifest)[: args.limit]
     paths = [u.audio for u in utts]
@@ -57,8 +60,11 @@ def main() -> None:
                 runs.append((name, dataclasses.replace(DecodingConfig(), precision=precision)))
                 continue
             for beam in args.beam_sizes or [shipped.beam_size]:
-                label = f"shipped(beam {beam})" if args.beam_sizes else name
-                runs.append((label, dataclasses.replace(shipped, precision=precision, beam_size=beam)))
+                for history in args.history_steps or [shipped.history_steps]:
+                    label = name + "".join([f"(beam {beam})" if args.beam_sizes else "",
+                                            f"(history {history})" if args.history_steps else ""])
+                    runs.append((label, dataclasses.replace(shipped, precision=precision, beam_size=beam,
+                                                            history_steps=history)))
     settings = [(t, 0) for t in args.threads if 0 in args.workers] + [(1, w) for w in args.workers if w > 0]
     for threads, workers in settings:
         torch.set_num_threads(threads)

@@ -247,6 +247,35 @@ def test_calibrate_decoding_file_takes_the_precision_asked_for(tmp_path, monkeyp
         assert seen[-1][0] == "phone" and seen[-1][1].precision == precision and seen[-1][1].lm_weight == 2.0
 
 
+def test_calibrate_into_a_bundle_records_what_fitted_it(tmp_path, monkeypatch):
+    """`asr calibrate --bundle` puts the calibrator in the bundle and says in bundle.json what
+    fitted it (dev figures, the L2 chosen, the corrupted copies' figures and their config)."""
+    import shutil
+
+    import asr.evaluate
+    from asr.bundle import default_bundle_path, load_bundle
+    from asr.cli import main
+
+    bundle = tmp_path / "b"
+    shutil.copytree(default_bundle_path(), bundle, ignore=shutil.ignore_patterns("samples"))
+    summary = {"manifest": "m.jsonl", "words": 10, "auc": 0.9, "ece": 0.01, "l2": 0.001,
+               "corrupted": {"auc": 0.8, "ece": 0.02}, "right": 7}
+
+    def fit(manifest, out, b, *a, **k):
+        Path(out).mkdir(parents=True, exist_ok=True)
+        shutil.copy(default_bundle_path() / "calibration.json", Path(out) / "calibration.json")
+        return summary
+
+    monkeypatch.setattr(asr.evaluate, "calibrate", fit)
+    toml = Path(__file__).parents[1] / "recipes" / "librispeech" / "conf" / "finetune-augment.toml"
+    assert main(["calibrate", "--manifest", "m.jsonl", "--out", str(tmp_path / "cal"), "--bundle", str(bundle),
+                 "--augment", str(toml)]) == 0
+    record = json.loads((bundle / "bundle.json").read_text())["produced_by"]["calibration"]
+    assert record == {**{k: summary[k] for k in ("manifest", "words", "auc", "ece", "l2", "corrupted")},
+                      "augment": str(toml)}
+    assert load_bundle(bundle).streaming is not None  # the bundle's streaming settings stay
+
+
 @pytest.mark.slow
 def test_min_confidence_option(tmp_path):
     r = asr("transcribe", CLIP, "--min-confidence", "2")
