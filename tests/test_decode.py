@@ -283,6 +283,12 @@ def test_lexicon_free_char_beam_spells_open_vocabulary():
     words = free(lp, torch.tensor([7]), 0.03)[0][0]
     assert [w.word for w in words] == ["rad", "bed"]  # not a lexicon word: spelled as heard
     assert [w.tokens for w in words] == [("r", "a", "d"), ("b", "e", "d")] and words[1].start == 0.12
+    # 20 words searched holding 5 steps: what the search holding all of them spells
+    long = frames((AMBIGUOUS + [{"|": 0.9}, {"<b>": 0.99}]) * 10, C)
+    spelled = {h: [(w.word, w.start, w.end) for w in BeamDecoder(
+        "char", LEX, DecodingConfig("beam", beam_size=20, lexicon_free=True, history_steps=h))(
+        long, torch.tensor([long.shape[1]]), 0.03)[0][0]] for h in (0, 5)}
+    assert spelled[5] == spelled[0] and len(spelled[0]) == 20
     with pytest.raises(ValueError, match="lexicon-free"):
         BeamDecoder("phone", LEX, DecodingConfig("beam", lexicon_free=True))
 
