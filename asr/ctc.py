@@ -180,12 +180,15 @@ def align_words(log_probs: torch.Tensor, words: list[str], head: str, lexicon: L
                  tuple(vocab.tokens[t.id] for t in g), round(lowest_posterior(g), 4)) for w, g in zip(words, groups)]
 
 
+CTC_GROUP = 4  # targets scored together by `ctc_log_likelihood`
+
+
 def ctc_log_likelihood(log_probs: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
     """``log P(target | x)`` under CTC (all alignments summed) for each of ``targets``, given one
     utterance's ``(T, V)`` log-probabilities; ``-inf`` where a target cannot fit in ``T`` frames."""
     if len(targets) > CTC_GROUP:
         # a few targets at a time: the loss's table is (targets, T, 2 * target length + 1)
-        # floats, 57 MB for the 16 hypotheses of a 30 s window searched together
+        # floats, 16 x 1000 x ~900 x 4 bytes = 57 MB for the 16-best of a 30 s window at once
         return torch.cat([ctc_log_likelihood(log_probs, targets[i:i + CTC_GROUP])
                           for i in range(0, len(targets), CTC_GROUP)])
     T = log_probs.shape[0]
@@ -195,6 +198,3 @@ def ctc_log_likelihood(log_probs: torch.Tensor, targets: list[list[int]]) -> tor
                                        torch.full((n,), T, dtype=torch.long),
                                        torch.tensor([len(t) for t in targets]), reduction="none")
     return -nll
-
-
-CTC_GROUP = 4  # targets scored together by `ctc_log_likelihood`

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -309,10 +310,11 @@ class DecodingConfig:
     beam_threshold: float = 50.0  # hypotheses scoring this far below the best are dropped
     lexicon_free: bool = False  # character head only: any spelling, no word LM (open vocabulary)
     blank_skip: float | None = None  # search skips repeated frames whose blank posterior exceeds this
-    # The search holds every step's hypotheses (beam_size of them, 72 bytes each: 140 MB for a
-    # 30 s window at beam 2000) to trace the words back at the end. With more than this many
-    # steps held, it commits to the best path's words up to history_steps / 2 steps back and
-    # drops the rest (the n-best then differ in those steps only); 0: hold all.
+    # The search holds every step's hypotheses (beam_size of them, 72 bytes each) to trace the
+    # words back at the end: +159 MB for a 30 s window at beam 2000, +74 MB holding 300 steps
+    # (results/bench-memory-breakdown.log). With this many steps held, it commits to the best
+    # path's words before its first word start history_steps / 2 or more steps back and drops
+    # the rest (the n-best then differ after that point only); 0: hold all.
     history_steps: int = 300
     calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
     precision: str = "fp32"  # the acoustic model's arithmetic: fp32, bf16 or auto (see asr.model.forward_batches)
@@ -384,7 +386,7 @@ class Flashlight:
         """A new search over the same trie and LM, begun, to be fed frames step by step (streaming)."""
         return _Steps(self._make(), self)
 
-    def _hypothesis(self, result, steps_done: list[int] = (), words_done: list[int] = ()) -> BeamHypothesis:
+    def _hypothesis(self, result, steps_done: Sequence[int] = (), words_done: Sequence[int] = ()) -> BeamHypothesis:
         """``result``'s hypothesis, after ``steps_done`` and ``words_done`` (those the search
         committed to and dropped from its memory: :meth:`_Steps.step`)."""
         steps = [*steps_done, *result.tokens]  # one token a search step, blanks and repeats included
@@ -423,10 +425,11 @@ class _Steps:
         back, and have flashlight drop every hypothesis's history before that step (``prune``):
         its hypotheses there become the roots of the search."""
         best = self.decoder.get_best_hypothesis(look_back)  # the same step `prune` cuts at
-        done = len(best.tokens) - 1  # the steps before the cut (the last is the root's)
+        tokens = best.tokens  # (a copy of flashlight's vector at each access)
+        done = len(tokens) - 1  # the steps before the cut (the last is the root's)
         if done > 0:
             self.decoder.prune(look_back)
-            self.steps_done += best.tokens[:done]
+            self.steps_done += tokens[:done]
             self.words_done += best.words[:done]
             self.held -= done
 
@@ -439,7 +442,6 @@ class _Steps:
         self.decoder.decode_end()
         return [self.flashlight._hypothesis(r, self.steps_done, self.words_done)
                 for r in self.decoder.get_all_final_hypothesis()[:self.flashlight.nbest]]
-
 
 
 def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:

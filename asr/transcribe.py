@@ -168,8 +168,8 @@ def _worker_init(job: _Recognition, parent: int) -> None:
     torch.set_num_threads(1)  # one core per worker: N workers use N cores without oversubscription
     # Batches run on a thread of the worker's own, not its main thread: glibc gives another
     # thread its own heap (arena), while the main thread's heap is the parent's, shared page by
-    # page since the fork, with the parent's free holes in it. Filling those holes copied ~75 MB
-    # of the parent's pages per worker: one hour with 2 workers peaked ~100 MB higher.
+    # page since the fork, with the parent's free holes in it: filling those holes copies the
+    # parent's pages into the worker.
     _thread = ThreadPoolExecutor(1, thread_name_prefix="asr-worker")
     _die_with(parent)
 

@@ -17,6 +17,7 @@ happen to coincide.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import shlex
@@ -74,18 +75,14 @@ def main() -> None:
         path = Path(tmp) / "long.flac"
         refs: list[str] = []
         with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
-            written, utts = 0, read_manifest(args.manifest)
-            while written < target:
-                for u in utts:
-                    wav = np.concatenate([load_audio(u.audio).numpy(), gap])
-                    if written + len(wav) > target:
-                        break
-                    f.write(wav)
-                    written += len(wav)
-                    refs.append(u.text)
-                else:
-                    continue
-                break
+            written = 0
+            for u in itertools.cycle(read_manifest(args.manifest)):  # the manifest again and again
+                wav = np.concatenate([load_audio(u.audio).numpy(), gap])
+                if written + len(wav) > target:
+                    break
+                f.write(wav)
+                written += len(wav)
+                refs.append(u.text)
             f.write(np.zeros(target - written, np.float32))  # silence to the length asked for
             written = target
         command = [sys.executable, "-m", "asr.cli", "transcribe", str(path), "--quiet"]
