@@ -140,8 +140,8 @@ class Lexicon:
         """Read ``WORD<TAB>PH ON ES`` lines (plain text or ``.gz``); stress digits are dropped."""
         path = Path(path)
         opener = gzip.open if path.suffix == ".gz" else open
-        # one string object per phone, shared by all pronunciations: split() makes a new one
-        # for each, 24 MB more over the shipped lexicon's 143k pronunciations
+        # one string object per phone, shared by all pronunciations: split() makes a new one for
+        # each, 26 MB more over the shipped lexicon's 143k pronunciations (bench-memory-breakdown.log)
         shared = {p: p for p in PHONES}
         phone = shared.__getitem__
         entries = []

@@ -72,7 +72,7 @@ def test_bad_lexicon_names_file_and_line(tmp_path):
 
 
 def test_lexicon_pronunciations_share_one_string_per_phone(tmp_path):
-    # 143k pronunciations: a string object per phone occurrence cost 24 MB more
+    # 143k pronunciations: a string object per phone occurrence cost 26 MB more
     (tmp_path / "lex.txt").write_text("cat\tK AE1 T\nbat\tB AE T\nhat\tHH AE T\n")
     lex = Lexicon.load(tmp_path / "lex.txt")
     (cat,), (bat,), (hat,) = lex.prons["cat"], lex.prons["bat"], lex.prons["hat"]
