@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import math
 import os
 import re
 import stat
@@ -36,12 +37,26 @@ class AudioError(UserError):
     """Raised for unreadable or unusable audio; the message names the file and the problem."""
 
 
+COMPRESSIONS = ("log", "pcen")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     n_mfcc: int = 40
     n_mels: int = 40
     deltas: bool = False  # append first and second differences (x3 dimensions)
     cmvn: bool = True  # per-utterance mean/variance normalisation
+    # How mel energies are compressed before the DCT. "log": dB of the mel power (classic MFCC).
+    # "pcen": per-channel energy normalisation (Wang et al. 2017, librosa.pcen) of the mel
+    # magnitudes, which divides each band by its own recent level (a 0.4 s smoother) before a
+    # square-root compression, meant to divide out part of stationary noise and a room's tail
+    # (measured against "log" in RESULTS.md, Robustness).
+    compression: str = "log"
+
+    def __post_init__(self):
+        if self.compression not in COMPRESSIONS:
+            raise ConfigError(f"features.compression must be one of {', '.join(COMPRESSIONS)}, "
+                              f"not {self.compression!r}")
 
     @property
     def dim(self) -> int:
@@ -186,8 +201,15 @@ class MFCC(torch.nn.Module):
         """Return ``(features (B, T, dim), frame_lengths (B,))``; ``lengths`` are in samples."""
         if lengths is None:
             lengths = torch.full((wavs.shape[0],), wavs.shape[1], dtype=torch.long)
-        feats = self.mfcc(wavs).transpose(1, 2)  # (B, n_mfcc, T) -> (B, T, n_mfcc)
         frame_lengths = 1 + lengths // HOP
+        if self.config.compression == "pcen":
+            mel = self.mfcc.MelSpectrogram(wavs)  # (B, n_mels, T) power
+            # c0 as the log path computes it (mean mel dB x sqrt(n_mels)), for the silence test below
+            c0 = self.mfcc.amplitude_to_DB(mel).mean(1) * self.config.n_mels ** 0.5  # (B, T)
+            feats = torch.matmul(pcen(mel.sqrt(), frame_lengths).transpose(1, 2), self.mfcc.dct_mat)
+        else:
+            feats = self.mfcc(wavs).transpose(1, 2)  # (B, n_mfcc, T) -> (B, T, n_mfcc)
+            c0 = feats[..., 0]
         if self.config.deltas:
             d1 = torchaudio.functional.compute_deltas(feats.transpose(1, 2))
             d2 = torchaudio.functional.compute_deltas(d1)
@@ -200,7 +222,7 @@ class MFCC(torch.nn.Module):
             # Frames of digital silence (every mel band at AmplitudeToDB's floor) say nothing
             # about the recording's level: leave them out of the statistics, or a file that is
             # mostly silence would squash its speech into a corner of the feature space.
-            sound = feats[..., 0] > DIGITAL_SILENCE_DB * self.config.n_mels ** 0.5  # c0 = mean mel dB x sqrt(n_mels)
+            sound = c0 > DIGITAL_SILENCE_DB * self.config.n_mels ** 0.5  # c0 = mean mel dB x sqrt(n_mels)
             feats = _fill_silence(cmvn(feats, frame_lengths, sound), frame_lengths, sound)
         mask = torch.arange(feats.shape[1])[None, :] < frame_lengths[:, None]
         return feats * mask[..., None], frame_lengths
@@ -208,6 +230,34 @@ class MFCC(torch.nn.Module):
     def _per_utterance(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outs = [self(wavs[i : i + 1, : int(n)])[0][0] for i, n in enumerate(lengths)]
         return torch.nn.utils.rnn.pad_sequence(outs, batch_first=True), torch.tensor([len(o) for o in outs])
+
+
+PCEN_TIME_CONSTANT = 0.4  # s: the smoother's memory (librosa's default; 40 frames at 10 ms)
+PCEN_SCALE = 2.0 ** 31  # float samples in [-1, 1] scaled as 32-bit integers, the range PCEN's constants were set for
+PCEN_GAIN, PCEN_BIAS, PCEN_POWER, PCEN_EPS = 0.98, 2.0, 0.5, 1e-6  # librosa.pcen's defaults (Wang et al. 2017)
+
+
+def pcen(magnitudes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Per-channel energy normalisation of mel magnitudes ``(B, n_mels, T)`` over the first
+    ``lengths[b]`` frames of each (the rest are 0), as ``librosa.pcen`` computes it with its
+    default constants: ``(E / (eps + M)^gain + bias)^power - bias^power``, where ``M`` is ``E``
+    smoothed over time by a one-pole low-pass filter.
+
+    The smoother starts in its steady state for each band's first frame (librosa's default starts
+    it from a level of 1, which leaves the first 0.4 s of every utterance unnormalised). It runs
+    forward in time only, so padding after an utterance does not change its frames.
+    """
+    t_frames = PCEN_TIME_CONSTANT / FRAME_SECONDS
+    b = (math.sqrt(1 + 4 * t_frames ** 2) - 1) / (2 * t_frames ** 2)  # the smoother's coefficient, as librosa derives it
+    e = magnitudes.double() * PCEN_SCALE
+    mask = torch.arange(e.shape[-1])[None, None, :] < lengths[:, None, None]
+    first = e[..., :1]
+    # M[t] = (1 - b) M[t-1] + b E[t] with M[-1] = E[0]: the filter is linear and holds a constant
+    # input where it starts, so that is the zero-state response to E - E[0], plus E[0]
+    smooth = torchaudio.functional.lfilter(e - first, torch.tensor([1.0, b - 1.0], dtype=e.dtype),
+                                           torch.tensor([b, 0.0], dtype=e.dtype), clamp=False) + first
+    out = (e / (PCEN_EPS + smooth) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS ** PCEN_POWER
+    return (out * mask).to(magnitudes.dtype)
 
 
 DIGITAL_SILENCE_DB = -99.9  # mean mel power in dB at or below which a frame is digital silence (floor: -100)
@@ -313,8 +363,8 @@ class FeatureStats:
 def feature_statistics(wavs, config: FeatureConfig = FeatureConfig()) -> FeatureStats:
     """:class:`FeatureStats` of 16 kHz waveforms ``(samples,)`` (an iterable), plain MFCC as
     ``config`` (which must normalise per utterance) computes them before its CMVN."""
-    if not config.cmvn or config.deltas:
-        raise ConfigError("feature statistics are for models with per-utterance CMVN and no deltas")
+    if not config.cmvn or config.deltas or config.compression != "log":
+        raise ConfigError("feature statistics are for models with per-utterance CMVN of log-mel MFCC, no deltas")
     plain = MFCC(dataclasses.replace(config, cmvn=False))
     total, squares, count, fills = torch.zeros(config.n_mfcc, dtype=torch.float64), 0.0, 0, []
     for wav in wavs:

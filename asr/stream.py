@@ -151,6 +151,9 @@ class Stream:
         features = model.config.features
         if features.deltas:
             raise ConfigError("streaming needs a model without delta features (they look ahead)")
+        if features.compression != "log":
+            raise ConfigError(f"streaming reads log-mel MFCC models only, and this model's features are "
+                              f"{features.compression!r}")
         if features.cmvn and stats is None:
             raise ConfigError("this model normalises each utterance: streaming needs its training feature "
                               "statistics (a bundle's stream.json, `asr bundle --stream-stats`)")

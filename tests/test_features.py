@@ -50,6 +50,57 @@ def test_batch_equals_single_with_deltas():
         torch.testing.assert_close(batch[i, : lengths[i]], compute_features(w, cfg), atol=1e-4, rtol=1e-4)
 
 
+def test_pcen_batch_equals_single():
+    cfg = FeatureConfig(compression="pcen")
+    wavs = [torch.from_numpy(_tone(s, freq=f)) for s, f in [(0.5, 300), (0.83, 500), (0.31, 700)]]
+    padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
+    batch, lengths = MFCC(cfg)(padded, torch.tensor([len(w) for w in wavs]))
+    for i, w in enumerate(wavs):
+        torch.testing.assert_close(batch[i, : lengths[i]], compute_features(w, cfg), atol=1e-4, rtol=1e-4)
+        assert (batch[i, lengths[i]:] == 0).all()
+
+
+def test_pcen_is_librosas_pcen_with_the_smoother_started_settled():
+    librosa = pytest.importorskip("librosa")
+    import scipy.signal
+
+    from asr.features import FRAME_SECONDS, PCEN_SCALE, PCEN_TIME_CONSTANT, pcen
+
+    rng = np.random.default_rng(0)
+    mags = np.abs(rng.standard_normal((2, 5, 120))) * np.logspace(-4, -1, 120)  # rising levels
+    lengths = torch.tensor([120, 77])
+    ours = pcen(torch.from_numpy(mags), lengths).numpy()
+    t_frames = PCEN_TIME_CONSTANT / FRAME_SECONDS
+    b = (np.sqrt(1 + 4 * t_frames ** 2) - 1) / (2 * t_frames ** 2)
+    for i, n in enumerate(lengths.tolist()):
+        s = mags[i, :, :n] * PCEN_SCALE
+        zi = scipy.signal.lfilter_zi([b], [1, b - 1])[None, :] * s[:, :1]
+        np.testing.assert_allclose(ours[i, :, :n], librosa.pcen(s, b=b, zi=zi), rtol=1e-9, atol=1e-9)
+        assert (ours[i, :, n:] == 0).all()
+
+
+def test_pcen_starts_in_its_steady_state_and_adapts_to_a_level_step():
+    """A band of constant magnitude gives a constant output from the first frame (the smoother
+    starts settled: librosa's own start would ramp for ~0.4 s); after a 20 dB step up it jumps,
+    then decays back towards where it was as the smoother catches up (the gain adaptation)."""
+    from asr.features import pcen
+
+    mags = torch.full((1, 3, 300), 1e-3, dtype=torch.float64)
+    mags[:, :, 150:] = 1e-2  # 20 dB louder from frame 150
+    out = pcen(mags, torch.tensor([300]))[0]
+    torch.testing.assert_close(out[:, :150], out[:, :1].expand(3, 150), atol=1e-9, rtol=0)
+    steady, jump, late = out[0, 149].item(), out[0, 150].item(), out[0, 299].item()
+    assert jump > 3 * steady  # the step is heard
+    assert late < jump / 2 and abs(late - steady) < abs(jump - steady) / 4  # ...then divided out
+
+
+def test_feature_config_rejects_an_unknown_compression():
+    from asr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="compression must be one of log, pcen, not 'cubic'"):
+        FeatureConfig(compression="cubic")
+
+
 def test_cmvn_normalises_each_coefficient():
     f = compute_features(torch.from_numpy(_tone(1.0)))
     torch.testing.assert_close(f.mean(0), torch.zeros(f.shape[1]), atol=1e-4, rtol=0)

@@ -225,3 +225,14 @@ def test_cli_stream_from_a_microphone(monkeypatch, clip, capsys):
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # not installed: import fails
     assert main(["stream", "--mic", "--duration", "1"]) == 2
     assert "pip install 'asr[mic]'" in capsys.readouterr().err
+
+
+def test_stream_refuses_a_model_whose_features_it_cannot_compute():
+    from types import SimpleNamespace
+
+    from asr.errors import ConfigError
+    from asr.features import FeatureConfig
+
+    pcen_model = SimpleNamespace(config=SimpleNamespace(features=FeatureConfig(compression="pcen")))
+    with pytest.raises(ConfigError, match="log-mel MFCC models only, and this model's features are 'pcen'"):
+        Stream(SimpleNamespace(model=pcen_model))
