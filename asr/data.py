@@ -252,7 +252,7 @@ def load_features(utts: list[Utterance], config: FeatureConfig, cache: str | Pat
     """
     if keep_errors and cache is not None:
         raise ValueError("keep_errors works without a cache")
-    key = json.dumps([[(u.id, u.audio) for u in utts], config.__dict__, FEATURES_VERSION] + ([speed] if speed != 1.0 else [])
+    key = json.dumps([[(u.id, u.audio) for u in utts], config.key(), FEATURES_VERSION] + ([speed] if speed != 1.0 else [])
                      + ([dataclasses.asdict(augment[0]), augment[1]] if augment else []))
     if cache is not None and Path(cache).is_file():
         saved = torch.load(cache, weights_only=True)
@@ -275,7 +275,7 @@ SHARD_BYTES = 1 << 30  # 1 GiB of float16 features per shard file: ~3.6 h of 40-
 def _features_key(utts: list[Utterance], config: FeatureConfig, speed: float,
                   augment: tuple[AugmentConfig, int] | None = None) -> str:
     digest = hashlib.sha256(json.dumps([(u.id, u.audio) for u in utts]).encode()).hexdigest()
-    key = {"utterances": digest, "features": config.__dict__, "speed": speed, "version": FEATURES_VERSION}
+    key = {"utterances": digest, "features": config.key(), "speed": speed, "version": FEATURES_VERSION}
     if augment:
         key["augment"] = [dataclasses.asdict(augment[0]), augment[1]]
     return json.dumps(key, sort_keys=True)

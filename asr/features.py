@@ -62,6 +62,11 @@ class FeatureConfig:
     def dim(self) -> int:
         return self.n_mfcc * (3 if self.deltas else 1)
 
+    def key(self) -> dict:
+        """The fields, for the keys of feature caches and shards: ``compression`` only where it is
+        not "log", so that caches written before it existed (log-mel, the same features) still match."""
+        return {k: v for k, v in self.__dict__.items() if not (k == "compression" and v == "log")}
+
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 0.0,
                stop: float | None = None) -> torch.Tensor:

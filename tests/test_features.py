@@ -94,6 +94,11 @@ def test_pcen_starts_in_its_steady_state_and_adapts_to_a_level_step():
     assert late < jump / 2 and abs(late - steady) < abs(jump - steady) / 4  # ...then divided out
 
 
+def test_feature_cache_keys_made_before_compression_existed_still_match():
+    assert FeatureConfig().key() == {"n_mfcc": 40, "n_mels": 40, "deltas": False, "cmvn": True}
+    assert FeatureConfig(compression="pcen").key()["compression"] == "pcen"
+
+
 def test_feature_config_rejects_an_unknown_compression():
     from asr.errors import ConfigError
 
