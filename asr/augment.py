@@ -228,7 +228,7 @@ def corrupt_randomly(speech: torch.Tensor, config: AugmentConfig, seed: int,
             kind = "pink"  # too few other talkers to make babble from
         snr = uniform(config.snr)
         if kind == "babble":
-            talkers = [load_audio(babble_audio[i]) for i in rng.choice(len(babble_audio), 3, replace=False)]
+            talkers = [torch.from_numpy(load_audio(babble_audio[i])) for i in rng.choice(len(babble_audio), 3, replace=False)]
             noise = babble(talkers, x.numel())
         else:
             noise = coloured_noise(kind, x.numel(), int(rng.integers(2**31)))

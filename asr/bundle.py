@@ -1,10 +1,11 @@
 """A model that travels with its decoding: one folder, like a Vosk model folder or a torchaudio bundle.
 
-A bundle holds the acoustic model, the pronunciation lexicon, the word LM (with its word
-list), the confidence calibrator and ``bundle.json``, which says how they are used together::
+A bundle holds the acoustic model (the training checkpoint, and its weights exported for
+recognition without torch), the pronunciation lexicon, the word LM (with its word list), the
+confidence calibrator and ``bundle.json``, which says how they are used together::
 
-    {"format": 1,
-     "model": "model.pt", "lexicon": "lexicon.txt.gz",
+    {"format": 2,
+     "model": "model.pt", "runtime": "model.npz", "lexicon": "lexicon.txt.gz",
      "head": "phone",                                    # which CTC head gives the words
      "decoding": {"decoder": "beam", "lm": "lm.arpa.gz", "calibration": "calibration.json", ...},
      "streaming": "stream.json",                        # optional: how it streams (asr.stream)
@@ -35,13 +36,14 @@ from typing import Any
 from .decode import DecodingConfig
 from .errors import ConfigError, UserError
 from .io import atomic_write_text
-from .model import load_checkpoint
 
-FORMAT = 1  # bundle.json's format version: readers refuse newer ones
+# bundle.json's format version: readers refuse others. 2: the model exported for the torch-free
+# runtime ("runtime") beside the checkpoint; a format 1 bundle has only the checkpoint.
+FORMAT = 2
 BUNDLE_FILE = "bundle.json"
 HEADS = ("char", "phone")
 # Names chosen by `write_bundle` for the files it copies in (the LM keeps its suffix: .arpa, .arpa.gz, .bin).
-MODEL_FILE, CALIBRATION_FILE, STREAMING_FILE = "model.pt", "calibration.json", "stream.json"
+MODEL_FILE, RUNTIME_FILE, CALIBRATION_FILE, STREAMING_FILE = "model.pt", "model.npz", "calibration.json", "stream.json"
 # Bundles by name: ``asr.load("streaming")``. The shipped model streams latency-controlled
 # (asr.stream), so both names are the shipped folder, which carries a stream.json.
 NAMED = {"default": "", "streaming": ""}
@@ -57,7 +59,9 @@ class Bundle:
 
     ``decoding.lm`` and ``decoding.calibration`` are absolute paths (or ``None``). ``path`` is the
     folder, ``None`` for a bare checkpoint (see :func:`from_checkpoint`). ``produced_by`` is
-    bundle.json's record of what made it (training config, commit, dev figures).
+    bundle.json's record of what made it (training config, commit, dev figures). ``runtime`` is
+    the exported model recognition reads; ``None`` for a bare checkpoint (exported in memory,
+    which needs torch) or a bundle read to be written again (``load_bundle(upgrade=True)``).
     """
 
     model: Path
@@ -67,6 +71,7 @@ class Bundle:
     path: Path | None = None
     produced_by: dict[str, Any] = field(default_factory=dict, compare=False)
     streaming: Path | None = None  # stream.json: the streaming config and training feature statistics
+    runtime: Path | None = None  # model.npz: the model's weights for asr.rnn
 
     def with_options(self, head: str | None = None, decoder: str | None = None, **changes: Any) -> "Bundle":
         """This bundle with some decoding options changed (``None`` values are left as they are).
@@ -87,11 +92,9 @@ class Bundle:
             raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
         config = self.decoding
         if decoder == "greedy":
-            config = DecodingConfig(precision=config.precision)
-        elif decoder == "beam" and config.decoder != "beam":
-            config = dataclasses.replace(config, decoder="beam")
-        elif decoder not in (None, "greedy", "beam"):
-            raise ConfigError(f"decoder must be 'greedy' or 'beam', not {decoder!r}")
+            config = DecodingConfig()
+        elif decoder is not None and decoder != config.decoder:
+            config = dataclasses.replace(config, decoder=decoder)  # (a value that is neither is refused there)
         changes = {k: v for k, v in changes.items() if v is not None}
         for name in ("lm", "calibration"):
             if changes.get(name) == "none":
@@ -127,13 +130,14 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
+def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bool = False) -> Bundle:
     """The bundle in folder ``path`` (default: the shipped one), its files checked against bundle.json.
 
     ``verify=False`` skips the sha256 of every file (they are still required to exist).
     Raises :class:`BundleError` naming the folder and file for a folder without bundle.json, a
-    bundle.json that is not valid, a format newer than :data:`FORMAT`, or a listed file that is
-    missing or whose sha256 differs.
+    bundle.json that is not valid, a format other than :data:`FORMAT`, or a listed file that is
+    missing or whose sha256 differs. ``upgrade=True`` also reads a format 1 bundle (no exported
+    model), for ``asr bundle`` to write it again.
     """
     if path is not None and str(path) in NAMED and not Path(path).exists():
         path = default_bundle_path() / NAMED[str(path)]
@@ -158,6 +162,10 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
     if version > FORMAT:
         raise BundleError(f"{meta_path}: bundle format {version} is newer than this asr reads ({FORMAT}); "
                           f"upgrade asr to use it")
+    if version < FORMAT and not (upgrade and version == 1):
+        raise BundleError(f"{meta_path}: bundle format {version} has no model exported for recognition without "
+                          f"torch; `asr bundle {folder} --out {folder}` adds it (with the training extra: "
+                          f"pip install 'asr[train]')")
     files = meta.get("files")
     if not isinstance(files, dict):
         raise BundleError(f"{meta_path}: no 'files' with the sha256 of each file")
@@ -180,6 +188,8 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
                               f"bundle was written (rebuild it with `asr bundle`)")
     try:
         fields = dict(meta.get("decoding") or {})
+        if version == 1:  # read to be written again: format 1 chose the model's arithmetic, asr.rnn's is fp32
+            fields.pop("precision", None)
         for name in ("lm", "calibration"):
             if fields.get(name):
                 fields[name] = str(member(fields[name], f"decoding.{name}"))
@@ -187,14 +197,15 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
         if words and (folder / words).exists() and words not in files:
             raise BundleError(f"{meta_path}: the LM's word list {words} is not listed in 'files'")
         decoding = DecodingConfig(**fields)
-    except TypeError as e:
+    except (TypeError, ConfigError) as e:
         raise BundleError(f"{meta_path}: decoding: {e}") from None
     head = meta.get("head", "char")
     if head not in HEADS:
         raise BundleError(f"{meta_path}: head must be 'char' or 'phone', not {head!r}")
     streaming = member(meta["streaming"], "streaming") if meta.get("streaming") else None
+    runtime = member(meta.get("runtime"), "runtime") if version >= 2 else None
     return Bundle(member(meta.get("model"), "model"), member(meta.get("lexicon"), "lexicon"), head, decoding,
-                  folder.resolve(), meta.get("produced_by") or {}, streaming)
+                  folder.resolve(), meta.get("produced_by") or {}, streaming, runtime)
 
 
 def from_checkpoint(model: str | Path, lexicon: str | Path | None = None) -> Bundle:
@@ -207,16 +218,18 @@ def from_checkpoint(model: str | Path, lexicon: str | Path | None = None) -> Bun
     if model.is_dir():
         raise BundleError(f"{model}: is a folder, not a checkpoint"
                           + (" (it is a bundle: give it as --bundle)" if (model / BUNDLE_FILE).is_file() else ""))
-    load_checkpoint(model)  # a missing or unreadable file is reported now, before anything is said about it
+    if not model.is_file():  # reported now, before anything is said about it
+        raise BundleError(f"{model}: model file not found")
     lexicon = Path(lexicon) if lexicon else default_bundle_path() / "lexicon.txt.gz"
     return Bundle(model.resolve(), lexicon.resolve(), "char", DecodingConfig())
 
 
 def resolve(bundle: str | Path | None = None, model: str | Path | None = None, lexicon: str | Path | None = None,
-            warn=None, **options: Any) -> Bundle:
-    """What a command decodes with: ``bundle`` (default: the shipped one), or a bare ``model``
-    checkpoint decoded greedily (said through ``warn``, e.g. on stderr), with ``options``
-    (see :meth:`Bundle.with_options`) and another ``lexicon`` if given."""
+            warn=None, upgrade: bool = False, **options: Any) -> Bundle:
+    """What a command decodes with: ``bundle`` (default: the shipped one; a name of :data:`NAMED`, a
+    folder), or a bare ``model`` checkpoint decoded greedily (said through ``warn``, e.g. on
+    stderr), with ``options`` (see :meth:`Bundle.with_options`) and another ``lexicon`` if given.
+    The one resolver of the CLI and of :func:`asr.load`. ``upgrade``: see :func:`load_bundle`."""
     if bundle is not None and model is not None:
         raise ConfigError("give --bundle or --model, not both (a bundle holds its model)")
     if model is not None:
@@ -225,7 +238,7 @@ def resolve(bundle: str | Path | None = None, model: str | Path | None = None, l
             warn(f"note: {model} is a bare checkpoint: decoding it greedily with its char head (no LM, raw "
                  f"confidences); `asr bundle` makes a bundle that carries its own tuned decoding")
     else:
-        b = load_bundle(bundle)
+        b = load_bundle(bundle, upgrade=upgrade)
         if lexicon is not None:
             b = dataclasses.replace(b, lexicon=Path(lexicon).resolve())
     return b.with_options(**options)
@@ -259,9 +272,10 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
                  streaming: str | Path | None = None) -> Bundle:
     """Write a bundle folder ``out``: ``model`` (a checkpoint), ``lexicon`` (default: the shipped
     one), the LM and calibrator that ``decoding`` names (copied in, with the LM's word list),
-    ``streaming`` (a stream.json, see :func:`asr.stream.write_streaming`) and bundle.json last,
-    with the sha256 of each file. ``out`` may be an existing bundle whose files
-    are given again (that is how tune and calibrate write into one).
+    ``streaming`` (a stream.json, see :func:`asr.stream.write_streaming`), the model exported for
+    recognition (:func:`asr.model.export`: needs torch) and bundle.json last, with the sha256 of
+    each file. ``out`` may be an existing bundle whose files are given again (that is how tune
+    and calibrate write into one).
 
     ``produced_by`` is merged into what is recorded: the asr version, the git commit, and the
     checkpoint's training config and dev scores where it holds them.
@@ -285,14 +299,27 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
         fields["calibration"] = _copy_in(decoding.calibration, folder, CALIBRATION_FILE)
     if streaming:
         names["streaming"] = _copy_in(streaming, folder, STREAMING_FILE)
+    runtime = folder / RUNTIME_FILE
+    names["runtime"] = RUNTIME_FILE
     listed = [*names.values()] + [fields[k] for k in ("lm", "calibration") if fields.get(k)]
     if fields.get("lm") and (folder / f"{fields['lm']}.words.txt").is_file():
         listed.append(f"{fields['lm']}.words.txt")
-    ckpt = load_checkpoint(folder / names["model"])
     record: dict[str, Any] = {"asr": __version__, "commit": _commit()}
-    for key, name in (("training", "training"), ("epoch", "epoch"), ("dev", "training_dev"), ("soup_of", "soup_of")):
-        if key in ckpt:  # the training config, the dev scores it chose the checkpoint by, what was averaged
-            record[name] = ckpt[key]
+    if not (runtime.is_file() and _listed(folder, RUNTIME_FILE) == sha256(runtime)
+            and _listed(folder, MODEL_FILE) == sha256(folder / MODEL_FILE)):
+        # a checkpoint this bundle has not exported yet (tune and calibrate, which write into a
+        # bundle with its own checkpoint, need no torch): export it, record what it holds
+        try:
+            from .model import export, load_checkpoint, load_model
+        except ImportError:
+            raise BundleError(f"{folder / MODEL_FILE}: exporting a checkpoint for recognition needs PyTorch: "
+                              f"pip install 'asr[train]'") from None
+
+        ckpt = load_checkpoint(folder / MODEL_FILE)
+        for key, name in (("training", "training"), ("epoch", "epoch"), ("dev", "training_dev"), ("soup_of", "soup_of")):
+            if key in ckpt:  # the training config, the dev scores it chose the checkpoint by, what was averaged
+                record[name] = ckpt[key]
+        export(load_model(folder / MODEL_FILE)).save(runtime)
     old = folder / BUNDLE_FILE
     if old.is_file():  # keep what an earlier writer recorded (e.g. the tuning's dev figures)
         try:
@@ -304,6 +331,14 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
             "files": {name: sha256(folder / name) for name in sorted(set(listed))}, "produced_by": record}
     atomic_write_text(old, json.dumps(meta, indent=2) + "\n")
     return load_bundle(folder, verify=False)
+
+
+def _listed(folder: Path, name: str) -> str | None:
+    """The sha256 that ``folder``'s bundle.json lists for ``name``, if any."""
+    try:
+        return json.loads((folder / BUNDLE_FILE).read_text(encoding="utf-8"))["files"].get(name)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def bundle_summary(bundle: Bundle) -> str:

@@ -24,7 +24,7 @@ def _sample_manifest() -> str:
     return str(resources.files("asr") / "assets" / "samples" / "manifest.jsonl")
 
 
-DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "precision", "beam_size", "beam_threshold", "blank_skip",
+DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "beam_size", "beam_threshold", "blank_skip",
                     "history_steps", "lm_weight", "word_score", "joint_weight")
 
 
@@ -64,8 +64,6 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                    help="character head: beam search over any spelling, no lexicon or LM (open vocabulary)")
     g.add_argument("--joint-weight", type=float,
                    help="rescore the beam's n-best with the other head's CTC score at this weight (0: off)")
-    g.add_argument("--precision", choices=["fp32", "bf16", "auto"],
-                   help="the acoustic model's arithmetic (auto: bf16 where the CPU/GPU has it natively)")
     g.add_argument("--calibration", metavar="JSON",
                    help="word-confidence calibrator from `asr calibrate` (default: the bundle's), or 'none'")
 
@@ -83,7 +81,7 @@ def _streaming_options(args: argparse.Namespace) -> dict[str, float]:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .data import prepare_folder, prepare_librispeech
+    from .manifest import prepare_folder, prepare_librispeech
 
     if args.kind == "librispeech":
         report = prepare_librispeech(args.corpus, args.subset, args.out)
@@ -198,15 +196,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] else 0
 
 
-def _with_tuned(bundle, path: str | None, precision: str | None):
+def _with_tuned(bundle, path: str | None):
     """``bundle`` with the head and decoding of ``asr tune``'s best.json at ``path`` (if given), and its dev figures."""
     from .bundle import read_tuned
 
     if not path:
         return bundle, {}
     head, decoding, record = read_tuned(path)
-    if precision:  # e.g. calibrate the evidence of the arithmetic that will ship (bf16 moves it a little)
-        decoding = dataclasses.replace(decoding, precision=precision)
     return dataclasses.replace(bundle, head=head, decoding=decoding), record
 
 
@@ -222,7 +218,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if not augment.copies:
             print(f"error: {args.augment}: its [augment] makes no corrupted copies (copies = 0)", file=sys.stderr)
             return 2
-    bundle, _ = _with_tuned(_bundle(args, quiet=bool(args.decoding)), args.decoding, args.precision)
+    bundle, _ = _with_tuned(_bundle(args, quiet=bool(args.decoding)), args.decoding)
     summary = calibrate(args.manifest, args.out, bundle, workers=_workers(args), augment=augment,
                         log=lambda line: print(line, file=sys.stderr))
     print(json.dumps({k: v for k, v in summary.items() if k != "calibrator"}, indent=2))
@@ -273,12 +269,12 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     from .bundle import BUNDLE_FILE, bundle_summary, from_checkpoint, load_bundle, write_bundle
 
     if (Path(args.checkpoint) / BUNDLE_FILE).is_file():  # a bundle again, with some options changed
-        base = load_bundle(args.checkpoint)
+        base = load_bundle(args.checkpoint, upgrade=True)  # a format 1 bundle is written again, exported
         if args.lexicon:
             base = dataclasses.replace(base, lexicon=args.lexicon)
     else:
         base = from_checkpoint(args.checkpoint, args.lexicon)
-    bundle, record = _with_tuned(base, args.decoding, None)
+    bundle, record = _with_tuned(base, args.decoding)
     bundle = bundle.with_options(lexicon_free=args.lexicon_free or None, **{k: getattr(args, k) for k in DECODING_OPTIONS})
     produced = {k: v for k, v in base.produced_by.items() if k not in ("asr", "commit", "dev")}
     if base.path is not None:  # what it was made from; its dev figures were measured before these changes
@@ -295,12 +291,12 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     streaming = base.streaming
     changes = _streaming_options(args)
     if args.stream_stats or changes:
-        from .model import load_model
         from .stream import StreamingConfig, manifest_statistics, read_streaming, write_streaming
+        from .transcribe import load_acoustic_model
 
         config, stats = read_streaming(streaming) if streaming else (StreamingConfig(), None)
         if args.stream_stats:
-            stats = manifest_statistics(args.stream_stats, load_model(bundle.model).config.features)
+            stats = manifest_statistics(args.stream_stats, load_acoustic_model(bundle).config.features)
             produced["stream_stats"] = {"manifest": args.stream_stats, "frames": stats.frames}
         Path(args.out).mkdir(parents=True, exist_ok=True)
         streaming = Path(args.out) / "stream.json"
@@ -465,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config entry (JSON value, else a string): epochs=10, out_dir=exp/x, model.hidden=512")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, needs_torch=True)
 
     p = sub.add_parser("features", help="compute a training config's features once into shards on disk "
                                         "(its feature_shards folder), for sets beyond RAM")
@@ -473,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config entry, as for train")
     p.add_argument("--workers", type=int, help=WORKERS + " computing features (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_features)
+    p.set_defaults(func=cmd_features, needs_torch=True)
 
     p = sub.add_parser("transcribe", help="transcribe audio files, folders, @lists or manifests")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -515,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for calibration.json and calibration-summary.json "
                                                  "(with --bundle, the bundle decodes with the new calibrator too)")
     p.add_argument("--workers", type=int, help=WORKERS + " reading audio into features (default: one per core)")
-    p.set_defaults(func=cmd_calibrate)
+    p.set_defaults(func=cmd_calibrate, needs_torch=True)
 
     p = sub.add_parser("tune", help="grid-search beam decoding weights on a dev manifest (never a test set)")
     p.add_argument("--manifest", required=True, help="dev JSONL manifest")
@@ -616,10 +612,23 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _has_torch() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ValueError:  # torch in sys.modules as None: imports of it fail
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import UserError
 
+    if getattr(args, "needs_torch", False) and not _has_torch():
+        print(f"error: asr {args.command} needs PyTorch, which the recognizer's install leaves out: "
+              f"pip install 'asr[train]' (in a clone: pip install -e '.[train]')", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except (UserError, FileNotFoundError) as e:

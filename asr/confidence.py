@@ -16,10 +16,9 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from .augment import coloured_noise
-from .ctc import Token, Word
+from .ctc import Token, Word, viterbi_path
 from .errors import UserError
 from .text import BOUNDARY as BOUNDARY_TOKEN
 from .text import CHAR_VOCAB
@@ -75,10 +74,10 @@ def _value(feature: str, evidence: dict[str, float]) -> float:
     return float(x)
 
 
-def feature_matrix(evidence: list[dict[str, float]], features: tuple[str, ...]) -> torch.Tensor:
+def feature_matrix(evidence: list[dict[str, float]], features: tuple[str, ...]) -> np.ndarray:
     """``(N, F)`` regression inputs: each word's evidence, transformed (see ``FEATURES``)."""
-    return torch.tensor([[_value(f, e) for f in features] for e in evidence],
-                        dtype=torch.float64).reshape(len(evidence), len(features))
+    return np.array([[_value(f, e) for f in features] for e in evidence],
+                    dtype=np.float64).reshape(len(evidence), len(features))
 
 
 @dataclass(frozen=True)
@@ -122,40 +121,58 @@ def fit_calibrator(evidence: list[dict[str, float]], right: list[bool], features
     if len(evidence) != len(right) or not evidence:
         raise ValueError(f"{len(evidence)} words of evidence but {len(right)} labels")
     x = feature_matrix(evidence, features)
-    y = torch.tensor(right, dtype=torch.float64)
-    mean, scale = x.mean(0), x.std(0).clamp_min(1e-6)  # standardised, so one l2 suits every feature
-    z = (x - mean) / scale
-    w = torch.zeros(len(features), dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=500, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+    y = np.asarray(right, dtype=np.float64)
+    mean, scale = x.mean(0), np.maximum(x.std(0, ddof=1) if len(x) > 1 else np.ones(x.shape[1]), 1e-6)
+    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])  # standardised, so one l2 suits every feature; bias last
+    penalty = np.full(z.shape[1], 2 * l2)
+    penalty[-1] = 0.0  # the bias is not shrunk
 
-    def loss_fn():
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y) + l2 * (w * w).sum()
-        loss.backward()
-        return loss
+    def loss(theta: np.ndarray) -> float:
+        logits = z @ theta
+        return float(np.mean(np.logaddexp(0, logits) - y * logits) + l2 * (theta[:-1] ** 2).sum())
 
-    opt.step(loss_fn)
-    weights = (w / scale).detach()  # back to the raw (transformed) inputs
-    bias = float(b.detach() - (weights * mean).sum())
+    # Newton's method (iteratively reweighted least squares): the loss is convex, and each
+    # step solves the quadratic model; a step that does not lower it is halved
+    theta = np.zeros(z.shape[1])
+    current = loss(theta)
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-np.clip(z @ theta, -50, 50)))
+        grad = z.T @ (p - y) / len(y) + penalty * theta
+        hess = (z * (p * (1 - p))[:, None]).T @ z / len(y) + np.diag(penalty) + 1e-12 * np.eye(len(theta))
+        step = np.linalg.solve(hess, grad)
+        size = 1.0
+        while size > 1e-6 and loss(theta - size * step) > current:
+            size /= 2
+        theta, previous = theta - size * step, current
+        current = loss(theta)
+        if abs(previous - current) < 1e-13 or np.abs(size * step).max() < 1e-10:
+            break
+    weights = theta[:-1] / scale  # back to the raw (transformed) inputs
+    bias = float(theta[-1] - (weights * mean).sum())
     return Calibrator(tuple(features), tuple(round(float(v), 6) for v in weights), round(bias, 6), head)
 
 
 SAMPLE_RATE = 16000
 
 
-def synthetic_audio(kind: str, seconds: float = 30.0, seed: int = 0) -> torch.Tensor:
+def synthetic_audio(kind: str, seconds: float = 30.0, seed: int = 0) -> np.ndarray:
     """``(samples,)`` of generated non-speech at 16 kHz, peak 0.5 unless said.
 
     Kinds: ``white``, ``pink`` (1/f), ``brown`` (1/f^2) noise; ``tone`` (440 Hz), ``chord``
     (three tones with vibrato), ``chirp`` (100 Hz to 4 kHz sweeps); ``clicks`` (a 1 ms click
     every 120 ms); ``hum`` (50 Hz and harmonics with faint hiss); ``silence`` (digital zeros).
+    Generated with torch's random numbers (the calibrator's fitting data; ``asr calibrate``
+    needs the training extra).
     """
+    import torch
+
+    from .augment import coloured_noise
+
     g = torch.Generator().manual_seed(seed)
     n = int(seconds * SAMPLE_RATE)
     t = torch.arange(n, dtype=torch.float64) / SAMPLE_RATE
     if kind == "silence":
-        return torch.zeros(n)
+        return np.zeros(n, dtype=np.float32)
     if kind in ("white", "pink", "brown"):
         x = coloured_noise(kind, n, seed).double()
     elif kind == "tone":
@@ -177,7 +194,7 @@ def synthetic_audio(kind: str, seconds: float = 30.0, seed: int = 0) -> torch.Te
             + 0.01 * torch.randn(n, generator=g, dtype=torch.float64)
     else:
         raise ValueError(f"unknown kind of audio {kind!r}")
-    return (0.5 * x / x.abs().max().clamp_min(1e-12)).float()
+    return (0.5 * x / x.abs().max().clamp_min(1e-12)).float().numpy()
 
 
 # Non-speech the calibrator is fitted on (its words are all wrong), kept apart from the kinds
@@ -206,7 +223,9 @@ def nbest_posteriors(nbest: list[tuple[list[Word], float]]) -> list[float]:
     A word all competing hypotheses agree on gets 1; one the search was torn about, less.
     Hypotheses that differ only in alignment count separately: their mass adds up.
     """
-    mass = torch.softmax(torch.tensor([score for _, score in nbest], dtype=torch.float64), 0).tolist()
+    scores = np.array([score for _, score in nbest], dtype=np.float64)
+    mass = np.exp(scores - scores.max())
+    mass = (mass / mass.sum()).tolist()
     spans = []  # per hypothesis, its words by spelling: a word is looked for among its namesakes only
     for words, _ in nbest:
         by_word: dict[str, list[Word]] = {}
@@ -217,9 +236,9 @@ def nbest_posteriors(nbest: list[tuple[list[Word], float]]) -> list[float]:
             for w in nbest[0][0]]
 
 
-def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, greedy: list[Token],
+def word_evidence(words: list[Word], log_probs: np.ndarray, vocab, greedy: list[Token],
                   char_greedy: list[Token] | None, other_words: list[Word], frame_seconds: float,
-                  char_log_probs: torch.Tensor | None = None) -> list[Word]:
+                  char_log_probs: np.ndarray | None = None) -> list[Word]:
     """One utterance's beam words with the evidence that needs the whole utterance.
 
     ``log_probs`` ``(T, V)`` are the searched head's (``vocab``), ``greedy`` its best path;
@@ -240,9 +259,9 @@ def word_evidence(words: list[Word], log_probs: torch.Tensor, vocab, greedy: lis
 
     if not words:
         return words
-    nonblank = 1.0 - log_probs[:, vocab.blank].float().exp()
-    speech = float((nonblank > 0.5).float().mean())
-    running = [0.0] + nonblank.double().cumsum(0).tolist()  # a word's mean activity from two sums, not a slice each
+    nonblank = 1.0 - np.exp(log_probs[:, vocab.blank].astype(np.float32))
+    speech = float((nonblank > 0.5).mean())
+    running = [0.0] + np.cumsum(nonblank, dtype=np.float64).tolist()  # a word's mean activity from two sums, not a slice each
     llrs = _forced_gaps(words, log_probs, vocab)
     char_llrs = (_forced_gaps(words, char_log_probs, CHAR_VOCAB, spell=lambda w: list(w.word))
                  if char_log_probs is not None else [0.0] * len(words))
@@ -301,24 +320,29 @@ def context_evidence(words: list[Word]) -> list[Word]:
     return out
 
 
-def _forced_gaps(words: list[Word], log_probs: torch.Tensor, vocab, spell=lambda w: list(w.tokens)) -> list[float]:
+def _forced_gaps(words: list[Word], log_probs: np.ndarray, vocab, spell=lambda w: list(w.tokens)) -> list[float]:
     """Per word, the mean over its frames of (log-prob of the forced alignment's token - best
     log-prob) for the CTC forced alignment of the whole hypothesis, each word spelt in
-    ``vocab``'s tokens by ``spell`` (``torchaudio``'s ``forced_align``); a word's frames run
+    ``vocab``'s tokens by ``spell`` (:func:`asr.ctc.viterbi_path`); a word's frames run
     from the boundary before it to the one after it."""
-    import torchaudio.functional as F
-
     symbols = [s for k, w in enumerate(words) for s in ([BOUNDARY_TOKEN] if k else []) + spell(w)]
-    lp = log_probs.float()
+    lp = log_probs.astype(np.float32)
     try:
-        labels, scores = F.forced_align(lp[None].contiguous(), torch.tensor([vocab.encode(symbols)], dtype=torch.int32),
-                                        blank=vocab.blank)
-    except (RuntimeError, ValueError):  # more tokens than frames, or a symbol the head lacks: the words are doubtful
+        path = viterbi_path(lp, vocab.encode(symbols), vocab.blank)
+    except ValueError:  # a symbol the head lacks: the words are doubtful
+        path = None
+    if path is None:  # more tokens than frames
         return [FORCED_GAP_FLOOR] * len(words)
-    gap = scores[0] - lp.max(-1).values
+    labels, states = path
+    gap = lp[np.arange(len(labels)), labels] - lp.max(-1)
     # the frames of the n - 1 boundary tokens cut the utterance into the n words' spans
-    edges = [0] + [e for span in F.merge_tokens(labels[0], scores[0], blank=vocab.blank)
-                   if span.token == vocab.boundary for e in (span.start, span.end)] + [len(gap)]
+    edges = [0]
+    for t in range(len(labels)):
+        if labels[t] == vocab.boundary and (t == 0 or states[t] != states[t - 1]):
+            edges.append(t)
+        if labels[t] == vocab.boundary and (t == len(labels) - 1 or states[t + 1] != states[t]):
+            edges.append(t + 1)
+    edges.append(len(gap))
     return [max(float(gap[a:b].mean()), FORCED_GAP_FLOOR) if b > a else FORCED_GAP_FLOOR
             for a, b in zip(edges[0::2], edges[1::2])]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
 from .errors import ConfigError
 from .text import BOUNDARY as BOUNDARY_TOKEN
@@ -37,7 +37,7 @@ class Word:
     evidence: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
 
-def best_path(log_probs: torch.Tensor, length: int | None = None, blank: int = 0) -> list[Token]:
+def best_path(log_probs: np.ndarray, length: int | None = None, blank: int = 0) -> list[Token]:
     """CTC best path of ``(T, V)`` log-probabilities: tokens with their frame spans.
 
     A token spans the run of frames where it is the arg-max, so ``a a - a`` gives two
@@ -45,8 +45,8 @@ def best_path(log_probs: torch.Tensor, length: int | None = None, blank: int = 0
     """
     if length is not None:
         log_probs = log_probs[:length]
-    best, ids_t = log_probs.max(-1)
-    ids, probs = ids_t.tolist(), best.exp().tolist()
+    ids_a = log_probs.argmax(-1)
+    ids, probs = ids_a.tolist(), np.exp(np.take_along_axis(log_probs, ids_a[:, None], -1)[:, 0]).tolist()
     tokens: list[Token] = []
     prev, start = None, 0
     for t, i in enumerate(ids + [None]):
@@ -132,7 +132,7 @@ class Hypothesis:
         return text_of(self.words(head))
 
 
-def greedy_hypotheses(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
+def greedy_hypotheses(out: dict[str, np.ndarray], lexicon: Lexicon, frame_seconds: float,
                       phone_words_too: bool = True) -> tuple[list[Hypothesis], list[dict[str, list[Token]]]]:
     """Greedy decoding of a model's batch output (see ``AcousticModel.forward``): the
     hypotheses, and each utterance's best path per head (``{"char": tokens, "phone": tokens}``).
@@ -141,7 +141,7 @@ def greedy_hypotheses(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seco
     phones are still decoded), which is the costly part when only the character head is wanted.
     """
     hyps, paths = [], []
-    for b, n in enumerate(out["lengths"].tolist()):
+    for b, n in enumerate(np.asarray(out["lengths"]).tolist()):
         chars = best_path(out["char"][b], n)
         phones = best_path(out["phone"][b], n)
         pwords = phone_words(phones, frame_seconds, lexicon) if phone_words_too else []
@@ -151,28 +151,22 @@ def greedy_hypotheses(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seco
     return hyps, paths
 
 
-def align_words(log_probs: torch.Tensor, words: list[str], head: str, lexicon: Lexicon,
+def align_words(log_probs: np.ndarray, words: list[str], head: str, lexicon: Lexicon,
                 frame_seconds: float) -> list[Word] | None:
     """Where each of ``words`` (a known transcript) lies in one utterance's ``(T, V)`` CTC
-    log-probabilities of ``head``: CTC forced alignment (``torchaudio.functional.forced_align``).
+    log-probabilities of ``head``: CTC forced alignment (:func:`forced_align`).
 
     Times follow the beam decoder's convention (first frame of the first token to the last
     frame + 1 of the last token), so the two can be compared. ``None`` if a word has no
     pronunciation (phone head) or the transcript cannot fit in ``T`` frames.
     """
-    import torchaudio.functional as F
-
     vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
     symbols = list(BOUNDARY_TOKEN.join(words)) if head == "char" else lexicon.phones_for_words(words)
     if not words or symbols is None:
         return None
-    targets = torch.tensor([vocab.encode(symbols)], dtype=torch.int32)
-    try:
-        labels, scores = F.forced_align(log_probs[None].float().contiguous(), targets, blank=vocab.blank)
-    except RuntimeError:  # too few frames for the targets
+    tokens = forced_align(log_probs, vocab.encode(symbols), vocab.blank)
+    if tokens is None:
         return None
-    spans = F.merge_tokens(labels[0], scores[0].exp(), blank=vocab.blank)
-    tokens = [Token(s.token, s.start, s.end, s.score) for s in spans]
     groups = group_words(tokens, vocab.boundary)
     if len(groups) != len(words):
         return None
@@ -180,21 +174,89 @@ def align_words(log_probs: torch.Tensor, words: list[str], head: str, lexicon: L
                  tuple(vocab.tokens[t.id] for t in g), round(lowest_posterior(g), 4)) for w, g in zip(words, groups)]
 
 
-CTC_GROUP = 4  # targets scored together by `ctc_log_likelihood`
+def _extended(target: list[int], blank: int) -> tuple[np.ndarray, np.ndarray]:
+    """CTC's states for ``target``: blanks around and between its tokens ``(2L + 1,)``, and
+    whether each state may be entered from two states back (a token unlike the one before it)."""
+    ext = np.full(2 * len(target) + 1, blank, dtype=np.int64)
+    ext[1::2] = target
+    skip = np.zeros(len(ext), dtype=bool)
+    skip[3::2] = ext[3::2] != ext[1:-2:2]
+    return ext, skip
 
 
-def ctc_log_likelihood(log_probs: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
-    """``log P(target | x)`` under CTC (all alignments summed) for each of ``targets``, given one
-    utterance's ``(T, V)`` log-probabilities; ``-inf`` where a target cannot fit in ``T`` frames."""
-    if len(targets) > CTC_GROUP:
-        # a few targets at a time: the loss's table is (targets, T, 2 * target length + 1)
-        # floats, 16 x 1000 x ~900 x 4 bytes = 57 MB for the 16-best of a 30 s window at once
-        return torch.cat([ctc_log_likelihood(log_probs, targets[i:i + CTC_GROUP])
-                          for i in range(0, len(targets), CTC_GROUP)])
+def viterbi_path(log_probs: np.ndarray, target: list[int], blank: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """The most likely CTC alignment (Viterbi) of ``target`` token ids to ``(T, V)`` log-probabilities:
+    each frame's label and state ``(T,)`` (state ``2k + 1`` is the ``k``-th token, even states
+    blanks), as ``torchaudio.functional.forced_align`` finds it; ``None`` if the target cannot fit
+    in ``T`` frames."""
     T = log_probs.shape[0]
-    n = len(targets)
-    flat = torch.tensor([t for target in targets for t in target], dtype=torch.long)
-    nll = torch.nn.functional.ctc_loss(log_probs.float()[:, None].expand(T, n, -1), flat,
-                                       torch.full((n,), T, dtype=torch.long),
-                                       torch.tensor([len(t) for t in targets]), reduction="none")
-    return -nll
+    ext, skip = _extended(target, blank)
+    S = len(ext)
+    emit = log_probs[:, ext].astype(np.float64)  # (T, S)
+    score = np.full(S, -np.inf)
+    score[:2] = emit[0, :2]
+    back = np.zeros((T, S), dtype=np.int8)  # how far back (0, 1, 2 states) each state was entered from
+    for t in range(1, T):
+        stay, one = score, np.concatenate([[-np.inf], score[:-1]])
+        two = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
+        choice = np.argmax(np.stack([stay, one, two]), 0)  # ties: stay, then the nearer state
+        score = np.choose(choice, [stay, one, two]) + emit[t]
+        back[t] = choice
+    end = S - 1 if S == 1 or score[S - 1] > score[S - 2] else S - 2
+    if not np.isfinite(score[end]):
+        return None
+    states = np.empty(T, dtype=np.int64)
+    s = end
+    for t in range(T - 1, -1, -1):
+        states[t] = s
+        s -= int(back[t, s])
+    return ext[states], states
+
+
+def forced_align(log_probs: np.ndarray, target: list[int], blank: int = 0) -> list[Token] | None:
+    """The tokens of :func:`viterbi_path` with their frame spans and mean posteriors, as
+    ``torchaudio.functional.forced_align`` then ``merge_tokens`` give them; ``None`` if the target
+    cannot fit in ``T`` frames."""
+    path = viterbi_path(log_probs, target, blank)
+    if path is None:
+        return None
+    labels, states = path
+    T = len(labels)
+    probs = np.exp(log_probs[np.arange(T), labels].astype(np.float64))
+    tokens, start = [], 0
+    for t in range(1, T + 1):  # a token spans each run of its state (a repeat is a new state)
+        if t == T or states[t] != states[t - 1]:
+            if labels[start] != blank:
+                tokens.append(Token(int(labels[start]), start, t, float(probs[start:t].mean())))
+            start = t
+    return tokens
+
+
+def ctc_log_likelihood(log_probs: np.ndarray, targets: list[list[int]], blank: int = 0) -> np.ndarray:
+    """``log P(target | x)`` under CTC (all alignments summed) for each of ``targets`` ``(n,)``, given
+    one utterance's ``(T, V)`` log-probabilities; ``-inf`` where a target cannot fit in ``T`` frames.
+
+    The forward algorithm for all targets at once, their states padded to the longest; only
+    the current step's ``(n, S)`` scores are held, whatever ``T``."""
+    if not targets:
+        return np.zeros(0)
+    S = 2 * max(len(t) for t in targets) + 1
+    ext = np.full((len(targets), S), blank, dtype=np.int64)
+    skip = np.zeros((len(targets), S), dtype=bool)
+    for i, target in enumerate(targets):
+        e, k = _extended(target, blank)
+        ext[i, :len(e)], skip[i, :len(k)] = e, k
+    lp = log_probs.astype(np.float64)
+    alpha = np.full((len(targets), S), -np.inf)
+    alpha[:, :2] = lp[0][ext[:, :2]]
+    none = np.full((len(targets), 1), -np.inf)
+    for t in range(1, lp.shape[0]):
+        one = np.concatenate([none, alpha[:, :-1]], 1)
+        two = np.where(skip, np.concatenate([none, none, alpha[:, :-2]], 1), -np.inf)
+        with np.errstate(invalid="ignore"):  # -inf - -inf where no path reaches a state yet
+            alpha = np.logaddexp(np.logaddexp(alpha, one), two) + lp[t][ext]
+    ends = np.array([2 * len(t) for t in targets])
+    rows = np.arange(len(targets))
+    last = alpha[rows, ends]
+    before = np.where(ends > 0, alpha[rows, np.maximum(ends - 1, 0)], -np.inf)
+    return np.logaddexp(last, before)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
+import numpy as np
 
 from .confidence import word_evidence
 from .ctc import Hypothesis, Word, align_words, greedy_hypotheses, text_of
-from .model import BATCH_FRAMES, AcousticModel, forward_batches
+from .rnn import BATCH_FRAMES, RNNModel
 from .search import BeamDecoder, DecodingConfig, best_words, make_beam_decoder
 from .text import Lexicon
 
@@ -23,10 +23,10 @@ __all__ = ["BeamDecoder", "DecodingConfig", "Hypothesis", "Word", "decode_batch"
            "text_of"]
 
 
-def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: float,
+def decode_batch(out: dict[str, np.ndarray], lexicon: Lexicon, frame_seconds: float,
                  phone_words_too: bool = True, beam: "BeamDecoder | None" = None,
                  nbests: list | None = None) -> list[Hypothesis]:
-    """Hypotheses for one batch of model output (see :func:`forward_batches`).
+    """Hypotheses for one batch of model output (see :meth:`asr.rnn.RNNModel.forward`).
 
     Both heads are decoded greedily; with ``beam``, the words of ``beam.head`` come from
     its beam search instead (rescored by the other head if ``beam.joint_weight``), with their
@@ -40,7 +40,7 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
         other = "phone" if beam.head == "char" else "char"
         if nbests is None:
             nbests = beam.search(out[beam.head], out["lengths"], frame_seconds)
-        for b, (n, nbest) in enumerate(zip(out["lengths"].tolist(), nbests)):
+        for b, (n, nbest) in enumerate(zip(np.asarray(out["lengths"]).tolist(), nbests)):
             words = best_words(nbest, out[other][b, :n], other, lexicon, beam.joint_weight)
             words = word_evidence(beam.lm_evidence(words), out[beam.head][b, :n], beam.vocab, paths[b][beam.head],
                                   paths[b]["char"] if other == "char" else None, hyps[b].words(other), frame_seconds,
@@ -49,18 +49,18 @@ def decode_batch(out: dict[str, torch.Tensor], lexicon: Lexicon, frame_seconds: 
     return hyps
 
 
-def recognize(model: AcousticModel, feats: list[torch.Tensor], lexicon: Lexicon,
+def recognize(model: RNNModel, feats: list[np.ndarray], lexicon: Lexicon,
               batch_frames: int = BATCH_FRAMES, phone_words_too: bool = True,
-              beam: "BeamDecoder | None" = None, precision: str = "fp32",
+              beam: "BeamDecoder | None" = None,
               references: list[list[str] | None] | None = None, reference_head: str = "char") -> list[Hypothesis]:
     """Hypotheses for feature matrices ``(T_i, D)``, batched by length, in input order
-    (see :func:`decode_batch`; the model runs in :func:`asr.model.forward_batches`, in ``precision``).
+    (see :func:`decode_batch`; the model runs in :meth:`asr.rnn.RNNModel.forward_batches`).
 
     With ``references`` (words of a known transcript per matrix, or ``None``), each hypothesis
     also gets ``reference_words``: those words forced-aligned on ``reference_head``'s output
     (:func:`align_words`), to measure how far the decoded word times are from them."""
     results: list[Hypothesis | None] = [None] * len(feats)
-    for idx, out in forward_batches(model, feats, batch_frames, precision):
+    for idx, out in model.forward_batches(feats, batch_frames):
         for b, (i, h) in enumerate(zip(idx, decode_batch(out, lexicon, model.config.frame_seconds,
                                                           phone_words_too, beam))):
             if references is not None and references[i] is not None:

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 from .augment import AugmentConfig
 from .bundle import Bundle
-from .data import read_manifest
+from .manifest import read_manifest
 from .io import atomic_write_text
 from .decode import DecodingConfig, Hypothesis, Word
 from .search import lm_vocabulary
@@ -135,14 +135,13 @@ def _posterior_pictures(tr: Transcriber, utts, hyps: list[Hypothesis], count: in
     pictures = {}
     chosen = [i for i, u in enumerate(utts) if u.duration <= 15][:count]
     vocab = CHAR_VOCAB if tr.head == "char" else PHONE_VOCAB
-    with torch.no_grad():
-        for i in chosen:
-            f = compute_features(load_audio(utts[i].audio), tr.model.config.features)[None]
-            out = tr.model(f, torch.tensor([f.shape[1]]))
-            words = [(w.word, w.start, w.end) for w in hyps[i].words(tr.head)]
-            pictures[f"posteriors-{utts[i].id}.png"] = posterior_png(
-                out[tr.head][0], list(vocab.tokens), words, tr.model.config.frame_seconds,
-                f"{utts[i].id} ({tr.head} head)\nref: {utts[i].text}")
+    for i in chosen:
+        f = compute_features(load_audio(utts[i].audio), tr.model.config.features)[None]
+        out = tr.model.forward(f, np.array([f.shape[1]]))
+        words = [(w.word, w.start, w.end) for w in hyps[i].words(tr.head)]
+        pictures[f"posteriors-{utts[i].id}.png"] = posterior_png(
+            out[tr.head][0], list(vocab.tokens), words, tr.model.config.frame_seconds,
+            f"{utts[i].id} ({tr.head} head)\nref: {utts[i].text}")
     return pictures
 
 
@@ -173,7 +172,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     if base.lm is None:
         lm_weights = lm_weights[:1]
     utts = read_manifest(manifest)
-    tr = Transcriber(dataclasses.replace(bundle, decoding=DecodingConfig(precision=base.precision)))
+    tr = Transcriber(dataclasses.replace(bundle, decoding=DecodingConfig()))
     lex, fs = tr.lexicon, tr.model.config.frame_seconds
     items, outputs = item_outputs(tr, [u.audio for u in utts], workers)
     refs = [u.text for u in utts]
@@ -303,9 +302,13 @@ def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers
                 if f == k:
                     cross[i] = c.probability(evidence[i])
         crosses[l2] = cross
-    losses = {l2: float(torch.nn.functional.binary_cross_entropy(
-        torch.tensor(cross, dtype=torch.float64).clamp(1e-6, 1 - 1e-6), torch.tensor(right, dtype=torch.float64)))
-        for l2, cross in crosses.items()}
+    y = np.asarray(right, dtype=np.float64)
+
+    def log_loss(p: np.ndarray) -> float:
+        p = np.clip(p, 1e-6, 1 - 1e-6)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+    losses = {l2: log_loss(np.asarray(cross, dtype=np.float64)) for l2, cross in crosses.items()}
     l2 = min(CALIBRATION_L2, key=losses.get)
     cross = crosses[l2]
     calibrator = fit_calibrator(evidence, right, features, head, l2=l2)

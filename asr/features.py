@@ -1,14 +1,16 @@
-"""Audio loading and MFCC features.
+"""Audio loading and MFCC features, in numpy: the one definition of the features, for training and recognition.
 
 Every recording is brought to 16 kHz mono float32 and turned into MFCC frames of
 25 ms every 10 ms. Normalisation is per utterance (mean 0, variance 1 per
-coefficient), so no global statistics travel with a model.
+coefficient), so no global statistics travel with a model. The arithmetic is
+torchaudio's (``MFCC`` with these parameters, ``resample``, ``compute_deltas``), written
+out so that recognition needs no torch; ``tests/test_features.py`` holds the two equal.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import errno
+import functools
 import math
 import os
 import re
@@ -18,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
 
 from .errors import ConfigError, UserError
 
@@ -69,7 +69,7 @@ class FeatureConfig:
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 0.0,
-               stop: float | None = None) -> torch.Tensor:
+               stop: float | None = None) -> np.ndarray:
     """Read any file soundfile reads; return mono float32 samples ``(num_samples,)`` at ``sample_rate``.
 
     ``start``/``stop`` (seconds) read only that part of the file, so a long recording can be
@@ -98,7 +98,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 
     return prepare_samples(samples, rate, str(path), sample_rate)
 
 
-def prepare_samples(samples: np.ndarray, rate: int, name: str, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def prepare_samples(samples: np.ndarray, rate: int, name: str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """``(frames, channels)`` float samples at ``rate`` Hz -> mono ``(N,)`` float32 at ``sample_rate``.
 
     Raises :class:`AudioError` naming ``name`` (a file, or "samples" for audio in memory) for
@@ -109,10 +109,10 @@ def prepare_samples(samples: np.ndarray, rate: int, name: str, sample_rate: int 
     if samples.shape[0] * sample_rate < WIN_LENGTH * rate:
         raise AudioError(f"{name}: audio too short ({samples.shape[0]} samples at {rate} Hz): "
                          f"under one {1000 * WIN_LENGTH / SAMPLE_RATE:.0f} ms analysis window")
-    wav = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).mean(dim=1)  # down-mix -> (frames,)
+    wav = np.asarray(samples, dtype=np.float32).mean(axis=1, dtype=np.float32)  # down-mix -> (frames,)
     if rate != sample_rate:
-        wav = torchaudio.functional.resample(wav, rate, sample_rate)
-    return wav.contiguous()
+        wav = resample(wav, rate, sample_rate)
+    return np.ascontiguousarray(wav)
 
 
 def _check_file(path: str | Path) -> Path:
@@ -171,70 +171,117 @@ def num_frames(num_samples: int) -> int:
     return 1 + num_samples // HOP
 
 
-class MFCC(torch.nn.Module):
-    """``(batch, samples)`` waveforms at 16 kHz -> ``(batch, frames, dim)`` features.
+# -- resampling ---------------------------------------------------------------------------------
 
-    Padding with zeros at the end of a short waveform in a batch does not change its
-    valid frames, because the STFT is centred with constant (zero) padding, so a batch
-    gives the same features as one utterance at a time (see tests/test_features.py).
-    """
+RESAMPLE_ZEROS = 6  # zero crossings of the windowed sinc on each side (torchaudio's lowpass_filter_width)
+RESAMPLE_ROLLOFF = 0.99  # the low-pass cut-off as a fraction of the lower Nyquist rate, against aliasing
 
-    def __init__(self, config: FeatureConfig = FeatureConfig()):
-        super().__init__()
-        self.config = config
-        # Parameters match librosa.feature.mfcc (slaney mel scale and norm, dB, ortho DCT).
-        self.mfcc = torchaudio.transforms.MFCC(
-            sample_rate=SAMPLE_RATE,
-            n_mfcc=config.n_mfcc,
-            log_mels=False,
-            melkwargs=dict(
-                n_fft=N_FFT,
-                win_length=WIN_LENGTH,
-                hop_length=HOP,
-                n_mels=config.n_mels,
-                center=True,
-                pad_mode="constant",
-                mel_scale="slaney",
-                norm="slaney",
-            ),
-        )
-        # AmplitudeToDB's top_db clamps relative to the max over the whole batch; disable it
-        # so each utterance is independent of its batch neighbours.
-        self.mfcc.amplitude_to_DB.top_db = None
 
-    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(features (B, T, dim), frame_lengths (B,))``; ``lengths`` are in samples."""
-        if lengths is None:
-            lengths = torch.full((wavs.shape[0],), wavs.shape[1], dtype=torch.long)
-        frame_lengths = 1 + lengths // HOP
-        if self.config.compression == "pcen":
-            mel = self.mfcc.MelSpectrogram(wavs)  # (B, n_mels, T) power
-            # c0 as the log path computes it (mean mel dB x sqrt(n_mels)), for the silence test below
-            c0 = self.mfcc.amplitude_to_DB(mel).mean(1) * self.config.n_mels ** 0.5  # (B, T)
-            feats = torch.matmul(pcen(mel.sqrt(), frame_lengths).transpose(1, 2), self.mfcc.dct_mat)
-        else:
-            feats = self.mfcc(wavs).transpose(1, 2)  # (B, n_mfcc, T) -> (B, T, n_mfcc)
-            c0 = feats[..., 0]
-        if self.config.deltas:
-            d1 = torchaudio.functional.compute_deltas(feats.transpose(1, 2))
-            d2 = torchaudio.functional.compute_deltas(d1)
-            feats = torch.cat([feats, d1.transpose(1, 2), d2.transpose(1, 2)], dim=2)
-            # Deltas look two frames ahead, so the last frames of a padded utterance would see
-            # padding; recompute them per utterance where lengths differ.
-            if (frame_lengths != feats.shape[1]).any():
-                return self._per_utterance(wavs, lengths)
-        if self.config.cmvn:
-            # Frames of digital silence (every mel band at AmplitudeToDB's floor) say nothing
-            # about the recording's level: leave them out of the statistics, or a file that is
-            # mostly silence would squash its speech into a corner of the feature space.
-            sound = c0 > DIGITAL_SILENCE_DB * self.config.n_mels ** 0.5  # c0 = mean mel dB x sqrt(n_mels)
-            feats = _fill_silence(cmvn(feats, frame_lengths, sound), frame_lengths, sound)
-        mask = torch.arange(feats.shape[1])[None, :] < frame_lengths[:, None]
-        return feats * mask[..., None], frame_lengths
+@functools.lru_cache(maxsize=16)
+def _sinc_kernel(orig: int, new: int) -> tuple[np.ndarray, int]:
+    """The polyphase kernels ``(new, 2 * width + orig)`` from ``orig`` to ``new`` samples (both
+    divided by their gcd) and the reach ``width`` in input samples: a Hann-windowed sinc low-pass
+    at ``RESAMPLE_ROLLOFF`` of the lower rate's Nyquist frequency, one phase per output sample."""
+    base = min(orig, new) * RESAMPLE_ROLLOFF
+    width = math.ceil(RESAMPLE_ZEROS * orig / base)
+    idx = np.arange(-width, width + orig, dtype=np.float64)[None, :] / orig
+    t = (np.arange(0, -new, -1, dtype=np.float64)[:, None] / new + idx) * base
+    t = np.clip(t, -RESAMPLE_ZEROS, RESAMPLE_ZEROS)
+    window = np.cos(t * math.pi / RESAMPLE_ZEROS / 2) ** 2
+    t *= math.pi
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sinc = np.where(t == 0, 1.0, np.sin(t) / t)
+    return (sinc * window * (base / orig)).astype(np.float32), width
 
-    def _per_utterance(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        outs = [self(wavs[i : i + 1, : int(n)])[0][0] for i, n in enumerate(lengths)]
-        return torch.nn.utils.rnn.pad_sequence(outs, batch_first=True), torch.tensor([len(o) for o in outs])
+
+def resample(wav: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """``(N,)`` float32 samples at ``orig_rate`` Hz -> ``(ceil(N * new_rate / orig_rate),)`` at ``new_rate``:
+    band-limited sinc interpolation, the arithmetic of ``torchaudio.functional.resample``'s default."""
+    if orig_rate == new_rate:
+        return wav
+    g = math.gcd(int(orig_rate), int(new_rate))
+    orig, new = int(orig_rate) // g, int(new_rate) // g
+    kernel, width = _sinc_kernel(orig, new)
+    padded = np.pad(np.asarray(wav, dtype=np.float32), (width, width + orig))
+    # output sample n * new + j is kernel j applied to the input from n * orig - width on
+    frames = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape[1])[::orig]
+    out = (frames @ kernel.T).reshape(-1)
+    return out[:math.ceil(new * len(wav) / orig)]
+
+
+# -- MFCC ---------------------------------------------------------------------------------------
+
+AMIN = 1e-10  # power floor before dB: 10 * log10(1e-10) = -100 dB is digital silence
+DIGITAL_SILENCE_DB = -99.9  # mean mel power in dB at or below which a frame is digital silence (floor: -100)
+MIN_STATS_FRAMES = 10  # fewer frames with sound than this: the statistics take every frame
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default): linear to 1 kHz, logarithmic above."""
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    f = np.asarray(f, dtype=np.float64)
+    return np.where(f >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, math.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@functools.lru_cache(maxsize=8)
+def _mfcc_matrices(n_mels: int, n_mfcc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The analysis window ``(N_FFT,)`` (periodic Hann of WIN_LENGTH, centred), the mel filterbank
+    ``(N_FFT // 2 + 1, n_mels)`` (triangles on the slaney scale, slaney area normalisation) and
+    the orthonormal DCT-II ``(n_mels, n_mfcc)``."""
+    hann = 0.5 - 0.5 * np.cos(2 * math.pi * np.arange(WIN_LENGTH) / WIN_LENGTH)
+    left = (N_FFT - WIN_LENGTH) // 2
+    window = np.zeros(N_FFT)
+    window[left:left + WIN_LENGTH] = hann
+    freqs = np.linspace(0, SAMPLE_RATE // 2, N_FFT // 2 + 1)
+    f_pts = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), n_mels + 2))
+    slopes = f_pts[None, :] - freqs[:, None]  # (n_freqs, n_mels + 2)
+    f_diff = np.diff(f_pts)
+    down, up = -slopes[:, :-2] / f_diff[:-1], slopes[:, 2:] / f_diff[1:]
+    fb = np.maximum(0.0, np.minimum(down, up)) * (2.0 / (f_pts[2:] - f_pts[:-2]))[None, :]
+    n, k = np.arange(n_mels), np.arange(n_mfcc)[:, None]
+    dct = np.cos(math.pi / n_mels * (n + 0.5) * k)  # (n_mfcc, n_mels)
+    dct[0] *= 1 / math.sqrt(2.0)
+    dct *= math.sqrt(2.0 / n_mels)
+    return window.astype(np.float32), fb.astype(np.float32), dct.T.astype(np.float32)
+
+
+def _frames(padded: np.ndarray) -> np.ndarray:
+    """``(T, N_FFT)`` analysis frames every HOP samples of already padded samples."""
+    return np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
+
+
+def mel_power(wav: np.ndarray, n_mels: int, center: bool = True) -> np.ndarray:
+    """``(N,)`` 16 kHz samples -> mel power ``(T, n_mels)``, ``T = 1 + N // HOP`` (centred:
+    zero padding of N_FFT / 2 at both ends), else one frame per complete N_FFT window."""
+    window, fb, _ = _mfcc_matrices(n_mels, 1)
+    x = np.asarray(wav, dtype=np.float32)
+    if center:
+        x = np.pad(x, (N_FFT // 2, N_FFT // 2))
+    spectrum = np.fft.rfft(_frames(x) * window, axis=-1)
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+    return power @ fb
+
+
+def mfcc(wav: np.ndarray, config: "FeatureConfig", center: bool = True) -> np.ndarray:
+    """Plain MFCC ``(T, n_mfcc)`` of 16 kHz samples ``(N,)``: mel power in dB (floor -100 dB, no
+    top clamp, so an utterance's features do not depend on its loudest frame), then the DCT."""
+    _, _, dct = _mfcc_matrices(config.n_mels, config.n_mfcc)
+    db = 10.0 * np.log10(np.maximum(mel_power(wav, config.n_mels, center), AMIN))
+    return (db @ dct).astype(np.float32)
+
+
+def deltas(x: np.ndarray) -> np.ndarray:
+    """First differences of ``(T, D)`` over time, a 5-frame regression with the ends repeated:
+    ``d[t] = sum_k k * x[t + k] / 10`` for ``k = -2..2``."""
+    p = np.pad(x, ((2, 2), (0, 0)), mode="edge")
+    T = x.shape[0]
+    return ((p[4:T + 4] - p[0:T]) * 2 + (p[3:T + 3] - p[1:T + 1])) / 10.0
 
 
 PCEN_TIME_CONSTANT = 0.4  # s: the smoother's memory (librosa's default; 40 frames at 10 ms)
@@ -242,66 +289,80 @@ PCEN_SCALE = 2.0 ** 31  # float samples in [-1, 1] scaled as 32-bit integers, th
 PCEN_GAIN, PCEN_BIAS, PCEN_POWER, PCEN_EPS = 0.98, 2.0, 0.5, 1e-6  # librosa.pcen's defaults (Wang et al. 2017)
 
 
-def pcen(magnitudes: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Per-channel energy normalisation of mel magnitudes ``(B, n_mels, T)`` over the first
-    ``lengths[b]`` frames of each (the rest are 0), as ``librosa.pcen`` computes it with its
-    default constants: ``(E / (eps + M)^gain + bias)^power - bias^power``, where ``M`` is ``E``
-    smoothed over time by a one-pole low-pass filter.
+def pcen(magnitudes: np.ndarray) -> np.ndarray:
+    """Per-channel energy normalisation of mel magnitudes ``(T, n_mels)``, as ``librosa.pcen``
+    computes it with its default constants: ``(E / (eps + M)^gain + bias)^power - bias^power``,
+    where ``M`` is ``E`` smoothed over time by a one-pole low-pass filter.
 
     The smoother starts in its steady state for each band's first frame (librosa's default starts
     it from a level of 1, which leaves the first 0.4 s of every utterance unnormalised). It runs
-    forward in time only, so padding after an utterance does not change its frames.
+    forward in time only.
     """
     t_frames = PCEN_TIME_CONSTANT / FRAME_SECONDS
     b = (math.sqrt(1 + 4 * t_frames ** 2) - 1) / (2 * t_frames ** 2)  # the smoother's coefficient, as librosa derives it
-    e = magnitudes.double() * PCEN_SCALE
-    mask = torch.arange(e.shape[-1])[None, None, :] < lengths[:, None, None]
-    first = e[..., :1]
-    # M[t] = (1 - b) M[t-1] + b E[t] with M[-1] = E[0]: the filter is linear and holds a constant
-    # input where it starts, so that is the zero-state response to E - E[0], plus E[0]
-    smooth = torchaudio.functional.lfilter(e - first, torch.tensor([1.0, b - 1.0], dtype=e.dtype),
-                                           torch.tensor([b, 0.0], dtype=e.dtype), clamp=False) + first
+    e = magnitudes.astype(np.float64) * PCEN_SCALE
+    smooth = np.empty_like(e)
+    m = e[0] if len(e) else None
+    for t in range(e.shape[0]):  # M[t] = (1 - b) M[t-1] + b E[t], M[-1] = E[0]
+        m = (1 - b) * m + b * e[t]
+        smooth[t] = m
     out = (e / (PCEN_EPS + smooth) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS ** PCEN_POWER
-    return (out * mask).to(magnitudes.dtype)
+    return out.astype(np.float32)
 
 
-DIGITAL_SILENCE_DB = -99.9  # mean mel power in dB at or below which a frame is digital silence (floor: -100)
-MIN_STATS_FRAMES = 10  # fewer frames with sound than this: the statistics take every frame
+def cmvn(feats: np.ndarray, use: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
+    """Mean/variance normalisation of one utterance's ``(T, D)``; the statistics come from the
+    frames where ``use`` ``(T,)`` is true, if there are at least ``MIN_STATS_FRAMES`` of them,
+    else from all its frames."""
+    chosen = feats if use is None or int(use.sum()) < MIN_STATS_FRAMES else feats[use]
+    mean = chosen.mean(0, keepdims=True)
+    var = ((chosen - mean) ** 2).mean(0, keepdims=True)
+    return ((feats - mean) / np.sqrt(var + eps)).astype(np.float32)
 
 
-def cmvn(feats: torch.Tensor, lengths: torch.Tensor, use: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
-    """Per-utterance mean/variance normalisation over the first ``lengths[b]`` frames of ``(B, T, D)``;
-    the statistics come from the frames where ``use`` ``(B, T)`` is true, if there are at least
-    ``MIN_STATS_FRAMES`` of them in the utterance, else from all its frames."""
-    valid = torch.arange(feats.shape[1])[None, :] < lengths[:, None]
-    if use is not None:
-        chosen = valid & use
-        valid = torch.where((chosen.sum(1, keepdim=True) >= MIN_STATS_FRAMES), chosen, valid)
-    mask = valid.to(feats.dtype)[..., None]
-    n = mask.sum(1, keepdim=True).clamp(min=1)
-    mean = (feats * mask).sum(1, keepdim=True) / n
-    var = (((feats - mean) * mask) ** 2).sum(1, keepdim=True) / n
-    return (feats - mean) / torch.sqrt(var + eps)
+def _quiet_vector(normalised: np.ndarray) -> np.ndarray:
+    """The mean of the quietest tenth (by c0) of normalised frames ``(T, D)``: a pause as it sounds."""
+    c0 = normalised[:, 0]
+    return normalised[c0 <= np.quantile(c0, 0.1)].mean(0)
 
 
-def _fill_silence(feats: torch.Tensor, lengths: torch.Tensor, sound: torch.Tensor) -> torch.Tensor:
-    """Normalised ``(B, T, D)`` features with each frame of digital silence replaced by the mean
+def _fill_silence(feats: np.ndarray, sound: np.ndarray) -> np.ndarray:
+    """Normalised ``(T, D)`` features with each frame of digital silence replaced by the mean
     of the quietest tenth of the utterance's frames with sound (by c0): a pause as it sounds in
     this recording. Digital silence itself lies far below anything the model was trained on."""
-    out = feats.clone()
-    for b, n in enumerate(lengths.tolist()):
-        has = sound[b, :n]
-        if int(has.sum()) < MIN_STATS_FRAMES or bool(has.all()):
-            continue
-        heard = feats[b, :n][has]
-        quiet = heard[heard[:, 0] <= torch.quantile(heard[:, 0].float(), 0.1).to(heard.dtype)]
-        out[b, :n][~has] = quiet.mean(0)
+    if int(sound.sum()) < MIN_STATS_FRAMES or bool(sound.all()):
+        return feats
+    out = feats.copy()
+    out[~sound] = _quiet_vector(feats[sound])
     return out
 
 
+def compute_features(wav: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Features of one 16 kHz waveform ``(samples,)`` -> ``(frames, dim)`` float32."""
+    if config.compression == "pcen":
+        power = mel_power(wav, config.n_mels)
+        _, _, dct = _mfcc_matrices(config.n_mels, config.n_mfcc)
+        # c0 as the log path computes it (mean mel dB x sqrt(n_mels)), for the silence test below
+        c0 = (10.0 * np.log10(np.maximum(power, AMIN))).mean(1) * config.n_mels ** 0.5
+        feats = (pcen(np.sqrt(power)) @ dct).astype(np.float32)
+    else:
+        feats = mfcc(wav, config)
+        c0 = feats[:, 0]
+    if config.deltas:
+        d1 = deltas(feats)
+        feats = np.concatenate([feats, d1, deltas(d1)], axis=1).astype(np.float32)
+    if config.cmvn:
+        # Frames of digital silence (every mel band at the dB floor) say nothing about the
+        # recording's level: leave them out of the statistics, or a file that is mostly silence
+        # would squash its speech into a corner of the feature space.
+        sound = c0 > DIGITAL_SILENCE_DB * config.n_mels ** 0.5  # c0 = mean mel dB x sqrt(n_mels)
+        feats = _fill_silence(cmvn(feats, sound), sound)
+    return feats
+
+
 class StreamingMFCC:
-    """MFCC of audio that arrives in chunks: the same frames :class:`MFCC` computes from all the
-    samples at once (``cmvn`` and ``deltas`` off), each as soon as its window is complete.
+    """MFCC of audio that arrives in chunks: the same frames :func:`mfcc` computes from all the
+    samples at once, each as soon as its window is complete.
 
     Offline, the STFT is centred: frame ``t`` covers samples ``t*HOP - N_FFT/2 ...
     t*HOP + N_FFT/2`` of the signal zero-padded by ``N_FFT/2`` at both ends. Here the start's
@@ -315,34 +376,33 @@ class StreamingMFCC:
     def __init__(self, config: FeatureConfig = FeatureConfig()):
         if config.cmvn or config.deltas:
             raise ValueError("StreamingMFCC computes plain MFCC: per-utterance CMVN and deltas need future frames")
-        self.mfcc = MFCC(config).mfcc
-        self.mfcc.MelSpectrogram.spectrogram.center = False  # the padding is done here, across chunks
-        self.pending = torch.zeros(self.PAD)  # samples not yet behind every frame that needs them
+        self.config = config
+        self.pending = np.zeros(self.PAD, dtype=np.float32)  # samples not yet behind every frame that needs them
         self.samples = 0  # samples accepted
         self.frames = 0  # frames given out
 
-    def _frames(self, upto: int) -> torch.Tensor:
+    def _frames(self, upto: int) -> np.ndarray:
         """Frames ``self.frames .. upto - 1`` ``(n, n_mfcc)`` from the pending samples, which start at frame ``self.frames``."""
         n = upto - self.frames
         if n <= 0:
-            return torch.zeros(0, self.mfcc.n_mfcc)
-        with torch.no_grad():
-            out = self.mfcc(self.pending[: (n - 1) * HOP + N_FFT][None])[0].T
+            return np.zeros((0, self.config.n_mfcc), dtype=np.float32)
+        out = mfcc(self.pending[: (n - 1) * HOP + N_FFT], self.config, center=False)
         self.pending = self.pending[n * HOP:]
         self.frames = upto
         return out
 
-    def accept(self, samples: torch.Tensor) -> torch.Tensor:
+    def accept(self, samples: np.ndarray) -> np.ndarray:
         """16 kHz mono ``(samples,)`` -> the frames ``(n, n_mfcc)`` now complete (n may be 0)."""
-        self.pending = torch.cat([self.pending, samples.to(torch.float32).reshape(-1)])
-        self.samples += samples.numel()
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.pending = np.concatenate([self.pending, samples])
+        self.samples += samples.size
         # frame t is complete when padded samples up to t*HOP + N_FFT have come (PAD of them are the padding)
         complete = max(0, (self.PAD + self.samples - N_FFT) // HOP + 1)
         return self._frames(min(complete, num_frames(self.samples)))
 
-    def finish(self) -> torch.Tensor:
+    def finish(self) -> np.ndarray:
         """The last frames ``(n, n_mfcc)``, with the end's zero padding; the stream is then over."""
-        self.pending = torch.cat([self.pending, torch.zeros(self.PAD + N_FFT)])
+        self.pending = np.concatenate([self.pending, np.zeros(self.PAD + N_FFT, dtype=np.float32)])
         return self._frames(num_frames(self.samples))
 
 
@@ -370,22 +430,18 @@ def feature_statistics(wavs, config: FeatureConfig = FeatureConfig()) -> Feature
     ``config`` (which must normalise per utterance) computes them before its CMVN."""
     if not config.cmvn or config.deltas or config.compression != "log":
         raise ConfigError("feature statistics are for models with per-utterance CMVN of log-mel MFCC, no deltas")
-    plain = MFCC(dataclasses.replace(config, cmvn=False))
-    total, squares, count, fills = torch.zeros(config.n_mfcc, dtype=torch.float64), 0.0, 0, []
+    total, squares, count, fills = np.zeros(config.n_mfcc), 0.0, 0, []
     for wav in wavs:
-        with torch.no_grad():
-            f = plain(wav[None])[0][0]
-        sound = f[:, 0] > DIGITAL_SILENCE_DB * config.n_mels ** 0.5
-        heard = f[sound].double()
+        f = mfcc(wav, config)
+        heard = f[f[:, 0] > DIGITAL_SILENCE_DB * config.n_mels ** 0.5].astype(np.float64)
         total, squares, count = total + heard.sum(0), squares + (heard ** 2).sum(0), count + heard.shape[0]
         if heard.shape[0] >= MIN_STATS_FRAMES:
-            normalised = cmvn(heard[None].float(), torch.tensor([heard.shape[0]]))[0]
-            fills.append(normalised[normalised[:, 0] <= torch.quantile(normalised[:, 0], 0.1)].mean(0))
+            fills.append(_quiet_vector(cmvn(heard.astype(np.float32))))
     if not count or not fills:
         raise ConfigError("feature statistics need audio with sound in it")
     mean = total / count
-    std = (squares / count - mean ** 2).clamp(min=1e-10).sqrt()
-    quiet = torch.stack(fills).mean(0)
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-10))
+    quiet = np.mean(fills, axis=0)
     return FeatureStats(tuple(mean.tolist()), tuple(std.tolist()), tuple(quiet.tolist()), count)
 
 
@@ -394,47 +450,35 @@ class RunningCMVN:
     starting from training statistics (:class:`FeatureStats`) that count as ``prior_frames``
     frames, so that the first second is normalised sensibly and a long stream by its own
     statistics. Frames of digital silence are left out of the statistics and become the
-    training set's quiet vector, as :class:`MFCC` fills them."""
+    training set's quiet vector, as :func:`compute_features` fills them."""
 
     def __init__(self, stats: FeatureStats, prior_frames: float, n_mels: int):
-        mean, std = torch.tensor(stats.mean, dtype=torch.float64), torch.tensor(stats.std, dtype=torch.float64)
+        mean, std = np.array(stats.mean, dtype=np.float64), np.array(stats.std, dtype=np.float64)
         self.count = float(prior_frames)
         self.sum = mean * self.count
         self.squares = (std ** 2 + mean ** 2) * self.count
-        self.quiet = torch.tensor(stats.quiet)
+        self.quiet = np.array(stats.quiet, dtype=np.float32)
         self.silence_floor = DIGITAL_SILENCE_DB * n_mels ** 0.5  # c0 of a frame of digital silence
 
-    def update(self, feats: torch.Tensor) -> None:
+    def update(self, feats: np.ndarray) -> None:
         """Add plain MFCC frames ``(n, n_mfcc)`` to the statistics."""
-        heard = feats[feats[:, 0] > self.silence_floor].double()
+        heard = feats[feats[:, 0] > self.silence_floor].astype(np.float64)
         self.count += heard.shape[0]
         self.sum += heard.sum(0)
         self.squares += (heard ** 2).sum(0)
 
-    def __call__(self, feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    def __call__(self, feats: np.ndarray, eps: float = 1e-5) -> np.ndarray:
         """Plain MFCC frames ``(n, n_mfcc)`` normalised by the statistics so far."""
         mean = self.sum / self.count
-        var = (self.squares / self.count - mean ** 2).clamp(min=0)
-        out = ((feats.double() - mean) / torch.sqrt(var + eps)).float()
+        var = np.maximum(self.squares / self.count - mean ** 2, 0)
+        out = ((feats.astype(np.float64) - mean) / np.sqrt(var + eps)).astype(np.float32)
         silent = feats[:, 0] <= self.silence_floor
         if silent.any():
             out[silent] = self.quiet
         return out
 
 
-_EXTRACTORS: dict[FeatureConfig, MFCC] = {}
-
-
-def compute_features(wav: torch.Tensor, config: FeatureConfig = FeatureConfig()) -> torch.Tensor:
-    """Features of one 16 kHz waveform ``(samples,)`` -> ``(frames, dim)``."""
-    extractor = _EXTRACTORS.get(config)
-    if extractor is None:
-        extractor = _EXTRACTORS[config] = MFCC(config)
-    with torch.no_grad():
-        return extractor(wav[None])[0][0]
-
-
-def speed_perturb(wav: torch.Tensor, factor: float, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
+def speed_perturb(wav: np.ndarray, factor: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Play ``wav`` ``(samples,)`` ``factor`` times as fast: tempo and pitch both change (Kaldi's speed perturbation).
 
     Resampling from ``sample_rate * factor`` to ``sample_rate`` Hz gives ``len(wav) / factor``
@@ -444,9 +488,9 @@ def speed_perturb(wav: torch.Tensor, factor: float, sample_rate: int = SAMPLE_RA
         return wav
     if factor <= 0:
         raise ConfigError(f"speed factor must be positive, not {factor}")
-    return torchaudio.functional.resample(wav, int(round(sample_rate * factor)), sample_rate)
+    return resample(wav, int(round(sample_rate * factor)), sample_rate)
 
 
-def file_features(path: str | Path, config: FeatureConfig = FeatureConfig(), speed: float = 1.0) -> torch.Tensor:
+def file_features(path: str | Path, config: FeatureConfig = FeatureConfig(), speed: float = 1.0) -> np.ndarray:
     """Load ``path`` (played ``speed`` times as fast) and return its features ``(frames, dim)``."""
     return compute_features(speed_perturb(load_audio(path), speed), config)

@@ -1,4 +1,4 @@
-"""Files: atomic writes (text and torch), JSONL, gzip-aware opening, and what counts as an audio file.
+"""Files: atomic writes (text, bytes and torch), JSONL, gzip-aware opening, and what counts as an audio file.
 
 The bottom layer for every module that reads or writes: a crash or a kill never leaves half
 a file (write to a temporary file in the same folder, flush, rename), and readers name the
@@ -67,6 +67,11 @@ def remove_stale_temporaries(folder: str | Path) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` via a temporary file and rename, so a crash never leaves half a file."""
     _atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and rename."""
+    _atomic(path, lambda f: f.write(data))
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

@@ -1,9 +1,12 @@
-"""The acoustic model: stacked frames -> vanilla RNN layers -> two CTC heads (phones, characters)."""
+"""The acoustic model for training: stacked frames -> vanilla RNN layers -> two CTC heads (phones, characters).
+
+Recognition runs the same network in numpy (:class:`asr.rnn.RNNModel`), from the weights
+:func:`export` writes; :class:`~asr.rnn.ModelConfig` configures both.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,43 +15,10 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, UserError
-from .features import FRAME_SECONDS, FeatureConfig
 from .io import atomic_torch_save
-from .text import CHAR_VOCAB, PHONE_VOCAB
+from .rnn import ModelConfig, RNNModel
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    features: FeatureConfig = FeatureConfig()
-    stack: int = 3  # frames concatenated into one RNN step: 3 x 10 ms = 30 ms per step
-    hidden: int = 320  # units per direction
-    layers: int = 4
-    bidirectional: bool = True
-    lookahead: int = 0  # >0: each step's input also holds the next `lookahead` steps' frames (x stack x 10 ms
-    # ahead), so that a unidirectional model hears a little of what follows each step at that much latency
-    nonlinearity: str = "tanh"  # "tanh" or "relu"
-    identity_init: bool = False  # recurrent weights start as the identity, biases at 0 (IRNN, Le et al. 2015; for relu)
-    orthogonal_init: bool = False  # recurrent weights start as random orthogonal matrices (all singular values 1; Saxe et al. 2014)
-    proj: int = 0  # >0: a bias-free Linear (2H -> proj) in front of RNN layers 2..L (as LSTMP's projection): fewer FLOPs
-    inter_layer: int = 0  # >0: in training, a phone CTC head on this RNN layer's output too (InterCTC, Lee & Watanabe 2021)
-    self_condition: bool = False  # with inter_layer: that head's phone posteriors, projected back, join the layer's output
-    # as the next layer's input, in training and inference (self-conditioned CTC, Nozaki & Komatsu 2021)
-    residual: bool = False  # add each RNN layer's input to its output (layers 2..L, where the widths match)
-    dropout: float = 0.2
-    n_chars: int = len(CHAR_VOCAB)
-    n_phones: int = len(PHONE_VOCAB)
-
-    @property
-    def frame_seconds(self) -> float:
-        """Seconds per output frame of the CTC heads."""
-        return self.stack * FRAME_SECONDS
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        d = dict(d)
-        if isinstance(d.get("features"), dict):
-            d["features"] = FeatureConfig(**d["features"])
-        return cls(**d)
+__all__ = ["AcousticModel", "ModelConfig", "export", "load_checkpoint", "load_model", "save_checkpoint"]
 
 
 class Dropout(nn.Module):
@@ -171,12 +141,8 @@ class AcousticModel(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        if config.nonlinearity not in ("tanh", "relu"):
-            raise ConfigError(f"nonlinearity must be 'tanh' or 'relu', not {config.nonlinearity!r}")
-        self.config = config
+        self.config = config  # validated where it is made (ModelConfig.__post_init__)
         d = config.hidden * (2 if config.bidirectional else 1)
-        if config.lookahead < 0:
-            raise ConfigError(f"lookahead must be 0 or more model steps, not {config.lookahead}")
         steps_in = 1 + config.lookahead  # the step itself and the steps it looks ahead to
         self.input = nn.Sequential(nn.Linear(config.features.dim * config.stack * steps_in, config.hidden),
                                    nn.LayerNorm(config.hidden))
@@ -191,8 +157,6 @@ class AcousticModel(nn.Module):
             for i in range(config.layers)
         )
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(config.layers))
-        if config.identity_init and config.orthogonal_init:
-            raise ConfigError("identity_init and orthogonal_init exclude each other")
         # nn.RNN's default U(-1/sqrt(H), 1/sqrt(H)) starts W_hh (H = 512) with singular values from ~0 to 1.13 and a
         # spectral radius of 0.59: the state fades fast. The identity (IRNN, with zero biases) and an orthogonal
         # W_hh keep its norm through time.
@@ -203,12 +167,7 @@ class AcousticModel(nn.Module):
                     recurrent_init(p)
                 elif ".bias" in name and config.identity_init:
                     nn.init.zeros_(p)
-        if not 0 <= config.inter_layer < config.layers:
-            raise ConfigError(f"inter_layer must be 0 (off) or a layer below the top (1..{config.layers - 1}), "
-                              f"not {config.inter_layer}")
         self.inter_head = nn.Linear(d, config.n_phones) if config.inter_layer else None
-        if config.self_condition and not config.inter_layer:
-            raise ConfigError("self_condition needs inter_layer: it conditions on that layer's phone head")
         self.condition = nn.Linear(config.n_phones, d) if config.self_condition else None
         self.dropout = Dropout(config.dropout)
         self.char_head = nn.Linear(d, config.n_chars)
@@ -276,93 +235,11 @@ def _log_probs(logits: torch.Tensor) -> torch.Tensor:
     return logits.log_softmax(-1).transpose(0, 1).contiguous()
 
 
-INFERENCE_PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the hardware computes it natively
-# Padded feature frames the model reads at once in inference: 120 s at 10 ms a frame, four 30 s
-# windows. One hour through `asr transcribe` with 2 workers: 240 s batches peaked ~50 MB higher
-# at the same speed, 60 s batches ~45 MB lower but 20 % slower (benchmarks/long_audio_memory.py).
-BATCH_FRAMES = 12000
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 natively (CPU: avx512_bf16 or AMX, as oneDNN sees it); elsewhere
-    bf16 autocast is emulated and slower than fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-@torch.no_grad()
-def forward_batches(model: AcousticModel, feats: list[torch.Tensor], batch_frames: int = BATCH_FRAMES,
-                    precision: str = "fp32"):
-    """Run ``model`` over feature matrices ``(T_i, D)`` in batches of similar length.
-
-    Yields ``(indices, out)``: the positions in ``feats`` of a batch and the model's output
-    for it (``out["char"]``, ``out["phone"]``: ``(B, T', V)`` fp32 log-probabilities on the CPU,
-    ``out["lengths"]``: ``(B,)`` output frames), batches of at most ``batch_frames`` padded frames.
-    ``precision`` ``"bf16"`` runs the model under bf16 autocast (on this project's 2-core CPU
-    1.13x faster end to end, same dev WER: RESULTS.md); ``"auto"`` does so where bf16 is native.
-    """
-    if precision not in INFERENCE_PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, not {precision!r}")
-    model.eval()
-    order = sorted(range(len(feats)), key=lambda i: feats[i].shape[0])
-    device = next(model.parameters()).device
-    bf16 = precision == "bf16" or (precision == "auto" and native_bf16(device))
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and feats[order[end]].shape[0] * (end - start + 1) <= batch_frames:
-            end += 1
-        idx = order[start:end]
-        batch = [feats[i].float() for i in idx]
-        lengths = torch.tensor([f.shape[0] for f in batch])
-        x = torch.nn.utils.rnn.pad_sequence(batch, batch_first=True).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(x, lengths)
-        yield idx, {k: (v.float() if v.is_floating_point() else v).cpu() for k, v in out.items()}
-        start = end
-
-
-@torch.no_grad()
-def forward_chunk(model: AcousticModel, feats: torch.Tensor, steps: int,
-                  state: list[torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
-    """One chunk of a stream through ``model``, latency-controlled (LC-BLSTM, Zhang et al. 2016).
-
-    ``feats (T, D)``: the normalised features of the chunk's ``steps`` model steps
-    (``steps * stack`` frames), then its right context (any number of frames, the tail
-    zero-padded to a whole step). In every layer the forward direction starts from ``state``
-    (its state after the previous chunk's last step; ``None``: zeros, the stream's start) and
-    runs on through the right context; the backward direction starts from zeros at the right
-    context's end, so a bidirectional model hears ``T`` frames ahead at most instead of the
-    whole utterance. Returns the chunk's log-probabilities ``{"char": (steps, n_chars),
-    "phone": (steps, n_phones)}`` and each layer's forward state ``(1, 1, hidden)`` after its
-    last step, for the next chunk. A unidirectional model needs no right context beyond its
-    ``lookahead`` steps: with those, chunk by chunk it gives what :meth:`AcousticModel.forward`
-    gives for the whole.
-    """
-    c = model.config
-    run = torch.rnn_tanh if c.nonlinearity == "tanh" else torch.rnn_relu
-
-    def direction(rnn: nn.RNN, x: torch.Tensor, h0: torch.Tensor, suffix: str) -> tuple[torch.Tensor, torch.Tensor]:
-        weights = [getattr(rnn, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        return run(x, h0, weights, True, 1, 0.0, False, False, False)  # one layer, no dropout, eval, time-major
-
-    x = model.input(model.stack_frames(feats[None].float()).transpose(0, 1))  # (S, 1, hidden), S >= steps
-    zeros = x.new_zeros(1, 1, c.hidden)
-    states = []
-    for i, (rnn, norm) in enumerate(zip(model.rnns, model.norms)):
-        inp = model.projs[i - 1](x) if model.projs is not None and i > 0 else x
-        y, h = direction(rnn, inp[:steps], zeros if state is None else state[i], "")
-        states.append(h)
-        if inp.shape[0] > steps:  # the right context: heard, but the state carried on is the chunk's
-            y = torch.cat([y, direction(rnn, inp[steps:], h, "")[0]])
-        if c.bidirectional:
-            y = torch.cat([y, direction(rnn, inp.flip(0), zeros, "_reverse")[0].flip(0)], -1)
-        x = norm(y + x if c.residual and i > 0 else y)
-        if i + 1 == c.inter_layer and model.condition is not None:
-            x = x + model.condition(model.inter_head(x).softmax(-1))
-    x = x[:steps, 0]
-    return {"char": model.char_head(x).log_softmax(-1), "phone": model.phone_head(x).log_softmax(-1)}, states
+def export(model: AcousticModel) -> RNNModel:
+    """The weights of ``model`` for recognition without torch (:class:`asr.rnn.RNNModel`), float32;
+    ``RNNModel.save`` writes them beside a checkpoint (``asr bundle``)."""
+    state = {k: v.detach().to("cpu", torch.float32).numpy().copy() for k, v in model.state_dict().items()}
+    return RNNModel(model.config, state)
 
 
 class CheckpointError(UserError):

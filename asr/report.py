@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import jiwer
+import numpy as np
 
 from .io import atomic_write_text, read_jsonl
 from .errors import UserError
@@ -294,7 +295,7 @@ def posterior_png(log_probs, tokens: list[str], words: list[tuple[str, float, fl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    probs = log_probs.exp().T.numpy()  # (V, T)
+    probs = np.exp(np.asarray(log_probs)).T  # (V, T)
     T = probs.shape[1]
     # 1.2 inches a second whatever the length (pictures are of utterances up to 15 s): a capped
     # width squeezed a 14 s utterance's labels on top of each other

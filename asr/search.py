@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
+import numpy as np
 
 from .confidence import Calibrator, nbest_posteriors
 from .ctc import Token, Word, ctc_log_likelihood, group_words, lowest_posterior, seconds_of
@@ -128,13 +128,13 @@ class BeamDecoder:
             return words
         return [dataclasses.replace(w, confidence=round(self.calibrator.probability(w.evidence), 4)) for w in words]
 
-    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor, frame_seconds: float) -> list[list[list[Word]]]:
+    def __call__(self, log_probs: np.ndarray, lengths: np.ndarray, frame_seconds: float) -> list[list[list[Word]]]:
         """``(B, T, V)`` log-probabilities -> for each utterance, its n-best lists of words."""
         return [[words for words, _ in nbest] for nbest in self.search(log_probs, lengths, frame_seconds)]
 
     search_in_thread = True  # see `search`
 
-    def search(self, log_probs: torch.Tensor, lengths: torch.Tensor,
+    def search(self, log_probs: np.ndarray, lengths: np.ndarray,
                frame_seconds: float) -> list[list[tuple[list[Word], float]]]:
         """Like calling the decoder, with each hypothesis's score (acoustic + weighted LM + word scores)."""
         if not self.search_in_thread or threading.current_thread() is not threading.main_thread():
@@ -149,11 +149,11 @@ class BeamDecoder:
         with ThreadPoolExecutor(1, thread_name_prefix="asr-beam") as thread:
             return thread.submit(self._search, log_probs, lengths, frame_seconds).result()
 
-    def _search(self, log_probs: torch.Tensor, lengths: torch.Tensor,
+    def _search(self, log_probs: np.ndarray, lengths: np.ndarray,
                 frame_seconds: float) -> list[list[tuple[list[Word], float]]]:
-        emissions = log_probs.detach().to("cpu", torch.float32)
+        emissions = np.asarray(log_probs, dtype=np.float32)
         out = []
-        for b, n in enumerate(lengths.tolist()):
+        for b, n in enumerate(np.asarray(lengths).tolist()):
             search = self.incremental()  # a whole utterance is one step of the streaming search
             search.accept(emissions[b, :n])
             out.append(search.finish(frame_seconds))
@@ -163,13 +163,13 @@ class BeamDecoder:
         """A search of one utterance fed its frames as they come (:class:`IncrementalSearch`)."""
         return IncrementalSearch(self)
 
-    def _words(self, hyp, emission: torch.Tensor, frames: torch.Tensor, frame_seconds: float) -> list[Word]:
+    def _words(self, hyp, emission: np.ndarray, frames: np.ndarray, frame_seconds: float) -> list[Word]:
         # `Flashlight` drops blanks and merges repeats; each token carries the step it was emitted
         # at, counted from an initial silence step that flashlight adds. Step k of the search
         # is frame frames[k] of the utterance.
         last = emission.shape[0] - 1  # flashlight may stamp the final token one step past the end
         steps = [min(max(t - 1, 0), last) for t in hyp.timesteps]
-        tokens = [Token(tok, int(frames[k]), int(frames[k]) + 1, float(emission[k, tok].exp()))
+        tokens = [Token(tok, int(frames[k]), int(frames[k]) + 1, float(np.exp(emission[k, tok])))
                   for tok, k in zip(hyp.tokens, steps)]
         groups = group_words(tokens, self.vocab.boundary)
         spelled = [tuple(self.vocab.tokens[t.id] for t in group) for group in groups]
@@ -199,20 +199,20 @@ class IncrementalSearch:
     def __init__(self, beam: BeamDecoder):
         self.beam = beam
         self.decoder = beam.decoder.fresh()
-        self.rows: list[torch.Tensor] = []  # the searched frames' log-probabilities, (T_i, V) per accepted chunk
+        self.rows: list[np.ndarray] = []  # the searched frames' log-probabilities, (T_i, V) per accepted chunk
         self.frames: list[int] = []  # their indices in the utterance
         self.seen = 0  # frames accepted
         self.sure = False  # whether the last accepted frame was a sure blank (see `skip_blank_frames`)
 
-    def accept(self, log_probs: torch.Tensor) -> None:
+    def accept(self, log_probs: np.ndarray) -> None:
         """Search the next ``(T, V)`` log-probabilities of the utterance."""
         if log_probs.shape[0] == 0:
             return
-        log_probs = log_probs.detach().to("cpu", torch.float32)
+        log_probs = np.asarray(log_probs, dtype=np.float32)
         kept = skip_blank_frames(log_probs, self.beam.blank_skip, self.beam.vocab.blank, self.sure)
         if self.beam.blank_skip is not None:
             self.sure = bool(log_probs[-1, self.beam.vocab.blank] > math.log(self.beam.blank_skip))
-        rows = log_probs[kept].contiguous()
+        rows = np.ascontiguousarray(log_probs[kept])
         self.decoder.step(rows)
         self.rows.append(rows)
         self.frames += (kept + self.seen).tolist()
@@ -222,21 +222,22 @@ class IncrementalSearch:
         """The words of the best hypothesis so far (a partial result; no evidence)."""
         if not self.frames:
             return []
-        return self.beam._words(self.decoder.best(), torch.cat(self.rows), torch.tensor(self.frames), frame_seconds)
+        return self.beam._words(self.decoder.best(), np.concatenate(self.rows), np.array(self.frames), frame_seconds)
 
     def finish(self, frame_seconds: float) -> list[tuple[list[Word], float]]:
         """End the utterance: its n-best (words, score), best first, as :meth:`BeamDecoder.search` gives them."""
         # flashlight's lexicon decoder closes a word only on a boundary token: give every
         # utterance one more frame, a certain boundary, right after its end.
-        boundary = torch.where(torch.arange(len(self.beam.vocab.tokens)) == self.beam.vocab.boundary, 0.0, -1e4)
-        self.decoder.step(boundary[None])
-        emission = torch.cat([*self.rows, boundary[None]])
-        frames = torch.tensor([*self.frames, self.seen])
+        boundary = np.where(np.arange(len(self.beam.vocab.tokens)) == self.beam.vocab.boundary, 0.0, -1e4)
+        boundary = boundary.astype(np.float32)[None]
+        self.decoder.step(boundary)
+        emission = np.concatenate([*self.rows, boundary])
+        frames = np.array([*self.frames, self.seen])
         return [(self.beam._words(h, emission, frames, frame_seconds), float(h.score)) for h in self.decoder.end()]
 
 
-def skip_blank_frames(log_probs: torch.Tensor, threshold: float | None, blank: int = 0,
-                      after_sure: bool = False) -> torch.Tensor:
+def skip_blank_frames(log_probs: np.ndarray, threshold: float | None, blank: int = 0,
+                      after_sure: bool = False) -> np.ndarray:
     """The frames of ``(T, V)`` CTC log-probabilities worth searching: all but the second and
     later frames of each run where the blank's posterior exceeds ``threshold`` (all if ``None``).
 
@@ -247,13 +248,13 @@ def skip_blank_frames(log_probs: torch.Tensor, threshold: float | None, blank: i
     """
     T = log_probs.shape[0]
     if threshold is None:
-        return torch.arange(T)
+        return np.arange(T)
     sure = log_probs[:, blank] > math.log(threshold)
-    follows_sure = torch.cat([torch.tensor([after_sure]), sure[:-1]])
-    return (~(sure & follows_sure)).nonzero()[:, 0]
+    follows_sure = np.concatenate([[after_sure], sure[:-1]])
+    return np.flatnonzero(~(sure & follows_sure))
 
 
-def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: torch.Tensor, other_head: str,
+def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
                   lexicon: Lexicon, weight: float) -> list[tuple[list[Word], float]]:
     """Rescore one head's beam hypotheses with the other head: add ``weight`` times the other
     head's CTC log-likelihood of the same words, and sort.
@@ -276,14 +277,14 @@ def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: torch.
     else:
         targets = [PHONE_VOCAB.encode(lexicon.phones_for_words(t) or []) for t in texts]
     usable = [i for i, t in enumerate(targets) if t]
-    other = torch.full((len(nbest),), float("-inf"))
+    other = np.full(len(nbest), -np.inf)
     if usable:
         other[usable] = ctc_log_likelihood(other_log_probs, [targets[i] for i in usable])
     rescored = [(words, score + weight * float(o)) for (words, score), o in zip(nbest, other)]
     return sorted(rescored, key=lambda ws: -ws[1])
 
 
-def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: torch.Tensor, other_head: str,
+def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
                lexicon: Lexicon, joint_weight: float) -> list[Word]:
     """The words of the best of a beam's n-best, after joint rescoring if ``joint_weight``,
     each with its n-best posterior in ``evidence["posterior"]`` (see :func:`nbest_posteriors`)."""
@@ -317,7 +318,41 @@ class DecodingConfig:
     # the rest (the n-best then differ after that point only); 0: hold all.
     history_steps: int = 300
     calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
-    precision: str = "fp32"  # the acoustic model's arithmetic: fp32, bf16 or auto (see asr.model.forward_batches)
+
+    def __post_init__(self):
+        """Every value checked once, here, where a config is made (the CLI, asr.load, a bundle.json)."""
+        def bad(name: str, what: str) -> ConfigError:
+            return ConfigError(f"decoding option {name} (--{name.replace('_', '-')}) must be {what}, "
+                               f"not {getattr(self, name)!r}")
+
+        def number(name: str) -> float:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad(name, "a finite number")
+            return value
+
+        def count(name: str, least: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise bad(name, f"a whole number >= {least}")
+
+        if self.decoder not in ("greedy", "beam"):
+            raise bad("decoder", "'greedy' or 'beam'")
+        count("beam_size", 1)
+        count("nbest", 1)
+        if self.beam_size_token is not None:
+            count("beam_size_token", 1)
+        number("lm_weight")
+        number("word_score")
+        if number("joint_weight") < 0:
+            raise bad("joint_weight", "0 (off) or more")
+        if number("beam_threshold") <= 0:
+            raise bad("beam_threshold", "a positive number of log-probability units")
+        if self.blank_skip is not None and not (number("blank_skip") > 0 and self.blank_skip <= 1):
+            raise bad("blank_skip", "a probability in (0, 1]")
+        count("history_steps", 0)
+        if self.history_steps == 1:
+            raise bad("history_steps", "0 (no limit) or at least 2")
 
 
 class BeamHypothesis(NamedTuple):
@@ -346,8 +381,6 @@ class Flashlight:
         from flashlight.lib.text.dictionary import Dictionary
 
         self.blank, self.nbest = 0, config.nbest  # the blank is token 0 in both vocabularies
-        if config.history_steps < 0 or config.history_steps == 1:
-            raise ConfigError(f"history_steps must be 0 (no limit) or at least 2, not {config.history_steps}")
         self.history = config.history_steps
         index = {t: i for i, t in enumerate(tokens)}
         sil = index[sil_token]
@@ -407,14 +440,14 @@ class _Steps:
         self.held = 0  # search steps whose hypotheses the decoder holds
         decoder.decode_begin()
 
-    def step(self, emission: torch.Tensor) -> None:
+    def step(self, emission: np.ndarray) -> None:
         """Search the next ``(T, V)`` float32 log-probabilities, holding at most
         ``history_steps`` steps of hypotheses (:class:`DecodingConfig`)."""
-        emission = emission.to(torch.float32).contiguous()
+        emission = np.ascontiguousarray(emission, dtype=np.float32)
         history, start = self.flashlight.history, 0
         while start < emission.shape[0]:
             part = emission[start:] if not history else emission[start:start + max(history - self.held, 1)]
-            self.decoder.decode_step(part.data_ptr(), part.shape[0], part.shape[1])
+            self.decoder.decode_step(part.ctypes.data, part.shape[0], part.shape[1])  # rows of a C-contiguous array
             self.held += part.shape[0]
             start += part.shape[0]
             if history and self.held >= history:
@@ -457,8 +490,6 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> Be
     """The beam decoder ``config`` asks for, or ``None`` for greedy decoding."""
     if config.decoder == "greedy":
         return None
-    if config.decoder != "beam":
-        raise ConfigError(f"decoder must be 'greedy' or 'beam', not {config.decoder!r}")
     if config.lexicon_free:  # open vocabulary: no lexicon, so no word LM either
         config = dataclasses.replace(config, lm=None)
     return BeamDecoder(head, lexicon, config)

@@ -43,14 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torchaudio
 
 from .decode import Word, decode_batch, text_of
 from .errors import ConfigError, UserError
-from .features import SAMPLE_RATE, AudioError, FeatureStats, RunningCMVN, StreamingMFCC
+from .features import SAMPLE_RATE, AudioError, FeatureStats, RunningCMVN, StreamingMFCC, resample
 from .io import atomic_write_text
-from .model import forward_chunk
 from .text import CHAR_VOCAB, PHONE_VOCAB
 
 
@@ -98,7 +95,7 @@ class Segment:
 
 class _Resampler:
     """Audio at ``rate`` Hz to 16 kHz in fixed blocks with a little context either side, so that
-    how the audio is chunked changes no sample (torchaudio's resampling of the whole, to float precision)."""
+    how the audio is chunked changes no sample (:func:`asr.features.resample` of the whole, to float precision)."""
 
     CONTEXT = 0.01  # seconds each side of a block: the resampling kernel reaches ~1 ms
 
@@ -109,32 +106,32 @@ class _Resampler:
         ctx = max(1, math.ceil(self.CONTEXT * rate / unit_in))
         self.rate, self.block_in, self.block_out = rate, units * unit_in, units * unit_out
         self.ctx_in, self.ctx_out = ctx * unit_in, ctx * unit_out
-        self.buffer = torch.zeros(self.ctx_in)  # starts at input sample `done - ctx_in` (zeros before the start)
+        self.buffer = np.zeros(self.ctx_in, dtype=np.float32)  # starts at input sample `done - ctx_in` (zeros before the start)
         self.seen = 0  # input samples accepted
         self.given = 0  # output samples given
 
-    def _blocks(self, final: bool) -> torch.Tensor:
+    def _blocks(self, final: bool) -> np.ndarray:
         out = []
         need = self.ctx_in + self.block_in + self.ctx_in
         total = math.ceil(self.seen * SAMPLE_RATE / self.rate)  # what resampling the whole would give
         while len(self.buffer) >= need or (final and self.given < total):
             window = self.buffer[:need]
             if len(window) < need:
-                window = torch.cat([window, torch.zeros(need - len(window))])
-            y = torchaudio.functional.resample(window, self.rate, SAMPLE_RATE)[self.ctx_out:self.ctx_out + self.block_out]
+                window = np.concatenate([window, np.zeros(need - len(window), dtype=np.float32)])
+            y = resample(window, self.rate, SAMPLE_RATE)[self.ctx_out:self.ctx_out + self.block_out]
             if final:
                 y = y[:total - self.given]
             out.append(y)
             self.given += len(y)
             self.buffer = self.buffer[self.block_in:]
-        return torch.cat(out) if out else torch.zeros(0)
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
-    def __call__(self, samples: torch.Tensor) -> torch.Tensor:
-        self.buffer = torch.cat([self.buffer, samples])
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        self.buffer = np.concatenate([self.buffer, samples])
         self.seen += len(samples)
         return self._blocks(final=False)
 
-    def finish(self) -> torch.Tensor:
+    def finish(self) -> np.ndarray:
         return self._blocks(final=True)
 
 
@@ -169,9 +166,9 @@ class Stream:
         right_steps = round(config.right_context / self.step_seconds) if model.config.bidirectional else 0
         self.right_frames = max(right_steps, model.config.lookahead) * stack
         self.stack = stack
-        self.pending = torch.zeros(0, features.n_mfcc)  # plain MFCC frames from the next chunk's first on
+        self.pending = np.zeros((0, features.n_mfcc), dtype=np.float32)  # plain MFCC frames from the next chunk's first on
         self.counted = 0  # of them, how many are in the normalisation's statistics
-        self.state: list[torch.Tensor] | None = None  # the model's forward states after the last chunk
+        self.state: list[np.ndarray] | None = None  # the model's forward states after the last chunk
         self.rate: int | None = None
         self.resampler: _Resampler | None = None
         self.steps = 0  # model steps given to utterances so far (the stream's output frames)
@@ -221,13 +218,13 @@ class Stream:
         return [dataclasses.replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3), evidence={})
                 for w in self._partial_words()]
 
-    def _samples(self, samples, sample_rate: int) -> torch.Tensor:
+    def _samples(self, samples, sample_rate: int) -> np.ndarray:
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate <= 0:
             raise ConfigError(f"sample_rate must be a positive number of samples a second, not {sample_rate!r}")
         if self.rate is not None and sample_rate != self.rate:
             raise StreamError(f"the stream started at {self.rate} Hz and cannot change to {sample_rate} Hz: "
                               f"finish it and start a new one")
-        wav = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
+        wav = samples.detach().cpu().numpy() if hasattr(samples, "detach") else np.asarray(samples)  # a tensor, torch not imported
         if wav.ndim != 1:
             raise AudioError(f"samples: a stream takes mono audio of shape (N,), not {tuple(wav.shape)}")
         if wav.size and not np.issubdtype(wav.dtype, np.floating):
@@ -237,13 +234,13 @@ class Stream:
         if self.rate is None:  # the first good chunk sets the stream's rate
             self.rate = int(sample_rate)
             self.resampler = _Resampler(self.rate) if self.rate != SAMPLE_RATE else None
-        return torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+        return np.ascontiguousarray(wav, dtype=np.float32)
 
     # -- features -> model ------------------------------------------------------------------
 
-    def _features(self, frames: torch.Tensor, final: bool) -> None:
+    def _features(self, frames: np.ndarray, final: bool) -> None:
         """Plain MFCC frames in; every chunk that now has its right context goes through the model."""
-        self.pending = torch.cat([self.pending, frames])
+        self.pending = np.concatenate([self.pending, frames])
         chunk = self.chunk_steps * self.stack
         while len(self.pending) >= chunk + self.right_frames or (final and len(self.pending)):
             window = self.pending[:chunk + self.right_frames]
@@ -251,7 +248,7 @@ class Stream:
             if self.norm is not None:
                 self.norm.update(window[self.counted:])
                 window = self.norm(window)
-            out, self.state = forward_chunk(self.model, window, steps, self.state)
+            out, self.state = self.model.forward_chunk(window, steps, self.state)
             used = min(steps * self.stack, len(self.pending))
             self.pending = self.pending[used:]
             self.counted = max(0, len(window) - used)
@@ -261,14 +258,14 @@ class Stream:
 
     def _new_utterance(self) -> None:
         self.utt_start = self.steps  # the stream's step where the utterance begins
-        self.utt_out: dict[str, list[torch.Tensor]] = {"char": [], "phone": []}
+        self.utt_out: dict[str, list[np.ndarray]] = {"char": [], "phone": []}
         self.utt_steps = 0
         self.search = self.beam.incremental() if self.beam is not None else None
         self.heard = False  # a word token on the best path
         self.trailing = 0  # steps of non-speech since the last word token
         self._partial: tuple[int, list[Word]] = (-1, [])  # (stream steps when found, the partial words)
 
-    def _outputs(self, out: dict[str, torch.Tensor]) -> None:
+    def _outputs(self, out: dict[str, np.ndarray]) -> None:
         """A chunk's log-probabilities: into the utterance in progress, which ends at an endpoint."""
         vocab = CHAR_VOCAB if self.head == "char" else PHONE_VOCAB
         best = out[self.head].argmax(-1).tolist()
@@ -292,7 +289,7 @@ class Stream:
                 start = t + 1
         self._add({k: out[k][start:] for k in ("char", "phone")})
 
-    def _add(self, out: dict[str, torch.Tensor]) -> None:
+    def _add(self, out: dict[str, np.ndarray]) -> None:
         n = out["char"].shape[0]
         if not n:
             return
@@ -303,8 +300,8 @@ class Stream:
         self.utt_steps += n
         self.steps += n
 
-    def _utterance_output(self) -> dict[str, torch.Tensor]:
-        return {k: torch.cat(v)[None] for k, v in self.utt_out.items()} | {"lengths": torch.tensor([self.utt_steps])}
+    def _utterance_output(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(v)[None] for k, v in self.utt_out.items()} | {"lengths": np.array([self.utt_steps])}
 
     def _partial_words(self) -> list[Word]:
         if not self.utt_steps:

@@ -28,7 +28,8 @@ from .io import atomic_write_text, remove_stale_temporaries
 from .errors import ConfigError
 from .features import FeatureConfig
 from .metrics import score_heads
-from .model import AcousticModel, ModelConfig, average_checkpoints, load_checkpoint, load_model, save_checkpoint
+from .model import (AcousticModel, ModelConfig, average_checkpoints, export, load_checkpoint, load_model,
+                    save_checkpoint)
 from .text import CHAR_VOCAB, PHONE_VOCAB, chars_to_ids, load_lexicon
 
 
@@ -285,7 +286,9 @@ def lr_lambda(config: TrainConfig, total_steps: int):
 
 def evaluate_examples(model: AcousticModel, examples: list[Example], config: TrainConfig) -> dict[str, float | int]:
     lexicon = load_lexicon(config.lexicon)
-    hyps = recognize(model, [e.feats for e in examples], lexicon)
+    # the recognizer's own path: the weights as they are now, run by asr.rnn
+    feats = [(e.feats.load() if isinstance(e.feats, ShardedFeature) else e.feats).float().numpy() for e in examples]
+    hyps = recognize(export(model), feats, lexicon)
     refs = [e.utt.text for e in examples]
     return score_heads(refs, [h.text("char") for h in hyps], [h.text("phone") for h in hyps],
                        [_strip_boundaries(lexicon.phones_for_words(r.split())) for r in refs],

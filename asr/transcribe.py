@@ -26,22 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
-from .data import bucket_batches
 from .bundle import Bundle, load_bundle
 from .decode import Hypothesis, Word, make_beam_decoder, recognize, text_of
 from .io import FORMATS, atomic_write_text, expand_inputs, remove_stale_temporaries
 from .errors import ConfigError, UserError
 from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio, prepare_samples
-from .model import forward_batches, load_model
+from .plan import CHUNK_SECONDS, Window, bucket_batches, plan_windows
+from .rnn import RNNModel
 from .text import load_lexicon
 
 if TYPE_CHECKING:
     from .stream import Stream
 
-CHUNK_SECONDS = 30.0  # longer files are cut into windows this long...
-OVERLAP_SECONDS = 2.0  # ...overlapping by this much, words kept where their middle is nearest their window's centre
 BATCHES_PER_WORKER = 4  # at least, when the audio allows: smaller batches balance the workers' load
 
 
@@ -64,34 +62,11 @@ class Transcript:
         return cls(d["path"], d.get("text", ""), words, d.get("duration", 0.0), d.get("error"))
 
 
-@dataclass(frozen=True)
-class _Item:
-    file: int  # index into the file list
-    start: float  # seconds into the file
-    stop: float | None  # seconds, None = to the end
-    seconds: float  # length of this piece of audio
-    keep_from: float  # words whose middle lies in [keep_from, keep_to) are kept
-    keep_to: float
-
-
-def _plan(index: int, duration: float) -> list[_Item]:
-    if duration <= CHUNK_SECONDS:
-        return [_Item(index, 0.0, None, duration, 0.0, float("inf"))]
-    step = CHUNK_SECONDS - OVERLAP_SECONDS
-    starts = [i * step for i in range(int((duration - OVERLAP_SECONDS) // step) + 1)]
-    items = []
-    for k, s in enumerate(starts):
-        keep_from = 0.0 if k == 0 else s + OVERLAP_SECONDS / 2
-        keep_to = float("inf") if k == len(starts) - 1 else s + step + OVERLAP_SECONDS / 2
-        items.append(_Item(index, s, s + CHUNK_SECONDS, min(CHUNK_SECONDS, duration - s), keep_from, keep_to))
-    return items
-
-
 def _duration(source) -> float:
     return audio_info(source)[0] if isinstance(source, str) else source.shape[0] / SAMPLE_RATE
 
 
-def _read(source, item: _Item) -> torch.Tensor:
+def _read(source, item: Window) -> np.ndarray:
     """One item's samples: read from its file, or sliced from samples in memory."""
     if isinstance(source, str):
         return load_audio(source, start=item.start, stop=item.stop)
@@ -118,7 +93,7 @@ class _Recognition:
     decoded head where an item is a whole file.
     """
 
-    def __init__(self, transcriber: "Transcriber", sources: list, items: list[_Item], both_heads: bool = False,
+    def __init__(self, transcriber: "Transcriber", sources: list, items: list[Window], both_heads: bool = False,
                  references: list[str | None] | None = None, evidence: bool = False):
         self.transcriber, self.sources, self.items = transcriber, sources, items
         self.both_heads, self.references, self.evidence = both_heads, references, evidence
@@ -144,7 +119,7 @@ class _Recognition:
                         and self.references[self.items[k].file] else None for k, _, _ in loaded]
             hyps = recognize(tr.model, [f for _, f, _ in loaded], tr.lexicon,
                              phone_words_too=self.both_heads or tr.head == "phone", beam=tr.beam,
-                             precision=tr.precision, references=refs, reference_head=tr.head)
+                             references=refs, reference_head=tr.head)
             if not self.evidence:  # a word's evidence (~60 numbers) is only for fitting calibrators
                 hyps = [_without_evidence(h) for h in hyps]
             done += [_Piece(k, seconds, None, h) for (k, _, seconds), h in zip(loaded, hyps)]
@@ -165,7 +140,9 @@ _thread: ThreadPoolExecutor | None = None  # a worker process's one thread, wher
 def _worker_init(job: _Recognition, parent: int) -> None:
     global _job, _thread
     _job = job
-    torch.set_num_threads(1)  # one core per worker: N workers use N cores without oversubscription
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one core per worker (numpy's BLAS): N workers use N cores without oversubscription
     # Batches run on a thread of the worker's own, not its main thread: glibc gives another
     # thread its own heap (arena), while the main thread's heap is the parent's, shared page by
     # page since the fork, with the parent's free holes in it: filling those holes copies the
@@ -214,7 +191,7 @@ def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> I
         yield from map(job, batches)
         return
     # fork: the workers share the model, lexicon and LM already in memory, and the job is
-    # inherited rather than pickled; PyTorch resets its thread pools in forked children.
+    # inherited rather than pickled.
     # Objects made so far (lexicon, vocabularies) move to the collector's permanent generation:
     # a collection in a worker would otherwise write to every page that holds them and so copy
     # it (one hour with 2 workers: 1631 against 1814 MB peak, benchmarks/long_audio_memory.py).
@@ -234,13 +211,13 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _kept(words: list[Word], item: _Item) -> list[Word]:
+def _kept(words: list[Word], item: Window) -> list[Word]:
     """An item's words that its window keeps (their middle in ``[keep_from, keep_to)``), in file time."""
     return [dataclasses.replace(w, start=round(w.start + item.start, 3), end=round(w.end + item.start, 3))
             for w in words if item.keep_from <= item.start + (w.start + w.end) / 2 < item.keep_to]
 
 
-def merge_hypotheses(pieces: list[tuple[_Item, Hypothesis | None]]) -> Hypothesis:
+def merge_hypotheses(pieces: list[tuple[Window, Hypothesis | None]]) -> Hypothesis:
     """One file's hypothesis from its items' (in any order; ``None`` for digital silence): each
     head's words and the phones that each window keeps, in file time, sorted by time. A
     reference alignment is kept only where the file was one item."""
@@ -260,21 +237,40 @@ def merge_hypotheses(pieces: list[tuple[_Item, Hypothesis | None]]) -> Hypothesi
                       pieces[0][1].reference_words if whole else None)
 
 
-def _as_samples(audio, sample_rate: int | None) -> torch.Tensor:
+def _as_samples(audio, sample_rate: int | None) -> np.ndarray:
     """Samples in memory (numpy array or tensor, ``(N,)`` or ``(channels, N)``) -> ``(N,)`` at 16 kHz."""
-    import numpy as np
-
     if sample_rate is None:
         raise ConfigError("give sample_rate= with samples in memory (e.g. transcribe(samples, sample_rate=16000))")
     if not isinstance(sample_rate, int) or sample_rate <= 0:
         raise ConfigError(f"sample_rate must be a positive number of samples a second, not {sample_rate!r}")
-    wav = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    wav = _numpy(audio)
     if wav.ndim not in (1, 2):
         raise AudioError(f"samples: expected shape (N,) or (channels, N), not {tuple(wav.shape)}")
     if not np.issubdtype(wav.dtype, np.floating):
         raise AudioError(f"samples: expected floating-point samples in [-1, 1], not {wav.dtype}")
     # the checks, down-mix and resampling of audio read from a file: (frames, channels) in
     return prepare_samples(wav[:, None] if wav.ndim == 1 else wav.T, sample_rate, "samples")
+
+
+def _numpy(audio) -> np.ndarray:
+    """Samples as a numpy array: an array, a list, or a torch tensor (read through its own
+    ``numpy()``, so that torch is not imported here)."""
+    if hasattr(audio, "detach") and hasattr(audio, "numpy"):
+        return audio.detach().cpu().numpy()
+    return np.asarray(audio)
+
+
+def load_acoustic_model(bundle: Bundle) -> RNNModel:
+    """The model recognition runs: the bundle's exported one, or a bare checkpoint's weights
+    exported in memory (that needs torch: the training extra)."""
+    if bundle.runtime is not None:
+        return RNNModel.load(bundle.runtime)
+    try:
+        from .model import export, load_model
+    except ImportError:
+        raise UserError(f"{bundle.model}: a bare checkpoint needs PyTorch to read (pip install 'asr[train]'); "
+                        f"a bundle (`asr bundle`) carries the model exported for recognition without it") from None
+    return export(load_model(bundle.model))
 
 
 class Transcriber:
@@ -287,11 +283,10 @@ class Transcriber:
     def __init__(self, bundle: Bundle | None = None):
         bundle = load_bundle() if bundle is None else bundle
         self.bundle = bundle
-        self.model = load_model(bundle.model)
+        self.model = load_acoustic_model(bundle)
         self.lexicon = load_lexicon(str(bundle.lexicon))
         self.head = bundle.head
         self.decoding = bundle.decoding
-        self.precision = bundle.decoding.precision
         self.beam = make_beam_decoder(bundle.head, self.lexicon, bundle.decoding)
 
     def transcribe(self, audio, sample_rate: int | None = None, *, workers: int = 0, progress: bool = False):
@@ -344,7 +339,7 @@ class Transcriber:
         are held back until those before them are done). ``batch_seconds`` bounds the audio in
         one batch (and so memory); ``workers`` > 0 transcribes batches in that many processes,
         one core each (see :func:`default_workers`); 0 does everything in this process, with
-        its torch threads.
+        its BLAS threads.
         """
         done = ((i, t) for i, t, _ in self._transcribe([str(p) for p in paths], batch_seconds, workers, progress))
         if not in_order:
@@ -365,12 +360,12 @@ class Transcriber:
         from audio to words of `transcribe`, `evaluate`, `calibrate`. ``both_heads`` decodes the
         phone head's words even when the char head is the one searched; see :class:`_Recognition`
         for ``references``; ``evidence`` keeps each word's evidence (to fit a calibrator on)."""
-        items: list[_Item] = []
-        pieces: dict[int, list[tuple[_Item, Hypothesis | None]]] = {}
+        items: list[Window] = []
+        pieces: dict[int, list[tuple[Window, Hypothesis | None]]] = {}
         results: dict[int, Transcript] = {}
         for i, src in enumerate(sources):
             try:
-                items += _plan(i, _duration(src))
+                items += plan_windows(i, _duration(src))
             except AudioError as e:
                 yield i, Transcript(src, error=str(e)), Hypothesis([], [], [])
         remaining = collections.Counter(it.file for it in items)
@@ -412,21 +407,21 @@ class Transcriber:
         bar.close()
 
 
-def _item_features(source, item: _Item, config) -> tuple[torch.Tensor | None, float]:
+def _item_features(source, item: Window, config) -> tuple[np.ndarray | None, float]:
     """One item's features, ``None`` for digital silence (no sound, no words), and its seconds of audio."""
     wav = _read(source, item)
-    return (compute_features(wav, config) if wav.abs().max() > 0 else None), wav.shape[0] / SAMPLE_RATE
+    return (compute_features(wav, config) if np.abs(wav).max() > 0 else None), wav.shape[0] / SAMPLE_RATE
 
 
 def item_outputs(transcriber: Transcriber, sources: list, workers: int = 1
-                 ) -> tuple[list[_Item], list[tuple[list[int], dict[str, torch.Tensor]]]]:
+                 ) -> tuple[list[Window], list[tuple[list[int], dict[str, np.ndarray]]]]:
     """The model's output for every item of ``sources`` (files, windows of long ones), read and
     featurised as :class:`Transcriber` does, for searching them many ways (``asr tune``).
 
-    Returns the items and ``(item indices, batch output)`` pairs of :func:`asr.model.forward_batches`;
+    Returns the items and ``(item indices, batch output)`` pairs of :meth:`asr.rnn.RNNModel.forward_batches`;
     items of digital silence have no output. A file that cannot be used raises its :class:`AudioError`.
     """
-    items = [it for i, src in enumerate(sources) for it in _plan(i, _duration(src))]
+    items = [it for i, src in enumerate(sources) for it in plan_windows(i, _duration(src))]
     jobs = [(sources[it.file], it, transcriber.model.config.features) for it in items]
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         with multiprocessing.get_context("fork").Pool(workers) as pool:
@@ -435,7 +430,7 @@ def item_outputs(transcriber: Transcriber, sources: list, workers: int = 1
         feats = [_item_features(*j)[0] for j in jobs]
     keep = [k for k, f in enumerate(feats) if f is not None]
     outputs = [([keep[i] for i in idx], out) for idx, out in
-               forward_batches(transcriber.model, [feats[k] for k in keep], precision=transcriber.precision)]
+               transcriber.model.forward_batches([feats[k] for k in keep])]
     return items, outputs
 
 
@@ -447,17 +442,13 @@ def load(bundle: str | Path | None = None, **options) -> Transcriber:
     :class:`~asr.decode.DecodingConfig` (``asr.load(beam_size=500)``, ``asr.load(decoder="greedy")``).
     A checkpoint file (``.pt``) instead of a bundle folder is decoded greedily (a warning says so).
     """
-    from .bundle import from_checkpoint
+    import warnings
 
-    if bundle is not None and Path(bundle).is_file():
-        import warnings
+    from .bundle import resolve
 
-        warnings.warn(f"{bundle} is a bare checkpoint: greedy decoding of its char head (no LM); "
-                      f"`asr bundle` makes a bundle that carries its tuned decoding", stacklevel=2)
-        b = from_checkpoint(bundle)
-    else:
-        b = load_bundle(bundle)
-    return Transcriber(b.with_options(**options))
+    checkpoint = bundle is not None and Path(bundle).is_file()
+    return Transcriber(resolve(None if checkpoint else bundle, bundle if checkpoint else None,
+                               warn=lambda message: warnings.warn(message, stacklevel=3), **options))
 
 
 class _Progress:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from asr.data import read_manifest
+from asr.manifest import read_manifest
 import asr
 from asr.report import comparison_text, write_report
 from asr.transcribe import default_workers

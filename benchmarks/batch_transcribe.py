@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.data import read_manifest
+from asr.manifest import read_manifest
 import asr
 from asr.features import load_audio
 from asr.metrics import wer

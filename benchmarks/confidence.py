@@ -27,7 +27,7 @@ import torch
 
 import asr.decode
 from asr.confidence import synthetic_audio
-from asr.data import read_manifest
+from asr.manifest import read_manifest
 from asr.bundle import load_bundle
 from asr.evaluate import calibrate
 from asr.features import compute_features, load_audio

@@ -35,7 +35,7 @@ import torch
 
 import asr
 from asr.augment import add_noise, babble, clip, coloured_noise, gain_to, opus, room, telephone, within_full_scale
-from asr.data import read_manifest
+from asr.manifest import read_manifest
 from asr.features import SAMPLE_RATE, load_audio
 from asr.metrics import expected_calibration_error, roc_auc, wer, words_right
 

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from asr.data import read_manifest
+from asr.manifest import read_manifest
 from asr.bundle import load_bundle
 from asr.decode import DecodingConfig
 from asr.metrics import wer

@@ -229,7 +229,7 @@ def _umask() -> int:
 def test_manifests_take_path_for_audio_and_transcribe_needs_only_the_audio(tmp_path):
     import pytest
 
-    from asr.data import ManifestError, read_manifest
+    from asr.manifest import ManifestError, read_manifest
     from asr.io import manifest_audio
 
     (tmp_path / "a.wav").write_bytes(b"")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from asr.bundle import default_bundle_path, from_checkpoint, load_bundle
-from asr.data import prepare_librispeech
+from asr.manifest import prepare_librispeech
 from asr.evaluate import evaluate
 from conftest import LIBRISPEECH, REPO, TEST_DATA, needs_librispeech
 
@@ -59,7 +59,7 @@ def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
     beside the shipped (bf16) ones: bf16 logits round differently on each CPU (AMX and
     AVX512-BF16 kernels), which flipped 3 of these 30 beam-search transcripts on another CPU,
     while fp32 ones come out the same with the AVX2 and AVX512 kernels."""
-    from asr.data import read_manifest, write_manifest
+    from asr.manifest import read_manifest, write_manifest
     from asr.io import read_jsonl
     from asr.metrics import wer
 

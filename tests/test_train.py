@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from asr.data import read_manifest, write_manifest
+from asr.manifest import read_manifest, write_manifest
 from asr.model import AcousticModel, ModelConfig, average_checkpoints, load_model
 from asr.errors import ConfigError
 from asr.train import TrainConfig, ctc_min_frames, make_examples, train, write_training_features
@@ -332,7 +332,7 @@ FSDD_CONFIG = TEST_DATA.parents[1] / "recipes" / "fsdd" / "conf" / "fsdd.toml"
 
 def _fsdd_subset(tmp_path, n: int = 40):
     """``n`` FSDD recordings (0.3-0.8 s each) as a manifest."""
-    from asr.data import prepare_folder
+    from asr.manifest import prepare_folder
 
     prepare_folder(FSDD, FSDD / "SOURCE_manifest.tsv", tmp_path / "all.jsonl")
     write_manifest(read_manifest(tmp_path / "all.jsonl")[::3000 // n][:n], tmp_path / "fsdd.jsonl")
