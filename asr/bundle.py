@@ -218,8 +218,12 @@ def from_checkpoint(model: str | Path, lexicon: str | Path | None = None) -> Bun
     if model.is_dir():
         raise BundleError(f"{model}: is a folder, not a checkpoint"
                           + (" (it is a bundle: give it as --bundle)" if (model / BUNDLE_FILE).is_file() else ""))
-    if not model.is_file():  # reported now, before anything is said about it
-        raise BundleError(f"{model}: model file not found")
+    try:
+        from .model import load_checkpoint
+    except ImportError:
+        raise BundleError(f"{model}: a bare checkpoint needs PyTorch to read (pip install 'asr[train]'); a bundle "
+                          f"(`asr bundle`) carries the model exported for recognition without it") from None
+    load_checkpoint(model)  # a missing or unreadable file is reported now, before anything is said about it
     lexicon = Path(lexicon) if lexicon else default_bundle_path() / "lexicon.txt.gz"
     return Bundle(model.resolve(), lexicon.resolve(), "char", DecodingConfig())
 

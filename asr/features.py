@@ -290,7 +290,7 @@ PCEN_GAIN, PCEN_BIAS, PCEN_POWER, PCEN_EPS = 0.98, 2.0, 0.5, 1e-6  # librosa.pce
 
 
 def pcen(magnitudes: np.ndarray) -> np.ndarray:
-    """Per-channel energy normalisation of mel magnitudes ``(T, n_mels)``, as ``librosa.pcen``
+    """Per-channel energy normalisation of mel magnitudes ``(T, n_mels)`` (float64 out), as ``librosa.pcen``
     computes it with its default constants: ``(E / (eps + M)^gain + bias)^power - bias^power``,
     where ``M`` is ``E`` smoothed over time by a one-pole low-pass filter.
 
@@ -306,8 +306,7 @@ def pcen(magnitudes: np.ndarray) -> np.ndarray:
     for t in range(e.shape[0]):  # M[t] = (1 - b) M[t-1] + b E[t], M[-1] = E[0]
         m = (1 - b) * m + b * e[t]
         smooth[t] = m
-    out = (e / (PCEN_EPS + smooth) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS ** PCEN_POWER
-    return out.astype(np.float32)
+    return (e / (PCEN_EPS + smooth) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER - PCEN_BIAS ** PCEN_POWER
 
 
 def cmvn(feats: np.ndarray, use: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
@@ -344,7 +343,7 @@ def compute_features(wav: np.ndarray, config: FeatureConfig = FeatureConfig()) -
         _, _, dct = _mfcc_matrices(config.n_mels, config.n_mfcc)
         # c0 as the log path computes it (mean mel dB x sqrt(n_mels)), for the silence test below
         c0 = (10.0 * np.log10(np.maximum(power, AMIN))).mean(1) * config.n_mels ** 0.5
-        feats = (pcen(np.sqrt(power)) @ dct).astype(np.float32)
+        feats = (pcen(np.sqrt(power)).astype(np.float32) @ dct).astype(np.float32)
     else:
         feats = mfcc(wav, config)
         c0 = feats[:, 0]

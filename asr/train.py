@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from .augment import AugmentConfig
 from .data import (BucketingSampler, FeatureShards, ShardedFeature, Utterance, load_features, pad_features,
-                   read_manifest, spec_augment, write_feature_shards)
+                   spec_augment, write_feature_shards)
+from .manifest import read_manifest
 from .decode import recognize
 from .io import atomic_write_text, remove_stale_temporaries
 from .errors import ConfigError

@@ -265,11 +265,8 @@ def load_acoustic_model(bundle: Bundle) -> RNNModel:
     exported in memory (that needs torch: the training extra)."""
     if bundle.runtime is not None:
         return RNNModel.load(bundle.runtime)
-    try:
-        from .model import export, load_model
-    except ImportError:
-        raise UserError(f"{bundle.model}: a bare checkpoint needs PyTorch to read (pip install 'asr[train]'); "
-                        f"a bundle (`asr bundle`) carries the model exported for recognition without it") from None
+    from .model import export, load_model  # torch: asr.bundle.from_checkpoint has checked it is there
+
     return export(load_model(bundle.model))
 
 

@@ -42,7 +42,8 @@ def test_written_bundle_loads_with_its_files_inside_and_provenance(small_bundle)
     assert b == small_bundle and b.head == "phone"
     assert b.decoding == DecodingConfig("beam", str(b.path / "lm.arpa"), beam_size=20, lm_weight=1.5)
     meta = json.loads((b.path / BUNDLE_FILE).read_text())
-    assert meta["format"] == 1 and set(meta["files"]) == {"model.pt", "lexicon.txt.gz", "lm.arpa", "lm.arpa.words.txt"}
+    assert meta["format"] == 2 and meta["runtime"] == "model.npz"
+    assert set(meta["files"]) == {"model.pt", "model.npz", "lexicon.txt.gz", "lm.arpa", "lm.arpa.words.txt"}
     assert all(len(h) == 64 for h in meta["files"].values())
     assert meta["produced_by"]["dev"] == {"wer": 0.5} and meta["produced_by"]["asr"]
     # what the checkpoint says of itself (training config, epoch, the dev scores it was chosen by,
@@ -72,8 +73,8 @@ def test_a_missing_file_is_refused(small_bundle, tmp_path):
 def test_a_newer_format_and_bad_metadata_are_refused(small_bundle, tmp_path):
     folder = _copy(small_bundle, tmp_path)
     meta = json.loads((folder / BUNDLE_FILE).read_text())
-    (folder / BUNDLE_FILE).write_text(json.dumps({**meta, "format": 2}))
-    with pytest.raises(BundleError, match="bundle format 2 is newer than this asr reads"):
+    (folder / BUNDLE_FILE).write_text(json.dumps({**meta, "format": 3}))
+    with pytest.raises(BundleError, match="bundle format 3 is newer than this asr reads"):
         load_bundle(folder)
     (folder / BUNDLE_FILE).write_text(json.dumps({**meta, "model": "../model.pt"}))
     with pytest.raises(BundleError, match="must be a file name inside the bundle"):
@@ -194,3 +195,45 @@ def test_cli_bundle_stream_stats_writes_a_stream_json_and_keeps_the_figures(tmp_
 def test_bundles_by_name():
     assert load_bundle("streaming").path == load_bundle("default").path == default_bundle_path()
     assert load_bundle().streaming is not None  # the shipped bundle streams
+
+
+def test_the_exported_model_gives_the_checkpoints_output_and_a_damaged_one_is_refused(small_bundle, tmp_path):
+    import numpy as np
+    import torch
+
+    from asr.model import load_model
+    from asr.rnn import RNNModel
+
+    rnn = RNNModel.load(small_bundle.runtime)
+    model = load_model(small_bundle.model)
+    feats = np.random.default_rng(0).standard_normal((1, 90, 40)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(feats), torch.tensor([90]))
+    np.testing.assert_allclose(rnn.forward(feats, np.array([90]))["phone"], ref["phone"].numpy(), atol=1e-4, rtol=0)
+    folder = _copy(small_bundle, tmp_path)
+    data = bytearray((folder / "model.npz").read_bytes())
+    data[len(data) // 2] ^= 1  # one bit of one weight
+    (folder / "model.npz").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"model\.npz: sha256 differs from bundle\.json") as e:
+        load_bundle(folder)
+    assert "\n" not in str(e.value)
+
+
+def test_a_format_1_bundle_is_refused_in_one_line_until_asr_bundle_exports_it(small_bundle, tmp_path):
+    from asr.cli import main
+
+    folder = _copy(small_bundle, tmp_path)
+    meta = json.loads((folder / BUNDLE_FILE).read_text())
+    files = {k: v for k, v in meta["files"].items() if k != "model.npz"}
+    old = {k: v for k, v in meta.items() if k != "runtime"} | {"format": 1, "files": files}
+    old["decoding"] = {**old["decoding"], "precision": "auto"}  # a field format 1 had
+    (folder / "model.npz").unlink()
+    (folder / BUNDLE_FILE).write_text(json.dumps(old))
+    with pytest.raises(BundleError, match=f"bundle format 1 has no model exported .* `asr bundle {folder} --out {folder}`"):
+        load_bundle(folder)
+    assert main(["bundle", str(folder), "--out", str(folder)]) == 0
+    b = load_bundle(folder)
+    assert b.runtime == folder.resolve() / "model.npz"
+    assert b.decoding == dataclasses.replace(small_bundle.decoding, lm=str(folder.resolve() / "lm.arpa"))
+    assert json.loads((folder / BUNDLE_FILE).read_text())["format"] == 2
+

@@ -1,8 +1,8 @@
 import dataclasses
 import math
 
+import numpy as np
 import pytest
-import torch
 
 from asr.errors import ConfigError
 from asr.decode import BeamDecoder, DecodingConfig, Word, decode_batch
@@ -16,9 +16,17 @@ P = {t: i for i, t in enumerate(PHONE_VOCAB.tokens)}
 
 def one_hot(ids, vocab_size):
     """Log-probabilities putting (almost) all mass on ``ids[t]`` at frame t."""
-    lp = torch.full((len(ids), vocab_size), math.log(1e-4))
-    lp[torch.arange(len(ids)), torch.tensor(ids)] = math.log(1 - 1e-4 * (vocab_size - 1))
+    lp = np.full((len(ids), vocab_size), math.log(1e-4), dtype=np.float32)
+    lp[np.arange(len(ids)), np.array(ids)] = math.log(1 - 1e-4 * (vocab_size - 1))
     return lp
+
+
+def pad(rows: list[np.ndarray]) -> np.ndarray:
+    """``(T_i, V)`` arrays as one zero-padded ``(B, max T_i, V)`` batch."""
+    out = np.zeros((len(rows), max(len(r) for r in rows), rows[0].shape[1]), dtype=np.float32)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
 
 
 def test_best_path_merges_repeats_and_drops_blanks():
@@ -45,10 +53,10 @@ def test_char_words_with_times():
 
 def test_confidence_is_least_sure_token():
     # frames: "a" at 0.9 then 0.7 (mean 0.8), blank, "b" at 0.6 -> word "ab" has confidence 0.6
-    probs = torch.full((4, len(CHAR_VOCAB)), 1e-3)
+    probs = np.full((4, len(CHAR_VOCAB)), 1e-3)
     for t, (i, p) in enumerate([(C["a"], 0.9), (C["a"], 0.7), (0, 0.9), (C["b"], 0.6)]):
         probs[t, i] = p
-    toks = best_path(probs.log())
+    toks = best_path(np.log(probs))
     assert [t.prob for t in toks] == [0.8, 0.6]
     assert char_words(toks, 0.03)[0].confidence == 0.6
 
@@ -68,14 +76,14 @@ def test_decode_batch_batch_equals_single():
     pa = [P["K"], P["AE"], P["T"], 0]
     pb = [P["K"], 0, P["T"], 0, 0, 0]
     out = {
-        "char": torch.nn.utils.rnn.pad_sequence([one_hot(a, len(CHAR_VOCAB)), one_hot(b, len(CHAR_VOCAB))], batch_first=True),
-        "phone": torch.nn.utils.rnn.pad_sequence([one_hot(pa, len(PHONE_VOCAB)), one_hot(pb, len(PHONE_VOCAB))], batch_first=True),
-        "lengths": torch.tensor([4, 6]),
+        "char": pad([one_hot(a, len(CHAR_VOCAB)), one_hot(b, len(CHAR_VOCAB))]),
+        "phone": pad([one_hot(pa, len(PHONE_VOCAB)), one_hot(pb, len(PHONE_VOCAB))]),
+        "lengths": np.array([4, 6]),
     }
     batch = decode_batch(out, lex, 0.03)
     for i, (c, p) in enumerate([(a, pa), (b, pb)]):
         single = decode_batch({"char": one_hot(c, len(CHAR_VOCAB))[None], "phone": one_hot(p, len(PHONE_VOCAB))[None],
-                                 "lengths": torch.tensor([len(c)])}, lex, 0.03)[0]
+                                 "lengths": np.array([len(c)])}, lex, 0.03)[0]
         assert batch[i] == single
     assert batch[0].text("char") == "cat" and batch[1].text("char") == "at"
     assert batch[1].phones == ["K", "T"]
@@ -85,15 +93,46 @@ def test_ctc_log_likelihood_sums_all_alignments():
     from asr.ctc import ctc_log_likelihood
 
     # 2 frames over {blank, a, b}: "a" is a a, a -, - a; "ab" only a b; "aa" cannot fit (needs a - a)
-    p = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])
-    ll = ctc_log_likelihood(p.log(), [[1], [1, 2], [1, 1]])
+    p = np.log(np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]]))
+    ll = ctc_log_likelihood(p, [[1], [1, 2], [1, 1]])
     expected_a = 0.3 * 0.6 + 0.3 * 0.1 + 0.5 * 0.6
-    assert torch.allclose(ll[:2], torch.tensor([math.log(expected_a), math.log(0.3 * 0.3)]))
+    assert np.allclose(ll[:2], [math.log(expected_a), math.log(0.3 * 0.3)])
     assert ll[2] == float("-inf")
-    # more targets than are scored together: the same figures, in order
+    # targets of other lengths scored together: the figures each gives alone, in order
     many = [[1], [1, 2], [1, 1], [2], [2, 1], [1], [2, 2], [2], [1, 2]]
-    together = ctc_log_likelihood(p.log(), many)
-    assert torch.equal(together, torch.cat([ctc_log_likelihood(p.log(), [t]) for t in many]))
+    together = ctc_log_likelihood(p, many)
+    assert np.allclose(together, np.concatenate([ctc_log_likelihood(p, [t]) for t in many]), rtol=0, atol=1e-12)
+
+
+def test_ctc_log_likelihood_and_forced_alignment_equal_torchs():
+    """The forward algorithm against torch's ctc_loss, the Viterbi alignment against
+    torchaudio's forced_align (+ merge_tokens), on random posteriors with repeated tokens."""
+    torch = pytest.importorskip("torch")
+    F = pytest.importorskip("torchaudio.functional")
+    from asr.ctc import ctc_log_likelihood, forced_align
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        T, V = int(rng.integers(5, 60)), 8
+        lp = torch.randn(T, V, generator=torch.Generator().manual_seed(trial)).log_softmax(-1)
+        target = rng.integers(1, V, int(rng.integers(1, T // 2 + 1))).tolist()
+        if trial % 3 == 0 and len(target) > 1:
+            target[1] = target[0]  # a repeat needs a blank between
+        ours = forced_align(lp.numpy(), target)
+        try:
+            labels, scores = F.forced_align(lp[None], torch.tensor([target], dtype=torch.int32), blank=0)
+            ref = F.merge_tokens(labels[0], scores[0].exp(), blank=0)
+        except RuntimeError:  # the target does not fit
+            ref = None
+        assert (ours is None) == (ref is None)
+        if ours is not None:
+            assert [(t.id, t.start, t.end) for t in ours] == [(s.token, s.start, s.end) for s in ref]
+            assert np.allclose([t.prob for t in ours], [s.score for s in ref], atol=1e-5)
+        targets = [rng.integers(1, V, int(rng.integers(1, T // 2 + 2))).tolist() for _ in range(5)] + [[1] * T]
+        nll = torch.nn.functional.ctc_loss(lp[:, None].expand(T, len(targets), -1),
+                                           torch.tensor([x for t in targets for x in t]), torch.full((len(targets),), T),
+                                           torch.tensor([len(t) for t in targets]), reduction="none")
+        np.testing.assert_allclose(ctc_log_likelihood(lp.numpy(), targets), -nll.numpy(), atol=1e-3)
 
 
 def test_joint_rescore_lets_the_other_head_decide_and_merges_repeats():
@@ -158,7 +197,7 @@ def test_skip_blank_frames_keeps_one_frame_of_each_sure_blank_run():
 
     # blank posterior per frame: runs of sure blanks (> 0.95) at 1-3 and 5-6; frame 7 is unsure
     p_blank = [0.1, 0.99, 0.99, 0.97, 0.2, 0.96, 0.99, 0.9, 0.99]
-    lp = torch.stack([torch.tensor([p, 1 - p]).log() for p in p_blank])
+    lp = np.stack([np.log(np.array([p, 1 - p])) for p in p_blank])
     assert skip_blank_frames(lp, 0.95).tolist() == [0, 1, 4, 5, 7, 8]
     assert skip_blank_frames(lp, None).tolist() == list(range(9))
     assert skip_blank_frames(lp, 0.999).tolist() == list(range(9))
@@ -173,11 +212,11 @@ LEX = Lexicon([("red", ("R", "EH", "D")), ("rid", ("R", "IH", "D")), ("bed", ("B
 def frames(spec, index):
     rows = []
     for d in spec:
-        p = torch.full((len(index),), 1e-4)
+        p = np.full((len(index),), 1e-4)
         for k, v in d.items():
             p[index[k]] = v
-        rows.append((p / p.sum()).log())
-    return torch.stack(rows)[None]
+        rows.append(np.log(p / p.sum()))
+    return np.stack(rows)[None]
 
 
 # "r", then 'a' 0.5 / 'i' 0.3 / 'e' 0.2, "d", boundary, "bed": greedy spells "rad bed".
@@ -188,11 +227,11 @@ def test_beam_with_lexicon_fixes_spelling_and_lm_decides(tmp_path):
     lp = frames(AMBIGUOUS, C)
     assert [w.word for w in char_words(best_path(lp[0]), 0.03)] == ["rad", "bed"]
     plain = BeamDecoder("char", LEX, DecodingConfig("beam", beam_size=20))
-    assert [w.word for w in plain(lp, torch.tensor([7]), 0.03)[0][0]] == ["rid", "bed"]  # acoustics: i > e
+    assert [w.word for w in plain(lp, np.array([7]), 0.03)[0][0]] == ["rid", "bed"]  # acoustics: i > e
     (tmp_path / "t.txt").write_text("RED BED\n" * 20 + "RID\n")
     build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
     with_lm = BeamDecoder("char", LEX, DecodingConfig("beam", lm=str(tmp_path / "lm.arpa"), beam_size=20, lm_weight=2.0))
-    words = with_lm(lp, torch.tensor([7]), 0.03)[0][0]
+    words = with_lm(lp, np.array([7]), 0.03)[0][0]
     assert [w.word for w in words] == ["red", "bed"]  # the LM knows "red bed"
     assert (words[1].start, words[1].end) == (0.12, 0.21) and 0 < words[0].confidence < words[1].confidence <= 1
 
@@ -200,20 +239,20 @@ def test_beam_with_lexicon_fixes_spelling_and_lm_decides(tmp_path):
 def test_phone_head_beam_uses_all_pronunciations():
     # R EH D | B EH D: "red" and "read" (second pronunciation) tie acoustically; no LM -> either is a word
     lp = frames([{"R": 0.9}, {"EH": 0.9}, {"D": 0.9}, {"|": 0.9}, {"B": 0.9}, {"EH": 0.9}, {"D": 0.9}], P)
-    words = BeamDecoder("phone", LEX, DecodingConfig("beam", beam_size=20))(lp, torch.tensor([7]), 0.03)[0][0]
+    words = BeamDecoder("phone", LEX, DecodingConfig("beam", beam_size=20))(lp, np.array([7]), 0.03)[0][0]
     assert [w.word for w in words][1] == "bed" and words[0].word in ("red", "read")
     assert words[0].tokens == ("R", "EH", "D")
 
 
 def test_beam_batch_equals_single():
     lp = frames(AMBIGUOUS, C)
-    short = torch.cat([lp[:, :3], torch.zeros(1, 4, len(CHAR_VOCAB))], 1)
+    short = np.concatenate([lp[:, :3], np.zeros((1, 4, len(CHAR_VOCAB)), dtype=np.float32)], 1)
     dec = BeamDecoder("char", LEX, DecodingConfig("beam", beam_size=20))
-    batch = dec(torch.cat([lp, short]), torch.tensor([7, 3]), 0.03)
+    batch = dec(np.concatenate([lp, short]), np.array([7, 3]), 0.03)
     # The best reading, the one that is output. (flashlight's n-best tail, hypotheses some
     # 10 nats below the best, can hold one more or one fewer from one call to the next.)
-    assert batch[0][0] == dec(lp, torch.tensor([7]), 0.03)[0][0]
-    assert batch[1][0] == dec(short[:, :3], torch.tensor([3]), 0.03)[0][0]
+    assert batch[0][0] == dec(lp, np.array([7]), 0.03)[0][0]
+    assert batch[1][0] == dec(short[:, :3], np.array([3]), 0.03)[0][0]
 
 
 def test_search_in_its_own_thread_equals_the_main_thread(tmp_path):
@@ -226,9 +265,9 @@ def test_search_in_its_own_thread_equals_the_main_thread(tmp_path):
     seen = []
     fresh = dec.decoder.fresh  # each utterance's search starts here
     dec.decoder.fresh = lambda: seen.append(threading.current_thread()) or fresh()
-    own = dec.search(lp, torch.tensor([7]), 0.03)
+    own = dec.search(lp, np.array([7]), 0.03)
     dec.search_in_thread = False
-    main = dec.search(lp, torch.tensor([7]), 0.03)
+    main = dec.search(lp, np.array([7]), 0.03)
     assert own == main and own[0]
     assert seen[0] is not threading.main_thread() and seen[1] is threading.main_thread()
     assert not seen[0].is_alive()  # the search's thread is gone: nothing left running at a fork
@@ -242,9 +281,9 @@ def test_blank_skip_keeps_words_times_and_doubled_letters():
     spec = [{"r": 0.9}, blank, blank, blank, {"e": 0.9}, blank, blank, blank, {"e": 0.9}, {"d": 0.9},
             {"|": 0.9}, blank, blank, {"b": 0.9}, {"e": 0.9}, blank, {"d": 0.9}, blank]
     lp = frames(spec, C)
-    full = BeamDecoder("char", lex, DecodingConfig("beam", beam_size=20))(lp, torch.tensor([len(spec)]), 0.03)[0][0]
+    full = BeamDecoder("char", lex, DecodingConfig("beam", beam_size=20))(lp, np.array([len(spec)]), 0.03)[0][0]
     skipping = BeamDecoder("char", lex, DecodingConfig("beam", beam_size=20, blank_skip=0.95))
-    skipped = skipping(lp, torch.tensor([len(spec)]), 0.03)[0][0]
+    skipped = skipping(lp, np.array([len(spec)]), 0.03)[0][0]
     assert [w.word for w in full] == [w.word for w in skipped] == ["reed", "bed"]
     assert [(w.start, w.end) for w in skipped] == [(w.start, w.end) for w in full] == [(0.0, 0.3), (0.39, 0.51)]
 
@@ -270,8 +309,8 @@ def test_transcriber_with_beam_and_lm(tmp_path):
 def test_bad_decoding_options(tmp_path):
     from asr.decode import DecodingConfig, make_beam_decoder
 
-    with pytest.raises(ValueError, match="decoder must be"):
-        make_beam_decoder("char", LEX, DecodingConfig("viterbi"))
+    with pytest.raises(ValueError, match="decoder .--decoder. must be 'greedy' or 'beam', not 'viterbi'"):
+        DecodingConfig("viterbi")
     with pytest.raises(FileNotFoundError, match="language model not found"):
         make_beam_decoder("char", LEX, DecodingConfig("beam", str(tmp_path / "none.arpa")))
     assert make_beam_decoder("char", LEX, DecodingConfig()) is None
@@ -280,14 +319,14 @@ def test_bad_decoding_options(tmp_path):
 def test_lexicon_free_char_beam_spells_open_vocabulary():
     lp = frames(AMBIGUOUS, C)
     free = BeamDecoder("char", LEX, DecodingConfig("beam", beam_size=20, lexicon_free=True))
-    words = free(lp, torch.tensor([7]), 0.03)[0][0]
+    words = free(lp, np.array([7]), 0.03)[0][0]
     assert [w.word for w in words] == ["rad", "bed"]  # not a lexicon word: spelled as heard
     assert [w.tokens for w in words] == [("r", "a", "d"), ("b", "e", "d")] and words[1].start == 0.12
     # 20 words searched holding 5 steps: what the search holding all of them spells
     long = frames((AMBIGUOUS + [{"|": 0.9}, {"<b>": 0.99}]) * 10, C)
     spelled = {h: [(w.word, w.start, w.end) for w in BeamDecoder(
         "char", LEX, DecodingConfig("beam", beam_size=20, lexicon_free=True, history_steps=h))(
-        long, torch.tensor([long.shape[1]]), 0.03)[0][0]] for h in (0, 5)}
+        long, np.array([long.shape[1]]), 0.03)[0][0]] for h in (0, 5)}
     assert spelled[5] == spelled[0] and len(spelled[0]) == 20
     with pytest.raises(ValueError, match="lexicon-free"):
         BeamDecoder("phone", LEX, DecodingConfig("beam", lexicon_free=True))
@@ -365,8 +404,8 @@ def test_beam_words_carry_evidence_and_the_calibrated_confidence(tmp_path):
     from asr.confidence import FEATURES, Calibrator
 
     lp = frames(AMBIGUOUS, C)
-    out = {"char": lp, "phone": torch.full((1, 7, len(PHONE_VOCAB)), -math.log(len(PHONE_VOCAB))),
-           "lengths": torch.tensor([7])}
+    out = {"char": lp, "phone": np.full((1, 7, len(PHONE_VOCAB)), -math.log(len(PHONE_VOCAB))),
+           "lengths": np.array([7])}
     raw = decode_batch(out, LEX, 0.03, beam=BeamDecoder("char", LEX, DecodingConfig("beam", beam_size=20)))[0]
     assert [w.word for w in raw.char_words] == ["rid", "bed"]
     assert all(set(w.evidence) >= {k for k, _ in FEATURES.values()} for w in raw.char_words)
@@ -389,7 +428,7 @@ def test_incremental_search_in_any_pieces_is_the_whole_search(tmp_path):
     lp = frames(AMBIGUOUS[:4] + [blank] * 4 + AMBIGUOUS[4:] + [blank] * 3 + AMBIGUOUS, C)[0]
     dec = BeamDecoder("char", LEX, DecodingConfig("beam", lm=str(tmp_path / "lm.arpa"), beam_size=20, nbest=3,
                                                   blank_skip=0.95))
-    (whole,) = dec.search(lp[None], torch.tensor([len(lp)]), 0.03)
+    (whole,) = dec.search(lp[None], np.array([len(lp)]), 0.03)
     for size in (1, 3, 5):
         search = dec.incremental()
         partials = []
@@ -403,7 +442,7 @@ def test_incremental_search_in_any_pieces_is_the_whole_search(tmp_path):
     a, b = dec.incremental(), dec.incremental()  # each search has its own state
     for start in range(0, len(lp), 2):
         a.accept(lp[start:start + 2])
-        b.accept(lp.flip(0)[start:start + 2])
+        b.accept(lp[::-1][start:start + 2])
     assert sorted(a.finish(0.03), key=_order) == sorted(whole, key=_order)
 
 
@@ -417,9 +456,9 @@ def test_search_with_a_bounded_history_is_the_whole_search(tmp_path):
     lp = frames((AMBIGUOUS + [{"|": 0.9}, blank, blank]) * 10, C)[0]
     config = DecodingConfig("beam", lm=str(tmp_path / "lm.arpa"), beam_size=20, nbest=3)
     (whole,) = BeamDecoder("char", LEX, dataclasses.replace(config, history_steps=0)).search(
-        lp[None], torch.tensor([len(lp)]), 0.03)
+        lp[None], np.array([len(lp)]), 0.03)
     bounded = BeamDecoder("char", LEX, dataclasses.replace(config, history_steps=12))
-    (short,) = bounded.search(lp[None], torch.tensor([len(lp)]), 0.03)
+    (short,) = bounded.search(lp[None], np.array([len(lp)]), 0.03)
     assert [w.word for w in short[0][0]] == [w.word for w in whole[0][0]] == ["red", "bed"] * 10
     assert [(w.start, w.end, w.tokens) for w in short[0][0]] == [(w.start, w.end, w.tokens) for w in whole[0][0]]
     search = bounded.incremental()
