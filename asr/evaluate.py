@@ -6,11 +6,10 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .augment import AugmentConfig
 from .bundle import Bundle
 from .manifest import read_manifest
 from .io import atomic_write_text
@@ -23,6 +22,9 @@ from .metrics import cer, expected_calibration_error, roc_auc, score_heads, word
 from .report import posterior_png, write_report
 from .text import CHAR_VOCAB, PHONE_VOCAB
 from .transcribe import Transcriber
+
+if TYPE_CHECKING:
+    from .augment import AugmentConfig
 
 
 def evaluate(manifest: str | Path, out_dir: str | Path, bundle: Bundle | None = None, workers: int = 1,
@@ -237,7 +239,7 @@ CALIBRATION_L2 = (1e-3, 1e-2, 1e-1)  # penalties tried; the one of least cross-v
 
 def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers: int = 1,
               non_speech: tuple[str, ...] = FIT_NON_SPEECH, non_speech_seconds: float = 30.0,
-              augment: AugmentConfig | None = None, log=print) -> dict[str, Any]:
+              augment: "AugmentConfig | None" = None, log=print) -> dict[str, Any]:
     """Fit the word-confidence calibrator of ``bundle``'s decoding (beam search of its head) on
     ``manifest``, a dev set, and write it to ``out_dir/calibration.json`` with
     ``calibration-summary.json``. The words come the way of ``asr transcribe``.
@@ -252,6 +254,8 @@ def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers
     for each L2 penalty of ``CALIBRATION_L2``; the shipped one is then fitted on all with the
     penalty of the lowest cross-validated log-loss.
     """
+    import torch  # fitting is training's: the corrupted copies and non-speech are made with torch
+
     from .augment import corrupt_randomly
     from .confidence import FEATURES, feature_matrix, fit_calibrator, synthetic_audio
 
@@ -264,9 +268,9 @@ def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers
     sources: list = list(paths)
     for copy in range(1, copies + 1):  # corrupted in this process, fixed seeds: the same copies every run
         for k, path in enumerate(paths):
-            x, _ = corrupt_randomly(load_audio(path), augment, augment.seed + 1_000_003 * copy + k,
+            x, _ = corrupt_randomly(torch.from_numpy(load_audio(path)), augment, augment.seed + 1_000_003 * copy + k,
                                     paths[:k] + paths[k + 1:])  # babble: the other dev talkers
-            sources.append(x)
+            sources.append(x.numpy())
     words: list = [[] for _ in sources]
     for i, t, _ in tr._transcribe(sources, 240.0, workers, False, evidence=True):
         if t.error:

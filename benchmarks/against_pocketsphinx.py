@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-import torch
+from threadpoolctl import threadpool_limits
 
 from asr.manifest import read_manifest
 import asr
@@ -40,7 +40,7 @@ def main() -> None:
     print(f"{len(paths)} files, {audio / 3600:.2f} h of audio, {args.cores} core(s); ours: head={transcriber.head} "
           f"{transcriber.decoding}")
 
-    torch.set_num_threads(1)
+    threadpool_limits(1)
     start = time.perf_counter()
     ours = {t.path: t for t in transcriber.transcribe_files(paths, workers=args.cores)}
     rtf = {"asr": (time.perf_counter() - start) / audio}

@@ -5,7 +5,7 @@
 Prints the real-time factor (wall seconds / audio seconds; model loading excluded) of
   - `asr transcribe FILE` run once per file (a shell loop; --cli-files of them, scaled to all),
   - our model, one file per call in one process (no worker processes), on 1 and on --cores
-    torch threads (the better of the two is the one-by-one baseline),
+    BLAS threads (the better of the two is the one-by-one baseline),
   - our model in batch (`Transcriber.transcribe_files(paths, workers=N)`: length-sorted batches, each
     read, featurised, recognised and searched in one of N worker processes) on 1 and --cores workers,
   - PocketSphinx 5.1.1 with its bundled en-us model (pip install pocketsphinx==5.1.1), in 1 and in
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from threadpoolctl import threadpool_limits
 
 from asr.manifest import read_manifest
 import asr
@@ -46,7 +46,7 @@ def pocketsphinx_pcm(path: str) -> bytes:
     info = sf.info(path)
     if (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16"):
         return sf.read(path, dtype="int16")[0].tobytes()
-    return (np.clip(load_audio(path).numpy(), -1, 1) * 32767).astype("<i2").tobytes()
+    return (np.clip(load_audio(path), -1, 1) * 32767).astype("<i2").tobytes()
 
 
 def pocketsphinx_transcribe(paths: list[str]) -> tuple[list[str], float]:
@@ -74,9 +74,8 @@ def pocketsphinx_parallel(paths: list[str], durations: list[float], processes: i
         k = load.index(min(load))
         shares[k].append(i)
         load[k] += durations[i]
-    # one torch thread in each forked worker: OpenMP, once used by the parent, can hang a forked
-    # child that enters a parallel region again (load_audio resamples with torch)
-    with multiprocessing.get_context("fork").Pool(processes, initializer=torch.set_num_threads,
+    # one BLAS thread in each forked worker: one core each
+    with multiprocessing.get_context("fork").Pool(processes, initializer=threadpool_limits,
                                                  initargs=(1,)) as pool:
         runs = pool.map(pocketsphinx_transcribe, [[paths[i] for i in share] for share in shares])
     hyps = [""] * len(paths)
@@ -118,12 +117,12 @@ def main() -> None:
 
     rtf = {}
     for threads in sorted({1, args.cores}):
-        torch.set_num_threads(threads)
+        threadpool_limits(threads)
         # The lexicon memoises closest-pronunciation look-ups (greedy phone head): start each
         # timed run with an empty memo, or a run would find the answers of the one before.
         transcriber.lexicon.clear_memo()
         rtf[f"one by one, {threads} thread(s)"] = timed(one_by_one) / audio
-    torch.set_num_threads(1)
+    threadpool_limits(1)
     results = {}
     for workers in sorted({1, args.cores}):
         transcriber.lexicon.clear_memo()

@@ -26,22 +26,36 @@ import sys
 import tempfile
 import time
 
-import torch
+import numpy as np
+from threadpoolctl import threadpool_limits
 
-from asr.data import load_features, read_manifest
 from asr.bundle import load_bundle
 from asr.decode import make_beam_decoder, text_of
-from asr.search import skip_blank_frames
-from asr.model import forward_batches
+from asr.features import compute_features, load_audio
+from asr.manifest import read_manifest
 from asr.metrics import wer
-from asr.model import load_model
+from asr.rnn import RNNModel
+from asr.search import skip_blank_frames
 from asr.text import load_lexicon
+
+
+def _save(path: str, indices, outputs, frame_seconds: float) -> None:
+    arrays = {f"{k}/{name}": a for k, out in enumerate(outputs) for name, a in out.items()}
+    meta = json.dumps({"indices": [list(map(int, i)) for i in indices], "frame_seconds": frame_seconds})
+    np.savez(path, __meta__=np.array(meta), **arrays)
+
+
+def _load(path: str) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["__meta__"]))
+        outputs = [{name: z[f"{k}/{name}"] for name in ("char", "phone", "lengths")} for k in range(len(meta["indices"]))]
+    return {**meta, "outputs": outputs}
 
 
 def search(outputs_path: str, setting: str, main_thread: bool) -> dict:
     """Search the saved model outputs with one setting; its hypotheses, seconds and frame counts."""
-    torch.set_num_threads(1)
-    saved = torch.load(outputs_path, weights_only=True)
+    threadpool_limits(1)
+    saved = _load(outputs_path)
     bundle = load_bundle()
     head, shipped = bundle.head, bundle.decoding
     beam_size, threshold, skip = setting.split(":")
@@ -76,22 +90,22 @@ def main() -> None:
         outputs, setting, thread = args.search
         print(json.dumps(search(outputs, setting, main_thread=thread == "main")))
         return
-    torch.set_num_threads(1)
+    threadpool_limits(1)
     utts = read_manifest(args.manifest)[:: args.every]
     audio = sum(u.duration for u in utts)
     bundle = load_bundle()
     head, shipped = bundle.head, bundle.decoding
-    model = load_model(bundle.model)
-    indices, outputs = zip(*forward_batches(model, load_features(utts, model.config.features, progress=False)))
+    model = RNNModel.load(bundle.runtime)
+    indices, outputs = zip(*model.forward_batches([compute_features(load_audio(u.audio), model.config.features)
+                                                   for u in utts]))
     print(f"{len(utts)} utterances, {audio / 60:.0f} min; shipped: head={head} {shipped}")
     # (label, LD_PRELOAD, thread): the shipped way first
     variants = [("glibc, own thread", None, "own")] + ([("glibc, main thread", None, "main")] if args.main_thread else [])
     if args.preload:
         variants.append((f"{os.path.basename(args.preload)}, own thread", args.preload, "own"))
     with tempfile.TemporaryDirectory() as tmp:
-        saved = os.path.join(tmp, "outputs.pt")
-        torch.save({"indices": list(indices), "outputs": list(outputs),
-                    "frame_seconds": model.config.frame_seconds}, saved)
+        saved = os.path.join(tmp, "outputs.npz")
+        _save(saved, indices, outputs, model.config.frame_seconds)
         for setting in args.settings:
             for label, library, thread in variants:
                 env = {**os.environ, "OMP_NUM_THREADS": "1", **({"LD_PRELOAD": library} if library else {})}

@@ -77,7 +77,7 @@ def main() -> None:
         with sf.SoundFile(path, "w", samplerate=16000, channels=1, subtype="PCM_16") as f:
             written = 0
             for u in itertools.cycle(read_manifest(args.manifest)):  # the manifest again and again
-                wav = np.concatenate([load_audio(u.audio).numpy(), gap])
+                wav = np.concatenate([load_audio(u.audio), gap])
                 if written + len(wav) > target:
                     break
                 f.write(wav)

@@ -28,18 +28,19 @@ def main() -> None:
     ap.add_argument("--audio", help="audio file whose first 30 s are searched")
     args = ap.parse_args()
     steps = [("python", rss_mb())]
-    import torch  # noqa: F401
+    import numpy as np
+    from threadpoolctl import threadpool_limits
 
-    steps.append(("import torch", rss_mb()))
+    steps.append(("import numpy", rss_mb()))
     from asr.bundle import load_bundle
-    from asr.model import forward_batches, load_model
+    from asr.rnn import RNNModel
     from asr.search import make_beam_decoder
     from asr.text import load_lexicon
 
-    torch.set_num_threads(1)
+    threadpool_limits(1)
     bundle = load_bundle(args.bundle)
     steps.append(("bundle.json + sha256 of its files", rss_mb()))
-    model = load_model(bundle.model)
+    model = RNNModel.load(bundle.runtime)
     steps.append(("model", rss_mb()))
     lexicon = load_lexicon(str(bundle.lexicon))
     steps.append(("lexicon", rss_mb()))
@@ -58,10 +59,10 @@ def main() -> None:
         from importlib import resources
 
         clips = sorted((resources.files("asr") / "assets" / "samples").glob("*.opus"))  # type: ignore[attr-defined]
-        wav = torch.cat([load_audio(str(p)) for p in clips])
-        wav = wav.repeat(int(30 * SAMPLE_RATE // wav.shape[0]) + 1)[: 30 * SAMPLE_RATE]
+        wav = np.concatenate([load_audio(str(p)) for p in clips])
+        wav = np.tile(wav, int(30 * SAMPLE_RATE // wav.shape[0]) + 1)[: 30 * SAMPLE_RATE]
     feats = compute_features(wav, model.config.features)
-    ((_, out),) = list(forward_batches(model, [feats], precision=bundle.decoding.precision))
+    ((_, out),) = list(model.forward_batches([feats]))
     if beam is None:
         print("greedy decoding: no search")
         return

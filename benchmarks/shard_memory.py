@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from asr.data import BucketingSampler, FeatureShards, ShardedFeature, read_manifest, write_feature_shards
+from asr.data import BucketingSampler, FeatureShards, ShardedFeature, write_feature_shards
+from asr.manifest import read_manifest
 from asr.train import TrainConfig, _batch_examples, _collate, _ExampleSet, make_examples
 
 

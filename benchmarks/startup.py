@@ -53,8 +53,8 @@ def main() -> None:
     ap.add_argument("--checkout", help="another checkout of asr to time beside this one")
     args = ap.parse_args()
 
+    import numpy as np
     import soundfile
-    import torch
 
     from asr.features import load_audio
 
@@ -64,8 +64,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="asr-startup-") as tmp:
         wav = str(Path(tmp) / "clip.wav")
         samples = load_audio(args.audio)  # 16 kHz mono float
-        soundfile.write(wav, (samples.clamp(-1, 1) * 32767).to(torch.int16).numpy(), 16000, subtype="PCM_16")
-        seconds = samples.numel() / 16000
+        soundfile.write(wav, (np.clip(samples, -1, 1) * 32767).astype(np.int16), 16000, subtype="PCM_16")
+        seconds = samples.size / 16000
         bundle = ["--bundle", args.bundle] if args.bundle else []
         commands = {"asr transcribe": [tool, "transcribe", *bundle, wav]}
         cwd: dict[str, str] = {}

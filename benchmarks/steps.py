@@ -18,7 +18,9 @@ from typing import Callable
 
 import torch
 
-from asr.data import bucket_batches, load_features, read_manifest
+from asr.data import load_features
+from asr.manifest import read_manifest
+from asr.plan import bucket_batches
 from asr.model import AcousticModel
 from asr.train import Example, TrainConfig, make_examples, train_step
 

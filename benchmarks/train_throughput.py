@@ -25,7 +25,8 @@ import time
 
 import torch
 
-from asr.data import bucket_batches, read_manifest
+from asr.manifest import read_manifest
+from asr.plan import bucket_batches
 from asr.model import AcousticModel
 from asr.train import TrainConfig, make_examples, parse_overrides, train_step
 

@@ -1,18 +1,16 @@
 """Real-time factor of transcription: wall seconds / audio seconds, model loading excluded.
 
     python benchmarks/transcribe_rtf.py --manifest data/librispeech/dev.jsonl [--bundle DIR] [--threads 1]
-        [--workers 0 2] [--decoders greedy shipped] [--head char|phone] [--precisions fp32 bf16]
+        [--workers 0 2] [--decoders greedy shipped] [--head char|phone]
         [--beam-sizes 1000 2000] [--history-steps 0 300]
 
 Times ``Transcriber.transcribe`` over the manifest's files (audio decoding, resampling,
 MFCC, the RNN and the decoder included), once per setting and decoder, side by side: in
-this process on each of --threads torch threads (--workers 0), and in each other number of
+this process on each of --threads BLAS threads (--workers 0), and in each other number of
 --workers processes (one thread each). Decoders:
 ``greedy`` is best-path decoding, ``shipped`` the shipped decoding (beam search with the
 shipped lexicon and LM, and joint rescoring if it is on). The WER of each run is printed
-beside its speed. The head defaults to the shipped one. ``--precisions fp32 bf16`` runs the
-acoustic model in each (``DecodingConfig.precision``; bf16: autocast, outputs cast back to fp32
-for the search); by default the shipped precision.
+beside its speed. The head defaults to the shipped one.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ import argparse
 import dataclasses
 import time
 
-import torch
+from threadpoolctl import threadpool_limits
 
 from asr.manifest import read_manifest
 from asr.bundle import load_bundle
@@ -39,7 +37,6 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0], help="0: in this process, with --threads")
     ap.add_argument("--decoders", nargs="+", choices=["greedy", "shipped"], default=["greedy", "shipped"])
     ap.add_argument("--limit", type=int, default=None, help="first N utterances only")
-    ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "auto"], default=None)
     ap.add_argument("--beam-sizes", type=int, nargs="+", default=None,
                     help="the shipped decoding at each of these beam sizes (default: the shipped beam)")
     ap.add_argument("--history-steps", type=int, nargs="+", default=None,
@@ -53,21 +50,19 @@ def main() -> None:
     shipped_head, shipped = bundle.head, bundle.decoding
     head = args.head or shipped_head
     print(f"shipped decoding: head={shipped_head} {shipped}")
-    runs = []  # (label, decoding): each decoder at each precision, the shipped one at each beam size
+    runs = []  # (label, decoding): each decoder, the shipped one at each beam size
     for name in args.decoders:
-        for precision in args.precisions or [shipped.precision]:
-            if name == "greedy":
-                runs.append((name, dataclasses.replace(DecodingConfig(), precision=precision)))
-                continue
-            for beam in args.beam_sizes or [shipped.beam_size]:
-                for history in args.history_steps or [shipped.history_steps]:
-                    label = name + "".join([f"(beam {beam})" if args.beam_sizes else "",
-                                            f"(history {history})" if args.history_steps else ""])
-                    runs.append((label, dataclasses.replace(shipped, precision=precision, beam_size=beam,
-                                                            history_steps=history)))
+        if name == "greedy":
+            runs.append((name, DecodingConfig()))
+            continue
+        for beam in args.beam_sizes or [shipped.beam_size]:
+            for history in args.history_steps or [shipped.history_steps]:
+                label = name + "".join([f"(beam {beam})" if args.beam_sizes else "",
+                                        f"(history {history})" if args.history_steps else ""])
+                runs.append((label, dataclasses.replace(shipped, beam_size=beam, history_steps=history)))
     settings = [(t, 0) for t in args.threads if 0 in args.workers] + [(1, w) for w in args.workers if w > 0]
     for threads, workers in settings:
-        torch.set_num_threads(threads)
+        threadpool_limits(threads)
         for name, decoding in runs:
             t0 = time.perf_counter()
             transcriber = Transcriber(dataclasses.replace(bundle, head=head, decoding=decoding))
@@ -81,7 +76,7 @@ def main() -> None:
             audio = sum(t.duration for t in results)
             score = wer([ref[t.path] for t in results], [t.text for t in results])
             where = f"workers={workers}" if workers else f"threads={threads}"
-            print(f"{where} head={head} decoder={name} precision={decoding.precision}: {len(paths)} files, {audio:.0f} s audio in "
+            print(f"{where} head={head} decoder={name}: {len(paths)} files, {audio:.0f} s audio in "
                   f"{wall:.1f} s -> RTF {wall / audio:.4f} ({audio / wall:.0f}x real time), WER {score:.1%}; "
                   f"model+decoder load {load:.2f} s not counted")
 

@@ -7,10 +7,15 @@ import torch
 
 from asr.augment import (SAMPLE_RATE, add_noise, babble, clip, coloured_noise, gain_to, opus, rms_dbfs, room,
                          telephone)
-from asr.features import load_audio
+from asr.features import load_audio as _load_audio
 from conftest import TEST_DATA
 
 CLIP = sorted(TEST_DATA.glob("*.opus"))[0]
+
+
+def load_audio(path):
+    """Training's augmentation works on torch tensors."""
+    return torch.from_numpy(_load_audio(path))
 
 
 def tone(hz: float, seconds: float = 1.0) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.transcribe import CHUNK_SECONDS
+from asr.plan import CHUNK_SECONDS
 
 from conftest import TEST_DATA
 
@@ -175,8 +175,7 @@ def test_decoding_defaults_are_the_shipped_ones_and_options_override_them():
     default = load_bundle()
     head, shipped = default.head, default.decoding
     assert _decoding(parse()) == (head, shipped)
-    assert _decoding(parse("--decoder", "greedy", "--head", "phone")) == ("phone", DecodingConfig(precision=shipped.precision))
-    assert _decoding(parse("--precision", "fp32"))[1] == dataclasses.replace(shipped, precision="fp32")
+    assert _decoding(parse("--decoder", "greedy", "--head", "phone")) == ("phone", DecodingConfig())
     head2, beam = _decoding(parse("--decoder", "beam", "--lm", "none", "--lm-weight", "3", "--joint-weight", "0"))
     # without the shipped LM, the shipped confidence calibrator does not apply
     assert beam == dataclasses.replace(shipped, decoder="beam", lm=None, lm_weight=3.0, joint_weight=0.0,
@@ -231,9 +230,7 @@ def test_calibrate_with_a_bad_decoding_file(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_calibrate_decoding_file_takes_the_precision_asked_for(tmp_path, monkeypatch):
-    # tune's best.json says fp32; the shipped decoding runs bf16 ("auto"): the calibrator must
-    # see the evidence of the arithmetic it will score.
+def test_calibrate_decoding_file_gives_the_head_and_decoding(tmp_path, monkeypatch):
     import asr.evaluate
     from asr.cli import main
 
@@ -241,10 +238,9 @@ def test_calibrate_decoding_file_takes_the_precision_asked_for(tmp_path, monkeyp
     monkeypatch.setattr(asr.evaluate, "calibrate", lambda manifest, out, bundle, *a, **k: seen.append(
         (bundle.head, bundle.decoding)) or {})
     (tmp_path / "best.json").write_text(json.dumps({"head": "phone", "decoding": {"decoder": "beam", "lm_weight": 2.0}}))
-    for extra, precision in (([], "fp32"), (["--precision", "auto"], "auto")):
-        assert main(["calibrate", "--manifest", "m.jsonl", "--out", str(tmp_path), "--decoding",
-                     str(tmp_path / "best.json"), *extra]) == 0
-        assert seen[-1][0] == "phone" and seen[-1][1].precision == precision and seen[-1][1].lm_weight == 2.0
+    assert main(["calibrate", "--manifest", "m.jsonl", "--out", str(tmp_path), "--decoding",
+                 str(tmp_path / "best.json")]) == 0
+    assert seen[-1][0] == "phone" and seen[-1][1].lm_weight == 2.0 and seen[-1][1].decoder == "beam"
 
 
 def test_calibrate_into_a_bundle_records_what_fitted_it(tmp_path, monkeypatch):

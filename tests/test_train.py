@@ -139,7 +139,8 @@ def test_corrupted_copies_train_beside_the_clean_set_and_shards_match_ram(tmp_pa
     """[augment] copies = 2 at two speeds: six sets, each corrupted copy its own features (not the
     clean ones, not each other's), the same from the RAM cache as from shards on disk."""
     from asr.augment import AugmentConfig
-    from asr.data import load_features, read_manifest
+    from asr.data import load_features
+    from asr.manifest import read_manifest
 
     augment = AugmentConfig(copies=2, seed=1, noise=1.0, snr=(0.0, 5.0), telephone=0.5, gain=0.5, clipping=0.2)
     base = TrainConfig(
@@ -283,7 +284,8 @@ def test_a_worker_hands_over_a_batch_of_thousands_of_utterances(tmp_path):
     took a file descriptor each, and 2400 s batches of short utterances hit the limit of 1024."""
     import resource
 
-    from asr.data import BucketingSampler, Utterance
+    from asr.data import BucketingSampler
+    from asr.manifest import Utterance
     from asr.train import Example, _batch_examples, _collate, _ExampleSet
 
     n = resource.getrlimit(resource.RLIMIT_NOFILE)[0] + 500

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from asr import plan as P
 from asr import transcribe as T
 from asr.features import load_audio
 from asr.metrics import cer
@@ -26,7 +27,7 @@ def transcriber():
     """The shipped model decoded greedily (fast): what these tests check does not depend on the search."""
     import asr
 
-    return asr.load(decoder="greedy", head="char", precision="fp32")
+    return asr.load(decoder="greedy", head="char")
 
 
 def test_expand_inputs(tmp_path):
@@ -102,7 +103,7 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # fp32: under bf16 a file's outputs move in the last digits with the files batched beside it
     # (a word time by a frame, a confidence in the 4th decimal), and the resumed run batches the rest anew.
-    cmd = [sys.executable, "-m", "asr.cli", "transcribe", str(d), "--quiet", "--format", "txt,ctm", "--precision", "fp32"]
+    cmd = [sys.executable, "-m", "asr.cli", "transcribe", str(d), "--quiet", "--format", "txt,ctm"]
     subprocess.run(cmd + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True, timeout=300)
     # Small batches so records trickle out; kill hard once some are on disk.
     proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "cut")], env=env, stderr=subprocess.DEVNULL)
@@ -144,16 +145,16 @@ def test_in_order_yields_transcripts_in_input_order(tmp_path, transcriber):
 
 def test_long_audio_is_windowed_and_stitched(tmp_path, transcriber, monkeypatch):
     """A long file made of short clips: windowed transcription ~ the clips transcribed one by one."""
-    clips = [load_audio(p).numpy() for p in SAMPLES * 3]
+    clips = [load_audio(p) for p in SAMPLES * 3]
     gap = np.zeros(8000, np.float32)
     long = np.concatenate([np.concatenate([c, gap]) for c in clips])  # ~55 s
     sf.write(tmp_path / "long.flac", long, 16000)
     short = [t.text for t in sorted(transcriber.transcribe_files(SAMPLES * 1), key=lambda t: t.path)]
     by_name = dict(zip(sorted(map(str, SAMPLES)), short))
     reference = " ".join(by_name[str(p)] for p in SAMPLES * 3)
-    monkeypatch.setattr(T, "CHUNK_SECONDS", 12.0)
-    monkeypatch.setattr(T, "OVERLAP_SECONDS", 2.0)
-    assert len(T._plan(0, len(long) / 16000)) >= 5
+    monkeypatch.setattr(P, "CHUNK_SECONDS", 12.0)
+    monkeypatch.setattr(P, "OVERLAP_SECONDS", 2.0)
+    assert len(P.plan_windows(0, len(long) / 16000)) >= 5
     (chunked,) = list(transcriber.transcribe_files([tmp_path / "long.flac"]))
     starts = [w.start for w in chunked.words]
     assert starts == sorted(starts) and all(w.end >= w.start for w in chunked.words)
@@ -162,7 +163,7 @@ def test_long_audio_is_windowed_and_stitched(tmp_path, transcriber, monkeypatch)
     # Against the clips transcribed one by one, the windowed pass must be no further off than one
     # pass over the whole file: the model hears other context and per-utterance normalisation
     # over other spans either way (measured: 0.23 windowed, 0.26 whole), and stitching adds nothing.
-    monkeypatch.setattr(T, "CHUNK_SECONDS", 1000.0)
+    monkeypatch.setattr(P, "CHUNK_SECONDS", 1000.0)
     (whole,) = list(transcriber.transcribe_files([tmp_path / "long.flac"]))
     assert len(whole.words) > 20
     assert cer([reference], [chunked.text]) <= cer([reference], [whole.text]) + 0.03
@@ -203,7 +204,7 @@ def test_window_stitching_is_exact(tmp_path, transcriber, monkeypatch):
     """Each window 'hears' a word every second of its own time; stitched, every second is heard once."""
     from asr.decode import Hypothesis
 
-    def fake_recognize(model, feats, lexicon, phone_words_too=True, beam=None, precision="fp32", **kw):
+    def fake_recognize(model, feats, lexicon, phone_words_too=True, beam=None, **kw):
         hyps = []
         for f in feats:
             seconds = f.shape[0] / 100  # 10 ms frames
@@ -212,8 +213,8 @@ def test_window_stitching_is_exact(tmp_path, transcriber, monkeypatch):
         return hyps
 
     monkeypatch.setattr(T, "recognize", fake_recognize)
-    monkeypatch.setattr(T, "CHUNK_SECONDS", 10.0)
-    monkeypatch.setattr(T, "OVERLAP_SECONDS", 2.0)
+    monkeypatch.setattr(P, "CHUNK_SECONDS", 10.0)
+    monkeypatch.setattr(P, "OVERLAP_SECONDS", 2.0)
     sf.write(tmp_path / "long.wav", np.full(16000 * 45, 0.01, np.float32), 16000)
     (t,) = list(transcriber.transcribe_files([tmp_path / "long.wav"]))
     assert [w.start for w in t.words] == [float(s) for s in range(45)]
@@ -222,14 +223,11 @@ def test_window_stitching_is_exact(tmp_path, transcriber, monkeypatch):
 
 
 def test_worker_processes_give_the_transcripts_of_one_file_at_a_time():
-    """Batches in worker processes (the shipped beam search) = each file alone in this process.
-
-    In fp32: under bf16 autocast (the shipped ``precision`` where the CPU has bf16) a padded batch
-    rounds differently from one utterance enough to move a word's time by a frame now and then."""
+    """Batches in worker processes (the shipped beam search) = each file alone in this process."""
 
     import asr
 
-    tr = asr.load(precision="fp32")
+    tr = asr.load()
     paths = [str(p) for p in SAMPLES] + [str(TEST_DATA / n) for n in ("3_jackson_0.wav", "19-198-0000.opus")]
     alone = {p: next(iter(tr.transcribe_files([p], workers=0))) for p in paths}
     batched = list(tr.transcribe_files(paths, batch_seconds=20.0, workers=2))
@@ -313,7 +311,7 @@ def test_load_transcribe_a_file_a_list_and_samples(transcriber, tmp_path):
     # samples in memory at their own rate: the words of the file they came from
     x, rate = sf.read(TEST_DATA / "3_jackson_0.wav", dtype="float32")
     from_file = transcriber.transcribe(TEST_DATA / "3_jackson_0.wav")
-    for samples in (x, torch.from_numpy(x), np.stack([x, x])):  # numpy, tensor, channels first
+    for samples in (x, torch.from_numpy(x), np.stack([x, x])):  # numpy, a torch tensor, channels first
         t = transcriber.transcribe(samples, sample_rate=rate)
         assert t.text == from_file.text and [w.start for w in t.words] == [w.start for w in from_file.words]
     with pytest.raises(ConfigError, match="sample_rate"):
@@ -324,7 +322,7 @@ def test_load_transcribe_a_file_a_list_and_samples(transcriber, tmp_path):
         transcriber.transcribe(tmp_path / "missing.wav")
     (bad,) = transcriber.transcribe([str(tmp_path / "missing.wav")])  # in a list: a record with its error
     assert bad.error.endswith("file not found") and bad.text == ""
-    assert asr.load(decoder="greedy", head="char", precision="fp32").decoding == transcriber.decoding
+    assert asr.load(decoder="greedy", head="char").decoding == transcriber.decoding
 
 
 @pytest.mark.slow
@@ -339,7 +337,7 @@ def test_shards_together_give_exactly_the_records_of_one_run(tmp_path):
             select_shard(paths, bad)
     inputs = [str(p) for p in SAMPLES] + [str(TEST_DATA / n) for n in ("3_jackson_0.wav", "19-198-0000.opus")]
     base = [sys.executable, "-m", "asr.cli", "transcribe", *inputs, "--decoder", "greedy", "--workers", "0",
-            "--precision", "fp32"]
+]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     assert subprocess.run(base + ["--out", str(tmp_path / "all")], env=env, capture_output=True).returncode == 0
     merged = []
@@ -392,3 +390,36 @@ def test_a_rerun_with_other_options_refuses_and_another_format_comes_from_the_re
     for other, what in ((["--lm", "none"], "decoding.lm"), (["--calibration", "none"], "decoding.calibration")):
         r = subprocess.run(beam + other, capture_output=True, text=True, env=env)
         assert r.returncode == 2 and what in r.stderr, r.stderr
+
+
+NO_TORCH = "import sys; sys.modules['torch'] = sys.modules['torchaudio'] = None  # importing them fails\n"
+
+
+def test_the_recognizer_runs_where_torch_cannot_be_imported(tmp_path):
+    """What the runtime install (`pip install asr`, no extras) must do: every command from audio
+    to words, and Python's asr.load(), in a process where `import torch` fails; the training
+    commands say in one line which extra they need."""
+    script = NO_TORCH + f"""
+import asr, numpy as np
+from asr.cli import main
+rec = asr.load()
+t = rec.transcribe({str(SAMPLES[0])!r})
+s = rec.stream()
+s.accept(np.zeros(1600, np.float32))
+print("TEXT", t.text, len(s.finish()))
+for args in (["transcribe", {str(SAMPLES[1])!r}, "--format", "json"],
+             ["evaluate", "--manifest", {str(TEST_DATA / "manifest.jsonl")!r}, "--out", {str(tmp_path / "ev")!r}],
+             ["stream", {str(SAMPLES[1])!r}],
+             ["report", {str(tmp_path / "ev" / "results.jsonl")!r}, "--out", {str(tmp_path / "rep")!r}],
+             ["train", "x.toml"], ["calibrate", "--manifest", "m.jsonl", "--out", {str(tmp_path / "c")!r}]):
+    print("EXIT", args[0], main(args), flush=True)
+assert not any(sys.modules.get(m) for m in ("torch", "torchaudio"))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    text = next(line for line in r.stdout.splitlines() if line.startswith("TEXT "))
+    assert len(text.split()) > 4  # words, and the stream's final count
+    exits = dict(line.split()[1:] for line in r.stdout.splitlines() if line.startswith("EXIT"))
+    assert exits == {"transcribe": "0", "evaluate": "0", "stream": "0", "report": "0", "train": "2", "calibrate": "2"}
+    assert "error: asr train needs PyTorch, which the recognizer's install leaves out: pip install 'asr[train]'" \
+        in r.stderr and "Traceback" not in r.stderr

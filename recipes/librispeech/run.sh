@@ -189,24 +189,23 @@ if runs:
 PY
   done
   echo "stage 5: word-confidence calibrator for the best decoding -> $out_dir/calibration"
-  # (under bf16 where the CPU has it, as stage 6 ships the decoding: bf16 moves the evidence a little)
   # With a fine-tune, a corrupted copy of dev made as its [augment] makes them joins the fitting
   # data: the confidences' calibration error under noise, rooms and phone lines fell from
   # 0.06-0.10 to 0.03-0.06, clean dev the same (RESULTS.md "Robustness")
   calibrate_augment=()
   [ "$model" = "$out_dir/soup.pt" ] && calibrate_augment=(--augment "$finetune")
   $asr calibrate --manifest "$dev_manifest" --model "$model" --decoding "$out_dir/tune/best.json" \
-    --precision auto "${calibrate_augment[@]}" \
+    "${calibrate_augment[@]}" \
     --out "$out_dir/calibration" > "$out_dir/calibrate.log" 2>&1
 fi
 
 if [ "$start" -le 6 ] && [ "$stop" -ge 6 ]; then
   echo "stage 6: bundle $model + $lm + the best decoding + its calibrator -> $out_dir/bundle (copied to: $ship)"
-  # precision auto: bf16 inference where the CPU has it: 1.13x faster, same dev WER (RESULTS.md)
+  # the bundle carries the checkpoint and its weights exported for recognition without torch (model.npz)
   # --stream-stats: the training audio's feature statistics, which start a stream's running
   # normalisation (`asr stream`, asr.stream): the bundle streams as well
   $asr bundle "$model" --decoding "$out_dir/tune/best.json" \
-    --calibration "$out_dir/calibration/calibration.json" --precision auto \
+    --calibration "$out_dir/calibration/calibration.json" \
     --stream-stats "$train_manifest" --out "$out_dir/bundle"
   if [ "$ship" != none ]; then
     mkdir -p "$ship"
@@ -231,12 +230,6 @@ if [ "$start" -le 7 ] && [ "$stop" -ge 7 ]; then
       $ev $beam --lm none --word-score 0 --joint-weight 0 --out "$out_dir/dev-$head-beam-lexicon"
       $ev $beam --joint-weight 0 --out "$out_dir/dev-$head-beam-lm"
       $ev $beam --joint-weight "$joint" --out "$out_dir/dev-$head-beam-lm-joint"
-      # the shipped decoding again in fp32: bf16 logits round differently on each CPU (AMX vs
-      # AVX512-BF16 kernels) and flip a few beam-search near-ties, fp32 ones do not;
-      # tests/test_evaluate.py re-checks these transcripts exactly
-      if [ "$head" = "$shipped" ]; then
-        $ev $beam --joint-weight "$joint" --precision fp32 --out "$out_dir/dev-$head-beam-lm-joint-fp32"
-      fi
     ) > "$out_dir/dev-$head.log" 2>&1 &
   done
   wait
