@@ -196,12 +196,17 @@ def viterbi_path(log_probs: np.ndarray, target: list[int], blank: int = 0) -> tu
     score = np.full(S, -np.inf)
     score[:2] = emit[0, :2]
     back = np.zeros((T, S), dtype=np.int8)  # how far back (0, 1, 2 states) each state was entered from
+    one, two = np.full(S, -np.inf), np.full(S, -np.inf)  # the scores one and two states back
+    no_skip = ~skip
     for t in range(1, T):
-        stay, one = score, np.concatenate([[-np.inf], score[:-1]])
-        two = np.where(skip, np.concatenate([[-np.inf, -np.inf], score[:-2]]), -np.inf)
-        choice = np.argmax(np.stack([stay, one, two]), 0)  # ties: stay, then the nearer state
-        score = np.choose(choice, [stay, one, two]) + emit[t]
-        back[t] = choice
+        one[1:] = score[:-1]
+        two[2:] = score[:-2]
+        two[no_skip] = -np.inf
+        from_one, from_two = one > score, two > np.maximum(score, one)  # ties: stay, then the nearer state
+        best = np.where(from_one, one, score)
+        np.copyto(best, two, where=from_two)
+        back[t] = from_one + from_two * (2 - from_one)
+        score = best + emit[t]
     end = S - 1 if S == 1 or score[S - 1] > score[S - 2] else S - 2
     if not np.isfinite(score[end]):
         return None
@@ -236,27 +241,36 @@ def ctc_log_likelihood(log_probs: np.ndarray, targets: list[list[int]], blank: i
     """``log P(target | x)`` under CTC (all alignments summed) for each of ``targets`` ``(n,)``, given
     one utterance's ``(T, V)`` log-probabilities; ``-inf`` where a target cannot fit in ``T`` frames.
 
-    The forward algorithm for all targets at once, their states padded to the longest; only
-    the current step's ``(n, S)`` scores are held, whatever ``T``."""
+    The forward algorithm for all targets at once, their states padded to the longest, in
+    probabilities rescaled to sum to 1 at every step (the scales' logs add up to the answer:
+    Graves et al. 2006, section 4.1); only the current step's ``(n, S)`` values are held."""
     if not targets:
         return np.zeros(0)
     S = 2 * max(len(t) for t in targets) + 1
-    ext = np.full((len(targets), S), blank, dtype=np.int64)
-    skip = np.zeros((len(targets), S), dtype=bool)
+    n = len(targets)
+    ext = np.full((n, S), blank, dtype=np.int64)
+    skip = np.zeros((n, S), dtype=bool)
     for i, target in enumerate(targets):
         e, k = _extended(target, blank)
         ext[i, :len(e)], skip[i, :len(k)] = e, k
-    lp = log_probs.astype(np.float64)
-    alpha = np.full((len(targets), S), -np.inf)
-    alpha[:, :2] = lp[0][ext[:, :2]]
-    none = np.full((len(targets), 1), -np.inf)
-    for t in range(1, lp.shape[0]):
-        one = np.concatenate([none, alpha[:, :-1]], 1)
-        two = np.where(skip, np.concatenate([none, none, alpha[:, :-2]], 1), -np.inf)
-        with np.errstate(invalid="ignore"):  # -inf - -inf where no path reaches a state yet
-            alpha = np.logaddexp(np.logaddexp(alpha, one), two) + lp[t][ext]
+    probs = np.exp(log_probs.astype(np.float64))
+    alpha = np.zeros((n, S))
+    alpha[:, :2] = probs[0][ext[:, :2]]
+    log_scale = np.zeros(n)
+    nxt = np.empty_like(alpha)
+    for t in range(probs.shape[0]):
+        if t:
+            np.copyto(nxt, alpha)
+            nxt[:, 1:] += alpha[:, :-1]
+            nxt[:, 2:] += alpha[:, :-2] * skip[:, 2:]
+            alpha, nxt = nxt * probs[t][ext], alpha
+        total = alpha.sum(1)
+        alive = total > 0
+        alpha[alive] /= total[alive, None]
+        log_scale[alive] += np.log(total[alive])
+        log_scale[~alive] = -np.inf
     ends = np.array([2 * len(t) for t in targets])
-    rows = np.arange(len(targets))
-    last = alpha[rows, ends]
-    before = np.where(ends > 0, alpha[rows, np.maximum(ends - 1, 0)], -np.inf)
-    return np.logaddexp(last, before)
+    rows = np.arange(n)
+    last = alpha[rows, ends] + np.where(ends > 0, alpha[rows, np.maximum(ends - 1, 0)], 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(last) + log_scale
