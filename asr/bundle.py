@@ -44,6 +44,7 @@ BUNDLE_FILE = "bundle.json"
 HEADS = ("char", "phone")
 # Names chosen by `write_bundle` for the files it copies in (the LM keeps its suffix: .arpa, .arpa.gz, .bin).
 MODEL_FILE, RUNTIME_FILE, CALIBRATION_FILE, STREAMING_FILE = "model.pt", "model.npz", "calibration.json", "stream.json"
+SPELLINGS_FILE = "spellings.npz"  # the beam search's words as token ids (asr.search.save_spellings)
 # Bundles by name: ``asr.load("streaming")``. The shipped model streams latency-controlled
 # (asr.stream), so both names are the shipped folder, which carries a stream.json.
 NAMED = {"default": "", "streaming": ""}
@@ -72,6 +73,7 @@ class Bundle:
     produced_by: dict[str, Any] = field(default_factory=dict, compare=False)
     streaming: Path | None = None  # stream.json: the streaming config and training feature statistics
     runtime: Path | None = None  # model.npz: the model's weights for asr.rnn
+    spellings: Path | None = None  # spellings.npz: the search's words, saved (used where its key fits)
 
     def with_options(self, head: str | None = None, decoder: str | None = None, **changes: Any) -> "Bundle":
         """This bundle with some decoding options changed (``None`` values are left as they are).
@@ -204,8 +206,9 @@ def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bo
         raise BundleError(f"{meta_path}: head must be 'char' or 'phone', not {head!r}")
     streaming = member(meta["streaming"], "streaming") if meta.get("streaming") else None
     runtime = member(meta.get("runtime"), "runtime") if version >= 2 else None
+    spellings = member(meta["spellings"], "spellings") if meta.get("spellings") else None
     return Bundle(member(meta.get("model"), "model"), member(meta.get("lexicon"), "lexicon"), head, decoding,
-                  folder.resolve(), meta.get("produced_by") or {}, streaming, runtime)
+                  folder.resolve(), meta.get("produced_by") or {}, streaming, runtime, spellings)
 
 
 def from_checkpoint(model: str | Path, lexicon: str | Path | None = None) -> Bundle:
@@ -305,6 +308,14 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
         names["streaming"] = _copy_in(streaming, folder, STREAMING_FILE)
     runtime = folder / RUNTIME_FILE
     names["runtime"] = RUNTIME_FILE
+    if decoding.decoder == "beam" and not decoding.lexicon_free:  # the search's words, saved: a quick start
+        from .search import save_spellings, spell_vocabulary, spellings_key
+        from .text import Lexicon
+
+        lex = Lexicon.load(folder / names["lexicon"])
+        lm = str(folder / fields["lm"]) if fields.get("lm") else None
+        save_spellings(folder / SPELLINGS_FILE, spell_vocabulary(head, lex, lm), spellings_key(head, lex, lm))
+        names["spellings"] = SPELLINGS_FILE
     listed = [*names.values()] + [fields[k] for k in ("lm", "calibration") if fields.get(k)]
     if fields.get("lm") and (folder / f"{fields['lm']}.words.txt").is_file():
         listed.append(f"{fields['lm']}.words.txt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -55,7 +56,7 @@ class BeamDecoder:
     posteriors of the frames where their tokens were emitted.
     """
 
-    def __init__(self, head: str, lexicon: Lexicon, config: "DecodingConfig"):
+    def __init__(self, head: str, lexicon: Lexicon, config: "DecodingConfig", cache: str | Path | None = None):
         if head not in ("char", "phone"):
             raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
         if config.lexicon_free and (head != "char" or config.lm is not None):
@@ -74,25 +75,9 @@ class BeamDecoder:
             if self.calibrator.head != head:
                 raise ConfigError(f"{config.calibration}: calibrated for the {self.calibrator.head} head, "
                                   f"not the {head} head")
-        words = lm_vocabulary(lm, lexicon)
-        vocabulary = [] if config.lexicon_free else words if words is not None else list(lexicon.prons)
-        spellings: dict[str, list[tuple[str, ...]]] = {}  # word -> its token sequences
-        if head == "char":
-            letters = set(CHAR_VOCAB.tokens[2:])  # not the blank, not the boundary
-            spellings = {w: [tuple(w)] for w in vocabulary if w and letters.issuperset(w)}
-        else:
-            per_spelling: dict[tuple[str, ...], int] = {}
-            for w in vocabulary:
-                kept = []
-                for p in lexicon.prons.get(w, ()):
-                    # flashlight's trie holds at most 6 words per spelling; the lexicon lists the
-                    # most frequent words first, so the rarest homophones are the ones left out.
-                    n = per_spelling.get(p, 0)
-                    if n < 6:
-                        per_spelling[p] = n + 1
-                        kept.append(p)
-                if kept:
-                    spellings[w] = kept
+        spellings = None if config.lexicon_free else load_spellings(cache, spellings_key(head, lexicon, lm))
+        if spellings is None:
+            spellings = {} if config.lexicon_free else spell_vocabulary(head, lexicon, lm)
         if not config.lexicon_free and not spellings:
             raise ConfigError("no word of the vocabulary can be spelled with this head's tokens")
         try:
@@ -371,10 +356,10 @@ class Flashlight:
     writing then parsing 70k lines cost every start time), with its trie filled without a
     Python call per token.
 
-    ``spellings``: word -> its token sequences (a word boundary, ``sil_token``, closes each).
+    ``spellings``: word -> its token id sequences (a word boundary, ``sil_token``, closes each).
     """
 
-    def __init__(self, spellings: dict[str, list[tuple[str, ...]]], tokens: list[str], lm: str | None,
+    def __init__(self, spellings: dict[str, list[list[int]]], tokens: list[str], lm: str | None,
                  config: "DecodingConfig", sil_token: str = BOUNDARY_TOKEN, unk_word: str = "<unk>"):
         from flashlight.lib.text import decoder as fl  # loads only when beam search is asked for
         from flashlight.lib.text.decoder.kenlm import KenLM
@@ -401,11 +386,11 @@ class Flashlight:
         # unigram LM scores smeared up the tree (a prefix's score is the best of the words
         # below it) for early pruning.
         trie = fl.Trie(len(tokens), sil)
-        start, lm_score, token_index = self.lm.start(False), self.lm.score, index.__getitem__
-        for word_index, (word, spelled) in enumerate(spellings.items(), 1):  # 0 is the unknown word
+        start, lm_score, insert = self.lm.start(False), self.lm.score, trie.insert
+        for word_index, spelled in enumerate(spellings.values(), 1):  # 0 is the unknown word
             _, score = lm_score(start, word_index)
             for spelling in spelled:
-                trie.insert([*map(token_index, spelling), sil], word_index, score)
+                insert([*spelling, sil], word_index, score)
         trie.smear(fl.SmearingMode.MAX)
         options = fl.LexiconDecoderOptions(
             beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=config.beam_threshold,
@@ -486,10 +471,99 @@ def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:
     return [w for w in vocab.read_text(encoding="utf-8").split() if w in lexicon]
 
 
-def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig) -> BeamDecoder | None:
-    """The beam decoder ``config`` asks for, or ``None`` for greedy decoding."""
+HOMOPHONES = 6  # flashlight's trie holds at most this many words per spelling
+
+
+def spell_vocabulary(head: str, lexicon: Lexicon, lm: str | None) -> dict[str, list[list[int]]]:
+    """The search's words (the LM's that the lexicon has: :func:`lm_vocabulary`) with their
+    spellings as ``head``'s token ids: the letters of the word, or each of its pronunciations
+    (at most ``HOMOPHONES`` words a pronunciation; the lexicon lists the most frequent words
+    first, so the rarest homophones are the ones left out)."""
+    words = lm_vocabulary(lm, lexicon)
+    vocabulary = words if words is not None else list(lexicon.prons)
+    vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
+    index = {t: i for i, t in enumerate(vocab.tokens)}
+    if head == "char":
+        letters = set(CHAR_VOCAB.tokens[2:])  # not the blank, not the boundary
+        return {w: [[index[c] for c in w]] for w in vocabulary if w and letters.issuperset(w)}
+    spellings, per_spelling = {}, {}
+    for w in vocabulary:
+        kept = []
+        for p in lexicon.prons.get(w, ()):
+            n = per_spelling.get(p, 0)
+            if n < HOMOPHONES:
+                per_spelling[p] = n + 1
+                kept.append([index[t] for t in p])
+        if kept:
+            spellings[w] = kept
+    return spellings
+
+
+# The search's spellings, saved (`asr bundle`): building them from the lexicon's 143k lines is
+# most of a short command's start; read from this file they take a few ms. A key names what they
+# were built from, so that a bundle given another head, lexicon or LM builds its own.
+SPELLINGS_FORMAT = 1
+
+
+def spellings_key(head: str, lexicon, lm: str | None) -> dict | None:
+    """What :func:`spell_vocabulary` read: the head, and the sha256 of the lexicon and the LM's word
+    list (``None`` for a lexicon that is not a file)."""
+    path = getattr(lexicon, "path", None)
+    if path is None:
+        return None
+    words = Path(f"{lm}.words.txt") if lm else None
+    return {"format": SPELLINGS_FORMAT, "head": head, "homophones": HOMOPHONES, "lexicon": _sha256(path),
+            "lm_words": _sha256(words) if words is not None and words.is_file() else None}
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_spellings(path: str | Path, spellings: dict[str, list[list[int]]], key: dict) -> None:
+    """Write ``spellings`` with their ``key``: the words, and each spelling's word, length and token ids."""
+    import io as _io
+
+    from .io import atomic_write_bytes
+
+    owner = [k for k, spelled in enumerate(spellings.values()) for _ in spelled]
+    flat = [s for spelled in spellings.values() for s in spelled]
+    buf = _io.BytesIO()
+    np.savez(buf, key=np.array(json.dumps(key, sort_keys=True)), words=np.array("\n".join(spellings)),
+             owner=np.array(owner, dtype=np.int32), lengths=np.array([len(s) for s in flat], dtype=np.int16),
+             tokens=np.array([t for s in flat for t in s], dtype=np.int16))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_spellings(path: str | Path | None, key: dict | None) -> dict[str, list[list[int]]] | None:
+    """The spellings :func:`save_spellings` wrote, if ``key`` is theirs; else ``None`` (build them)."""
+    if path is None or key is None or not Path(path).is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if json.loads(str(z["key"])) != key:
+                return None
+            words = str(z["words"]).split("\n")
+            owner, lengths, tokens = z["owner"].tolist(), z["lengths"], z["tokens"].tolist()
+    except (OSError, ValueError, KeyError, EOFError):
+        return None  # unreadable: built from the lexicon instead (bundle.json's sha256 guards damage)
+    ends = np.cumsum(lengths).tolist()
+    spellings: dict[str, list[list[int]]] = {w: [] for w in words}
+    start = 0
+    for k, end in zip(owner, ends):
+        spellings[words[k]].append(tokens[start:end])
+        start = end
+    return spellings
+
+
+def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig,
+                      spellings: str | Path | None = None) -> BeamDecoder | None:
+    """The beam decoder ``config`` asks for, or ``None`` for greedy decoding; ``spellings``: a file
+    of :func:`save_spellings` to read the search's words from where it fits."""
     if config.decoder == "greedy":
         return None
     if config.lexicon_free:  # open vocabulary: no lexicon, so no word LM either
         config = dataclasses.replace(config, lm=None)
-    return BeamDecoder(head, lexicon, config)
+    return BeamDecoder(head, lexicon, config, spellings)

@@ -128,6 +128,7 @@ class Lexicon:
             first_word(pron, word)
         self._buckets: dict[int, tuple[list[str], list[tuple[int, str]]]] | None = None
         self._closest: dict[tuple[str, ...], str] = {}
+        self.path: Path | None = None  # the file it was read from (Lexicon.load)
 
     def __contains__(self, word: str) -> bool:
         return word in self.prons
@@ -172,7 +173,9 @@ class Lexicon:
             raise LexiconError(f"{path}: cannot read lexicon ({e})") from None
         if not entries:
             raise LexiconError(f"{path}: lexicon is empty")
-        return cls(entries)
+        lexicon = cls(entries)
+        lexicon.path = path
+        return lexicon
 
     def phones_for_words(self, words: list[str]) -> list[str] | None:
         """First pronunciation of each word, joined by boundaries; ``None`` if any word is missing."""
@@ -237,6 +240,36 @@ _PHONE_CHAR = {p: chr(0x41 + i) for i, p in enumerate(PHONES)}
 
 def _phone_key(pron: tuple[str, ...]) -> str:
     return "".join(_PHONE_CHAR[p] for p in pron)
+
+
+class LazyLexicon:
+    """A lexicon file read on first use, standing in for the :class:`Lexicon`.
+
+    The shipped decoding (the phone head's beam search, its words from the bundle's saved
+    spellings, joint rescoring by the character head) never looks a word up, and reading the
+    file's 143k lines was a third of a short command's start (RESULTS.md, "Recognition without
+    torch"); greedy phone words, other heads and forced alignment read it when they first ask.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise LexiconError(f"{self.path}: lexicon file not found")
+        self._lexicon: Lexicon | None = None
+
+    def load(self) -> Lexicon:
+        if self._lexicon is None:
+            self._lexicon = load_lexicon(str(self.path))
+        return self._lexicon
+
+    def __getattr__(self, name: str):  # only for what is not set above: the Lexicon's own attributes
+        return getattr(self.load(), name)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.load()
+
+    def __len__(self) -> int:
+        return len(self.load())
 
 
 DEFAULT_LEXICON = "lexicon.txt.gz"

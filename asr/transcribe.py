@@ -35,7 +35,7 @@ from .errors import ConfigError, UserError
 from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio, prepare_samples
 from .plan import CHUNK_SECONDS, Window, bucket_batches, plan_windows
 from .rnn import RNNModel
-from .text import load_lexicon
+from .text import LazyLexicon
 
 if TYPE_CHECKING:
     from .stream import Stream
@@ -281,10 +281,10 @@ class Transcriber:
         bundle = load_bundle() if bundle is None else bundle
         self.bundle = bundle
         self.model = load_acoustic_model(bundle)
-        self.lexicon = load_lexicon(str(bundle.lexicon))
+        self.lexicon = LazyLexicon(bundle.lexicon)
         self.head = bundle.head
         self.decoding = bundle.decoding
-        self.beam = make_beam_decoder(bundle.head, self.lexicon, bundle.decoding)
+        self.beam = make_beam_decoder(bundle.head, self.lexicon, bundle.decoding, bundle.spellings)
 
     def transcribe(self, audio, sample_rate: int | None = None, *, workers: int = 0, progress: bool = False):
         """Words with times and confidences, as ``asr transcribe`` gives them.

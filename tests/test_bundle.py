@@ -43,7 +43,7 @@ def test_written_bundle_loads_with_its_files_inside_and_provenance(small_bundle)
     assert b.decoding == DecodingConfig("beam", str(b.path / "lm.arpa"), beam_size=20, lm_weight=1.5)
     meta = json.loads((b.path / BUNDLE_FILE).read_text())
     assert meta["format"] == 2 and meta["runtime"] == "model.npz"
-    assert set(meta["files"]) == {"model.pt", "model.npz", "lexicon.txt.gz", "lm.arpa", "lm.arpa.words.txt"}
+    assert set(meta["files"]) == {"model.pt", "model.npz", "lexicon.txt.gz", "lm.arpa", "lm.arpa.words.txt", "spellings.npz"}
     assert all(len(h) == 64 for h in meta["files"].values())
     assert meta["produced_by"]["dev"] == {"wer": 0.5} and meta["produced_by"]["asr"]
     # what the checkpoint says of itself (training config, epoch, the dev scores it was chosen by,

@@ -475,3 +475,24 @@ def test_search_with_a_bounded_history_is_the_whole_search(tmp_path):
 def _order(hypothesis):
     words, score = hypothesis
     return round(score, 6), [(w.word, w.start) for w in words]
+
+
+def test_saved_spellings_give_the_same_search_and_are_used_only_where_their_key_fits(tmp_path):
+    from asr.bundle import load_bundle
+    from asr.search import load_spellings, save_spellings, spell_vocabulary, spellings_key
+    from asr.text import LazyLexicon
+
+    shipped = load_bundle()
+    lexicon = LazyLexicon(shipped.lexicon)
+    key = spellings_key("phone", lexicon, shipped.decoding.lm)
+    saved = load_spellings(shipped.spellings, key)
+    assert saved is not None and lexicon._lexicon is None  # read without the lexicon file
+    built = spell_vocabulary("phone", lexicon.load(), shipped.decoding.lm)
+    assert list(saved.items()) == list(built.items())  # same words, same order: same word indices in the search
+    assert load_spellings(shipped.spellings, {**key, "head": "char"}) is None
+    assert load_spellings(shipped.spellings, spellings_key("phone", lexicon, None)) is None  # no LM: all words
+    small = {"red": [[P["R"], P["EH"], P["D"]]], "read": [[P["R"], P["IY"], P["D"]], [P["R"], P["EH"], P["D"]]]}
+    save_spellings(tmp_path / "s.npz", small, {"k": 1})
+    assert load_spellings(tmp_path / "s.npz", {"k": 1}) == small
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert load_spellings(tmp_path / "bad.npz", {"k": 1}) is None
