@@ -48,8 +48,8 @@ def evaluate(manifest: str | Path, out_dir: str | Path, bundle: Bundle | None = 
     head, decoding = tr.head, tr.decoding
     hyps: list = [None] * len(utts)
     errors_by_utt: list[str | None] = [None] * len(utts)
-    for i, t, h in tr._transcribe([u.audio for u in utts], 240.0, workers, progress, both_heads=True,
-                                  references=[u.text for u in utts]):
+    for i, t, h in tr.recognize([u.audio for u in utts], workers=workers, progress=progress, both_heads=True,
+                                references=[u.text for u in utts]):
         hyps[i], errors_by_utt[i] = h, t.error
     # An utterance whose audio cannot be used is recorded with its error and left out of the
     # scores (which say how many were left out); the others are scored as if it were not there.
@@ -272,7 +272,7 @@ def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers
                                     paths[:k] + paths[k + 1:])  # babble: the other dev talkers
             sources.append(x.numpy())
     words: list = [[] for _ in sources]
-    for i, t, _ in tr._transcribe(sources, 240.0, workers, False, evidence=True):
+    for i, t, _ in tr.recognize(sources, workers=workers, evidence=True):
         if t.error:
             raise UserError(f"{manifest}: utterance {utts[i % len(utts)].id}: {t.error}")
         words[i] = t.words
@@ -286,7 +286,7 @@ def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers
         corrupted += [i >= len(utts)] * len(ws)
     noise = [synthetic_audio(kind, non_speech_seconds, seed=k) for k, kind in enumerate(non_speech)]
     noise_words = [[]] * len(noise)
-    for k, t, _ in tr._transcribe(noise, 240.0, 0, False, evidence=True):
+    for k, t, _ in tr.recognize(noise, evidence=True):
         noise_words[k] = t.words
     for k, ws in enumerate(noise_words):
         evidence += [w.evidence for w in ws]

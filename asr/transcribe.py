@@ -245,11 +245,17 @@ def _as_samples(audio, sample_rate: int | None) -> np.ndarray:
         raise ConfigError(f"sample_rate must be a positive number of samples a second, not {sample_rate!r}")
     wav = _numpy(audio)
     if wav.ndim not in (1, 2):
-        raise AudioError(f"samples: expected shape (N,) or (channels, N), not {tuple(wav.shape)}")
+        raise AudioError(f"samples: expected shape (N,), (N, channels) or (channels, N), not {tuple(wav.shape)}")
     if not np.issubdtype(wav.dtype, np.floating):
         raise AudioError(f"samples: expected floating-point samples in [-1, 1], not {wav.dtype}")
+    if wav.ndim == 1:
+        wav = wav[:, None]
+    elif wav.shape[0] < wav.shape[1]:
+        # channels first, as librosa and torchaudio give them; soundfile gives (frames, channels):
+        # time is the longer axis either way
+        wav = wav.T
     # the checks, down-mix and resampling of audio read from a file: (frames, channels) in
-    return prepare_samples(wav[:, None] if wav.ndim == 1 else wav.T, sample_rate, "samples")
+    return prepare_samples(wav, sample_rate, "samples")
 
 
 def _numpy(audio) -> np.ndarray:
@@ -292,8 +298,10 @@ class Transcriber:
         ``audio`` is a file (-> :class:`Transcript`; a file that cannot be used raises
         :class:`~asr.features.AudioError` naming it), a list of files, folders, ``@lists`` and
         manifests (-> list of transcripts in input order, one per file; a file that cannot be used
-        gives one with ``error`` set), or samples in memory (numpy array or tensor, ``(N,)`` or
-        ``(channels, N)``, floats in [-1, 1]) at ``sample_rate`` Hz (-> :class:`Transcript`).
+        gives one with ``error`` set), or samples in memory (numpy array or torch tensor, floats in
+        [-1, 1], ``(N,)``, soundfile's ``(N, channels)`` or librosa's and torchaudio's ``(channels, N)``:
+        time is the longer axis) at ``sample_rate`` Hz (-> :class:`Transcript`), or a list of such
+        arrays (-> list of transcripts).
         ``workers`` > 0 recognises batches in that many processes, one core each.
         """
         if isinstance(audio, (str, Path)):
@@ -304,11 +312,13 @@ class Transcriber:
                     raise AudioError(t.error)
                 return t
             return list(self.transcribe_files(paths, workers=workers, progress=progress, in_order=True))
+        if isinstance(audio, (list, tuple)) and audio and all(not isinstance(a, (str, Path)) for a in audio):
+            return [self.transcribe(a, sample_rate) for a in audio]  # arrays, not paths
         if isinstance(audio, (list, tuple)):
             paths = expand_inputs([str(a) for a in audio])
             return list(self.transcribe_files(paths, workers=workers, progress=progress, in_order=True))
         samples = _as_samples(audio, sample_rate)
-        (result,) = [t for _, t, _ in self._transcribe([samples], 240.0, 0, False)]
+        (result,) = [t for _, t, _ in self.recognize([samples])]
         result.path = ""
         if result.error:
             raise AudioError(result.error)
@@ -338,7 +348,7 @@ class Transcriber:
         one core each (see :func:`default_workers`); 0 does everything in this process, with
         its BLAS threads.
         """
-        done = ((i, t) for i, t, _ in self._transcribe([str(p) for p in paths], batch_seconds, workers, progress))
+        done = ((i, t) for i, t, _ in self.recognize([str(p) for p in paths], batch_seconds, workers, progress))
         if not in_order:
             yield from (t for _, t in done)
             return
@@ -350,13 +360,18 @@ class Transcriber:
                 yield pending.pop(next_index)
                 next_index += 1
 
-    def _transcribe(self, sources: list, batch_seconds: float, workers: int, progress: bool,
-                    both_heads: bool = False, references: list[str | None] | None = None, evidence: bool = False,
-                    ) -> Iterator[tuple[int, Transcript, Hypothesis]]:
+    def recognize(self, sources: list, batch_seconds: float = 240.0, workers: int = 0, progress: bool = False, *,
+                  both_heads: bool = False, references: list[str | None] | None = None, evidence: bool = False,
+                  ) -> Iterator[tuple[int, Transcript, Hypothesis]]:
         """``(position in sources, transcript, hypothesis)`` in order of completion: the one path
-        from audio to words of `transcribe`, `evaluate`, `calibrate`. ``both_heads`` decodes the
-        phone head's words even when the char head is the one searched; see :class:`_Recognition`
-        for ``references``; ``evidence`` keeps each word's evidence (to fit a calibrator on)."""
+        from audio to words of `transcribe`, `evaluate`, `calibrate` (the stages: windows and
+        batches, :mod:`asr.plan`; features; the model, :mod:`asr.rnn`; the search, :mod:`asr.decode`).
+
+        ``sources``: file paths, or 16 kHz samples ``(N,)`` in memory. ``both_heads`` decodes the
+        phone head's words even when the char head is the one searched; ``references`` (a
+        transcript per source, or ``None``) are forced-aligned where a source is one window
+        (``Hypothesis.reference_words``); ``evidence`` keeps each word's evidence (to fit a
+        calibrator on). A source that cannot be used gives a transcript with ``error`` set."""
         items: list[Window] = []
         pieces: dict[int, list[tuple[Window, Hypothesis | None]]] = {}
         results: dict[int, Transcript] = {}

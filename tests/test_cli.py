@@ -523,3 +523,17 @@ def test_an_empty_folder_is_named(tmp_path):
     (tmp_path / "empty").mkdir()
     r = asr("transcribe", tmp_path / "empty")
     assert r.returncode == 2 and r.stderr.strip() == f"error: no audio files found in {tmp_path / 'empty'}"
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--beam-size", "0"), ("--beam-size", "-1"), ("--beam-threshold", "-1"), ("--beam-threshold", "0"),
+    ("--lm-weight", "nan"), ("--lm-weight", "inf"), ("--word-score", "nan"), ("--joint-weight", "-0.5"),
+    ("--blank-skip", "0"), ("--blank-skip", "1.5"), ("--history-steps", "-3"), ("--history-steps", "1")])
+def test_an_impossible_decoding_value_is_refused_in_one_line_naming_the_option(option, value, capsys):
+    """Every numeric decoding option is checked where the config is made (DecodingConfig), before
+    any audio is read: never an empty transcript with exit status 0."""
+    from asr.cli import main
+
+    assert main(["transcribe", str(TEST_DATA / "19-198-0000.opus"), option, value]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and option in err and "Traceback" not in err

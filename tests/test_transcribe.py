@@ -311,9 +311,12 @@ def test_load_transcribe_a_file_a_list_and_samples(transcriber, tmp_path):
     # samples in memory at their own rate: the words of the file they came from
     x, rate = sf.read(TEST_DATA / "3_jackson_0.wav", dtype="float32")
     from_file = transcriber.transcribe(TEST_DATA / "3_jackson_0.wav")
-    for samples in (x, torch.from_numpy(x), np.stack([x, x])):  # numpy, a torch tensor, channels first
+    # numpy, a torch tensor, channels first (librosa, torchaudio), channels last (soundfile)
+    for samples in (x, torch.from_numpy(x), np.stack([x, x]), np.stack([x, x], 1)):
         t = transcriber.transcribe(samples, sample_rate=rate)
         assert t.text == from_file.text and [w.start for w in t.words] == [w.start for w in from_file.words]
+    both = transcriber.transcribe([x, np.stack([x, x], 1)], sample_rate=rate)  # a list of arrays: a list of transcripts
+    assert [t.text for t in both] == [from_file.text] * 2
     with pytest.raises(ConfigError, match="sample_rate"):
         transcriber.transcribe(x)
     with pytest.raises(AudioError, match="NaN"):
