@@ -17,6 +17,16 @@ from .text import BOUNDARY as BOUNDARY_TOKEN
 from .text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
 
 
+HEADS = ("char", "phone")  # the model's two CTC heads: characters and phones
+
+
+def check_head(head: str, where: str = "") -> str:
+    """``head``, if it names a head; else the one error every caller gives (``where``: a file to name)."""
+    if head not in HEADS:
+        raise ConfigError(f"{where + ': ' if where else ''}head must be 'char' or 'phone', not {head!r}")
+    return head
+
+
 @dataclass(frozen=True)
 class Token:
     id: int
@@ -124,9 +134,7 @@ class Hypothesis:
     reference_words: list[Word] | None = None
 
     def words(self, head: str = "char") -> list[Word]:
-        if head not in ("char", "phone"):
-            raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
-        return self.char_words if head == "char" else self.phone_words
+        return self.char_words if check_head(head) == "char" else self.phone_words
 
     def text(self, head: str = "char") -> str:
         return text_of(self.words(head))

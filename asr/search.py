@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .confidence import Calibrator, nbest_posteriors
-from .ctc import Token, Word, ctc_log_likelihood, group_words, lowest_posterior, seconds_of
+from .ctc import Token, Word, check_head, ctc_log_likelihood, group_words, lowest_posterior, seconds_of
 from .errors import ConfigError
 from .lm import LMError, check_arpa, is_kenlm_binary
 from .text import BOUNDARY as BOUNDARY_TOKEN
@@ -57,8 +57,7 @@ class BeamDecoder:
     """
 
     def __init__(self, head: str, lexicon: Lexicon, config: "DecodingConfig", cache: str | Path | None = None):
-        if head not in ("char", "phone"):
-            raise ConfigError(f"head must be 'char' or 'phone', not {head!r}")
+        check_head(head)
         if config.lexicon_free and (head != "char" or config.lm is not None):
             raise ConfigError("lexicon-free search works on the character head only (--head char), without a word LM")
         lm = config.lm

@@ -464,22 +464,28 @@ def load(bundle: str | Path | None = None, **options) -> Transcriber:
 
 
 class _Progress:
-    """Files done, audio hours and real-time factor, on a tqdm bar."""
+    """Files done, audio hours and real-time factor, on a tqdm bar: on a terminal only (into a log,
+    a bar redrawn in place is only noise), and tqdm imported only then (0.1 s of a short command)."""
 
     def __init__(self, total: int, enabled: bool):
-        from tqdm import tqdm
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
 
-        self.bar = tqdm(total=total, unit="file", disable=not enabled, file=sys.stderr)
+            self.bar = tqdm(total=total, unit="file", file=sys.stderr)
         self.audio, self.start = 0.0, time.perf_counter()
 
     def update(self, t: Transcript) -> None:
+        if self.bar is None:
+            return
         self.audio += t.duration
         wall = time.perf_counter() - self.start
         self.bar.set_postfix(audio_h=f"{self.audio / 3600:.2f}", rtf=f"{wall / max(self.audio, 1e-9):.4f}")
         self.bar.update(1)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 # ---------------------------------------------------------------------------------------------
