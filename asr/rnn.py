@@ -5,9 +5,11 @@ W_hh h_{t-1} + b_hh)``, both directions, LayerNorm after each) -> two linear CTC
 log-softmax. :func:`asr.model.export` writes a trained :class:`~asr.model.AcousticModel` as an
 ``.npz`` file that :meth:`RNNModel.load` reads without torch, and tests hold the two equal.
 
-Plain numpy rather than ONNX Runtime: a vanilla RNN is a matrix product and a ``tanh`` per step,
-which numpy's BLAS runs as fast as the torch loop it replaces (``benchmarks/rnn_runtime.py``,
-RESULTS.md), with no graph to export and one fewer package to install.
+Plain numpy rather than ONNX Runtime: a vanilla RNN is one large matrix product per layer (every
+step's input term) and a small one and a ``tanh`` per step, which numpy's BLAS runs as fast as ONNX
+Runtime's RNN operator does on one core (two 30 s windows: 0.37 s against 0.54 s; a stream's
+chunk: 6 ms against 5 ms; ``benchmarks/rnn_runtime.py``, ``results/bench-rnn-runtime.log``), with
+no graph to export and no package of 78 MB (onnxruntime 1.32, installed) to add.
 """
 
 from __future__ import annotations
@@ -76,10 +78,11 @@ class ModelConfig:
         return cls(**d)
 
 
-# Padded feature frames the model reads at once: 120 s at 10 ms a frame, four 30 s windows. One
-# hour through `asr transcribe` with 2 workers: 240 s batches peaked ~50 MB higher at the same
-# speed, 60 s batches ~45 MB lower but 20 % slower (benchmarks/long_audio_memory.py).
-BATCH_FRAMES = 12000
+# Padded feature frames the model reads at once: 60 s at 10 ms a frame, two 30 s windows. One
+# hour through `asr transcribe` with 2 workers peaked at 454-456 MB against 520-540 MB with 120 s
+# batches, at the same speed (results/bench-long-audio-batch-frames.log): numpy's product per
+# step costs the same for 2 windows as for 4, where torch's had been 20 % slower.
+BATCH_FRAMES = 6000
 LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default
 
 

@@ -31,7 +31,9 @@ def main() -> None:
     venv = Path(args.keep or tmp) / "venv"
     try:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", str(repo)], check=True)
+        pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-e", str(repo)], capture_output=True, text=True)
+        if pip.returncode:
+            sys.exit(pip.stdout + pip.stderr)
         print(f"pip install -e {repo.name} in a fresh venv: {du_mb(venv):.0f} MB")
         site = next((venv / "lib").glob("python*/site-packages"))
         sizes = sorted(((du_mb(p), p.name) for p in site.iterdir() if p.is_dir() and not p.name.endswith("-info")),
