@@ -144,7 +144,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         paths = select_shard(paths, args.shard)
     if len(paths) > 1 and not args.out and formats[0] in ("srt", "vtt"):
         print(f"error: {len(paths)} files as {formats[0]} need --out DIR (one .{formats[0]} per file); "
-              f"on stdout, several files go as txt, json (JSON lines), jsonl or ctm", file=sys.stderr)
+              f"on stdout, several files go as txt, json (one array), jsonl or ctm", file=sys.stderr)
         return 2
     missing = [p for p in paths if not os.path.lexists(p)]
     if len(missing) == len(paths):  # nothing to transcribe: say so before loading the model
@@ -157,12 +157,16 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     workers = _workers(args)
     if args.out:
         count, failed = transcribe_to_dir(transcriber, paths, args.out, formats, workers,
-                                          not args.quiet and sys.stderr.isatty(), args.min_confidence)
+                                          not args.quiet and sys.stderr.isatty(), args.min_confidence,
+                                          lambda message: print(message, file=sys.stderr, flush=True))
         print(f"{args.out}/results.jsonl: {count} file(s) transcribed now, {len(paths) - count} already done, "
               f"{failed} failed", file=sys.stderr)
         return 1 if failed else 0
-    failed = 0
+    failed = written = 0
     show = not args.quiet and len(paths) > 1 and sys.stderr.isatty()  # a bar would break one-line errors in logs
+    array = args.format == "json" and len(paths) > 1  # several files as json: one document, an array of them
+    if array:
+        sys.stdout.write("[\n")
     for t in transcriber.transcribe_files(paths, workers=workers, progress=show, in_order=True):
         if t.error:
             failed += 1
@@ -170,10 +174,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         elif args.format == "txt":
             text = format_transcript(t, "txt", args.min_confidence).rstrip("\n")
             print(text if len(paths) == 1 else f"{t.path}\t{text}")
-        else:  # several files in json: one object a line (JSON lines), a document that parses
-            fmt = "jsonl" if args.format == "json" and len(paths) > 1 else args.format
-            sys.stdout.write(format_transcript(t, fmt, args.min_confidence))
+        elif array:  # each object as it is done, so that a long run shows its progress
+            sys.stdout.write((",\n" if written else "") + format_transcript(t, "json", args.min_confidence).rstrip("\n"))
+            written += 1
+        else:
+            sys.stdout.write(format_transcript(t, args.format, args.min_confidence))
         sys.stdout.flush()
+    if array:
+        sys.stdout.write("\n]\n")
     if failed:
         print(f"{failed} of {len(paths)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
@@ -349,8 +357,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
             if args.format == "jsonl":
                 print(json.dumps({"partial": partial}), flush=True)
             elif live:
-                width = os.get_terminal_size().columns - 1
-                print("\r\033[K" + partial[-width:], end="", flush=True)
+                width = os.get_terminal_size().columns - 1  # the line's end: the latest words
+                print("\r\033[K" + (partial[-width:] if width > 0 else partial), end="", flush=True)  # 0 columns: unknown
 
     start, heard = time.monotonic(), 0
     try:
@@ -382,7 +390,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     if len(set(names)) != len(names):
         names = [f"{n}-{i + 1}" for i, n in enumerate(names)]
-    summary = write_report(args.out, {n: load_results(p) for n, p in zip(names, args.results)})
+    systems = {n: load_results(p) for n, p in zip(names, args.results)}
+    first = {r["id"] for r in systems[names[0]]}
+    for name, path in zip(names[1:], args.results[1:]):
+        if not first & {r["id"] for r in systems[name]}:
+            print(f"error: {args.results[0]} and {path} have no utterance id in common: nothing to compare "
+                  f"(results of the same manifest compare)", file=sys.stderr)
+            return 2
+    summary = write_report(args.out, systems)
     systems = summary.get("systems", {names[0]: summary})
     for name, s in systems.items():
         print(f"{name}: WER {s['wer']:.2%} CER {s['cer']:.2%} on {s['utterances']} utterances")
@@ -481,7 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for results.jsonl (one record per file; reruns skip what is done) "
                                  "and per-file outputs in --format")
     p.add_argument("--format", default="txt",
-                   help="txt|json|jsonl|srt|vtt|ctm; with --out a comma-separated list (default: txt)")
+                   help="txt|json|jsonl|srt|vtt|ctm; with --out a comma-separated list (default: txt). On stdout, "
+                        "several files go as txt (PATH<TAB>text lines), json (one JSON array of their "
+                        "objects), jsonl (one object a line) or ctm")
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="X",
                    help="leave words whose confidence is below X out of txt, srt, vtt and ctm outputs "
                         "(json, jsonl and results.jsonl keep every word with its confidence)")
@@ -612,6 +629,10 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+# Commands whose --out is a folder (checked before any work: a file there is refused in one line)
+FOLDER_COMMANDS = ("transcribe", "evaluate", "tune", "calibrate", "report", "bundle", "demo")
+
+
 def _has_torch() -> bool:
     import importlib.util
 
@@ -625,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import UserError
 
+    out = getattr(args, "out", None)
+    if args.command in FOLDER_COMMANDS and out and Path(out).exists() and not Path(out).is_dir():
+        print(f"error: {out}: exists and is not a folder (--out names the folder to write into)", file=sys.stderr)
+        return 2
     if getattr(args, "needs_torch", False) and not _has_torch():
         print(f"error: asr {args.command} needs PyTorch, which the recognizer's install leaves out: "
               f"pip install 'asr[train]' (in a clone: pip install -e '.[train]')", file=sys.stderr)

@@ -40,11 +40,16 @@ def evaluate(manifest: str | Path, out_dir: str | Path, bundle: Bundle | None = 
     ``wer_char`` and ``wer_phone`` each head's, the other one greedy; ``cer`` is the character
     head's greedy CER, ``per`` the phone head's greedy PER. Utterances whose audio cannot be used
     are listed in ``summary["failed"]`` (and in ``results.jsonl`` with their ``error``) and left
-    out of every score.
+    out of every score. ``out_dir`` is claimed first (:func:`asr.transcribe.claim_output_folder`):
+    an evaluation with other options (bundle, decoding, manifest) into it is refused.
     """
+    from .transcribe import claim_output_folder, recognition_options
+
     start = time.perf_counter()
     utts = read_manifest(manifest)
     tr = Transcriber(bundle)
+    # before recognising anything: a folder of another evaluation is refused, never overwritten
+    claim_output_folder(out_dir, recognition_options(tr) | {"manifest": str(Path(manifest).resolve())})
     head, decoding = tr.head, tr.decoding
     hyps: list = [None] * len(utts)
     errors_by_utt: list[str | None] = [None] * len(utts)

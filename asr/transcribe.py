@@ -306,6 +306,8 @@ class Transcriber:
         """
         if isinstance(audio, (str, Path)):
             paths = expand_inputs([str(audio)])
+            if not paths:  # as the CLI says it: an empty folder is a mistake, not an empty result
+                raise AudioError(f"no audio files found in {audio}")
             if len(paths) == 1 and paths[0] == str(audio):
                 (t,) = self.transcribe_files(paths, workers=0)
                 if t.error:
@@ -316,6 +318,8 @@ class Transcriber:
             return [self.transcribe(a, sample_rate) for a in audio]  # arrays, not paths
         if isinstance(audio, (list, tuple)):
             paths = expand_inputs([str(a) for a in audio])
+            if not paths:
+                raise AudioError(f"no audio files found in {' '.join(map(str, audio)) or 'an empty list'}")
             return list(self.transcribe_files(paths, workers=workers, progress=progress, in_order=True))
         samples = _as_samples(audio, sample_rate)
         (result,) = [t for _, t, _ in self.recognize([samples])]
@@ -561,20 +565,27 @@ def format_transcript(t: Transcript, fmt: str, min_confidence: float = 0.0) -> s
 
 
 def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str | Path, formats: list[str] = (),
-                      workers: int = 0, progress: bool = True, min_confidence: float = 0.0) -> tuple[int, int]:
+                      workers: int = 0, progress: bool = True, min_confidence: float = 0.0,
+                      log=None) -> tuple[int, int]:
     """Transcribe ``paths`` into ``out_dir/results.jsonl`` (+ per-file formats, see
     :func:`format_transcript` for ``min_confidence``), skipping files already there.
 
-    Each record is appended and flushed to disk as soon as its file is finished. Returns
+    Each record is appended and flushed to disk as soon as its file is finished. Files already
+    done get the outputs asked for, and every output of theirs already there is written again
+    where ``min_confidence`` changes it. ``log`` (e.g. printing to stderr) is told each file that
+    fails, ``error: PATH: reason``, and how many outputs were written again. Returns
     ``(transcribed now, failed in total)``.
     """
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder (--out names the folder to write into)")
     out_dir.mkdir(parents=True, exist_ok=True)
     with _OutputLock(out_dir):
-        return _transcribe_to_dir(transcriber, paths, out_dir, formats, workers, progress, min_confidence)
+        return _transcribe_to_dir(transcriber, paths, out_dir, formats, workers, progress, min_confidence,
+                                  log or (lambda message: None))
 
 
 class _OutputLock:
@@ -606,22 +617,31 @@ class _OutputLock:
 
 
 def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path, formats: list[str],
-                       workers: int, progress: bool, min_confidence: float) -> tuple[int, int]:
+                       workers: int, progress: bool, min_confidence: float, log) -> tuple[int, int]:
     results_path = out_dir / "results.jsonl"
     remove_stale_temporaries(out_dir)  # left by atomic_write_text in a run killed mid-write (we hold the lock)
-    _check_options(out_dir, transcriber, formats, min_confidence)
+    claim_output_folder(out_dir, recognition_options(transcriber))
     # A file is known by its resolved path: given again as another path (relative, a link), it is done.
     done = {os.path.realpath(p): t for p, t in read_results(results_path).items()}
     written = {os.path.realpath(p): p for p in read_results(results_path)}
-    # Done files whose outputs in these formats are missing (a rerun asking for another format,
-    # or another --min-confidence) get them from their records: no recognition needed.
+    # Done files get from their records, with no recognition: the outputs in these formats that
+    # are missing (a rerun asking for another format), and every output of theirs whose text
+    # --min-confidence changes (the earlier run's other formats too, or they would disagree).
+    rewritten = 0
     for key, t in done.items():
         if t.error is None:
-            for fmt in formats:
-                target = out_dir / f"{output_name(written[key])}.{fmt}"
+            stem = output_name(written[key])
+            for fmt in FORMATS:
+                target = out_dir / f"{stem}.{fmt}"
+                if fmt not in formats and not target.is_file():
+                    continue
                 text = format_transcript(t, fmt, min_confidence)
                 if not target.is_file() or target.read_text(encoding="utf-8") != text:
+                    rewritten += target.is_file()
                     atomic_write_text(target, text)
+    if rewritten:
+        log(f"{out_dir}: {rewritten} output file(s) of files done before written again (--min-confidence "
+            f"{min_confidence:g})")
     todo = [p for p in paths if os.path.realpath(p) not in done]
     count = 0
     try:
@@ -635,6 +655,8 @@ def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path
                 f.write(json.dumps(t.to_json()) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
+                if t.error is not None:
+                    log(f"error: {t.error}")
                 done[os.path.realpath(t.path)] = t
                 count += 1
     except OSError as e:
@@ -652,7 +674,7 @@ def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path
 OPTIONS_FILE = "options.json"  # in an output folder: what recognised the files of its results.jsonl
 
 
-def _recognition_options(transcriber: Transcriber) -> dict:
+def recognition_options(transcriber: Transcriber) -> dict:
     """What decides a transcript's words: the model and everything its search reads (by sha256), the head
     and the decoding. Output formats are not among them: they are written again from the records."""
     from .bundle import BUNDLE_FILE, sha256
@@ -669,27 +691,34 @@ def _recognition_options(transcriber: Transcriber) -> dict:
     return {"head": b.head, "decoding": decoding, "sha256": digests}
 
 
-def _check_options(out_dir: Path, transcriber: Transcriber, formats: list[str], min_confidence: float) -> None:
-    """Record the recognition options in ``out_dir``, or refuse to add to results made with others."""
+def claim_output_folder(out_dir: str | Path, options: dict, results: str = "results.jsonl") -> None:
+    """The one rule of every command that writes a folder of results (`transcribe`, `evaluate`):
+    record ``options`` (what decides the results) in ``out_dir/options.json``, or refuse, before any
+    work, to add to or overwrite results made with other options. ``out_dir`` must be a folder
+    (or not exist yet)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder (--out names the folder to write into)")
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / OPTIONS_FILE
-    now = _recognition_options(transcriber)
     if path.is_file():
         try:
             before = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             before = None
-        if before != now:
+        if before != options:
             before = before if isinstance(before, dict) else {}
-            changed = [k for k in ("head", "sha256") if before.get(k) != now[k]]
-            changed += [f"decoding.{k}" for k in now["decoding"] if (before.get("decoding") or {}).get(k) != now["decoding"][k]]
+            changed = [k for k in options if k != "decoding" and before.get(k) != options[k]]
+            changed += [f"decoding.{k}" for k in options.get("decoding", {})
+                        if (before.get("decoding") or {}).get(k) != options["decoding"][k]]
             what = {"sha256": "model, lexicon, LM or calibrator"}
             raise UserError(f"{out_dir}: its results were made with other options (another "
                             f"{', '.join(what.get(k, k) for k in changed) or OPTIONS_FILE}); give another --out, "
                             f"or remove {out_dir} to redo them")
-    elif (out_dir / "results.jsonl").is_file() and (out_dir / "results.jsonl").stat().st_size:
-        raise UserError(f"{out_dir}: holds results.jsonl of unknown options (no {OPTIONS_FILE}); give another --out")
+    elif (out_dir / results).is_file() and (out_dir / results).stat().st_size:
+        raise UserError(f"{out_dir}: holds {results} of unknown options (no {OPTIONS_FILE}); give another --out")
     else:
-        atomic_write_text(path, json.dumps(now, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(options, indent=2) + "\n")
 
 
 class OutputError(UserError):

@@ -492,6 +492,8 @@ def test_several_files_on_stdout_parse(tmp_path):
     files = sorted(TEST_DATA.glob("*.opus"))[:2]
     r = asr("transcribe", *files, "--format", "json", "--decoder", "greedy")
     assert r.returncode == 0, r.stderr
+    assert [t["path"] for t in json.loads(r.stdout)] == [str(f) for f in files]  # json: one document, an array
+    r = asr("transcribe", *files, "--format", "jsonl", "--decoder", "greedy")
     assert [json.loads(line)["path"] for line in r.stdout.splitlines()] == [str(f) for f in files]  # JSON lines
     r = asr("transcribe", *files, "--format", "srt")
     assert r.returncode == 2 and r.stdout == "" and "2 files as srt need --out DIR" in r.stderr
@@ -537,3 +539,44 @@ def test_an_impossible_decoding_value_is_refused_in_one_line_naming_the_option(o
     assert main(["transcribe", str(TEST_DATA / "19-198-0000.opus"), option, value]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and option in err and "Traceback" not in err
+
+
+def test_out_naming_a_file_is_refused_before_any_work(tmp_path, capsys):
+    from asr.cli import main
+
+    taken = tmp_path / "taken"
+    taken.write_text("mine\n")
+    results = tmp_path / "results.jsonl"
+    results.write_text('{"id": "a", "ref": "x y", "hyp": "x"}\n')
+    for args in (["transcribe", str(TEST_DATA / "19-198-0000.opus"), "--out", str(taken)],
+                 ["evaluate", "--manifest", str(TEST_DATA / "manifest.jsonl"), "--out", str(taken), "--decoder", "greedy"],
+                 ["report", str(results), "--out", str(taken)],
+                 ["tune", "--manifest", str(TEST_DATA / "manifest.jsonl"), "--out", str(taken)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: {taken}: exists and is not a folder (--out names the folder to write into)\n", args
+    assert taken.read_text() == "mine\n"
+
+
+def test_evaluate_into_a_folder_of_another_evaluation_is_refused(tmp_path, capsys):
+    from asr.cli import main
+
+    manifest, out = str(TEST_DATA / "manifest.jsonl"), str(tmp_path / "ev")
+    assert main(["evaluate", "--manifest", manifest, "--out", out, "--decoder", "greedy", "--quiet"]) == 0
+    before = (tmp_path / "ev" / "results.jsonl").read_text()
+    capsys.readouterr()
+    assert main(["evaluate", "--manifest", manifest, "--out", out, "--decoder", "greedy", "--head", "char"]) == 2
+    err = capsys.readouterr().err
+    assert "its results were made with other options (another head" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "ev" / "results.jsonl").read_text() == before
+    assert main(["evaluate", "--manifest", manifest, "--out", out, "--decoder", "greedy", "--quiet"]) == 0  # the same: again
+
+
+def test_report_of_results_with_no_utterance_in_common_says_so(tmp_path, capsys):
+    from asr.cli import main
+
+    (tmp_path / "a.jsonl").write_text('{"id": "a", "ref": "x y", "hyp": "x"}\n')
+    (tmp_path / "b.jsonl").write_text('{"id": "b", "ref": "x y", "hyp": "x y"}\n')
+    assert main(["report", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), "--out", str(tmp_path / "r")]) == 2
+    assert "have no utterance id in common" in capsys.readouterr().err and not (tmp_path / "r").exists()
+

@@ -101,8 +101,7 @@ def test_interrupted_run_resumes_to_the_same_output(tmp_path):
     for i in range(8):
         shutil.copy(SAMPLES[i % len(SAMPLES)], d / f"clip{i}.opus")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # fp32: under bf16 a file's outputs move in the last digits with the files batched beside it
-    # (a word time by a frame, a confidence in the 4th decimal), and the resumed run batches the rest anew.
+    # the resumed run batches the rest anew: the outputs must not depend on the batching
     cmd = [sys.executable, "-m", "asr.cli", "transcribe", str(d), "--quiet", "--format", "txt,ctm"]
     subprocess.run(cmd + ["--out", str(tmp_path / "full")], check=True, env=env, capture_output=True, timeout=300)
     # Small batches so records trickle out; kill hard once some are on disk.
@@ -323,6 +322,10 @@ def test_load_transcribe_a_file_a_list_and_samples(transcriber, tmp_path):
         transcriber.transcribe(np.full(16000, np.nan, np.float32), sample_rate=16000)
     with pytest.raises(AudioError, match="missing.wav: file not found"):
         transcriber.transcribe(tmp_path / "missing.wav")
+    (tmp_path / "empty").mkdir()
+    for nothing in (tmp_path / "empty", [str(tmp_path / "empty")], []):  # as the CLI: an error, not []
+        with pytest.raises(AudioError, match="no audio files found in"):
+            transcriber.transcribe(nothing)
     (bad,) = transcriber.transcribe([str(tmp_path / "missing.wav")])  # in a list: a record with its error
     assert bad.error.endswith("file not found") and bad.text == ""
     assert asr.load(decoder="greedy", head="char").decoding == transcriber.decoding
@@ -426,3 +429,27 @@ assert not any(sys.modules.get(m) for m in ("torch", "torchaudio"))
     assert exits == {"transcribe": "0", "evaluate": "0", "stream": "0", "report": "0", "train": "2", "calibrate": "2"}
     assert "error: asr train needs PyTorch, which the recognizer's install leaves out: pip install 'asr[train]'" \
         in r.stderr and "Traceback" not in r.stderr
+
+
+def test_out_names_each_failed_file_and_a_rerun_filters_every_earlier_output(tmp_path, transcriber):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really")
+    said = []
+    count, failed = transcribe_to_dir(transcriber, [str(SAMPLES[0]), str(bad)], tmp_path / "out", ["txt", "srt"],
+                                      progress=False, log=said.append)
+    assert (count, failed) == (2, 1) and said == [f"error: {bad}: not readable as audio (Error opening "
+                                                  f"'{bad}': Format not recognised.)"]
+    srt = next((tmp_path / "out").glob("*.srt"))
+    words = [w for w in read_results(tmp_path / "out" / "results.jsonl")[str(SAMPLES[0])].words]
+    cut = sorted(w.confidence for w in words)[len(words) // 2]  # half the words fall below it
+    said.clear()
+    transcribe_to_dir(transcriber, [str(SAMPLES[0])], tmp_path / "out", ["txt"], progress=False,
+                      min_confidence=cut, log=said.append)
+    kept = [w.word for w in words if w.confidence >= cut]
+    assert len(kept) < len(words)
+    srt_words = [w for line in srt.read_text().splitlines() if line and "-->" not in line and not line.isdigit()
+                 for w in line.split()]
+    assert srt_words == kept  # the srt of the first run is filtered too, not only the txt asked for now
+    assert " ".join(kept) in next((tmp_path / "out").glob("*.txt")).read_text()
+    assert said == [f"{tmp_path / 'out'}: 2 output file(s) of files done before written again (--min-confidence {cut:g})"]
+
