@@ -7,7 +7,7 @@ log-softmax. :func:`asr.model.export` writes a trained :class:`~asr.model.Acoust
 
 Plain numpy rather than ONNX Runtime: a vanilla RNN is one large matrix product per layer (every
 step's input term) and a small one and a ``tanh`` per step, which numpy's BLAS runs as fast as ONNX
-Runtime's RNN operator does on one core (two 30 s windows: 0.37 s against 0.54 s; a stream's
+Runtime's RNN operator does on one core (two 30 s windows: 0.377 s against 0.546 s; a stream's
 chunk: 6 ms against 5 ms; ``benchmarks/rnn_runtime.py``, ``results/bench-rnn-runtime.log``), with
 no graph to export and no package of 78 MB (onnxruntime 1.32, installed) to add.
 """

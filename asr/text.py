@@ -246,9 +246,9 @@ class LazyLexicon:
     """A lexicon file read on first use, standing in for the :class:`Lexicon`.
 
     The shipped decoding (the phone head's beam search, its words from the bundle's saved
-    spellings, joint rescoring by the character head) never looks a word up, and reading the
-    file's 143k lines was a third of a short command's start (RESULTS.md, "Recognition without
-    torch"); greedy phone words, other heads and forced alignment read it when they first ask.
+    spellings, joint rescoring by the character head) never looks a word up, and parsing the
+    file's 143k lines is a large share of a short command's start; greedy phone words, other
+    heads and forced alignment read it when they first ask.
     """
 
     def __init__(self, path: str | Path):

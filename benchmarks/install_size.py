@@ -1,6 +1,6 @@
 """The README's first command in a fresh virtual environment: its size, and what it can do.
 
-    python benchmarks/install_size.py [--keep DIR]
+    python benchmarks/install_size.py [--keep DIR] [--repo CHECKOUT]
 
 Creates a new venv in a temporary folder, runs ``pip install -e REPO`` in it (the README's
 set-up, the runtime only), then prints the venv's size on disk (``du``), its largest
@@ -25,8 +25,9 @@ def du_mb(path: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep", help="make the venv here and keep it (default: a temporary folder)")
+    ap.add_argument("--repo", help="another checkout of asr to install (default: this one)")
     args = ap.parse_args()
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(args.repo).resolve() if args.repo else Path(__file__).resolve().parent.parent
     tmp = None if args.keep else tempfile.mkdtemp(prefix="asr-venv-")
     venv = Path(args.keep or tmp) / "venv"
     try:

@@ -12,7 +12,7 @@
 set -euo pipefail
 fsdd=${1:-../shared/data/fsdd}
 [ -f "$fsdd/SOURCE_manifest.tsv" ] || { echo "usage: recipes/fsdd/run.sh [FSDD_DIR] (holding recordings/ and SOURCE_manifest.tsv; $fsdd has none)" >&2; exit 2; }
-asr=${ASR:-asr}
+asr=${ASR:-$(command -v asr || echo .venv/bin/asr)}  # the README's venv when asr is not on PATH
 exp=exp/fsdd
 mkdir -p data/fsdd $exp
 

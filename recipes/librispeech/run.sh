@@ -36,7 +36,7 @@ lm_options=(--order 4 --top-words 100000 --lexicon default --min-counts 1 2 2 3 
 # that all of test-clean stays for testing. Here the corpus has no dev-clean, and dev is these
 # 10 test-clean speakers; the other 30 are held out for independent evaluation.
 dev_speakers="61 672 1221 1580 2300 3570 4446 5105 6829 7729"
-asr=${ASR:-asr}
+asr=${ASR:-$(command -v asr || echo .venv/bin/asr)}  # the README's venv when asr is not on PATH
 # Multi-condition fine-tuning after training (stage 2): FINETUNE names its config, "none" skips it;
 # the default config's is conf/finetune-augment.toml. The model that stages 3-7 decode, tune and
 # ship is then the average of the trained model and its fine-tune (soup.pt), else final.pt.
