@@ -140,6 +140,8 @@ _thread: ThreadPoolExecutor | None = None  # a worker process's one thread, wher
 def _worker_init(job: _Recognition, parent: int) -> None:
     global _job, _thread
     _job = job
+    # Ctrl-C reaches the whole process group: the parent alone handles it (it stops the workers)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # one core per worker (numpy's BLAS): N workers use N cores without oversubscription
@@ -201,7 +203,12 @@ def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> I
     try:
         for future in as_completed([pool.submit(_worker_run, b) for b in batches]):
             yield future.result()
-    finally:  # also when the caller stops early or a batch fails: drop the batches not started
+    except BaseException:  # Ctrl-C, a failed batch, a caller that stops: the batches in flight are
+        # abandoned, not waited for (seconds each); nothing of theirs was recorded, so a rerun redoes them
+        for process in list(pool._processes.values()):  # (no public way to stop them before Python 3.14)
+            process.kill()
+        raise
+    finally:  # drop the batches not started
         pool.shutdown(wait=True, cancel_futures=True)
         gc.unfreeze()
 
