@@ -436,24 +436,38 @@ def _item_features(source, item: Window, config) -> tuple[np.ndarray | None, flo
     return (compute_features(wav, config) if np.abs(wav).max() > 0 else None), wav.shape[0] / SAMPLE_RATE
 
 
-def item_outputs(transcriber: Transcriber, sources: list, workers: int = 1
+class _ModelOutputs:
+    """A batch of items -> the model's output for those with sound: ``(item indices, batch output)``
+    pairs, read and featurised as :class:`_Recognition` does, in a worker process when there are
+    workers (the same pool, :func:`_run_batches`)."""
+
+    def __init__(self, transcriber: Transcriber, sources: list, items: list[Window]):
+        self.transcriber, self.sources, self.items = transcriber, sources, items
+
+    def __call__(self, batch: list[int]) -> list[tuple[list[int], dict[str, np.ndarray]]]:
+        features = self.transcriber.model.config.features
+        loaded = [(k, f) for k in batch
+                  if (f := _item_features(self.sources[self.items[k].file], self.items[k], features)[0]) is not None]
+        return [([loaded[i][0] for i in idx], out)
+                for idx, out in self.transcriber.model.forward_batches([f for _, f in loaded])]
+
+
+def item_outputs(transcriber: Transcriber, sources: list, workers: int = 1, batch_seconds: float = 240.0
                  ) -> tuple[list[Window], list[tuple[list[int], dict[str, np.ndarray]]]]:
-    """The model's output for every item of ``sources`` (files, windows of long ones), read and
-    featurised as :class:`Transcriber` does, for searching them many ways (``asr tune``).
+    """The model's output for every item of ``sources`` (files, windows of long ones), read,
+    featurised and batched as :meth:`Transcriber.recognize` does, in ``workers`` processes, for
+    searching them many ways (``asr tune``).
 
     Returns the items and ``(item indices, batch output)`` pairs of :meth:`asr.rnn.RNNModel.forward_batches`;
     items of digital silence have no output. A file that cannot be used raises its :class:`AudioError`.
     """
     items = [it for i, src in enumerate(sources) for it in plan_windows(i, _duration(src))]
-    jobs = [(sources[it.file], it, transcriber.model.config.features) for it in items]
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            feats = [f for f, _ in pool.starmap(_item_features, jobs, chunksize=8)]
-    else:
-        feats = [_item_features(*j)[0] for j in jobs]
-    keep = [k for k, f in enumerate(feats) if f is not None]
-    outputs = [([keep[i] for i in idx], out) for idx, out in
-               transcriber.model.forward_batches([feats[k] for k in keep])]
+    batches = bucket_batches([it.seconds for it in items], batch_seconds, shuffle=False)
+    if "fork" not in multiprocessing.get_all_start_methods():
+        workers = 0
+    workers = min(workers, len(batches)) if len(batches) > 1 else 0
+    outputs = [pair for done in _run_batches(_ModelOutputs(transcriber, sources, items), batches, workers)
+               for pair in done]
     return items, outputs
 
 

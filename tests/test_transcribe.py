@@ -479,3 +479,18 @@ def test_ctrl_c_abandons_the_batches_in_flight_and_a_rerun_finishes(tmp_path):
     assert len(read_results(results)) < 24 if results.is_file() else True
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     assert sorted(read_results(results)) == sorted(str(p) for p in d.iterdir())
+
+
+def test_item_outputs_are_the_same_in_worker_processes(transcriber):
+    """asr tune's model outputs come through the transcription's own pool: the same with 2 workers as in this process."""
+    from asr.transcribe import item_outputs
+
+    sources = [str(p) for p in SAMPLES] + [str(TEST_DATA / "3_jackson_0.wav")]
+    items, alone = item_outputs(transcriber, sources, workers=0, batch_seconds=8.0)
+    again, pooled = item_outputs(transcriber, sources, workers=2, batch_seconds=8.0)
+    assert items == again and len(alone) > 1
+    by_item = lambda outputs: {k: {h: out[h][b, :out["lengths"][b]] for h in ("char", "phone")}  # noqa: E731
+                               for idx, out in outputs for b, k in enumerate(idx)}
+    a, p = by_item(alone), by_item(pooled)
+    assert sorted(a) == sorted(p) == list(range(len(items)))
+    assert all(np.array_equal(a[k][h], p[k][h]) for k in a for h in ("char", "phone"))
