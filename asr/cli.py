@@ -192,7 +192,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     summary = evaluate(args.manifest or _sample_manifest(), args.out, _bundle(args), workers=_workers(args),
                        progress=not args.quiet)
-    keys = ("wer", "cer", "per", "wer_char", "wer_phone", "per_utterances", "oov_rate", "boundary_error_s", "boundary_words",
+    keys = ("wer", "cer", "per", "wer_char", "cer_char", "wer_phone", "per_utterances", "oov_rate", "boundary_error_s", "boundary_words",
             "utterances", "audio_seconds", "seconds")
     print(json.dumps({k: summary[k] for k in keys}, indent=2))
     for f in summary["failed"]:
@@ -397,6 +397,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"error: {args.results[0]} and {path} have no utterance id in common: nothing to compare "
                   f"(results of the same manifest compare)", file=sys.stderr)
             return 2
+    from .bundle import sha256
+    from .transcribe import claim_output_folder
+
+    claim_output_folder(args.out, {"results": [{"path": str(Path(p).resolve()), "sha256": sha256(p)} for p in args.results],
+                                   "names": names}, results="summary.json")
     summary = write_report(args.out, systems)
     systems = summary.get("systems", {names[0]: summary})
     for name, s in systems.items():
@@ -449,7 +454,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             r = json.loads(line)
             print(f"{r['id']}\n  ref: {r['ref']}\n  hyp: {r['hyp']}")
     print(f"[{bundle.describe()}] WER {summary['wer']:.1%}, "
-          f"character head CER {summary['cer']:.1%}, phone head PER {summary['per']:.1%} on {summary['utterances']} sample utterances"
+          f"character head CER {summary['cer_char']:.1%}, phone head PER {summary['per']:.1%} on {summary['utterances']} sample utterances"
           + (f"; report in {args.out}/" if args.out else "; --out DIR keeps the report"))
     return 0
 

@@ -36,9 +36,9 @@ def evaluate(manifest: str | Path, out_dir: str | Path, bundle: Bundle | None = 
     The report (see :mod:`asr.report`) is ``summary.json``, ``errs.txt``, ``report.md`` and
     ``report.html``, with pictures of the CTC posteriors of ``posteriors`` utterances.
 
-    ``summary["wer"]`` is the WER of the bundle's head and decoding (``decoder`` says which),
-    ``wer_char`` and ``wer_phone`` each head's, the other one greedy; ``cer`` is the character
-    head's greedy CER, ``per`` the phone head's greedy PER. Utterances whose audio cannot be used
+    ``summary["wer"]`` and ``cer`` are the WER and CER of the bundle's head and decoding (``decoder``
+    says which), ``wer_char``/``cer_char`` and ``wer_phone`` each head's, the other one greedy;
+    ``per`` is the phone head's greedy PER. Utterances whose audio cannot be used
     are listed in ``summary["failed"]`` (and in ``results.jsonl`` with their ``error``) and left
     out of every score. ``out_dir`` is claimed first (:func:`asr.transcribe.claim_output_folder`):
     an evaluation with other options (bundle, decoding, manifest) into it is refused.
@@ -49,7 +49,7 @@ def evaluate(manifest: str | Path, out_dir: str | Path, bundle: Bundle | None = 
     utts = read_manifest(manifest)
     tr = Transcriber(bundle)
     # before recognising anything: a folder of another evaluation is refused, never overwritten
-    claim_output_folder(out_dir, recognition_options(tr) | {"manifest": str(Path(manifest).resolve())})
+    claim_output_folder(out_dir, recognition_options(tr.bundle) | {"manifest": str(Path(manifest).resolve())})
     head, decoding = tr.head, tr.decoding
     hyps: list = [None] * len(utts)
     errors_by_utt: list[str | None] = [None] * len(utts)
@@ -83,9 +83,8 @@ def evaluate(manifest: str | Path, out_dir: str | Path, bundle: Bundle | None = 
         # which decoding each head's figures below come from: the bundle's for its head, greedy for the other
         "decoder_char": decoding.decoder if head == "char" else "greedy",
         "decoder_phone": decoding.decoder if head == "phone" else "greedy",
-        # the CER of the words scored as "wer" (``cer`` below is the character head's greedy one)
-        "cer_decoded": cer(refs, [h.text(head) for h in hyps]),
-        **scores,
+        **{("cer_char" if k == "cer" else k): v for k, v in scores.items()},  # the character head's, as wer_char
+        "cer": cer(refs, [h.text(head) for h in hyps]),  # of the very words scored as "wer"
         # Word times of `head` against CTC forced alignment of the reference on the same output:
         # mean |start - start'| and |end - end'| over the words the hypothesis got right (of the
         # utterances recognised whole, not in windows).
@@ -173,13 +172,18 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     from .decode import decode_batch
     from .search import BeamDecoder, best_words
     from .metrics import wer
-    from .transcribe import item_outputs, merge_hypotheses
+    from .transcribe import claim_output_folder, item_outputs, merge_hypotheses, recognition_options
 
     base = dataclasses.replace(base or bundle.decoding, decoder="beam", calibration=None)
     if base.lm is None:
         lm_weights = lm_weights[:1]
     utts = read_manifest(manifest)
     tr = Transcriber(dataclasses.replace(bundle, decoding=DecodingConfig()))
+    claim_output_folder(out_dir, {**recognition_options(dataclasses.replace(bundle, decoding=base)),
+                                  "manifest": str(Path(manifest).resolve()),
+                                  "grid": {"heads": list(heads), "lm_weights": list(lm_weights),
+                                           "word_scores": list(word_scores), "joint_weights": list(joint_weights)}},
+                        results="best.json")
     lex, fs = tr.lexicon, tr.model.config.frame_seconds
     items, outputs = item_outputs(tr, [u.audio for u in utts], workers)
     refs = [u.text for u in utts]
@@ -263,10 +267,15 @@ def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers
 
     from .augment import corrupt_randomly
     from .confidence import FEATURES, feature_matrix, fit_calibrator, synthetic_audio
+    from .transcribe import claim_output_folder, recognition_options
 
     bundle = bundle.with_options(decoder="beam", calibration="none")
     head = bundle.head
     utts = read_manifest(manifest)
+    claim_output_folder(out_dir, recognition_options(bundle) | {
+        "manifest": str(Path(manifest).resolve()), "non_speech": list(non_speech), "non_speech_seconds": non_speech_seconds,
+        "augment": json.loads(json.dumps(dataclasses.asdict(augment))) if augment else None},  # as options.json holds it
+                        results="calibration.json")
     tr = Transcriber(bundle)
     copies = augment.copies if augment is not None else 0
     paths = [u.audio for u in utts]

@@ -362,7 +362,7 @@ def _markdown(names, summaries, analysed, pngs, worst, comparisons) -> str:
            "|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         s = summaries[n]
-        # the CER of the very words the row scores (an `asr evaluate` summary's "cer" is another head's)
+        # the CER of the very words the row scores, from the records themselves
         out.append(f"| {n} | {_pct(s['wer'])} | {_pct(analysed[n][0]['cer'])} | {s['substitutions']} | {s['deletions']} | "
                    f"{s['insertions']} | {s['reference_words']} | {s['utterances']} | {_pct(s['sentence_error_rate'])} |")
     if "per" in summaries[names[0]]:

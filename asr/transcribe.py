@@ -641,7 +641,7 @@ def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path
                        workers: int, progress: bool, min_confidence: float, log) -> tuple[int, int]:
     results_path = out_dir / "results.jsonl"
     remove_stale_temporaries(out_dir)  # left by atomic_write_text in a run killed mid-write (we hold the lock)
-    claim_output_folder(out_dir, recognition_options(transcriber))
+    claim_output_folder(out_dir, recognition_options(transcriber.bundle))
     # A file is known by its resolved path: given again as another path (relative, a link), it is done.
     done = {os.path.realpath(p): t for p, t in read_results(results_path).items()}
     written = {os.path.realpath(p): p for p in read_results(results_path)}
@@ -695,12 +695,11 @@ def _transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: Path
 OPTIONS_FILE = "options.json"  # in an output folder: what recognised the files of its results.jsonl
 
 
-def recognition_options(transcriber: Transcriber) -> dict:
-    """What decides a transcript's words: the model and everything its search reads (by sha256), the head
-    and the decoding. Output formats are not among them: they are written again from the records."""
+def recognition_options(b: Bundle) -> dict:
+    """What decides the words of a bundle: the model and everything its search reads (by sha256), the
+    head and the decoding. Output formats are not among them: they are written again from the records."""
     from .bundle import BUNDLE_FILE, sha256
 
-    b = transcriber.bundle
     files = {"model": b.model, "lexicon": b.lexicon, "lm": b.decoding.lm, "calibration": b.decoding.calibration}
     # bundle.json holds the sha256 of every file of the bundle (checked when it loaded): only files
     # from elsewhere (a bare checkpoint, an --lm or --calibration given) are hashed here
@@ -713,10 +712,12 @@ def recognition_options(transcriber: Transcriber) -> dict:
 
 
 def claim_output_folder(out_dir: str | Path, options: dict, results: str = "results.jsonl") -> None:
-    """The one rule of every command that writes a folder of results (`transcribe`, `evaluate`):
-    record ``options`` (what decides the results) in ``out_dir/options.json``, or refuse, before any
-    work, to add to or overwrite results made with other options. ``out_dir`` must be a folder
-    (or not exist yet)."""
+    """The one rule of every command that writes a folder of results (`transcribe`, `evaluate`,
+    `tune`, `calibrate`, `report`): record ``options`` (what decides the results, as JSON holds
+    them) in ``out_dir/options.json``, or refuse, before any work, to add to or overwrite results
+    made with other options; the same options again are welcome (resumed or redone). ``results``
+    names the file whose presence without options.json means results of unknown options.
+    ``out_dir`` must be a folder (or not exist yet)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder (--out names the folder to write into)")

@@ -82,7 +82,7 @@ def test_evaluate_writes_summary_and_results(tmp_path):
     r = asr("evaluate", "--manifest", TEST_DATA / "manifest.jsonl", "--out", tmp_path / "ev", "--head", "phone", "--quiet")
     assert r.returncode == 0, r.stderr
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
-    for key in ("wer", "cer", "per", "wer_char", "wer_phone", "utterances", "audio_seconds", "seconds"):
+    for key in ("wer", "cer", "per", "wer_char", "cer_char", "wer_phone", "utterances", "audio_seconds", "seconds"):
         assert key in summary
     assert summary["utterances"] == 3 and summary["wer"] == summary["wer_phone"]
     assert 0 <= summary["cer"] <= 1.5 and abs(summary["audio_seconds"] - 6.105) < 0.01
@@ -580,3 +580,27 @@ def test_report_of_results_with_no_utterance_in_common_says_so(tmp_path, capsys)
     assert main(["report", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), "--out", str(tmp_path / "r")]) == 2
     assert "have no utterance id in common" in capsys.readouterr().err and not (tmp_path / "r").exists()
 
+
+
+def test_tune_calibrate_and_report_follow_the_rule_of_output_folders(tmp_path, capsys, monkeypatch):
+    """The same options again are welcome; other options into the same folder are refused in one line
+    before any work, never overwriting what is there (asr.transcribe.claim_output_folder)."""
+    import asr.transcribe
+    from asr.cli import main
+
+    (tmp_path / "a.jsonl").write_text('{"id": "a", "ref": "x y", "hyp": "x"}\n')
+    (tmp_path / "b.jsonl").write_text('{"id": "a", "ref": "x y", "hyp": "x y"}\n')
+    rep = str(tmp_path / "rep")
+    assert main(["report", str(tmp_path / "a.jsonl"), "--out", rep]) == 0
+    assert main(["report", str(tmp_path / "a.jsonl"), "--out", rep]) == 0  # the same again
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "b.jsonl"), "--out", rep]) == 2
+    assert "its results were made with other options (another results" in capsys.readouterr().err
+    manifest = str(TEST_DATA / "manifest.jsonl")
+    tune = ["tune", "--manifest", manifest, "--out", str(tmp_path / "tune"), "--lm", "none", "--beam-size", "5"]
+    monkeypatch.setattr(asr.transcribe, "item_outputs", lambda *a, **k: (_ for _ in ()).throw(AssertionError("worked")))
+    with pytest.raises(AssertionError, match="worked"):  # claimed, then the work starts
+        main(tune)
+    capsys.readouterr()
+    assert main(tune[:-1] + ["6"]) == 2  # another beam: refused before any work
+    assert "another decoding.beam_size" in capsys.readouterr().err

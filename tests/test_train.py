@@ -323,7 +323,7 @@ def test_fsdd_recipe_ends_in_a_bundle_that_decodes_digits_with_its_own_search(tm
     greedy = json.loads((exp / "test-greedy" / "summary.json").read_text())
     assert bundle["utterances"] == greedy["utterances"] == 300 and bundle["decoder"] == "beam"
     assert bundle["wer"] <= greedy["wer"] and bundle["wer"] <= 0.05, (bundle["wer"], greedy["wer"])
-    assert f"CER {bundle['cer_decoded']:.2%}" in r.stdout and f"CER {greedy['cer_decoded']:.2%}" in r.stdout
+    assert f"CER {bundle['cer']:.2%}" in r.stdout and f"CER {greedy['cer']:.2%}" in r.stdout
     rec = asr.load(exp / "bundle")
     assert rec.decoding.lm == str(exp / "bundle" / "lm.arpa") and rec.decoding.calibration is not None
     assert rec.transcribe(TEST_DATA / "3_jackson_0.wav").text == "three"

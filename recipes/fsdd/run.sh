@@ -48,6 +48,6 @@ import json, sys
 exp = sys.argv[1]
 for name in ("bundle", "greedy"):
     s = json.load(open(f"{exp}/test-{name}/summary.json"))
-    print(f"test {name:7s} ({s['head']} head, {s['decoder']}): WER {s['wer']:.2%}  CER {s['cer_decoded']:.2%}"
+    print(f"test {name:7s} ({s['head']} head, {s['decoder']}): WER {s['wer']:.2%}  CER {s['cer']:.2%}"
           f"  ({s['utterances']} utterances)")
 PY
