@@ -103,9 +103,11 @@ class Bundle:
                 changes[name] = None
             elif changes.get(name) is not None:
                 changes[name] = str(Path(changes[name]).resolve())
+        if "calibration" in changes and changes["calibration"] is None and "confidence_floor" not in changes:
+            changes["confidence_floor"] = 0.0  # no calibrator, no floor on its scale
         if (head not in (None, self.head) or ("lm" in changes and changes["lm"] != config.lm)
                 or changes.get("lexicon_free")) and "calibration" not in changes:
-            config = dataclasses.replace(config, calibration=None)
+            config = dataclasses.replace(config, calibration=None, confidence_floor=0.0)  # the floor is on its scale
         return dataclasses.replace(self, head=head or self.head, decoding=dataclasses.replace(config, **changes))
 
     def describe(self) -> str:

@@ -25,7 +25,7 @@ def _sample_manifest() -> str:
 
 
 DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "beam_size", "beam_threshold", "blank_skip",
-                    "history_steps", "lm_weight", "word_score", "joint_weight")
+                    "history_steps", "lm_weight", "word_score", "joint_weight", "confidence_floor")
 
 
 def _bundle(args: argparse.Namespace, quiet: bool = False):
@@ -66,6 +66,9 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                    help="rescore the beam's n-best with the other head's CTC score at this weight (0: off)")
     g.add_argument("--calibration", metavar="JSON",
                    help="word-confidence calibrator from `asr calibrate` (default: the bundle's), or 'none'")
+    g.add_argument("--confidence-floor", type=float, metavar="P",
+                   help="leave out words whose calibrated confidence is below P: what noise alone makes the "
+                        "search say (the shipped bundle: 0.05; 0 keeps every word)")
 
 
 def _add_streaming_options(g) -> None:
@@ -264,7 +267,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.bundle:  # the bundle decodes with the best setting now
         decoding = DecodingConfig(**best["decoding"])
         keep = best["head"] == bundle.head and decoding.lm == bundle.decoding.lm  # the calibrator still fits
-        decoding = dataclasses.replace(decoding, calibration=bundle.decoding.calibration if keep else None)
+        decoding = dataclasses.replace(decoding, calibration=bundle.decoding.calibration if keep else None,
+                                       confidence_floor=bundle.decoding.confidence_floor if keep else 0.0)
         write_bundle(args.bundle, bundle.model, best["head"], decoding, bundle.lexicon,
                      {"dev": {"wer": best["wer"], "manifest": best["manifest"]}}, bundle.streaming)
         print(f"{args.bundle}: decodes with this setting now" + ("" if keep or not bundle.decoding.calibration else

@@ -174,7 +174,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     from .metrics import wer
     from .transcribe import claim_output_folder, item_outputs, merge_hypotheses, recognition_options
 
-    base = dataclasses.replace(base or bundle.decoding, decoder="beam", calibration=None)
+    base = dataclasses.replace(base or bundle.decoding, decoder="beam", calibration=None, confidence_floor=0.0)
     if base.lm is None:
         lm_weights = lm_weights[:1]
     utts = read_manifest(manifest)

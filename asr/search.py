@@ -107,10 +107,13 @@ class BeamDecoder:
         return out
 
     def calibrate(self, words: list[Word]) -> list[Word]:
-        """``words`` with calibrated confidences, if the config names a calibrator (with all their evidence)."""
+        """``words`` with calibrated confidences, if the config names a calibrator (with all their
+        evidence), less those below ``confidence_floor``."""
         if self.calibrator is None:
             return words
-        return [dataclasses.replace(w, confidence=round(self.calibrator.probability(w.evidence), 4)) for w in words]
+        floor = self.config.confidence_floor
+        calibrated = [dataclasses.replace(w, confidence=round(self.calibrator.probability(w.evidence), 4)) for w in words]
+        return [w for w in calibrated if w.confidence >= floor]
 
     def __call__(self, log_probs: np.ndarray, lengths: np.ndarray, frame_seconds: float) -> list[list[list[Word]]]:
         """``(B, T, V)`` log-probabilities -> for each utterance, its n-best lists of words."""
@@ -302,6 +305,10 @@ class DecodingConfig:
     # the rest (the n-best then differ after that point only); 0: hold all.
     history_steps: int = 300
     calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
+    # Words the calibrator gives less chance than this of being right are left out: what noise,
+    # tones and hum alone make the search say (the shipped 0.05: benchmarks/confidence_floor.py,
+    # RESULTS.md). Needs calibrated confidences: raw posteriors are on another scale.
+    confidence_floor: float = 0.0
 
     def __post_init__(self):
         """Every value checked once, here, where a config is made (the CLI, asr.load, a bundle.json)."""
@@ -337,6 +344,10 @@ class DecodingConfig:
         count("history_steps", 0)
         if self.history_steps == 1:
             raise bad("history_steps", "0 (no limit) or at least 2")
+        if not 0 <= number("confidence_floor") < 1:
+            raise bad("confidence_floor", "a probability in [0, 1)")
+        if self.confidence_floor and self.calibration is None:
+            raise bad("confidence_floor", "0 without a calibrator (it is a floor on calibrated confidences)")
 
 
 class BeamHypothesis(NamedTuple):

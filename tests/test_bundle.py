@@ -153,10 +153,12 @@ def test_cli_bundle_of_a_bundle_changes_options_and_records_what_it_came_from(tm
     r = _asr("bundle", shipped.path, "--lm", tmp_path / "lm.arpa", "--out", tmp_path / "b")
     assert r.returncode == 0, r.stderr
     b = load_bundle(tmp_path / "b")
-    assert b.decoding == dataclasses.replace(shipped.decoding, lm=str(tmp_path / "b" / "lm.arpa"), calibration=None)
+    assert b.decoding == dataclasses.replace(shipped.decoding, lm=str(tmp_path / "b" / "lm.arpa"), calibration=None,
+                                             confidence_floor=0.0)
     assert b.head == shipped.head and sha256(b.model) == sha256(shipped.model)
     source = b.produced_by["derived_from"]
-    assert source["bundle"] == str(shipped.path) and source["changed"] == {"lm": "lm.arpa", "calibration": None}
+    assert source["bundle"] == str(shipped.path)
+    assert source["changed"] == {"lm": "lm.arpa", "calibration": None, "confidence_floor": 0.0}
     assert source.get("dev") == shipped.produced_by.get("dev") and "dev" not in b.produced_by
     kept = [k for k in ("training", "soup_of") if k in shipped.produced_by]  # what made the model
     assert kept and all(b.produced_by[k] == shipped.produced_by[k] for k in kept)

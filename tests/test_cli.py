@@ -179,12 +179,14 @@ def test_decoding_defaults_are_the_shipped_ones_and_options_override_them():
     head2, beam = _decoding(parse("--decoder", "beam", "--lm", "none", "--lm-weight", "3", "--joint-weight", "0"))
     # without the shipped LM, the shipped confidence calibrator does not apply
     assert beam == dataclasses.replace(shipped, decoder="beam", lm=None, lm_weight=3.0, joint_weight=0.0,
-                                       calibration=None)
+                                       calibration=None, confidence_floor=0.0)  # the floor is on its scale
     assert _decoding(parse("--lm", "other.arpa"))[1] == dataclasses.replace(shipped, lm=str(Path("other.arpa").resolve()),
-                                                                           calibration=None)
+                                                                           calibration=None, confidence_floor=0.0)
     assert _decoding(parse("--lm-weight", "1.5"))[1] == dataclasses.replace(shipped, lm_weight=1.5)
     assert _decoding(parse("--head", "char"))[1].calibration is None
-    assert _decoding(parse("--calibration", "none"))[1] == dataclasses.replace(shipped, calibration=None)
+    assert _decoding(parse("--calibration", "none"))[1] == dataclasses.replace(shipped, calibration=None,
+                                                                               confidence_floor=0.0)
+    assert _decoding(parse("--confidence-floor", "0"))[1] == dataclasses.replace(shipped, confidence_floor=0.0)
     assert _decoding(parse("--lm", "none", "--calibration", "c.json"))[1].calibration == str(Path("c.json").resolve())
 
 

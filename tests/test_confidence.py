@@ -81,10 +81,19 @@ def _words(transcriber, wavs):
                                                          beam=transcriber.beam)]
 
 
-def test_non_speech_gives_no_confident_words(shipped):
+def test_non_speech_gives_no_confident_words_and_the_shipped_floor_leaves_none(shipped):
     # None of these kinds is among those the calibrator was fitted on (FIT_NON_SPEECH).
     kinds = ("white", "pink", "tone", "silence")
-    for kind, words in zip(kinds, _words(shipped, [synthetic_audio(k, 30.0, seed=7) for k in kinds])):
+    audio = [synthetic_audio(k, 30.0, seed=7) for k in kinds]
+    assert shipped.decoding.confidence_floor > 0
+    for kind, words in zip(kinds, _words(shipped, audio)):
+        assert words == [], kind  # the default output of noise, a tone, silence: nothing
+    from asr.transcribe import Transcriber
+
+    unfloored = Transcriber(shipped.bundle.with_options(confidence_floor=0.0))
+    heard = _words(unfloored, audio)
+    assert sum(map(len, heard)) > 0  # the search does say words in them: the floor is what leaves them out
+    for kind, words in zip(kinds, heard):
         assert [w.word for w in words if w.confidence >= 0.5] == [], kind
 
 

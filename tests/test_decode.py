@@ -496,3 +496,19 @@ def test_saved_spellings_give_the_same_search_and_are_used_only_where_their_key_
     assert load_spellings(tmp_path / "s.npz", {"k": 1}) == small
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     assert load_spellings(tmp_path / "bad.npz", {"k": 1}) is None
+
+
+def test_confidence_floor_needs_a_calibrator_and_leaves_out_the_words_below_it(tmp_path):
+    from asr.confidence import Calibrator
+
+    with pytest.raises(ConfigError, match="confidence_floor .--confidence-floor. must be 0 without a calibrator"):
+        DecodingConfig("beam", confidence_floor=0.1)
+    with pytest.raises(ConfigError, match="must be a probability in"):
+        DecodingConfig("beam", calibration="c.json", confidence_floor=1.0)
+    # a calibrator of the posterior alone: P(right) = sigmoid(logit(posterior))
+    (tmp_path / "c.json").write_text(Calibrator(("posterior",), (1.0,), 0.0, "phone").to_json())
+    words = [Word(w, 0.0, 0.1, evidence={"posterior": p}) for w, p in (("a", 0.9), ("b", 0.04), ("c", 0.06))]
+    for floor, kept in ((0.0, ["a", "b", "c"]), (0.05, ["a", "c"]), (0.5, ["a"])):
+        dec = BeamDecoder("phone", LEX, DecodingConfig("beam", beam_size=5, calibration=str(tmp_path / "c.json"),
+                                                       confidence_floor=floor))
+        assert [w.word for w in dec.calibrate(words)] == kept

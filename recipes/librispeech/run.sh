@@ -201,11 +201,13 @@ fi
 
 if [ "$start" -le 6 ] && [ "$stop" -ge 6 ]; then
   echo "stage 6: bundle $model + $lm + the best decoding + its calibrator -> $out_dir/bundle (copied to: $ship)"
-  # the bundle carries the checkpoint and its weights exported for recognition without torch (model.npz)
+  # the bundle carries the checkpoint and its weights exported for recognition without torch (model.npz);
+  # --confidence-floor 0.05: the least that leaves noise, tones and hum without words, at no cost on
+  # dev (results/bench-confidence-floor.log)
   # --stream-stats: the training audio's feature statistics, which start a stream's running
   # normalisation (`asr stream`, asr.stream): the bundle streams as well
   $asr bundle "$model" --decoding "$out_dir/tune/best.json" \
-    --calibration "$out_dir/calibration/calibration.json" \
+    --calibration "$out_dir/calibration/calibration.json" --confidence-floor 0.05 \
     --stream-stats "$train_manifest" --out "$out_dir/bundle"
   if [ "$ship" != none ]; then
     mkdir -p "$ship"
