@@ -219,7 +219,7 @@ def _with_tuned(bundle, path: str | None):
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .bundle import write_bundle
-    from .evaluate import calibrate
+    from .calibrate import calibrate
 
     augment = None
     if args.augment:

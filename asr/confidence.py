@@ -152,56 +152,6 @@ def fit_calibrator(evidence: list[dict[str, float]], right: list[bool], features
     return Calibrator(tuple(features), tuple(round(float(v), 6) for v in weights), round(bias, 6), head)
 
 
-SAMPLE_RATE = 16000
-
-
-def synthetic_audio(kind: str, seconds: float = 30.0, seed: int = 0) -> np.ndarray:
-    """``(samples,)`` of generated non-speech at 16 kHz, peak 0.5 unless said.
-
-    Kinds: ``white``, ``pink`` (1/f), ``brown`` (1/f^2) noise; ``tone`` (440 Hz), ``chord``
-    (three tones with vibrato), ``chirp`` (100 Hz to 4 kHz sweeps); ``clicks`` (a 1 ms click
-    every 120 ms); ``hum`` (50 Hz and harmonics with faint hiss); ``silence`` (digital zeros).
-    Generated with torch's random numbers (the calibrator's fitting data; ``asr calibrate``
-    needs the training extra).
-    """
-    import torch
-
-    from .augment import coloured_noise
-
-    g = torch.Generator().manual_seed(seed)
-    n = int(seconds * SAMPLE_RATE)
-    t = torch.arange(n, dtype=torch.float64) / SAMPLE_RATE
-    if kind == "silence":
-        return np.zeros(n, dtype=np.float32)
-    if kind in ("white", "pink", "brown"):
-        x = coloured_noise(kind, n, seed).double()
-    elif kind == "tone":
-        x = torch.sin(2 * math.pi * 440 * t)
-    elif kind == "chord":
-        vibrato = 0.003 * torch.sin(2 * math.pi * 5 * t)
-        x = sum(torch.sin(2 * math.pi * f * t * (1 + vibrato)) for f in (261.6, 329.6, 392.0))
-    elif kind == "chirp":
-        period = 2.0  # seconds per sweep, exponential from 100 Hz to 4 kHz
-        phase_t = t % period
-        k = math.log(4000 / 100) / period
-        x = torch.sin(2 * math.pi * 100 * (torch.exp(k * phase_t) - 1) / k)
-    elif kind == "clicks":
-        x = torch.zeros(n, dtype=torch.float64)
-        for start in range(0, n, int(0.12 * SAMPLE_RATE)):
-            x[start:start + 16] = torch.randn(min(16, n - start), generator=g, dtype=torch.float64)
-    elif kind == "hum":
-        x = sum(torch.sin(2 * math.pi * 50 * h * t) / h for h in (1, 2, 3, 5)) \
-            + 0.01 * torch.randn(n, generator=g, dtype=torch.float64)
-    else:
-        raise ValueError(f"unknown kind of audio {kind!r}")
-    return (0.5 * x / x.abs().max().clamp_min(1e-12)).float().numpy()
-
-
-# Non-speech the calibrator is fitted on (its words are all wrong), kept apart from the kinds
-# the tests and benchmarks/confidence.py check it on (white and pink noise, a 440 Hz tone, silence).
-FIT_NON_SPEECH = ("brown", "chord", "chirp", "clicks", "hum")
-
-
 # ---------------------------------------------------------------------------------------------
 # Word evidence: what the search knew about each word, the raw material of its confidence
 # (the Calibrator above turns it into a probability that the word is right)

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -17,14 +17,10 @@ from .decode import DecodingConfig, Hypothesis, Word
 from .search import lm_vocabulary
 from .errors import UserError
 from .features import compute_features, load_audio
-from .confidence import FIT_NON_SPEECH
-from .metrics import cer, expected_calibration_error, roc_auc, score_heads, words_right
+from .metrics import cer, score_heads
 from .report import posterior_png, write_report
 from .text import CHAR_VOCAB, PHONE_VOCAB
 from .transcribe import Transcriber
-
-if TYPE_CHECKING:
-    from .augment import AugmentConfig
 
 
 def evaluate(manifest: str | Path, out_dir: str | Path, bundle: Bundle | None = None, workers: int = 1,
@@ -241,119 +237,3 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
               "manifest": str(manifest), "model": str(bundle.model)}
     atomic_write_text(out_dir / "best.json", json.dumps(result, indent=2) + "\n")
     return result
-
-
-CALIBRATION_L2 = (1e-3, 1e-2, 1e-1)  # penalties tried; the one of least cross-validated log-loss is fitted
-
-
-def calibrate(manifest: str | Path, out_dir: str | Path, bundle: Bundle, workers: int = 1,
-              non_speech: tuple[str, ...] = FIT_NON_SPEECH, non_speech_seconds: float = 30.0,
-              augment: "AugmentConfig | None" = None, log=print) -> dict[str, Any]:
-    """Fit the word-confidence calibrator of ``bundle``'s decoding (beam search of its head) on
-    ``manifest``, a dev set, and write it to ``out_dir/calibration.json`` with
-    ``calibration-summary.json``. The words come the way of ``asr transcribe``.
-
-    Every beam word of the dev set is labelled right or wrong by the WER alignment with its
-    reference; words the search finds in generated non-speech (``non_speech`` kinds, see
-    :func:`asr.confidence.synthetic_audio`) are all wrong. With ``augment`` (a training
-    config's ``[augment]``), ``augment.copies`` corrupted copies of the dev set join the fitting
-    data, labelled by the same references, so that the confidences hold under noise, rooms and
-    phone lines too. The figures reported are honest ones: the calibrator is fitted on half of
-    the speakers and scored on the other half, both ways (2-fold cross-validation by speaker),
-    for each L2 penalty of ``CALIBRATION_L2``; the shipped one is then fitted on all with the
-    penalty of the lowest cross-validated log-loss.
-    """
-    import torch  # fitting is training's: the corrupted copies and non-speech are made with torch
-
-    from .augment import corrupt_randomly
-    from .confidence import FEATURES, feature_matrix, fit_calibrator, synthetic_audio
-    from .transcribe import claim_output_folder, recognition_options
-
-    bundle = bundle.with_options(decoder="beam", calibration="none")
-    head = bundle.head
-    utts = read_manifest(manifest)
-    claim_output_folder(out_dir, recognition_options(bundle) | {
-        "manifest": str(Path(manifest).resolve()), "non_speech": list(non_speech), "non_speech_seconds": non_speech_seconds,
-        "augment": json.loads(json.dumps(dataclasses.asdict(augment))) if augment else None},  # as options.json holds it
-                        results="calibration.json")
-    tr = Transcriber(bundle)
-    copies = augment.copies if augment is not None else 0
-    paths = [u.audio for u in utts]
-    sources: list = list(paths)
-    for copy in range(1, copies + 1):  # corrupted in this process, fixed seeds: the same copies every run
-        for k, path in enumerate(paths):
-            x, _ = corrupt_randomly(torch.from_numpy(load_audio(path)), augment, augment.seed + 1_000_003 * copy + k,
-                                    paths[:k] + paths[k + 1:])  # babble: the other dev talkers
-            sources.append(x.numpy())
-    words: list = [[] for _ in sources]
-    for i, t, _ in tr.recognize(sources, workers=workers, evidence=True):
-        if t.error:
-            raise UserError(f"{manifest}: utterance {utts[i % len(utts)].id}: {t.error}")
-        words[i] = t.words
-    speakers = sorted({u.speaker for u in utts})
-    evidence, right, fold, corrupted = [], [], [], []
-    for i, ws in enumerate(words):
-        u = utts[i % len(utts)]
-        evidence += [w.evidence for w in ws]
-        right += words_right(u.text, [w.word for w in ws])
-        fold += [speakers.index(u.speaker) % 2] * len(ws)
-        corrupted += [i >= len(utts)] * len(ws)
-    noise = [synthetic_audio(kind, non_speech_seconds, seed=k) for k, kind in enumerate(non_speech)]
-    noise_words = [[]] * len(noise)
-    for k, t, _ in tr.recognize(noise, evidence=True):
-        noise_words[k] = t.words
-    for k, ws in enumerate(noise_words):
-        evidence += [w.evidence for w in ws]
-        right += [False] * len(ws)
-        fold += [k % 2] * len(ws)
-    log(f"{len(evidence)} words: {sum(right)} right; {sum(len(ws) for ws in noise_words)} from non-speech "
-        f"({', '.join(f'{kind} {len(ws)}' for kind, ws in zip(non_speech, noise_words))})")
-    corrupted += [False] * (len(evidence) - len(corrupted))
-    features = tuple(FEATURES)
-    crosses = {}
-    for l2 in CALIBRATION_L2:
-        cross = [0.0] * len(evidence)
-        for k in (0, 1):
-            train = [i for i, f in enumerate(fold) if f != k]
-            c = fit_calibrator([evidence[i] for i in train], [right[i] for i in train], features, head, l2=l2)
-            for i, f in enumerate(fold):
-                if f == k:
-                    cross[i] = c.probability(evidence[i])
-        crosses[l2] = cross
-    y = np.asarray(right, dtype=np.float64)
-
-    def log_loss(p: np.ndarray) -> float:
-        p = np.clip(p, 1e-6, 1 - 1e-6)
-        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-    losses = {l2: log_loss(np.asarray(cross, dtype=np.float64)) for l2, cross in crosses.items()}
-    l2 = min(CALIBRATION_L2, key=losses.get)
-    cross = crosses[l2]
-    calibrator = fit_calibrator(evidence, right, features, head, l2=l2)
-    n_dev = sum(len(ws) for ws in words[:len(utts)])
-    dev = range(n_dev)  # the clean dev words, without the corrupted copies' and the noise's
-
-    def scores(indices) -> dict[str, float]:
-        truth = [right[i] for i in indices]
-        return {"auc": round(roc_auc([cross[i] for i in indices], truth), 4),
-                "ece": round(expected_calibration_error([cross[i] for i in indices], truth), 4)}
-
-    raw = [evidence[i]["acoustic_min"] for i in dev]
-    summary = {
-        "manifest": str(manifest), "head": head, "words": len(dev), "right": sum(right[i] for i in dev),
-        "corrupted_copies": copies, "corrupted_words": sum(corrupted),
-        "non_speech_words": sum(len(ws) for ws in noise_words),
-        "l2": l2, "cross_validated_log_loss": {str(k): round(v, 5) for k, v in losses.items()},
-        "auc_raw": round(roc_auc(raw, [right[i] for i in dev]), 4),
-        "ece_raw": round(expected_calibration_error(raw, [right[i] for i in dev]), 4),
-        **scores(dev),
-        **({"corrupted": scores([i for i, c in enumerate(corrupted) if c])} if copies else {}),
-        # each input alone (0.5 = no use; below 0.5 = it tells the other way)
-        "auc_by_feature": {f: round(roc_auc(column.tolist(), [right[i] for i in dev]), 4)
-                           for f, column in zip(features, feature_matrix([evidence[i] for i in dev], features).T)},
-        "calibrator": dataclasses.asdict(calibrator),
-    }
-    out_dir = Path(out_dir)
-    atomic_write_text(out_dir / "calibration.json", calibrator.to_json())
-    atomic_write_text(out_dir / "calibration-summary.json", json.dumps(summary, indent=2) + "\n")
-    return summary

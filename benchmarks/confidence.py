@@ -3,7 +3,7 @@ non-speech gets, how they fare in noise, and what they cost.
 
     python benchmarks/confidence.py --manifest data/librispeech/dev.jsonl [--snr-files 60] [--rtf-files 150]
 
-1. **Dev, honest**: ``asr.evaluate.calibrate`` on the manifest: ROC AUC and ECE (10 bins) of the
+1. **Dev, honest**: ``asr.calibrate.calibrate`` on the manifest: ROC AUC and ECE (10 bins) of the
    calibrated confidence under 2-fold cross-validation by speaker (each half scored by a
    calibrator fitted on the other half), against the raw confidence (lowest token posterior),
    and each evidence input alone.
@@ -27,10 +27,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import asr.decode
-from asr.confidence import synthetic_audio
+from asr.calibrate import calibrate, synthetic_audio
 from asr.manifest import read_manifest
 from asr.bundle import load_bundle
-from asr.evaluate import calibrate
 from asr.features import compute_features, load_audio
 from asr.metrics import expected_calibration_error, roc_auc, wer, words_right
 from asr.transcribe import Transcriber

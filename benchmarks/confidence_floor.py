@@ -6,7 +6,7 @@
 Dev WER at each floor is computed from an `asr evaluate` run's results (each hypothesis word
 with its calibrated confidence): a word below the floor is left out, as the decoding's
 ``confidence_floor`` leaves it out (its confidence does not depend on the words left out after
-it). Then 30 s of each kind of generated non-speech (asr.confidence.synthetic_audio: noise,
+it). Then 30 s of each kind of generated non-speech (asr.calibrate.synthetic_audio: noise,
 tones, chirps, clicks, hum, silence), at full and at a low level, go through the bundle's
 decoding without a floor, and the words at or above each floor are counted.
 """
@@ -17,7 +17,7 @@ import argparse
 import json
 
 import asr
-from asr.confidence import synthetic_audio
+from asr.calibrate import synthetic_audio
 from asr.metrics import wer
 
 

@@ -233,11 +233,11 @@ def test_calibrate_with_a_bad_decoding_file(tmp_path):
 
 
 def test_calibrate_decoding_file_gives_the_head_and_decoding(tmp_path, monkeypatch):
-    import asr.evaluate
+    import asr.calibrate
     from asr.cli import main
 
     seen = []
-    monkeypatch.setattr(asr.evaluate, "calibrate", lambda manifest, out, bundle, *a, **k: seen.append(
+    monkeypatch.setattr(asr.calibrate, "calibrate", lambda manifest, out, bundle, *a, **k: seen.append(
         (bundle.head, bundle.decoding)) or {})
     (tmp_path / "best.json").write_text(json.dumps({"head": "phone", "decoding": {"decoder": "beam", "lm_weight": 2.0}}))
     assert main(["calibrate", "--manifest", "m.jsonl", "--out", str(tmp_path), "--decoding",
@@ -250,7 +250,7 @@ def test_calibrate_into_a_bundle_records_what_fitted_it(tmp_path, monkeypatch):
     fitted it (dev figures, the L2 chosen, the corrupted copies' figures and their config)."""
     import shutil
 
-    import asr.evaluate
+    import asr.calibrate
     from asr.bundle import default_bundle_path, load_bundle
     from asr.cli import main
 
@@ -264,7 +264,7 @@ def test_calibrate_into_a_bundle_records_what_fitted_it(tmp_path, monkeypatch):
         shutil.copy(default_bundle_path() / "calibration.json", Path(out) / "calibration.json")
         return summary
 
-    monkeypatch.setattr(asr.evaluate, "calibrate", fit)
+    monkeypatch.setattr(asr.calibrate, "calibrate", fit)
     toml = Path(__file__).parents[1] / "recipes" / "librispeech" / "conf" / "finetune-augment.toml"
     assert main(["calibrate", "--manifest", "m.jsonl", "--out", str(tmp_path / "cal"), "--bundle", str(bundle),
                  "--augment", str(toml)]) == 0

@@ -3,8 +3,8 @@ import math
 import pytest
 import numpy as np
 
-from asr.confidence import (FEATURES, CalibrationError, Calibrator, feature_matrix, fit_calibrator,
-                            synthetic_audio)
+from asr.calibrate import synthetic_audio
+from asr.confidence import FEATURES, CalibrationError, Calibrator, feature_matrix, fit_calibrator
 
 
 def test_fit_recovers_a_known_logistic_model():

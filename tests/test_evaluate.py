@@ -134,7 +134,7 @@ def test_a_long_file_scores_what_transcribe_gives(tmp_path):
 @pytest.mark.slow
 def test_calibrate_fits_on_corrupted_copies_too(tmp_path):
     from asr.augment import AugmentConfig
-    from asr.evaluate import CALIBRATION_L2, calibrate
+    from asr.calibrate import CALIBRATION_L2, calibrate
 
     bundle = load_bundle(default_bundle_path())
     noisy = AugmentConfig(copies=1, noise=1.0, noise_kinds=("white",), snr=(5.0, 5.0))
