@@ -15,8 +15,12 @@ WORKERS = "worker processes, one core each,"  # --workers means this in every co
 
 
 def _workers(args: argparse.Namespace) -> int:
+    """``--workers``, checked (every command's), or one per core."""
+    from .errors import ConfigError
     from .transcribe import default_workers
 
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError(f"--workers must be 0 (all in this process) or more, not {args.workers}")
     return default_workers() if args.workers is None else args.workers
 
 
@@ -134,9 +138,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if not 0.0 <= args.min_confidence <= 1.0:
         print(f"error: --min-confidence must lie in [0, 1], not {args.min_confidence}", file=sys.stderr)
         return 2
-    if args.workers is not None and args.workers < 0:
-        print(f"error: --workers must be 0 (all in this process) or more, not {args.workers}", file=sys.stderr)
-        return 2
+    _workers(args)  # checked now, before the model loads
     if args.shard:
         select_shard([], args.shard)  # the spec is checked now
     paths = expand_inputs(args.inputs)

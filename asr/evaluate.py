@@ -173,6 +173,10 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     base = dataclasses.replace(base or bundle.decoding, decoder="beam", calibration=None, confidence_floor=0.0)
     if base.lm is None:
         lm_weights = lm_weights[:1]
+    for lm_weight in lm_weights:  # every setting of the grid checked before any work (DecodingConfig)
+        for word_score in word_scores:
+            for joint_weight in joint_weights:
+                dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score, joint_weight=joint_weight)
     utts = read_manifest(manifest)
     tr = Transcriber(dataclasses.replace(bundle, decoding=DecodingConfig()))
     claim_output_folder(out_dir, {**recognition_options(dataclasses.replace(bundle, decoding=base)),

@@ -71,10 +71,11 @@ class StreamingConfig:
 
     def __post_init__(self):
         for name in ("chunk", "endpoint_silence", "endpoint_idle", "max_utterance"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"streaming {name} must be positive, not {getattr(self, name)}")
-        if self.right_context < 0 or self.prior_frames < 0:
-            raise ConfigError("streaming right_context and prior_frames must be 0 or more")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ConfigError(f"streaming {name} must be a positive number of seconds, not {getattr(self, name)}")
+        for name in ("right_context", "prior_frames"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ConfigError(f"streaming {name} must be 0 or more (and finite), not {getattr(self, name)}")
 
 
 @dataclass

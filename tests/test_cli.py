@@ -606,3 +606,29 @@ def test_tune_calibrate_and_report_follow_the_rule_of_output_folders(tmp_path, c
     capsys.readouterr()
     assert main(tune[:-1] + ["6"]) == 2  # another beam: refused before any work
     assert "another decoding.beam_size" in capsys.readouterr().err
+
+
+CLIP = str(TEST_DATA / "19-198-0000.opus")
+MANIFEST = str(TEST_DATA / "manifest.jsonl")
+
+
+@pytest.mark.parametrize("args", [
+    ["transcribe", CLIP, "--min-confidence", "nan"], ["transcribe", CLIP, "--min-confidence", "2"],
+    ["transcribe", CLIP, "--workers", "-2"], ["transcribe", CLIP, "--shard", "0/3"],
+    ["transcribe", CLIP, "--confidence-floor", "1"], ["transcribe", CLIP, "--calibration", "none", "--confidence-floor", "0.1"],
+    ["evaluate", "--manifest", MANIFEST, "--workers", "-1"], ["evaluate", "--manifest", MANIFEST, "--beam-size", "-1"],
+    ["tune", "--manifest", MANIFEST, "--lm-weights", "nan"], ["tune", "--manifest", MANIFEST, "--joint-weights", "-1"],
+    ["tune", "--manifest", MANIFEST, "--workers", "-1"],
+    ["stream", CLIP, "--chunk", "0"], ["stream", CLIP, "--chunk", "nan"], ["stream", CLIP, "--chunk", "inf"],
+    ["stream", CLIP, "--right-context", "-1"], ["stream", CLIP, "--right-context", "inf"],
+    ["stream", CLIP, "--endpoint-silence", "nan"], ["stream", CLIP, "--rate", "0"], ["stream", CLIP, "--duration", "3"],
+    ["stream", CLIP, "--beam-size", "0"]], ids=lambda a: " ".join(a[:1] + a[-2:]).replace(CLIP, "clip"))
+def test_every_command_refuses_an_impossible_value_in_one_line_before_any_work(args, tmp_path, capsys):
+    from asr.cli import main
+
+    if args[0] in ("evaluate", "tune"):
+        args = args + ["--out", str(tmp_path / "out")]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert not (tmp_path / "out" / "results.jsonl").exists() and not (tmp_path / "out" / "grid.tsv").exists()
