@@ -608,21 +608,21 @@ def test_tune_calibrate_and_report_follow_the_rule_of_output_folders(tmp_path, c
     assert "another decoding.beam_size" in capsys.readouterr().err
 
 
-CLIP = str(TEST_DATA / "19-198-0000.opus")
+CLIP_PATH = str(CLIP)
 MANIFEST = str(TEST_DATA / "manifest.jsonl")
 
 
 @pytest.mark.parametrize("args", [
-    ["transcribe", CLIP, "--min-confidence", "nan"], ["transcribe", CLIP, "--min-confidence", "2"],
-    ["transcribe", CLIP, "--workers", "-2"], ["transcribe", CLIP, "--shard", "0/3"],
-    ["transcribe", CLIP, "--confidence-floor", "1"], ["transcribe", CLIP, "--calibration", "none", "--confidence-floor", "0.1"],
+    ["transcribe", CLIP_PATH, "--min-confidence", "nan"], ["transcribe", CLIP_PATH, "--min-confidence", "2"],
+    ["transcribe", CLIP_PATH, "--workers", "-2"], ["transcribe", CLIP_PATH, "--shard", "0/3"],
+    ["transcribe", CLIP_PATH, "--confidence-floor", "1"], ["transcribe", CLIP_PATH, "--calibration", "none", "--confidence-floor", "0.1"],
     ["evaluate", "--manifest", MANIFEST, "--workers", "-1"], ["evaluate", "--manifest", MANIFEST, "--beam-size", "-1"],
     ["tune", "--manifest", MANIFEST, "--lm-weights", "nan"], ["tune", "--manifest", MANIFEST, "--joint-weights", "-1"],
     ["tune", "--manifest", MANIFEST, "--workers", "-1"],
-    ["stream", CLIP, "--chunk", "0"], ["stream", CLIP, "--chunk", "nan"], ["stream", CLIP, "--chunk", "inf"],
-    ["stream", CLIP, "--right-context", "-1"], ["stream", CLIP, "--right-context", "inf"],
-    ["stream", CLIP, "--endpoint-silence", "nan"], ["stream", CLIP, "--rate", "0"], ["stream", CLIP, "--duration", "3"],
-    ["stream", CLIP, "--beam-size", "0"]], ids=lambda a: " ".join(a[:1] + a[-2:]).replace(CLIP, "clip"))
+    ["stream", CLIP_PATH, "--chunk", "0"], ["stream", CLIP_PATH, "--chunk", "nan"], ["stream", CLIP_PATH, "--chunk", "inf"],
+    ["stream", CLIP_PATH, "--right-context", "-1"], ["stream", CLIP_PATH, "--right-context", "inf"],
+    ["stream", CLIP_PATH, "--endpoint-silence", "nan"], ["stream", CLIP_PATH, "--rate", "0"], ["stream", CLIP_PATH, "--duration", "3"],
+    ["stream", CLIP_PATH, "--beam-size", "0"]], ids=lambda a: " ".join(a[:1] + a[-2:]).replace(CLIP_PATH, "clip"))
 def test_every_command_refuses_an_impossible_value_in_one_line_before_any_work(args, tmp_path, capsys):
     from asr.cli import main
 
