@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ from typing import Any
 from .ctc import check_head
 from .decode import DecodingConfig
 from .errors import ConfigError, UserError
-from .io import atomic_write_text
+from .io import atomic_write_text, sha256
 
 # bundle.json's format version: readers refuse others. 2: the model exported for the torch-free
 # runtime ("runtime") beside the checkpoint; a format 1 bundle has only the checkpoint.
@@ -126,14 +125,6 @@ def default_bundle_path() -> Path:
     return Path(str(resources.files("asr") / "assets"))
 
 
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bool = False) -> Bundle:
     """The bundle in folder ``path`` (default: the shipped one), its files checked against bundle.json.
 
@@ -182,7 +173,7 @@ def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bo
         return (folder / name).resolve()
 
     # Recognition reads the exported model, not the training checkpoint: hashing the checkpoint
-    # (24 MB, ~0.07 s) is left to what reads it (`asr bundle` compares it before exporting it again)
+    # (24 MB) is left to what reads it (`asr bundle` compares it before exporting it again)
     checkpoint = meta.get("model") if version >= 2 else None
     for name, digest in files.items():
         p = folder / name

@@ -403,7 +403,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             print(f"error: {args.results[0]} and {path} have no utterance id in common: nothing to compare "
                   f"(results of the same manifest compare)", file=sys.stderr)
             return 2
-    from .bundle import sha256
+    from .io import sha256
     from .transcribe import claim_output_folder
 
     claim_output_folder(args.out, {"results": [{"path": str(Path(p).resolve()), "sha256": sha256(p)} for p in args.results],
@@ -656,16 +656,15 @@ def _has_torch() -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import UserError
+    from .io import check_output_folder
 
-    out = getattr(args, "out", None)
-    if args.command in FOLDER_COMMANDS and out and Path(out).exists() and not Path(out).is_dir():
-        print(f"error: {out}: exists and is not a folder (--out names the folder to write into)", file=sys.stderr)
-        return 2
     if getattr(args, "needs_torch", False) and not _has_torch():
         print(f"error: asr {args.command} needs PyTorch, which the recognizer's install leaves out: "
               f"pip install 'asr[train]' (in a clone: pip install -e '.[train]')", file=sys.stderr)
         return 2
     try:
+        if args.command in FOLDER_COMMANDS and getattr(args, "out", None):
+            check_output_folder(args.out)  # before any work
         return args.func(args)
     except (UserError, FileNotFoundError) as e:
         # The user's to fix: one line naming the file or option. Anything else is a bug in asr and

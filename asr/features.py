@@ -115,6 +115,14 @@ def prepare_samples(samples: np.ndarray, rate: int, name: str, sample_rate: int 
     return np.ascontiguousarray(wav)
 
 
+def as_numpy(samples) -> np.ndarray:
+    """Samples as a numpy array: an array, a list, or a torch tensor (read through its own
+    ``numpy()``, so that torch is not imported here)."""
+    if hasattr(samples, "detach") and hasattr(samples, "numpy"):
+        return samples.detach().cpu().numpy()
+    return np.asarray(samples)
+
+
 def _check_file(path: str | Path) -> Path:
     path = Path(path)
     try:

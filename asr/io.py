@@ -81,6 +81,25 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     _atomic(path, lambda f: torch.save(obj, f))
 
 
+def sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read a MiB at a time (hex)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """``path`` for a folder of results, refused in one line if a file (not a folder) is there."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder (--out names the folder to write into)")
+    return path
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     """Write ``records`` one JSON object a line (UTF-8, not escaped), atomically."""
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

@@ -26,6 +26,7 @@ import numpy as np
 from .confidence import Calibrator, nbest_posteriors
 from .ctc import Token, Word, check_head, ctc_log_likelihood, group_words, lowest_posterior, seconds_of
 from .errors import ConfigError
+from .io import sha256
 from .lm import LMError, check_arpa, is_kenlm_binary
 from .text import BOUNDARY as BOUNDARY_TOKEN
 from .text import CHAR_VOCAB, PHONE_VOCAB, Lexicon
@@ -509,9 +510,9 @@ def spell_vocabulary(head: str, lexicon: Lexicon, lm: str | None) -> dict[str, l
     return spellings
 
 
-# The search's spellings, saved (`asr bundle`): building them from the lexicon's 143k lines is
-# most of a short command's start; read from this file they take a few ms. A key names what they
-# were built from, so that a bundle given another head, lexicon or LM builds its own.
+# The search's spellings, saved (`asr bundle`), so that a start need not parse the lexicon's 143k
+# lines and spell each word again. A key names what they were built from, so that a bundle given
+# another head, lexicon or LM builds its own.
 SPELLINGS_FORMAT = 1
 
 
@@ -522,14 +523,8 @@ def spellings_key(head: str, lexicon, lm: str | None) -> dict | None:
     if path is None:
         return None
     words = Path(f"{lm}.words.txt") if lm else None
-    return {"format": SPELLINGS_FORMAT, "head": head, "homophones": HOMOPHONES, "lexicon": _sha256(path),
-            "lm_words": _sha256(words) if words is not None and words.is_file() else None}
-
-
-def _sha256(path) -> str:
-    import hashlib
-
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {"format": SPELLINGS_FORMAT, "head": head, "homophones": HOMOPHONES, "lexicon": sha256(path),
+            "lm_words": sha256(words) if words is not None and words.is_file() else None}
 
 
 def save_spellings(path: str | Path, spellings: dict[str, list[list[int]]], key: dict) -> None:

@@ -46,7 +46,7 @@ import numpy as np
 
 from .decode import Word, decode_batch, text_of
 from .errors import ConfigError, UserError
-from .features import SAMPLE_RATE, AudioError, FeatureStats, RunningCMVN, StreamingMFCC, resample
+from .features import SAMPLE_RATE, AudioError, FeatureStats, RunningCMVN, StreamingMFCC, as_numpy, resample
 from .io import atomic_write_text
 from .text import CHAR_VOCAB, PHONE_VOCAB
 
@@ -225,7 +225,7 @@ class Stream:
         if self.rate is not None and sample_rate != self.rate:
             raise StreamError(f"the stream started at {self.rate} Hz and cannot change to {sample_rate} Hz: "
                               f"finish it and start a new one")
-        wav = samples.detach().cpu().numpy() if hasattr(samples, "detach") else np.asarray(samples)  # a tensor, torch not imported
+        wav = as_numpy(samples)
         if wav.ndim != 1:
             raise AudioError(f"samples: a stream takes mono audio of shape (N,), not {tuple(wav.shape)}")
         if wav.size and not np.issubdtype(wav.dtype, np.floating):

@@ -30,9 +30,9 @@ import numpy as np
 
 from .bundle import Bundle, load_bundle
 from .decode import Hypothesis, Word, make_beam_decoder, recognize, text_of
-from .io import FORMATS, atomic_write_text, expand_inputs, remove_stale_temporaries
+from .io import FORMATS, atomic_write_text, check_output_folder, expand_inputs, remove_stale_temporaries
 from .errors import ConfigError, UserError
-from .features import SAMPLE_RATE, AudioError, audio_info, compute_features, load_audio, prepare_samples
+from .features import SAMPLE_RATE, AudioError, as_numpy, audio_info, compute_features, load_audio, prepare_samples
 from .plan import CHUNK_SECONDS, Window, bucket_batches, plan_windows
 from .rnn import RNNModel
 from .text import LazyLexicon
@@ -188,7 +188,11 @@ def _trim_heap() -> None:
 
 def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> Iterator[list]:
     """``job(batch)`` for each batch: in this process, or in ``workers`` forked processes that
-    take the next batch whenever they finish one (results in order of completion)."""
+    take the next batch whenever they finish one (results in order of completion); none where fork
+    is missing (Windows), and none for a single batch (no process to start)."""
+    if "fork" not in multiprocessing.get_all_start_methods() or len(batches) < 2:
+        workers = 0
+    workers = min(workers, len(batches))
     if workers == 0:
         yield from map(job, batches)
         return
@@ -250,7 +254,7 @@ def _as_samples(audio, sample_rate: int | None) -> np.ndarray:
         raise ConfigError("give sample_rate= with samples in memory (e.g. transcribe(samples, sample_rate=16000))")
     if not isinstance(sample_rate, int) or sample_rate <= 0:
         raise ConfigError(f"sample_rate must be a positive number of samples a second, not {sample_rate!r}")
-    wav = _numpy(audio)
+    wav = as_numpy(audio)
     if wav.ndim not in (1, 2):
         raise AudioError(f"samples: expected shape (N,), (N, channels) or (channels, N), not {tuple(wav.shape)}")
     if not np.issubdtype(wav.dtype, np.floating):
@@ -263,14 +267,6 @@ def _as_samples(audio, sample_rate: int | None) -> np.ndarray:
         wav = wav.T
     # the checks, down-mix and resampling of audio read from a file: (frames, channels) in
     return prepare_samples(wav, sample_rate, "samples")
-
-
-def _numpy(audio) -> np.ndarray:
-    """Samples as a numpy array: an array, a list, or a torch tensor (read through its own
-    ``numpy()``, so that torch is not imported here)."""
-    if hasattr(audio, "detach") and hasattr(audio, "numpy"):
-        return audio.detach().cpu().numpy()
-    return np.asarray(audio)
 
 
 def load_acoustic_model(bundle: Bundle) -> RNNModel:
@@ -403,7 +399,6 @@ class Transcriber:
         # Longest batches first, each to whichever worker is free: the small ones come last
         # and even out the workers' loads, so no core sits idle while another finishes.
         batches.sort(key=lambda b: -sum(items[k].seconds for k in b))
-        workers = min(workers, len(batches)) if len(batches) > 1 else 0  # a single batch: no process to start
         # Each batch is a whole job (read, featurise, run the model, search) for one worker, so
         # N workers keep N cores busy: the beam search, the costly part, is one utterance at a
         # time and can only go faster by running on several cores.
@@ -463,9 +458,6 @@ def item_outputs(transcriber: Transcriber, sources: list, workers: int = 1, batc
     """
     items = [it for i, src in enumerate(sources) for it in plan_windows(i, _duration(src))]
     batches = bucket_batches([it.seconds for it in items], batch_seconds, shuffle=False)
-    if "fork" not in multiprocessing.get_all_start_methods():
-        workers = 0
-    workers = min(workers, len(batches)) if len(batches) > 1 else 0
     outputs = [pair for done in _run_batches(_ModelOutputs(transcriber, sources, items), batches, workers)
                for pair in done]
     return items, outputs
@@ -490,7 +482,8 @@ def load(bundle: str | Path | None = None, **options) -> Transcriber:
 
 class _Progress:
     """Files done, audio hours and real-time factor, on a tqdm bar: on a terminal only (into a log,
-    a bar redrawn in place is only noise), and tqdm imported only then (0.1 s of a short command)."""
+    a bar redrawn in place is only noise), and tqdm imported only then (its import is a short
+    command's time otherwise spent for nothing)."""
 
     def __init__(self, total: int, enabled: bool):
         self.bar = None
@@ -600,9 +593,7 @@ def transcribe_to_dir(transcriber: Transcriber, paths: list[str], out_dir: str |
     for fmt in formats:
         if fmt not in FORMATS:
             raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a folder (--out names the folder to write into)")
+    out_dir = check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _OutputLock(out_dir):
         return _transcribe_to_dir(transcriber, paths, out_dir, formats, workers, progress, min_confidence,
@@ -698,7 +689,8 @@ OPTIONS_FILE = "options.json"  # in an output folder: what recognised the files 
 def recognition_options(b: Bundle) -> dict:
     """What decides the words of a bundle: the model and everything its search reads (by sha256), the
     head and the decoding. Output formats are not among them: they are written again from the records."""
-    from .bundle import BUNDLE_FILE, sha256
+    from .bundle import BUNDLE_FILE
+    from .io import sha256
 
     files = {"model": b.model, "lexicon": b.lexicon, "lm": b.decoding.lm, "calibration": b.decoding.calibration}
     # bundle.json holds the sha256 of every file of the bundle (checked when it loaded): only files
@@ -718,9 +710,7 @@ def claim_output_folder(out_dir: str | Path, options: dict, results: str = "resu
     made with other options; the same options again are welcome (resumed or redone). ``results``
     names the file whose presence without options.json means results of unknown options.
     ``out_dir`` must be a folder (or not exist yet)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a folder (--out names the folder to write into)")
+    out_dir = check_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / OPTIONS_FILE
     if path.is_file():
