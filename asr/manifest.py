@@ -84,6 +84,16 @@ def _probe(audio: Path, problems: list[str]) -> tuple[float, int] | None:
         return None
 
 
+def _utterance(uid: str, audio: Path, text: str, speaker: str, problems: list[str]) -> list[Utterance]:
+    """The utterance of ``audio`` with its normalised ``text``, its duration and rate read from the
+    file; none if the file cannot be read (its problem is added to ``problems``)."""
+    probed = _probe(audio, problems)
+    if probed is None:
+        return []
+    duration, rate = probed
+    return [Utterance(uid, str(audio), duration, normalize(text), speaker, rate)]
+
+
 @dataclass
 class PrepareReport:
     utterances: int
@@ -115,11 +125,7 @@ def prepare_librispeech(corpus: str | Path, subset: str, out: str | Path) -> Pre
             if uid not in texts:
                 problems.append(f"{audio}: no transcript in {trans.name}")
                 continue
-            probed = _probe(audio, problems)
-            if probed is None:
-                continue
-            duration, rate = probed
-            utts.append(Utterance(uid, str(audio), duration, normalize(texts[uid]), uid.split("-")[0], rate))
+            utts += _utterance(uid, audio, texts[uid], uid.split("-")[0], problems)
     if not utts:
         raise ManifestError(f"{root}: no utterances found (expected <speaker>/<chapter>/*.trans.txt)")
     write_manifest(utts, out)
@@ -162,12 +168,7 @@ def prepare_folder(audio_dir: str | Path, transcripts: str | Path, out: str | Pa
         if not audio.is_file():
             problems.append(f"{audio}: file not found (listed at {transcripts}:{lineno})")
             continue
-        probed = _probe(audio, problems)
-        if probed is None:
-            continue
-        duration, rate = probed
-        utts.append(Utterance(get("id") or audio.stem, str(audio), duration, normalize(get("text")),
-                              get("speaker") or "unknown", rate))
+        utts += _utterance(get("id") or audio.stem, audio, get("text"), get("speaker") or "unknown", problems)
     if not utts:
         raise ManifestError(f"{transcripts}: no usable utterances")
     write_manifest(utts, out)
