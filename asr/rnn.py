@@ -9,7 +9,7 @@ Plain numpy rather than ONNX Runtime: a vanilla RNN is one large matrix product 
 step's input term) and a small one and a ``tanh`` per step, which numpy's BLAS runs as fast as ONNX
 Runtime's RNN operator does on one core (two 30 s windows: 0.377 s against 0.546 s; a stream's
 chunk: 6 ms against 5 ms; ``benchmarks/rnn_runtime.py``, ``results/bench-rnn-runtime.log``), with
-no graph to export and no package of 78 MB (onnxruntime 1.32, installed) to add.
+no graph to export and no onnxruntime package (with its protobuf and flatbuffers) to install.
 """
 
 from __future__ import annotations
