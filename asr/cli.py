@@ -387,6 +387,18 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import API_KEY_ENV, ServerConfig, serve
+    from .transcribe import Transcriber
+
+    config = ServerConfig(host=args.host, port=args.port, workers=_workers(args), max_upload_mb=args.max_upload_mb,
+                          queue_wait=args.queue_wait, max_queue=args.max_queue, max_streams=args.max_streams,
+                          api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV))
+    streaming = _streaming_options(args)
+    serve(Transcriber(_bundle(args)), config, streaming, log=lambda m: print(m, file=sys.stderr, flush=True))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import comparison_text, load_results, write_report
 
@@ -598,6 +610,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "\"start\", \"end\"} objects, one a line")
     p.add_argument("--realtime", action="store_true", help="read a file at its real speed (demos, latency)")
     p.set_defaults(func=cmd_stream)
+
+    p = sub.add_parser("serve", help="serve the recognizer: OpenAI-compatible REST, Vosk-compatible WebSocket, a "
+                                     "web page with live captions (pip install 'asr[serve]')")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
+                                                        "only; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=2700, help="port (default: 2700, vosk-server's)")
+    p.add_argument("--workers", type=int, help=f"recognizer {WORKERS} sharing the model (default: one per core)")
+    p.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY' (the WebSocket also takes "
+                                     "?api_key=KEY); default: $ASR_API_KEY, else none")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="larger uploads get 413 (default: 200)")
+    p.add_argument("--queue-wait", type=float, default=30.0, metavar="S",
+                   help="a request waits this long for a free recognizer, then gets 503 (default: 30)")
+    p.add_argument("--max-queue", type=int, default=64, help="requests waiting at once; more get 503 (default: 64)")
+    p.add_argument("--max-streams", type=int, default=32, help="live WebSocket streams at once (default: 32)")
+    _add_model_options(p)
+    _add_decoding_options(p)
+    _add_streaming_options(p.add_argument_group("streaming, for the WebSocket (defaults: the bundle's stream.json)"))
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("report", help="error report for results of any system (JSONL with id, ref, hyp)")
     p.add_argument("results", nargs="+", help="results JSONL files; the first is the baseline")

@@ -380,14 +380,15 @@ class Transcriber:
         (``Hypothesis.reference_words``); ``evidence`` keeps each word's evidence (to fit a
         calibrator on). A source that cannot be used gives a transcript with ``error`` set."""
         items: list[Window] = []
-        pieces: dict[int, list[tuple[Window, Hypothesis | None]]] = {}
-        results: dict[int, Transcript] = {}
         for i, src in enumerate(sources):
             try:
                 items += plan_windows(i, _duration(src))
             except AudioError as e:
                 yield i, Transcript(src, error=str(e)), Hypothesis([], [], [])
-        remaining = collections.Counter(it.file for it in items)
+        files: dict[int, FileResult] = {}
+        for it in items:
+            files.setdefault(it.file, FileResult(sources[it.file] if isinstance(sources[it.file], str) else ""))
+            files[it.file].remaining += 1
         if "fork" not in multiprocessing.get_all_start_methods():  # Windows: no workers (see `_run_batches`)
             workers = 0
         if workers > 1:
@@ -407,22 +408,38 @@ class Transcriber:
         for batch in _run_batches(job, batches, workers):
             for piece in batch:
                 it = items[piece.k]
-                t = results.setdefault(it.file, Transcript(sources[it.file] if isinstance(sources[it.file], str)
-                                                           else ""))
-                if piece.error is not None:
-                    t.error = t.error or piece.error
-                else:
-                    t.duration = max(t.duration, it.start + piece.seconds)
-                    pieces.setdefault(it.file, []).append((it, piece.hyp))
-                remaining[it.file] -= 1
-                if remaining[it.file] == 0:
-                    done = results.pop(it.file)
-                    hyp = merge_hypotheses(pieces.pop(it.file, []))
-                    done.words = [] if done.error else hyp.words(self.head)
-                    done.text = text_of(done.words)
+                if files[it.file].add(it, piece):
+                    done, hyp = files.pop(it.file).finish(self.head)
                     bar.update(done)
                     yield it.file, done, hyp
         bar.close()
+
+
+class FileResult:
+    """One source's pieces (:class:`_Piece`, in any order) as they come back -> its transcript and
+    hypothesis once all ``remaining`` are in: the words each window keeps, in file time."""
+
+    def __init__(self, name: str, remaining: int = 0):
+        self.transcript = Transcript(name)
+        self.pieces: list[tuple[Window, Hypothesis | None]] = []
+        self.remaining = remaining
+
+    def add(self, item: Window, piece: _Piece) -> bool:
+        """Take one item's piece; whether it was the last."""
+        t = self.transcript
+        if piece.error is not None:
+            t.error = t.error or piece.error
+        else:
+            t.duration = max(t.duration, item.start + piece.seconds)
+            self.pieces.append((item, piece.hyp))
+        self.remaining -= 1
+        return self.remaining == 0
+
+    def finish(self, head: str) -> tuple[Transcript, Hypothesis]:
+        t, hyp = self.transcript, merge_hypotheses(self.pieces)
+        t.words = [] if t.error else hyp.words(head)
+        t.text = text_of(t.words)
+        return t, hyp
 
 
 def _item_features(source, item: Window, config) -> tuple[np.ndarray | None, float]:
