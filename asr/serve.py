@@ -78,10 +78,10 @@ class ServerConfig:
             raise ConfigError(f"--workers must be 0 (one per core) or more, not {self.workers}")
         for name in ("max_upload_mb", "queue_wait", "batch_seconds", "idle_timeout"):
             if not 0 < getattr(self, name) < math.inf:
-                raise ConfigError(f"serve {name} must be a positive number, not {getattr(self, name)}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, not {getattr(self, name)}")
         for name in ("max_queue", "max_streams"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"serve {name} must be 1 or more, not {getattr(self, name)}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, not {getattr(self, name)}")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("--api-key is empty: give a key, or none for an open server")
 
@@ -153,7 +153,8 @@ def _worker_main(conn, parent: int, others: list) -> None:
 
     ``("recognize", sources, items)`` -> the items' :class:`asr.transcribe._Piece` list;
     ``("open", sid, rate, words, options)``, ``("audio", sid, bytes)``, ``("eof", sid)``,
-    ``("reset", sid)``, ``("close", sid)`` -> a stream's reply (``None`` for open and close).
+    ``("reset", sid)``, ``("close", sid)`` -> a stream's reply (``None`` for open and close);
+    ``("sessions",)`` -> how many streams it holds.
     A user's error comes back as ``("error", message)``; a bug as ``("bug", traceback)``.
     ``("stop",)`` ends it. ``others``: the server's ends of the workers' pipes forked before this
     one, closed here so that each worker's pipe has one reader and one writer (an end left open
@@ -187,6 +188,8 @@ def _worker_main(conn, parent: int, others: list) -> None:
             elif kind == "close":
                 sessions.pop(args[0], None)
                 reply = None
+            elif kind == "sessions":
+                reply = len(sessions)
             else:
                 session = sessions[args[0]]
                 if kind == "audio":
@@ -542,11 +545,15 @@ def create_app(pool: RecognizerPool, config: ServerConfig, streaming: dict | Non
         return page
 
     @app.get("/health")
-    async def health():
-        """Liveness and load: workers, requests waiting, streams open."""
-        return {"status": "ok" if all(not w.failed for w in pool.workers) else "degraded",
-                "workers": pool.size, "queued": len(pool.queue), "requests": active["requests"],
-                "streams": active["streams"], "streams_in_workers": sum(w.streams for w in pool.workers)}
+    async def health(workers: bool = False):
+        """Liveness and load: workers, requests waiting, streams open; with ``?workers=1`` also
+        the streams each worker process holds (asked of them: it waits for their batches)."""
+        d = {"status": "ok" if all(not w.failed for w in pool.workers) else "degraded",
+             "workers": pool.size, "queued": len(pool.queue), "requests": active["requests"],
+             "streams": active["streams"]}
+        if workers:
+            d["worker_streams"] = await asyncio.gather(*(w.call("sessions") for w in pool.workers))
+        return d
 
     def model_card() -> dict:
         return {"id": config.model_name, "object": "model", "created": int(_started), "owned_by": "asr"}
