@@ -393,6 +393,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = ServerConfig(host=args.host, port=args.port, workers=_workers(args), max_upload_mb=args.max_upload_mb,
                           queue_wait=args.queue_wait, max_queue=args.max_queue, max_streams=args.max_streams,
+                          idle_timeout=args.idle_timeout,
                           api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV))
     streaming = _streaming_options(args)
     serve(Transcriber(_bundle(args)), config, streaming, log=lambda m: print(m, file=sys.stderr, flush=True))
@@ -624,6 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a request waits this long for a free recognizer, then gets 503 (default: 30)")
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting at once; more get 503 (default: 64)")
     p.add_argument("--max-streams", type=int, default=32, help="live WebSocket streams at once (default: 32)")
+    p.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
+                   help="close a WebSocket stream that sends nothing for S seconds (default: 60)")
     _add_model_options(p)
     _add_decoding_options(p)
     _add_streaming_options(p.add_argument_group("streaming, for the WebSocket (defaults: the bundle's stream.json)"))

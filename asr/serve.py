@@ -48,7 +48,7 @@ import numpy as np
 
 from .errors import ConfigError, UserError
 from .features import SAMPLE_RATE, AudioError, audio_info
-from .plan import Window, plan_windows
+from .plan import CHUNK_SECONDS, Window, plan_windows
 from .transcribe import FileResult, Transcriber, Transcript, _die_with, _Recognition, _trim_heap, format_transcript
 
 API_KEY_ENV = "ASR_API_KEY"  # the key, when not given with --api-key (kept out of `ps` listings)
@@ -391,10 +391,14 @@ class RecognizerPool:
                 continue
             taken: list[tuple[_Job, int]] = []
             seconds = 0.0
+            # a fair share of what waits, so that the next worker to be free has its share too
+            # (rather than one worker holding every waiting request's answer in one long batch)
+            waiting = sum(j.windows[k].seconds for j in self.queue for k in range(j.next, len(j.windows)))
+            limit = min(self.config.batch_seconds, max(CHUNK_SECONDS, waiting / self.size))
             while self.queue:
                 job = self.queue[0]
                 window = job.windows[job.next]
-                if taken and seconds + window.seconds > self.config.batch_seconds:
+                if taken and seconds + window.seconds > limit:
                     break
                 taken.append((job, job.next))
                 seconds += window.seconds
@@ -510,6 +514,7 @@ def create_app(pool: RecognizerPool, config: ServerConfig, streaming: dict | Non
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import ClientDisconnect
 
     streaming = streaming or {}
     app = FastAPI(title="asr", version=_version(), docs_url="/docs", redoc_url=None)
@@ -589,6 +594,8 @@ def create_app(pool: RecognizerPool, config: ServerConfig, streaming: dict | Non
         try:
             try:
                 form = await request.form(max_files=1, max_fields=16, max_part_size=1024 * 1024)
+            except ClientDisconnect:  # gone mid-upload: nobody to answer
+                return _error(400, "the client went away during the upload")
             except (AssertionError, ValueError, KeyError) as e:
                 return _error(400, f"the body is not a multipart form with a file ({e})")
             upload = form.get("file")
