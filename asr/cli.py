@@ -388,9 +388,10 @@ def cmd_stream(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import API_KEY_ENV, ServerConfig, serve
+    from .serve import API_KEY_ENV, ServerConfig, check_installed, serve
     from .transcribe import Transcriber
 
+    check_installed()  # before the model loads
     config = ServerConfig(host=args.host, port=args.port, workers=_workers(args), max_upload_mb=args.max_upload_mb,
                           queue_wait=args.queue_wait, max_queue=args.max_queue, max_streams=args.max_streams,
                           idle_timeout=args.idle_timeout,

@@ -762,13 +762,28 @@ async def _refuse(ws, message: str) -> None:
         pass
 
 
+def check_installed() -> None:
+    """The serve extra's packages, or a :class:`UserError` naming the command that installs them."""
+    import importlib.util
+
+    def absent(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is None
+        except ValueError:  # in sys.modules without a spec: not importable
+            return True
+
+    missing = [m for m in ("fastapi", "uvicorn", "websockets", "multipart") if absent(m)]
+    if missing:
+        raise UserError(f"asr serve needs {', '.join(missing)}: pip install 'asr[serve]' "
+                        f"(in a clone: pip install -e '.[serve]')")
+
+
 def serve(transcriber: Transcriber, config: ServerConfig = ServerConfig(), streaming: dict | None = None,
           log=print) -> None:
     """Run the server until Ctrl-C or SIGTERM: requests in flight finish (up to 30 s), then it stops."""
-    try:
-        import uvicorn
-    except ImportError as e:
-        raise UserError(f"asr serve needs FastAPI and uvicorn: pip install 'asr[serve]' ({e})") from None
+    check_installed()
+    import uvicorn
+
     if streaming:  # checked now, not at the first stream
         transcriber.stream(**streaming)
     import socket

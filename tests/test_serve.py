@@ -414,3 +414,10 @@ def test_page_captions_a_fake_microphone_in_headless_chromium(server, tmp_path):
     finally:
         browser.kill()
         browser.wait()
+
+
+def test_without_the_serve_extra_one_line_names_it():
+    # fastapi made unimportable, as in an install without the extra
+    code = "import sys; sys.modules['fastapi'] = None; from asr.cli import main; sys.exit(main(['serve']))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2 and "pip install 'asr[serve]'" in r.stderr and "Traceback" not in r.stderr, r.stderr
