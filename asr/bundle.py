@@ -102,6 +102,8 @@ class Bundle:
                 changes[name] = None
             elif changes.get(name) is not None:
                 changes[name] = str(Path(changes[name]).resolve())
+        if changes.get("grammar") is not None:
+            changes["grammar"] = str(Path(changes["grammar"]).resolve())
         if "calibration" in changes and changes["calibration"] is None and "confidence_floor" not in changes:
             changes["confidence_floor"] = 0.0  # no calibrator, no floor on its scale
         if (head not in (None, self.head) or ("lm" in changes and changes["lm"] != config.lm)
@@ -188,7 +190,7 @@ def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bo
         fields = dict(meta.get("decoding") or {})
         if version == 1:  # read to be written again: format 1 chose the model's arithmetic, asr.rnn's is fp32
             fields.pop("precision", None)
-        for name in ("lm", "calibration"):
+        for name in ("lm", "calibration", "grammar"):
             if fields.get(name):
                 fields[name] = str(member(fields[name], f"decoding.{name}"))
         words = f"{Path(fields['lm']).name}.words.txt" if fields.get("lm") else None
@@ -300,6 +302,9 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
             _copy_in(f"{lm}.words.txt", folder, f"{fields['lm']}.words.txt")
     if decoding.calibration:
         fields["calibration"] = _copy_in(decoding.calibration, folder, CALIBRATION_FILE)
+    if decoding.grammar:
+        decoding.load_grammar()  # a bundle is not written with a grammar it cannot read
+        fields["grammar"] = _copy_in(decoding.grammar, folder, "grammar.gram")
     if streaming:
         names["streaming"] = _copy_in(streaming, folder, STREAMING_FILE)
     runtime = folder / RUNTIME_FILE
@@ -312,7 +317,7 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
         lm = str(folder / fields["lm"]) if fields.get("lm") else None
         save_spellings(folder / SPELLINGS_FILE, spell_vocabulary(head, lex, lm), spellings_key(head, lex, lm))
         names["spellings"] = SPELLINGS_FILE
-    listed = [*names.values()] + [fields[k] for k in ("lm", "calibration") if fields.get(k)]
+    listed = [*names.values()] + [fields[k] for k in ("lm", "calibration", "grammar") if fields.get(k)]
     if fields.get("lm") and (folder / f"{fields['lm']}.words.txt").is_file():
         listed.append(f"{fields['lm']}.words.txt")
     record: dict[str, Any] = {"asr": __version__, "commit": _commit()}

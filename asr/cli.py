@@ -29,7 +29,23 @@ def _sample_manifest() -> str:
 
 
 DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "beam_size", "beam_threshold", "blank_skip",
-                    "history_steps", "lm_weight", "word_score", "joint_weight", "confidence_floor")
+                    "history_steps", "lm_weight", "word_score", "joint_weight", "confidence_floor", "grammar",
+                    "phrases")
+
+
+def _phrases(path: str | None) -> tuple[str, ...] | None:
+    """``--phrases FILE``: one phrase a line (blank lines and # comments left out)."""
+    if path is None:
+        return None
+    from .grammar import GrammarError
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise GrammarError(f"{path}: phrase file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GrammarError(f"{path}: cannot be read as UTF-8 text ({e})") from None
+    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
 def _bundle(args: argparse.Namespace, quiet: bool = False):
@@ -38,7 +54,8 @@ def _bundle(args: argparse.Namespace, quiet: bool = False):
     from .bundle import resolve
 
     return resolve(args.bundle, args.model, args.lexicon, warn=None if quiet else lambda m: print(m, file=sys.stderr),
-                   lexicon_free=args.lexicon_free or None, **{k: getattr(args, k) for k in DECODING_OPTIONS})
+                   lexicon_free=args.lexicon_free or None,
+                   **{k: getattr(args, k) for k in DECODING_OPTIONS} | {"phrases": _phrases(args.phrases)})
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -70,6 +87,10 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                    help="rescore the beam's n-best with the other head's CTC score at this weight (0: off)")
     g.add_argument("--calibration", metavar="JSON",
                    help="word-confidence calibrator from `asr calibrate` (default: the bundle's), or 'none'")
+    g.add_argument("--grammar", metavar="JSGF", help="only sentences of this JSGF grammar can come out (an empty "
+                                                     "result when none was said); see docs/grammars.md")
+    g.add_argument("--phrases", metavar="FILE", help="only these phrases (one a line), in any sequence, can come out "
+                                                     "(Vosk's phrase list)")
     g.add_argument("--confidence-floor", type=float, metavar="P",
                    help="leave out words whose calibrated confidence is below P: what noise alone makes the "
                         "search say (the shipped bundle: 0.05; 0 keeps every word)")

@@ -61,7 +61,10 @@ class BeamDecoder:
         check_head(head)
         if config.lexicon_free and (head != "char" or config.lm is not None):
             raise ConfigError("lexicon-free search works on the character head only (--head char), without a word LM")
-        lm = config.lm
+        self.grammar = config.load_grammar()
+        if self.grammar is not None and config.lexicon_free:
+            raise ConfigError("a grammar or phrase list needs the lexicon: not with --lexicon-free")
+        lm = None if self.grammar is not None else config.lm  # a grammar is the search's language model
         if lm is not None and not Path(lm).is_file():
             raise FileNotFoundError(f"{lm}: language model not found")
         self.head, self.config = head, config
@@ -75,14 +78,17 @@ class BeamDecoder:
             if self.calibrator.head != head:
                 raise ConfigError(f"{config.calibration}: calibrated for the {self.calibrator.head} head, "
                                   f"not the {head} head")
-        spellings = None if config.lexicon_free else load_spellings(cache, spellings_key(head, lexicon, lm))
-        if spellings is None:
-            spellings = {} if config.lexicon_free else spell_vocabulary(head, lexicon, lm)
+        if self.grammar is not None:
+            spellings = spell_grammar(head, lexicon, self.grammar)
+        else:
+            spellings = None if config.lexicon_free else load_spellings(cache, spellings_key(head, lexicon, lm))
+            if spellings is None:
+                spellings = {} if config.lexicon_free else spell_vocabulary(head, lexicon, lm)
         if not config.lexicon_free and not spellings:
             raise ConfigError("no word of the vocabulary can be spelled with this head's tokens")
         try:
             with _quiet_stderr():  # KenLM draws a loading progress bar on stderr
-                self.decoder = Flashlight(spellings, list(self.vocab.tokens), lm, config)
+                self.decoder = Flashlight(spellings, list(self.vocab.tokens), lm, config, grammar=self.grammar)
         except RuntimeError as e:
             if lm is None:
                 raise
@@ -95,7 +101,7 @@ class BeamDecoder:
         """``words`` (one utterance's, in order) with ``evidence["lm"]``: each word's LM log-probability
         given the words before it, and ``evidence["unigram"]``, without them (rare words are
         misheard more often); 0 without an LM."""
-        if self.config.lm is None:
+        if self.config.lm is None or self.grammar is not None:
             return [dataclasses.replace(w, evidence={**w.evidence, "lm": 0.0, "unigram": 0.0}) for w in words]
         lm = self.decoder.lm  # the search's own KenLM
         state, out = lm.start(False), []
@@ -221,7 +227,26 @@ class IncrementalSearch:
         self.decoder.step(boundary)
         emission = np.concatenate([*self.rows, boundary])
         frames = np.array([*self.frames, self.seen])
-        return [(self.beam._words(h, emission, frames, frame_seconds), float(h.score)) for h in self.decoder.end()]
+        nbest = self.decoder.end()
+        if self.beam.grammar is not None and nbest and out_of_grammar(emission, nbest[0].score, self.beam.vocab.blank,
+                                                                      self.beam.config.grammar_reject):
+            return []  # no sentence of the grammar was said: nothing, rather than the nearest command
+        return [(self.beam._words(h, emission, frames, frame_seconds), float(h.score)) for h in nbest]
+
+
+def out_of_grammar(emission: np.ndarray, score: float, blank: int, threshold: float) -> bool:
+    """Whether the grammar's best sentence is too far below what was heard to be what was said.
+
+    ``emission``: the searched ``(T, V)`` log-probabilities; ``score``: the best grammar
+    hypothesis's (its path's log-probability: the grammar adds nothing on its sentences). The
+    best free path (each frame's most likely token) scores at least as much; the gap between
+    them, per frame where that path hears a token rather than a blank, is small when a sentence
+    of the grammar was said and large when something else was (speech of other words, noise
+    that sounds like speech). Above ``threshold`` it is rejected."""
+    best = emission.argmax(-1)
+    free = float(emission.max(-1).sum())
+    heard = max(1, int((best != blank).sum()))
+    return (free - score) / heard > threshold
 
 
 def skip_blank_frames(log_probs: np.ndarray, threshold: float | None, blank: int = 0,
@@ -310,6 +335,12 @@ class DecodingConfig:
     # tones and hum alone make the search say (the shipped 0.05: benchmarks/confidence_floor.py,
     # RESULTS.md). Needs calibrated confidences: raw posteriors are on another scale.
     confidence_floor: float = 0.0
+    # What may be said instead of the LM's sentences (asr.grammar): a JSGF file, or a phrase list
+    # (Vosk's: any sequence of the phrases). Out of grammar: the best sentence's log-probability
+    # per heard frame this far below the free best path's gives an empty result (`out_of_grammar`).
+    grammar: str | None = None
+    phrases: tuple[str, ...] | None = None
+    grammar_reject: float = 2.0
 
     def __post_init__(self):
         """Every value checked once, here, where a config is made (the CLI, asr.load, a bundle.json)."""
@@ -349,6 +380,24 @@ class DecodingConfig:
             raise bad("confidence_floor", "a probability in [0, 1)")
         if self.confidence_floor and self.calibration is None:
             raise bad("confidence_floor", "0 without a calibrator (it is a floor on calibrated confidences)")
+        if number("grammar_reject") <= 0:
+            raise bad("grammar_reject", "a positive number of log-probability units a frame")
+        if self.phrases is not None:
+            if isinstance(self.phrases, str) or not all(isinstance(p, str) for p in self.phrases):
+                raise bad("phrases", "a list of phrases (strings)")
+            object.__setattr__(self, "phrases", tuple(self.phrases))  # a list given: stored as a tuple
+        if self.grammar is not None and self.phrases is not None:
+            raise ConfigError("give a grammar or phrases, not both")
+
+    def load_grammar(self):
+        """The :class:`asr.grammar.Grammar` of ``grammar`` or ``phrases``, or ``None``."""
+        from .grammar import load_grammar, phrase_grammar
+
+        if self.grammar is not None:
+            return load_grammar(self.grammar)
+        if self.phrases is not None:
+            return phrase_grammar(self.phrases)
+        return None
 
 
 class BeamHypothesis(NamedTuple):
@@ -371,7 +420,8 @@ class Flashlight:
     """
 
     def __init__(self, spellings: dict[str, list[list[int]]], tokens: list[str], lm: str | None,
-                 config: "DecodingConfig", sil_token: str = BOUNDARY_TOKEN, unk_word: str = "<unk>"):
+                 config: "DecodingConfig", sil_token: str = BOUNDARY_TOKEN, unk_word: str = "<unk>",
+                 grammar=None):
         from flashlight.lib.text import decoder as fl  # loads only when beam search is asked for
         from flashlight.lib.text.decoder.kenlm import KenLM
         from flashlight.lib.text.dictionary import Dictionary
@@ -386,7 +436,10 @@ class Flashlight:
             self.word_dict.add_entry(word)
         self.word_dict.set_default_index(self.word_dict.get_index(unk_word))
         assert self.word_dict.index_size() == len(spellings) + 1, "word indices are the spellings' order, from 1"
-        self.lm = KenLM(lm, self.word_dict) if lm else fl.ZeroLM()
+        if grammar is not None:
+            self.lm = grammar_lm(grammar, [unk_word, *spellings])
+        else:
+            self.lm = KenLM(lm, self.word_dict) if lm else fl.ZeroLM()
         if not spellings:
             options = fl.LexiconFreeDecoderOptions(
                 beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=config.beam_threshold,
@@ -399,7 +452,8 @@ class Flashlight:
         trie = fl.Trie(len(tokens), sil)
         start, lm_score, insert = self.lm.start(False), self.lm.score, trie.insert
         for word_index, spelled in enumerate(spellings.values(), 1):  # 0 is the unknown word
-            _, score = lm_score(start, word_index)
+            # (a grammar's words all 0: a word it allows nowhere at the start is still a word)
+            score = 0.0 if grammar is not None else lm_score(start, word_index)[1]
             for spelling in spelled:
                 insert([*spelling, sil], word_index, score)
         trie.smear(fl.SmearingMode.MAX)
@@ -471,6 +525,58 @@ class _Steps:
         self.decoder.decode_end()
         return [self.flashlight._hypothesis(r, self.steps_done, self.words_done)
                 for r in self.decoder.get_all_final_hypothesis()[:self.flashlight.nbest]]
+
+
+BLOCKED = -1e4  # a word the grammar does not allow here: the hypothesis falls out of the beam
+
+
+def grammar_lm(grammar, words: list[str]):
+    """A flashlight LM that reads ``grammar`` (an :class:`asr.grammar.Grammar`): ``words[i]`` is
+    the word of the search's word index ``i``. One LM state per automaton state, so that
+    hypotheses in the same grammar state and the same place of the lexicon merge."""
+    from flashlight.lib.text import decoder as fl
+
+    class GrammarLM(fl.LM):
+        def __init__(self):
+            fl.LM.__init__(self)
+            self.states = [fl.LMState() for _ in grammar.arcs]
+            self.number = {id(s): k for k, s in enumerate(self.states)}
+            self.dead = fl.LMState()
+            index = {w: i for i, w in enumerate(words)}
+            self.next = [{index[w]: t for w, t in arcs.items() if w in index} for arcs in grammar.arcs]
+            self.finals = grammar.finals
+
+        def start(self, start_with_nothing):
+            return self.states[0]
+
+        def score(self, state, word):
+            k = self.number.get(id(state))
+            to = None if k is None else self.next[k].get(word)
+            return (self.dead, BLOCKED) if to is None else (self.states[to], 0.0)
+
+        def finish(self, state):
+            return state, 0.0 if self.number.get(id(state)) in self.finals else BLOCKED
+
+    return GrammarLM()
+
+
+def spell_grammar(head: str, lexicon: Lexicon, grammar) -> dict[str, list[list[int]]]:
+    """The grammar's words spelled for ``head``: letters, or every pronunciation the lexicon has.
+    A word the phone head cannot say (not in the lexicon) is a :class:`asr.grammar.GrammarError`."""
+    from .grammar import GrammarError
+
+    vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
+    index = {t: i for i, t in enumerate(vocab.tokens)}
+    spellings = {}
+    for w in grammar.words:
+        if head == "char":
+            spellings[w] = [[index[c] for c in w]]
+        elif w in lexicon:
+            spellings[w] = [[index[t] for t in p] for p in lexicon.prons[w]]
+        else:
+            raise GrammarError(f"{grammar.source}: the word {w!r} is not in the lexicon, so the phone head "
+                               f"cannot say it (use --head char, or add it to the lexicon)")
+    return spellings
 
 
 def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:
@@ -567,8 +673,8 @@ def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig,
                       spellings: str | Path | None = None) -> BeamDecoder | None:
     """The beam decoder ``config`` asks for, or ``None`` for greedy decoding; ``spellings``: a file
     of :func:`save_spellings` to read the search's words from where it fits."""
-    if config.decoder == "greedy":
-        return None
+    if config.decoder == "greedy" and config.grammar is None and config.phrases is None:
+        return None  # (a grammar is read by the beam search, whatever the decoder)
     if config.lexicon_free:  # open vocabulary: no lexicon, so no word LM either
         config = dataclasses.replace(config, lm=None)
     return BeamDecoder(head, lexicon, config, spellings)

@@ -99,7 +99,9 @@ class VoskSession:
     Times are seconds from the stream's start.
     """
 
-    def __init__(self, transcriber: Transcriber, sample_rate: int, words: bool = True, **options):
+    def __init__(self, transcriber: Transcriber, sample_rate: int, words: bool = True, phrases=None, **options):
+        if phrases is not None:  # Vosk's phrase_list: only these phrases can come out
+            transcriber = _with_phrases(transcriber, tuple(phrases))
         self.transcriber, self.rate, self.words, self.options = transcriber, sample_rate, words, options
         self.stream = transcriber.stream(**options)
         self.offset = 0.0  # seconds before this stream (a reset starts a new one)
@@ -141,6 +143,19 @@ class VoskSession:
         return reply
 
 
+_phrase_searches: dict[tuple, Transcriber] = {}  # a worker's recognizers of the phrase lists streams asked for
+
+
+def _with_phrases(transcriber: Transcriber, phrases: tuple) -> Transcriber:
+    """``transcriber`` restricted to ``phrases``, built once per list (the last 16 lists are kept)."""
+    key = (id(transcriber), phrases)
+    if key not in _phrase_searches:
+        if len(_phrase_searches) >= 16:
+            _phrase_searches.pop(next(iter(_phrase_searches)))
+        _phrase_searches[key] = transcriber.with_decoding(phrases=phrases)
+    return _phrase_searches[key]
+
+
 # ---------------------------------------------------------------------------------------------
 # Worker processes
 
@@ -152,7 +167,7 @@ def _worker_main(conn, parent: int, others: list) -> None:
     """A worker: messages in, one reply each, in order, until the pipe closes.
 
     ``("recognize", sources, items)`` -> the items' :class:`asr.transcribe._Piece` list;
-    ``("open", sid, rate, words, options)``, ``("audio", sid, bytes)``, ``("eof", sid)``,
+    ``("open", sid, rate, words, phrases, options)``, ``("audio", sid, bytes)``, ``("eof", sid)``,
     ``("reset", sid)``, ``("close", sid)`` -> a stream's reply (``None`` for open and close);
     ``("sessions",)`` -> how many streams it holds.
     A user's error comes back as ``("error", message)``; a bug as ``("bug", traceback)``.
@@ -182,8 +197,8 @@ def _worker_main(conn, parent: int, others: list) -> None:
                 reply = _Recognition(_transcriber, sources, items)(list(range(len(items))))
                 _trim_heap()
             elif kind == "open":
-                sid, rate, words, options = args
-                sessions[sid] = VoskSession(_transcriber, rate, words, **options)
+                sid, rate, words, phrases, options = args
+                sessions[sid] = VoskSession(_transcriber, rate, words, phrases, **options)
                 reply = None
             elif kind == "close":
                 sessions.pop(args[0], None)
@@ -653,7 +668,7 @@ def create_app(pool: RecognizerPool, config: ServerConfig, streaming: dict | Non
             return
         active["streams"] += 1
         worker, sid = None, next(_stream_ids)
-        rate, words = VOSK_DEFAULT_RATE, True
+        rate, words, phrases = VOSK_DEFAULT_RATE, True, None
         try:
             while True:
                 try:
@@ -675,8 +690,8 @@ def create_app(pool: RecognizerPool, config: ServerConfig, streaming: dict | Non
                     if "config" in command:
                         cfg = command["config"]
                         try:
-                            rate, words = _vosk_config(cfg, rate, words)
-                        except ConfigError as e:
+                            rate, words, phrases = _vosk_config(cfg, rate, words, phrases)
+                        except UserError as e:
                             await _refuse(ws, str(e))
                             return
                         if worker is not None and rate != worker_rate:
@@ -703,7 +718,7 @@ def create_app(pool: RecognizerPool, config: ServerConfig, streaming: dict | Non
                     worker, worker_rate = pool.stream_worker(), rate
                     worker.streams += 1
                     try:
-                        await worker.call("open", sid, rate, words, streaming)
+                        await worker.call("open", sid, rate, words, phrases, streaming)
                     except UserError as e:
                         worker.streams -= 1
                         worker = None
@@ -738,9 +753,9 @@ def _version() -> str:
     return __version__
 
 
-def _vosk_config(cfg, rate: int, words: bool) -> tuple[int, bool]:
-    """vosk-server's config object -> (sample rate, whether words have times): other keys
-    (``max_alternatives``, ``phrase_list``, ``model``) are accepted and not used yet."""
+def _vosk_config(cfg, rate: int, words: bool, phrases=None) -> tuple[int, bool, tuple | None]:
+    """vosk-server's config object -> (sample rate, whether words have times, the phrase list or
+    ``None``): other keys (``max_alternatives``, ``model``) are accepted and not used."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"config must be an object, not {json.dumps(cfg)[:80]}")
     if "sample_rate" in cfg:
@@ -750,7 +765,15 @@ def _vosk_config(cfg, rate: int, words: bool) -> tuple[int, bool]:
         rate = int(r)
     if "words" in cfg:
         words = bool(cfg["words"])
-    return rate, words
+    if "phrase_list" in cfg:
+        from .grammar import phrase_grammar
+
+        listed = cfg["phrase_list"]
+        if not isinstance(listed, list):
+            raise ConfigError(f"phrase_list must be a list of phrases, not {json.dumps(listed)[:80]}")
+        phrase_grammar(listed, "phrase_list")  # checked now: a bad list is refused before any audio
+        phrases = tuple(listed)
+    return rate, words, phrases
 
 
 async def _refuse(ws, message: str) -> None:

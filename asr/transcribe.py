@@ -331,6 +331,16 @@ class Transcriber:
             raise AudioError(result.error)
         return result
 
+    def with_decoding(self, **changes) -> "Transcriber":
+        """This recognizer with some decoding options changed (``phrases=[...]``, ``grammar="g.gram"``,
+        :class:`~asr.decode.DecodingConfig` fields): a new search over the same model and lexicon."""
+        other = object.__new__(Transcriber)
+        other.__dict__.update(self.__dict__)
+        other.bundle = self.bundle.with_options(**changes)
+        other.decoding = other.bundle.decoding
+        other.beam = make_beam_decoder(other.head, other.lexicon, other.decoding, other.bundle.spellings)
+        return other
+
     def stream(self, **options) -> "Stream":
         """A new live stream through this recognizer (:class:`asr.stream.Stream`): ``accept``
         audio chunks, read partial and final results. ``options`` change the bundle's
@@ -709,14 +719,15 @@ def recognition_options(b: Bundle) -> dict:
     from .bundle import BUNDLE_FILE
     from .io import sha256
 
-    files = {"model": b.model, "lexicon": b.lexicon, "lm": b.decoding.lm, "calibration": b.decoding.calibration}
+    files = {"model": b.model, "lexicon": b.lexicon, "lm": b.decoding.lm, "calibration": b.decoding.calibration,
+             "grammar": b.decoding.grammar}
     # bundle.json holds the sha256 of every file of the bundle (checked when it loaded): only files
     # from elsewhere (a bare checkpoint, an --lm or --calibration given) are hashed here
     digests = {"bundle.json": sha256(b.path / BUNDLE_FILE)} if b.path is not None else {}
     digests |= {k: sha256(p) for k, p in files.items() if p and (b.path is None or Path(p).parent != b.path)}
     # which LM and calibrator (or none) by name; their content is in the digests
-    decoding = {k: (v and Path(v).name) if k in ("lm", "calibration") else v
-                for k, v in dataclasses.asdict(b.decoding).items()}
+    decoding = {k: (v and Path(v).name) if k in ("lm", "calibration", "grammar") else list(v) if k == "phrases" and v
+                else v for k, v in dataclasses.asdict(b.decoding).items()}
     return {"head": b.head, "decoding": decoding, "sha256": digests}
 
 

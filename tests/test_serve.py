@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 import asr
-from asr.errors import ConfigError
+from asr.errors import ConfigError, UserError
 from asr.features import load_audio
 from asr.serve import ServerConfig, VoskSession, _vosk_config
 from asr.transcribe import format_transcript
@@ -283,10 +283,11 @@ def test_vosk_session_reset_and_split_samples(recognizer):
 
 
 def test_vosk_config_is_checked():
-    assert _vosk_config({"sample_rate": 8000.0, "words": 0}, 16000, True) == (8000, False)
-    assert _vosk_config({"phrase_list": ["yes"]}, 16000, True) == (16000, True)
-    for bad in ({"sample_rate": "fast"}, {"sample_rate": -1}, {"sample_rate": 44100.5}, ["sample_rate"]):
-        with pytest.raises(ConfigError):
+    assert _vosk_config({"sample_rate": 8000.0, "words": 0}, 16000, True) == (8000, False, None)
+    assert _vosk_config({"phrase_list": ["yes", "no [unk]"]}, 16000, True) == (16000, True, ("yes", "no [unk]"))
+    for bad in ({"sample_rate": "fast"}, {"sample_rate": -1}, {"sample_rate": 44100.5}, ["sample_rate"],
+                {"phrase_list": "yes no"}, {"phrase_list": ["42"]}, {"phrase_list": []}):
+        with pytest.raises(UserError):
             _vosk_config(bad, 16000, True)
 
 
