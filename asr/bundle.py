@@ -9,6 +9,7 @@ confidence calibrator and ``bundle.json``, which says how they are used together
      "head": "phone",                                    # which CTC head gives the words
      "decoding": {"decoder": "beam", "lm": "lm.arpa.gz", "calibration": "calibration.json", ...},
      "streaming": "stream.json",                        # optional: how it streams (asr.stream)
+     "g2p": "g2p.npz",                                   # optional: pronunciations of added words (asr.g2p)
      "files": {"model.pt": "<sha256>", ...},             # every file above, and the LM's word list
      "produced_by": {"asr": "0.1.0", "commit": "...", "training": {...}, "dev": {"wer": 0.28, ...}}}
 
@@ -73,6 +74,7 @@ class Bundle:
     streaming: Path | None = None  # stream.json: the streaming config and training feature statistics
     runtime: Path | None = None  # model.npz: the model's weights for asr.rnn
     spellings: Path | None = None  # spellings.npz: the search's words, saved (used where its key fits)
+    g2p: Path | None = None  # g2p.npz: pronunciations of words the lexicon lacks (asr.g2p)
 
     def with_options(self, head: str | None = None, decoder: str | None = None, **changes: Any) -> "Bundle":
         """This bundle with some decoding options changed (``None`` values are left as they are).
@@ -206,8 +208,9 @@ def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bo
     streaming = member(meta["streaming"], "streaming") if meta.get("streaming") else None
     runtime = member(meta.get("runtime"), "runtime") if version >= 2 else None
     spellings = member(meta["spellings"], "spellings") if meta.get("spellings") else None
+    g2p = member(meta["g2p"], "g2p") if meta.get("g2p") else None
     return Bundle(member(meta.get("model"), "model"), member(meta.get("lexicon"), "lexicon"), head, decoding,
-                  folder.resolve(), meta.get("produced_by") or {}, streaming, runtime, spellings)
+                  folder.resolve(), meta.get("produced_by") or {}, streaming, runtime, spellings, g2p)
 
 
 def from_checkpoint(model: str | Path, lexicon: str | Path | None = None) -> Bundle:
@@ -275,10 +278,11 @@ def _copy_in(src: str | Path, folder: Path, name: str) -> str:
 
 def write_bundle(out: str | Path, model: str | Path, head: str, decoding: DecodingConfig,
                  lexicon: str | Path | None = None, produced_by: dict[str, Any] | None = None,
-                 streaming: str | Path | None = None) -> Bundle:
+                 streaming: str | Path | None = None, g2p: str | Path | None = None) -> Bundle:
     """Write a bundle folder ``out``: ``model`` (a checkpoint), ``lexicon`` (default: the shipped
     one), the LM and calibrator that ``decoding`` names (copied in, with the LM's word list),
-    ``streaming`` (a stream.json, see :func:`asr.stream.write_streaming`), the model exported for
+    ``streaming`` (a stream.json, see :func:`asr.stream.write_streaming`), ``g2p`` (a G2P model,
+:mod:`asr.g2p`), the model exported for
     recognition (:func:`asr.model.export`: needs torch) and bundle.json last, with the sha256 of
     each file. ``out`` may be an existing bundle whose files are given again (that is how tune
     and calibrate write into one).
@@ -307,6 +311,11 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
         fields["grammar"] = _copy_in(decoding.grammar, folder, "grammar.gram")
     if streaming:
         names["streaming"] = _copy_in(streaming, folder, STREAMING_FILE)
+    if g2p:
+        from .g2p import G2P
+
+        G2P.load(g2p)  # a bundle is not written with a G2P model it cannot read
+        names["g2p"] = _copy_in(g2p, folder, "g2p.npz")
     runtime = folder / RUNTIME_FILE
     names["runtime"] = RUNTIME_FILE
     if decoding.decoder == "beam" and not decoding.lexicon_free:  # the search's words, saved: a quick start

@@ -30,21 +30,21 @@ def _sample_manifest() -> str:
 
 DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "beam_size", "beam_threshold", "blank_skip",
                     "history_steps", "lm_weight", "word_score", "joint_weight", "confidence_floor", "grammar",
-                    "phrases")
+                    "phrases", "words", "boost")
 
 
-def _phrases(path: str | None) -> tuple[str, ...] | None:
-    """``--phrases FILE``: one phrase a line (blank lines and # comments left out)."""
+def _lines(path: str | None, what: str) -> tuple[str, ...] | None:
+    """``--phrases FILE``, ``--words FILE``: one entry a line (blank lines and # comments left out)."""
     if path is None:
         return None
-    from .grammar import GrammarError
+    from .errors import UserError
 
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise GrammarError(f"{path}: phrase file not found") from None
+        raise UserError(f"{path}: {what} file not found") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise GrammarError(f"{path}: cannot be read as UTF-8 text ({e})") from None
+        raise UserError(f"{path}: cannot be read as UTF-8 text ({e})") from None
     return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
@@ -54,8 +54,15 @@ def _bundle(args: argparse.Namespace, quiet: bool = False):
     from .bundle import resolve
 
     return resolve(args.bundle, args.model, args.lexicon, warn=None if quiet else lambda m: print(m, file=sys.stderr),
-                   lexicon_free=args.lexicon_free or None,
-                   **{k: getattr(args, k) for k in DECODING_OPTIONS} | {"phrases": _phrases(args.phrases)})
+                   lexicon_free=args.lexicon_free or None, **_decoding_options(args))
+
+
+def _decoding_options(args: argparse.Namespace) -> dict:
+    """The decoding options given, as :meth:`asr.bundle.Bundle.with_options` takes them (the
+    --phrases and --words files read into their lines)."""
+    return {k: getattr(args, k) for k in DECODING_OPTIONS} | {"phrases": _lines(args.phrases, "phrase"),
+                                                               "words": _lines(args.words, "word"),
+                                                               "boost": tuple(args.boost) if args.boost else None}
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -91,6 +98,11 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                                                      "result when none was said); see docs/grammars.md")
     g.add_argument("--phrases", metavar="FILE", help="only these phrases (one a line), in any sequence, can come out "
                                                      "(Vosk's phrase list)")
+    g.add_argument("--words", metavar="FILE", help="words to add to the lexicon, one a line: WORD, or WORD<TAB>PHONES "
+                                                   "(without phones the bundle's G2P model says them)")
+    g.add_argument("--boost", action="append", metavar="PHRASE:WEIGHT",
+                   help="raise a word or phrase in the search (repeatable; weight in the LM's log10 units, "
+                        "default 2: a hundred times likelier); a word the lexicon lacks is added")
     g.add_argument("--confidence-floor", type=float, metavar="P",
                    help="leave out words whose calibrated confidence is below P: what noise alone makes the "
                         "search say (the shipped bundle: 0.05; 0 keeps every word)")
@@ -310,7 +322,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     else:
         base = from_checkpoint(args.checkpoint, args.lexicon)
     bundle, record = _with_tuned(base, args.decoding)
-    bundle = bundle.with_options(lexicon_free=args.lexicon_free or None, **{k: getattr(args, k) for k in DECODING_OPTIONS})
+    bundle = bundle.with_options(lexicon_free=args.lexicon_free or None, **_decoding_options(args))
     produced = {k: v for k, v in base.produced_by.items() if k not in ("asr", "commit", "dev")}
     if base.path is not None:  # what it was made from; its dev figures were measured before these changes
         changed = {k: Path(v).name if k in ("lm", "calibration") and v else v
@@ -336,7 +348,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         streaming = Path(args.out) / "stream.json"
         write_streaming(streaming, dataclasses.replace(config, **changes), stats)
-    written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced, streaming)
+    written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced, streaming,
+                           args.g2p or base.g2p)
     print(bundle_summary(written))
     return 0
 
@@ -419,6 +432,71 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           api_key=args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV))
     streaming = _streaming_options(args)
     serve(Transcriber(_bundle(args)), config, streaming, log=lambda m: print(m, file=sys.stderr, flush=True))
+    return 0
+
+
+def _looks_like_input(arg: str) -> bool:
+    """Whether a positional argument of `asr find` names audio (a path, @list or manifest) rather than a phrase."""
+    from .io import AUDIO_EXTENSIONS
+
+    return (arg.startswith("@") or os.path.lexists(arg) or "/" in arg or arg.endswith(".jsonl")
+            or Path(arg).suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def cmd_find(args: argparse.Namespace) -> int:
+    from .io import expand_inputs
+
+    first = next((i for i, a in enumerate(args.items) if _looks_like_input(a)), len(args.items))
+    phrases = list(args.items[:first]) + list(_lines(args.phrase_file, "phrase") or ())
+    inputs = args.items[first:]
+    if not phrases:
+        print("error: give the phrases to find before the files (asr find \"new york\" talks/ --out hits/), "
+              "or --phrase-file FILE", file=sys.stderr)
+        return 2
+    if not inputs:
+        print("error: no audio to search: give files, folders, @lists or manifests after the phrases", file=sys.stderr)
+        return 2
+    paths = expand_inputs(inputs)
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if len(missing) == len(paths):
+        for p in missing or inputs:
+            print(f"error: {p}: file not found" if missing else f"error: {p}: no audio files found", file=sys.stderr)
+        return 2
+    from .find import find
+    from .transcribe import Transcriber
+
+    done, failed, hits = find(Transcriber(_bundle(args)), phrases, paths, args.out, args.threshold, _workers(args),
+                              not args.quiet, log=lambda m: print(m, file=sys.stderr))
+    print(f"{args.out}: {hits} hit(s) of {len(phrases)} phrase(s) in {len(paths)} file(s) ({done} searched now"
+          + (f", {failed} failed" if failed else "") + f"): hits.jsonl, hits.csv", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_g2p_train(args: argparse.Namespace) -> int:
+    from .train_g2p import G2PTraining, train_g2p
+
+    if args.epochs < 1:
+        print(f"error: --epochs must be 1 or more, not {args.epochs}", file=sys.stderr)
+        return 2
+    lexicon = args.lexicon or str(resources.files("asr") / "assets" / "lexicon.txt.gz")
+    train_g2p(lexicon, args.out, G2PTraining(epochs=args.epochs), log=lambda m: print(m, flush=True))
+    return 0
+
+
+def cmd_g2p(args: argparse.Namespace) -> int:
+    from .bundle import resolve
+    from .g2p import G2P
+    from .errors import ConfigError
+
+    if args.model:
+        g2p = G2P.load(args.model)
+    else:
+        b = resolve(args.bundle)
+        if b.g2p is None:
+            raise ConfigError(f"{b.path}: this bundle has no G2P model (asr g2p train, then asr bundle --g2p)")
+        g2p = G2P.load(b.g2p)
+    for word, pron in zip(args.words, g2p.pronounce(args.words)):
+        print(f"{word.lower()}\t{' '.join(pron)}")
     return 0
 
 
@@ -609,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stream-stats", metavar="MANIFEST", help="training manifest whose feature statistics start a "
                                                              "stream's running normalisation (500 utterances of it)")
     _add_streaming_options(g)
+    p.add_argument("--g2p", metavar="NPZ", help="a G2P model (asr g2p train) for the words the lexicon lacks")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.set_defaults(func=cmd_bundle)
 
@@ -654,6 +733,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_streaming_options(p.add_argument_group("streaming, for the WebSocket (defaults: the bundle's stream.json)"))
     p.set_defaults(func=cmd_serve)
 
+    p = sub.add_parser("find", help="find phrases in recordings (keyword search): every occurrence with file, start, "
+                                    "end and confidence")
+    p.add_argument("items", nargs="+", metavar="PHRASE... INPUT...",
+                   help="the phrases, then audio files, folders, @lists or manifests")
+    p.add_argument("--phrase-file", metavar="FILE", help="more phrases to find, one a line")
+    p.add_argument("--out", required=True, help="folder for hits.jsonl, hits.csv and the transcripts (results.jsonl; "
+                                                "a rerun resumes)")
+    p.add_argument("--threshold", type=float, default=0.5, metavar="P",
+                   help="list hits whose confidence is at least P (default 0.5; 0: all)")
+    p.add_argument("--workers", type=int, help=f"{WORKERS} (default: one per core)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_options(p)
+    _add_decoding_options(p)
+    p.set_defaults(func=cmd_find)
+
+    p = sub.add_parser("g2p", help="pronunciations of words the lexicon lacks (grapheme-to-phoneme), or train the model")
+    g2p_sub = p.add_subparsers(dest="g2p_command", required=True)
+    p = g2p_sub.add_parser("say", help="print WORD<TAB>PHONES for each word, from the bundle's G2P model")
+    p.add_argument("words", nargs="+")
+    p.add_argument("--bundle", metavar="DIR", help="bundle whose G2P model to use (default: the shipped one)")
+    p.add_argument("--model", metavar="NPZ", help="a G2P model file instead (from `asr g2p train`)")
+    p.set_defaults(func=cmd_g2p)
+    p = g2p_sub.add_parser("train", help="train a G2P model on a lexicon (every 50th word held out: its PER is printed)")
+    p.add_argument("--lexicon", help="WORD<TAB>PHONES lexicon (default: the shipped CMUdict one)")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--out", required=True, help="model file to write (g2p.npz)")
+    p.set_defaults(func=cmd_g2p_train, needs_torch=True)
+
     p = sub.add_parser("report", help="error report for results of any system (JSONL with id, ref, hyp)")
     p.add_argument("results", nargs="+", help="results JSONL files; the first is the baseline")
     p.add_argument("--name", action="append", help="system name, once per results file (default: folder name)")
@@ -696,7 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands whose --out is a folder (checked before any work: a file there is refused in one line)
-FOLDER_COMMANDS = ("transcribe", "evaluate", "tune", "calibrate", "report", "bundle", "demo")
+FOLDER_COMMANDS = ("transcribe", "evaluate", "tune", "calibrate", "report", "bundle", "demo", "find")
 
 
 def _has_torch() -> bool:

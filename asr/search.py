@@ -26,6 +26,7 @@ import numpy as np
 from .confidence import Calibrator, nbest_posteriors
 from .ctc import Token, Word, check_head, ctc_log_likelihood, group_words, lowest_posterior, seconds_of
 from .errors import ConfigError
+from .g2p import parse_words
 from .io import sha256
 from .lm import LMError, check_arpa, is_kenlm_binary
 from .text import BOUNDARY as BOUNDARY_TOKEN
@@ -57,7 +58,8 @@ class BeamDecoder:
     posteriors of the frames where their tokens were emitted.
     """
 
-    def __init__(self, head: str, lexicon: Lexicon, config: "DecodingConfig", cache: str | Path | None = None):
+    def __init__(self, head: str, lexicon: Lexicon, config: "DecodingConfig", cache: str | Path | None = None,
+                 g2p: str | Path | None = None):
         check_head(head)
         if config.lexicon_free and (head != "char" or config.lm is not None):
             raise ConfigError("lexicon-free search works on the character head only (--head char), without a word LM")
@@ -78,17 +80,22 @@ class BeamDecoder:
             if self.calibrator.head != head:
                 raise ConfigError(f"{config.calibration}: calibrated for the {self.calibrator.head} head, "
                                   f"not the {head} head")
+        added = [w for w, _ in parse_words(config.added_words(lexicon))] if config.words or config.boost else []
         if self.grammar is not None:
-            spellings = spell_grammar(head, lexicon, self.grammar)
+            spellings = spell_grammar(head, lexicon, self.grammar, g2p)
         else:
             spellings = None if config.lexicon_free else load_spellings(cache, spellings_key(head, lexicon, lm))
             if spellings is None:
                 spellings = {} if config.lexicon_free else spell_vocabulary(head, lexicon, lm)
+            # added words (in the lexicon given: see Transcriber) are words of the search, LM or not
+            spellings |= spell_words(head, lexicon, [w for w in added if w not in spellings])
         if not config.lexicon_free and not spellings:
             raise ConfigError("no word of the vocabulary can be spelled with this head's tokens")
         try:
             with _quiet_stderr():  # KenLM draws a loading progress bar on stderr
-                self.decoder = Flashlight(spellings, list(self.vocab.tokens), lm, config, grammar=self.grammar)
+                self.decoder = Flashlight(spellings, list(self.vocab.tokens), lm, config, grammar=self.grammar,
+                                          stand_ins=stand_ins(lm, added) if lm and added else None,
+                                          boosts=dict(parse_boosts(config.boost)) if config.boost else None)
         except RuntimeError as e:
             if lm is None:
                 raise
@@ -341,6 +348,13 @@ class DecodingConfig:
     grammar: str | None = None
     phrases: tuple[str, ...] | None = None
     grammar_reject: float = 2.0
+    # Words added to the lexicon ("word" or "word PH ON ES"; the bundle's G2P model says those
+    # without phones): words of the search even where the LM lacks them (read as a rare word).
+    words: tuple[str, ...] | None = None
+    # Words or phrases raised in the search ("phrase:weight", weight in the LM's log10 units, default
+    # BOOST): contextual biasing for names and terms. Each word of a phrase is raised; a word the
+    # lexicon lacks is added (said by the G2P model). Costs speed: the LM is then read through Python.
+    boost: tuple[str, ...] | None = None
 
     def __post_init__(self):
         """Every value checked once, here, where a config is made (the CLI, asr.load, a bundle.json)."""
@@ -388,6 +402,25 @@ class DecodingConfig:
             object.__setattr__(self, "phrases", tuple(self.phrases))  # a list given: stored as a tuple
         if self.grammar is not None and self.phrases is not None:
             raise ConfigError("give a grammar or phrases, not both")
+        if self.words is not None:
+            if isinstance(self.words, str) or not all(isinstance(w, str) for w in self.words):
+                raise bad("words", "a list of words (strings: 'word' or 'word PH ON ES')")
+            object.__setattr__(self, "words", tuple(self.words))
+            parse_words(self.words)  # checked here, where the config is made
+        if self.boost is not None:
+            if isinstance(self.boost, str) or not all(isinstance(b, str) for b in self.boost):
+                raise bad("boost", "a list of 'phrase:weight' strings")
+            object.__setattr__(self, "boost", tuple(self.boost))
+            parse_boosts(self.boost)
+
+    def added_words(self, lexicon) -> list[str]:
+        """The words added to the lexicon: ``words``' entries, and the boosted words it lacks."""
+        added = list(self.words or ())
+        known = {w for w, _ in parse_words(added)}
+        for phrase, _ in parse_boosts(self.boost or ()):
+            added += [w for w in phrase.split() if w not in lexicon and w not in known]
+            known.update(phrase.split())
+        return added
 
     def load_grammar(self):
         """The :class:`asr.grammar.Grammar` of ``grammar`` or ``phrases``, or ``None``."""
@@ -421,7 +454,7 @@ class Flashlight:
 
     def __init__(self, spellings: dict[str, list[list[int]]], tokens: list[str], lm: str | None,
                  config: "DecodingConfig", sil_token: str = BOUNDARY_TOKEN, unk_word: str = "<unk>",
-                 grammar=None):
+                 grammar=None, stand_ins: dict[str, str] | None = None, boosts: dict[str, float] | None = None):
         from flashlight.lib.text import decoder as fl  # loads only when beam search is asked for
         from flashlight.lib.text.decoder.kenlm import KenLM
         from flashlight.lib.text.dictionary import Dictionary
@@ -439,7 +472,23 @@ class Flashlight:
         if grammar is not None:
             self.lm = grammar_lm(grammar, [unk_word, *spellings])
         else:
-            self.lm = KenLM(lm, self.word_dict) if lm else fl.ZeroLM()
+            lm_dict = self.word_dict
+            if stand_ins:  # the LM reads an added word it does not know as a rare word it knows
+                # KenLM looks each entry up by its C string, which ends at a NUL: "stand-in\0word" is
+                # an entry of its own here (a Dictionary refuses the same entry twice) and the
+                # stand-in there
+                lm_dict = Dictionary()
+                for word in [unk_word, *spellings]:
+                    lm_dict.add_entry(f"{stand_ins[word]}\0{word}" if word in stand_ins else word)
+            self.lm = KenLM(lm, lm_dict) if lm else fl.ZeroLM()
+            self._lm_dict = lm_dict  # (KenLM keeps a reference to it, not a copy)
+        if boosts:
+            raised: dict[int, float] = {}
+            for phrase, weight in boosts.items():
+                for w in phrase.split():
+                    if w in spellings:
+                        raised[self.word_dict.get_index(w)] = max(weight, raised.get(self.word_dict.get_index(w), weight))
+            self.lm = boosted_lm(self.lm, raised)
         if not spellings:
             options = fl.LexiconFreeDecoderOptions(
                 beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=config.beam_threshold,
@@ -560,23 +609,110 @@ def grammar_lm(grammar, words: list[str]):
     return GrammarLM()
 
 
-def spell_grammar(head: str, lexicon: Lexicon, grammar) -> dict[str, list[list[int]]]:
-    """The grammar's words spelled for ``head``: letters, or every pronunciation the lexicon has.
-    A word the phone head cannot say (not in the lexicon) is a :class:`asr.grammar.GrammarError`."""
-    from .grammar import GrammarError
+BOOST = 2.0  # a boost without a weight: 100 times likelier to the LM (log10 units)
 
+
+def parse_boosts(entries) -> list[tuple[str, float]]:
+    """``"phrase:weight"`` entries (``"phrase"`` alone: :data:`BOOST`) -> ``(phrase, weight)``."""
+    from .g2p import check_word
+
+    out = []
+    for entry in entries:
+        phrase, sep, weight = entry.rpartition(":") if ":" in entry else (entry, "", "")
+        try:
+            value = float(weight) if sep else BOOST
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ConfigError(f"boost {entry!r}: the weight after ':' must be a number (e.g. 'acme:3')")
+        words = phrase.split()
+        if not words:
+            raise ConfigError(f"boost {entry!r}: no word to raise")
+        for w in words:
+            check_word(w)
+        out.append((" ".join(w.lower() for w in words), value))
+    return out
+
+
+def boosted_lm(inner, boosts: dict[int, float]):
+    """``inner`` (a flashlight LM) with ``boosts[word index]`` added to those words' scores in
+    every context. Python sits between the search and the LM: every word end of every
+    hypothesis calls it (benchmarks/boost.py measures the cost)."""
+    from flashlight.lib.text import decoder as fl
+
+    class BoostedLM(fl.LM):
+        def __init__(self):
+            fl.LM.__init__(self)
+            self.inner = inner  # (held: the search holds only this wrapper)
+
+        def start(self, start_with_nothing):
+            return inner.start(start_with_nothing)
+
+        def score(self, state, word):
+            state, score = inner.score(state, word)
+            return state, score + boosts.get(word, 0.0)
+
+        def finish(self, state):
+            return inner.finish(state)
+
+    return BoostedLM()
+
+
+def spell_words(head: str, lexicon: Lexicon, words: list[str]) -> dict[str, list[list[int]]]:
+    """``words`` spelled for ``head``: their letters, or every pronunciation the lexicon has
+    (a word it lacks is left out)."""
     vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
     index = {t: i for i, t in enumerate(vocab.tokens)}
-    spellings = {}
-    for w in grammar.words:
-        if head == "char":
-            spellings[w] = [[index[c] for c in w]]
-        elif w in lexicon:
-            spellings[w] = [[index[t] for t in p] for p in lexicon.prons[w]]
-        else:
-            raise GrammarError(f"{grammar.source}: the word {w!r} is not in the lexicon, so the phone head "
-                               f"cannot say it (use --head char, or add it to the lexicon)")
-    return spellings
+    if head == "char":
+        return {w: [[index[c] for c in w]] for w in words}
+    return {w: [[index[t] for t in p] for p in lexicon.prons[w]] for w in words if w in lexicon}
+
+
+def spell_grammar(head: str, lexicon: Lexicon, grammar, g2p: str | Path | None = None) -> dict[str, list[list[int]]]:
+    """The grammar's words spelled for ``head`` (:func:`spell_words`); for the phone head, the
+    G2P model says the words the lexicon lacks, and without one such a word is a
+    :class:`asr.grammar.GrammarError`."""
+    from .g2p import pronounce_words
+    from .grammar import GrammarError
+
+    missing = [w for w in grammar.words if head == "phone" and w not in lexicon]
+    if missing:
+        if g2p is None:
+            raise GrammarError(f"{grammar.source}: the word {missing[0]!r} is not in the lexicon, and the bundle "
+                               f"has no G2P model to say it: give it with --words 'WORD PHONES', or use --head char")
+        lexicon = lexicon.with_words(pronounce_words(missing, g2p, grammar.source))
+    return spell_words(head, lexicon, grammar.words)
+
+
+STAND_IN_LOG10 = -6.0  # the unigram log10-probability of the LM word an added word is read as
+
+
+def stand_ins(lm: str, words: list[str]) -> dict[str, str]:
+    """For each of ``words`` that the LM does not know (KenLM would give it its ``<unk>``'s
+    -100), the LM word it is read as: the one whose unigram log10-probability is nearest
+    ``STAND_IN_LOG10`` (a word seen about 40 times in 40 million), so that an added word is
+    scored as a rare word is, in every context."""
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    vocab_file = Path(f"{lm}.words.txt")
+    known = vocab_file.read_text(encoding="utf-8").split() if vocab_file.is_file() else []
+    known = known[::max(1, len(known) // 2000)]  # about 2000 candidates: any rare word will do
+    d = Dictionary()
+    for w in dict.fromkeys(["<unk>", *known, *words]):
+        d.add_entry(w)
+    with _quiet_stderr():
+        model = KenLM(lm, d)
+    start = model.start(False)
+    unknown = [w for w in words if model.score(start, d.get_index(w))[1] <= -99]
+    if not unknown:
+        return {}
+    if not known:
+        raise ConfigError(f"{lm}: added words need the LM's word list ({vocab_file.name}, from `asr lm build`) "
+                          f"to be scored as rare words")
+    scores = np.array([model.score(start, d.get_index(w))[1] for w in known])
+    stand_in = known[int(np.abs(scores - STAND_IN_LOG10).argmin())]
+    return {w: stand_in for w in unknown}
 
 
 def lm_vocabulary(lm: str | None, lexicon: Lexicon) -> list[str] | None:
@@ -670,11 +806,11 @@ def load_spellings(path: str | Path | None, key: dict | None) -> dict[str, list[
 
 
 def make_beam_decoder(head: str, lexicon: Lexicon, config: DecodingConfig,
-                      spellings: str | Path | None = None) -> BeamDecoder | None:
+                      spellings: str | Path | None = None, g2p: str | Path | None = None) -> BeamDecoder | None:
     """The beam decoder ``config`` asks for, or ``None`` for greedy decoding; ``spellings``: a file
     of :func:`save_spellings` to read the search's words from where it fits."""
     if config.decoder == "greedy" and config.grammar is None and config.phrases is None:
         return None  # (a grammar is read by the beam search, whatever the decoder)
     if config.lexicon_free:  # open vocabulary: no lexicon, so no word LM either
         config = dataclasses.replace(config, lm=None)
-    return BeamDecoder(head, lexicon, config, spellings)
+    return BeamDecoder(head, lexicon, config, spellings, g2p)

@@ -177,6 +177,21 @@ class Lexicon:
         lexicon.path = path
         return lexicon
 
+    def with_words(self, prons: dict[str, list[tuple[str, ...]]]) -> "Lexicon":
+        """A copy with ``prons`` added (a word already there gains the pronunciations it lacked);
+        its ``path`` stays this lexicon's (the words a search keeps from it are keyed by it)."""
+        other = Lexicon([])
+        other.prons = {w: list(ps) for w, ps in self.prons.items()}
+        other.words_by_pron = dict(self.words_by_pron)
+        other.path = self.path
+        for w, ps in prons.items():
+            known = other.prons.setdefault(w, [])
+            for p in ps:
+                if p not in known:
+                    known.append(p)
+                other.words_by_pron.setdefault(p, w)
+        return other
+
     def phones_for_words(self, words: list[str]) -> list[str] | None:
         """First pronunciation of each word, joined by boundaries; ``None`` if any word is missing."""
         out: list[str] = []

@@ -269,6 +269,18 @@ def _as_samples(audio, sample_rate: int | None) -> np.ndarray:
     return prepare_samples(wav, sample_rate, "samples")
 
 
+def _lexicon(bundle: Bundle):
+    """The bundle's lexicon (read on first use), with the decoding's added words (said by the
+    bundle's G2P model where no pronunciation is given)."""
+    lexicon = LazyLexicon(bundle.lexicon)
+    if not bundle.decoding.words and not bundle.decoding.boost:
+        return lexicon
+    from .g2p import pronounce_words
+
+    added = bundle.decoding.added_words(lexicon)
+    return lexicon.load().with_words(pronounce_words(added, bundle.g2p)) if added else lexicon
+
+
 def load_acoustic_model(bundle: Bundle) -> RNNModel:
     """The model recognition runs: the bundle's exported one, or a bare checkpoint's weights
     exported in memory (that needs torch: the training extra)."""
@@ -290,10 +302,10 @@ class Transcriber:
         bundle = load_bundle() if bundle is None else bundle
         self.bundle = bundle
         self.model = load_acoustic_model(bundle)
-        self.lexicon = LazyLexicon(bundle.lexicon)
+        self.lexicon = _lexicon(bundle)
         self.head = bundle.head
         self.decoding = bundle.decoding
-        self.beam = make_beam_decoder(bundle.head, self.lexicon, bundle.decoding, bundle.spellings)
+        self.beam = make_beam_decoder(bundle.head, self.lexicon, bundle.decoding, bundle.spellings, bundle.g2p)
 
     def transcribe(self, audio, sample_rate: int | None = None, *, workers: int = 0, progress: bool = False):
         """Words with times and confidences, as ``asr transcribe`` gives them.
@@ -338,7 +350,10 @@ class Transcriber:
         other.__dict__.update(self.__dict__)
         other.bundle = self.bundle.with_options(**changes)
         other.decoding = other.bundle.decoding
-        other.beam = make_beam_decoder(other.head, other.lexicon, other.decoding, other.bundle.spellings)
+        if (other.decoding.words, other.decoding.boost) != (self.decoding.words, self.decoding.boost):
+            other.lexicon = _lexicon(other.bundle)
+        other.beam = make_beam_decoder(other.head, other.lexicon, other.decoding, other.bundle.spellings,
+                                       other.bundle.g2p)
         return other
 
     def stream(self, **options) -> "Stream":
@@ -720,13 +735,13 @@ def recognition_options(b: Bundle) -> dict:
     from .io import sha256
 
     files = {"model": b.model, "lexicon": b.lexicon, "lm": b.decoding.lm, "calibration": b.decoding.calibration,
-             "grammar": b.decoding.grammar}
+             "grammar": b.decoding.grammar, "g2p": b.g2p}
     # bundle.json holds the sha256 of every file of the bundle (checked when it loaded): only files
     # from elsewhere (a bare checkpoint, an --lm or --calibration given) are hashed here
     digests = {"bundle.json": sha256(b.path / BUNDLE_FILE)} if b.path is not None else {}
     digests |= {k: sha256(p) for k, p in files.items() if p and (b.path is None or Path(p).parent != b.path)}
     # which LM and calibrator (or none) by name; their content is in the digests
-    decoding = {k: (v and Path(v).name) if k in ("lm", "calibration", "grammar") else list(v) if k == "phrases" and v
+    decoding = {k: (v and Path(v).name) if k in ("lm", "calibration", "grammar") else list(v) if k in ("phrases", "words", "boost") and v
                 else v for k, v in dataclasses.asdict(b.decoding).items()}
     return {"head": b.head, "decoding": decoding, "sha256": digests}
 

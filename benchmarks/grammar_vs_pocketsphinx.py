@@ -1,0 +1,106 @@
+"""Recognition held to a grammar, asr beside PocketSphinx with the same JSGF grammar, on real
+recordings outside LibriSpeech: spoken digits (FSDD) one at a time, and strings of them.
+
+    python benchmarks/grammar_vs_pocketsphinx.py [--fsdd ../shared/data/fsdd] [--bundle DIR ...]
+
+Sets (from FSDD's 8 kHz recordings, 6 speakers):
+- ``digit``: the FSDD test split of recipes/fsdd (recordings 0-4 of each digit and speaker,
+  300 files), grammar ``recipes/grammars/digit.gram`` (one digit);
+- ``digits``: 100 strings of 3-6 recordings of one speaker (from the same test split) joined
+  with 0.2-0.5 s of quiet noise between them, grammar ``recipes/grammars/digits.gram`` (``<digit>+``).
+
+Systems: each bundle (default: the shipped one) with ``--grammar``, the same bundle's default
+decoding (its LM) for the speed and the errors without a grammar, and PocketSphinx 5.1.1 with
+its en-us model and the same grammar file (``Decoder(jsgf=...)``). All read the audio
+resampled to 16 kHz. Prints WER, sentence errors and RTF (decoding time / audio, one process,
+one thread, loading excluded) per set and system.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import asr
+from asr.features import load_audio
+from asr.metrics import wer
+
+GRAMMARS = Path(__file__).resolve().parent.parent / "recipes" / "grammars"
+NAMES = "zero one two three four five six seven eight nine".split()
+
+
+def fsdd_sets(fsdd: Path) -> dict[str, list[tuple[np.ndarray, str]]]:
+    test = sorted(p for p in (fsdd / "recordings").glob("*.wav") if int(p.stem.rsplit("_", 1)[1]) < 5)
+    digit = [(load_audio(p), NAMES[int(p.stem[0])]) for p in test]
+    rng = np.random.default_rng(0)
+    by_speaker: dict[str, list[int]] = {}
+    for i, p in enumerate(test):
+        by_speaker.setdefault(p.stem.split("_")[1], []).append(i)
+    speakers = sorted(by_speaker)
+    strings = []
+    for k in range(100):
+        picks = rng.choice(by_speaker[speakers[k % len(speakers)]], size=int(rng.integers(3, 7)), replace=False)
+        parts, words = [], []
+        for j in picks:
+            gap = (rng.standard_normal(int(16000 * rng.uniform(0.2, 0.5))) * 1e-3).astype(np.float32)
+            parts += [gap, digit[j][0]]
+            words.append(digit[j][1])
+        parts.append((rng.standard_normal(3200) * 1e-3).astype(np.float32))
+        strings.append((np.concatenate(parts), " ".join(words)))
+    return {"digit": digit, "digits": strings}
+
+
+def run_asr(recognizer, clips) -> tuple[list[str], float]:
+    start = time.perf_counter()
+    hyps = [recognizer.transcribe(wav, sample_rate=16000).text for wav, _ in clips]
+    return hyps, time.perf_counter() - start
+
+
+def run_pocketsphinx(grammar: str | None, clips) -> tuple[list[str], float]:
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(samprate=16000, loglevel="FATAL", **({"jsgf": grammar} if grammar else {}))
+    hyps, start = [], time.perf_counter()
+    for wav, _ in clips:
+        pcm = (np.clip(wav, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        hyps.append(hyp.hypstr.lower() if hyp is not None else "")
+    return hyps, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fsdd", default="../shared/data/fsdd")
+    ap.add_argument("--bundle", action="append", help="bundle folder(s) (default: the shipped one)")
+    args = ap.parse_args()
+    threadpool_limits(1)
+    sets = fsdd_sets(Path(args.fsdd))
+    print(f"{os.cpu_count()} cores, one thread; sets: " + ", ".join(
+        f"{k} ({len(v)} clips, {sum(len(w) for w, _ in v) / 16000 / 60:.1f} min)" for k, v in sets.items()), flush=True)
+    print("\n| set | system | WER | sentences wrong | RTF |\n|---|---|---|---|---|")
+    for name, clips in sets.items():
+        refs = [ref for _, ref in clips]
+        audio = sum(len(w) for w, _ in clips) / 16000
+        grammar = str(GRAMMARS / f"{name}.gram")
+        systems = []
+        for bundle in args.bundle or [None]:
+            label = "asr" + (f" {bundle}" if bundle else " (shipped bundle)")
+            systems.append((f"{label}, --grammar {name}.gram", lambda b=bundle: run_asr(asr.load(b, grammar=grammar), clips)))
+            systems.append((f"{label}, its LM (no grammar)", lambda b=bundle: run_asr(asr.load(b), clips)))
+        systems.append((f"PocketSphinx 5.1.1 en-us, jsgf={name}.gram", lambda: run_pocketsphinx(grammar, clips)))
+        for label, run in systems:
+            hyps, seconds = run()
+            wrong = sum(h != r for h, r in zip(hyps, refs))
+            print(f"| {name} | {label} | {100 * wer(refs, hyps):.2f} % | {wrong}/{len(refs)} | {seconds / audio:.4f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
