@@ -349,7 +349,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         streaming = Path(args.out) / "stream.json"
         write_streaming(streaming, dataclasses.replace(config, **changes), stats)
     written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced, streaming,
-                           args.g2p or base.g2p)
+                           None if args.g2p == "none" else args.g2p or base.g2p)
     print(bundle_summary(written))
     return 0
 
@@ -687,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stream-stats", metavar="MANIFEST", help="training manifest whose feature statistics start a "
                                                              "stream's running normalisation (500 utterances of it)")
     _add_streaming_options(g)
-    p.add_argument("--g2p", metavar="NPZ", help="a G2P model (asr g2p train) for the words the lexicon lacks")
+    p.add_argument("--g2p", metavar="NPZ", help="a G2P model (asr g2p train) for the words the lexicon lacks, or 'none'")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.set_defaults(func=cmd_bundle)
 

@@ -123,11 +123,15 @@ def test_jsgf_through_the_cli_python_and_a_stream(tmp_path, capsys):
     bad.write_text("public <s> = it is (a story;\n")
     assert main(["transcribe", clip(row), "--grammar", str(bad)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {bad}:1:28: expected ')', found ';'"
-    # the phone head cannot say a word the lexicon lacks: said in one line
+    # a word the lexicon lacks: the bundle's G2P model says it; a bundle without one says so in one line
     odd = tmp_path / "odd.gram"
-    odd.write_text("public <s> = it is a zorblax story;\n")
-    assert main(["transcribe", clip(row), "--grammar", str(odd)]) == 2
-    assert "the word 'zorblax' is not in the lexicon" in capsys.readouterr().err
+    odd.write_text("public <s> = it is a zorblax story | it is a very stupid story;\n")
+    assert main(["transcribe", clip(row), "--grammar", str(odd)]) == 0
+    assert capsys.readouterr().out.strip() == "it is a very stupid story"
+    assert main(["bundle", "asr/assets", "--g2p", "none", "--out", str(tmp_path / "plain")]) == 0
+    capsys.readouterr()
+    assert main(["transcribe", clip(row), "--grammar", str(odd), "--bundle", str(tmp_path / "plain")]) == 2
+    assert "the word 'zorblax' is not in the lexicon, and the bundle has no G2P model" in capsys.readouterr().err
 
 
 def test_phrases_file_and_a_bundle_that_carries_its_grammar(tmp_path, capsys):
