@@ -259,6 +259,15 @@ def test_vosk_client_gets_a_reply_per_frame_as_the_stream_gives_it(server, recog
     assert "entered and took the" in expected8[-1]["text"]
 
 
+def test_vosk_phrase_list_holds_the_stream_to_its_phrases(server):
+    frames = pcm_frames(CLIPS[0])
+    said = "the man entered and took the papers sheet by sheet from the central table"
+    replies = vosk_run(server.url, frames, {"sample_rate": 16000, "phrase_list": [said, "turn on the light"]})
+    assert " ".join(r["text"] for r in replies if r.get("text")) == said
+    replies = vosk_run(server.url, frames, {"sample_rate": 16000, "phrase_list": ["turn on the light", "[unk]"]})
+    assert [r["text"] for r in replies if r.get("text")] == []  # other speech: nothing
+
+
 def test_vosk_session_reset_and_split_samples(recognizer):
     frames = pcm_frames(CLIPS[0], 0.05)  # samples split across frames
     pcm = b"".join(frames)

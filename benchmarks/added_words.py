@@ -1,0 +1,97 @@
+"""Added words on dev: take 50 dev words out of the lexicon and the LM, add them back with
+``words=`` (no pronunciation given: the bundle's G2P model says them), and count how many of
+their occurrences are recognised again.
+
+    python benchmarks/added_words.py --manifest data/librispeech/dev.jsonl [--workers 2]
+
+The 50 words: the dev transcripts' most frequent words of 6 letters or more (content words,
+chosen from the references alone, not from what the recognizer does with them). Three runs of
+the shipped bundle over all of dev:
+
+1. **as shipped**: the words in the lexicon and in the LM;
+2. **taken out**: the lexicon without them (so the search cannot say them);
+3. **added back**: that lexicon, plus ``words=[the 50]``; the LM reads each of them as it reads
+   a word it lacks (:func:`asr.search.stand_ins`: a rare word it knows stands in), which this
+   benchmark forces for these 50 although the shipped LM has them, so that their n-gram
+   statistics play no part.
+
+A word occurrence counts as recognised where the hypothesis holds the word as often as the
+reference (per utterance, the smaller of the two counts). Prints recall of the 50 words'
+occurrences, and each run's WER.
+"""
+
+import argparse
+import collections
+import gzip
+import os
+import tempfile
+import time
+
+import asr.search
+from asr.bundle import resolve
+from asr.manifest import read_manifest
+from asr.metrics import wer
+from asr.transcribe import Transcriber
+
+
+def recall(words: set[str], refs: list[str], hyps: list[str]) -> tuple[int, int]:
+    found = total = 0
+    for r, h in zip(refs, hyps):
+        rc, hc = collections.Counter(r.split()), collections.Counter(h.split())
+        for w in words:
+            total += rc[w]
+            found += min(rc[w], hc[w])
+    return found, total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--words", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+    utts = read_manifest(args.manifest)
+    refs = [u.text for u in utts]
+    counts = collections.Counter(w for r in refs for w in r.split() if len(w) >= 6)
+    chosen = [w for w, _ in counts.most_common(args.words)]
+    print(f"{len(utts)} dev utterances; the {len(chosen)} words ({sum(counts[w] for w in chosen)} occurrences): "
+          f"{' '.join(chosen)}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        lexicon = os.path.join(tmp, "lexicon.txt.gz")
+        with gzip.open(resolve().lexicon, "rt", encoding="utf-8") as f, gzip.open(lexicon, "wt", encoding="utf-8") as out:
+            out.writelines(line for line in f if line.split("\t", 1)[0] not in set(chosen))
+        real_stand_ins = asr.search.stand_ins
+
+        def forced(lm, words):  # the 50 words read as words the LM lacks (it has them)
+            chosen_set = set(chosen)
+            hidden = {w: "\0" for w in words if w in chosen_set}
+            found = real_stand_ins(lm, [f"zz{w}zz" for w in hidden])  # spellings the LM surely lacks
+            return real_stand_ins(lm, [w for w in words if w not in hidden]) | {
+                w: found[f"zz{w}zz"] for w in hidden}
+
+        asr.search.stand_ins = forced
+        runs = [("as shipped (in the lexicon and the LM)", resolve()),
+                ("taken out of the lexicon (and so of the search)", resolve(lexicon=lexicon)),
+                ("added back: words=[...] without phones (G2P), read by the LM as words it lacks",
+                 resolve(lexicon=lexicon, words=tuple(chosen)))]
+        print("\n| run | the 50 words' occurrences recognised | dev WER | wall (s) |\n|---|---|---|---|")
+        found_shipped = None
+        for name, bundle in runs:
+            start = time.perf_counter()
+            tr = Transcriber(bundle)
+            hyps = [t.text for t in tr.transcribe_files([u.audio for u in utts], workers=args.workers, in_order=True)]
+            found, total = recall(set(chosen), refs, hyps)
+            found_shipped = found if found_shipped is None else found_shipped
+            print(f"| {name} | {found}/{total} = {100 * found / total:.1f} % ({100 * found / found_shipped:.1f} % of "
+                  f"as shipped) | {100 * wer(refs, hyps):.2f} % | {time.perf_counter() - start:.0f} |", flush=True)
+        g2p = tr.lexicon
+        print("\nG2P pronunciations against the lexicon's first:")
+        shipped = Transcriber(resolve()).lexicon.load()
+        same = sum(g2p.prons[w][0] == shipped.prons[w][0] for w in chosen)
+        print(f"{same}/{len(chosen)} identical; the others: " + "; ".join(
+            f"{w} {' '.join(g2p.prons[w][0])} (lexicon: {' '.join(shipped.prons[w][0])})"
+            for w in chosen if g2p.prons[w][0] != shipped.prons[w][0]))
+
+
+if __name__ == "__main__":
+    main()
