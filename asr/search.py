@@ -703,7 +703,7 @@ def stand_ins(lm: str, words: list[str]) -> dict[str, str]:
         d.add_entry(w)
     with _quiet_stderr():
         model = KenLM(lm, d)
-    start = model.start(False)
+    start = model.start(True)  # no context: the unigram
     unknown = [w for w in words if model.score(start, d.get_index(w))[1] <= -99]
     if not unknown:
         return {}

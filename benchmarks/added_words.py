@@ -4,8 +4,10 @@ their occurrences are recognised again.
 
     python benchmarks/added_words.py --manifest data/librispeech/dev.jsonl [--workers 2]
 
-The 50 words: the dev transcripts' most frequent words of 6 letters or more (content words,
-chosen from the references alone, not from what the recognizer does with them). Three runs of
+The 50 words: the kind of word a user adds, rare in the LM's books (unigram log10-probability
+below -5: names, terms) yet said in the recordings: the most frequent such words of the dev
+transcripts that the lexicon has (chosen from the references and the LM, not from what the
+recognizer does with them). Three runs of
 the shipped bundle over all of dev:
 
 1. **as shipped**: the words in the lexicon and in the LM;
@@ -44,6 +46,21 @@ def recall(words: set[str], refs: list[str], hyps: list[str]) -> tuple[int, int]
     return found, total
 
 
+RARE = -5.0  # the words taken out: unigram log10-probability in the shipped LM below this
+
+
+def unigrams(lm: str, words: list[str]) -> dict[str, float]:
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    d = Dictionary()
+    for w in ["<unk>", *words]:
+        d.add_entry(w)
+    model = KenLM(lm, d)
+    start = model.start(True)  # no context: the unigram
+    return {w: model.score(start, d.get_index(w))[1] for w in words}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
@@ -52,8 +69,11 @@ def main() -> None:
     args = ap.parse_args()
     utts = read_manifest(args.manifest)
     refs = [u.text for u in utts]
-    counts = collections.Counter(w for r in refs for w in r.split() if len(w) >= 6)
-    chosen = [w for w, _ in counts.most_common(args.words)]
+    shipped = Transcriber(resolve()).lexicon.load()
+    counts = collections.Counter(w for r in refs for w in r.split() if w in shipped)
+    rarity = unigrams(resolve().decoding.lm, sorted(counts))
+    # the kind of word a user adds: rare in the LM's books (names, terms), said in the recordings
+    chosen = [w for w, _ in counts.most_common() if rarity[w] < RARE][: args.words]
     print(f"{len(utts)} dev utterances; the {len(chosen)} words ({sum(counts[w] for w in chosen)} occurrences): "
           f"{' '.join(chosen)}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +106,6 @@ def main() -> None:
                   f"as shipped) | {100 * wer(refs, hyps):.2f} % | {time.perf_counter() - start:.0f} |", flush=True)
         g2p = tr.lexicon
         print("\nG2P pronunciations against the lexicon's first:")
-        shipped = Transcriber(resolve()).lexicon.load()
         same = sum(g2p.prons[w][0] == shipped.prons[w][0] for w in chosen)
         print(f"{same}/{len(chosen)} identical; the others: " + "; ".join(
             f"{w} {' '.join(g2p.prons[w][0])} (lexicon: {' '.join(shipped.prons[w][0])})"

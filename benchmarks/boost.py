@@ -30,7 +30,7 @@ def unigrams(lm: str, words: list[str]) -> dict[str, float]:
     for w in ["<unk>", *words]:
         d.add_entry(w)
     model = KenLM(lm, d)
-    start = model.start(False)
+    start = model.start(True)  # no context: the unigram
     return {w: model.score(start, d.get_index(w))[1] for w in words}
 
 
