@@ -72,7 +72,7 @@ def pocketsphinx_kws(paths: list[str], phrases: list[str], threshold: str) -> tu
         decoder.start_utt()
         decoder.process_raw(pcm, full_utt=True)
         decoder.end_utt()
-        hits[p] = collections.Counter(seg.word.strip().lower() for seg in decoder.seg())
+        hits[p] = collections.Counter(seg.word.strip().lower() for seg in (decoder.seg() or []))
     os.unlink(f.name)
     return hits, time.perf_counter() - start
 

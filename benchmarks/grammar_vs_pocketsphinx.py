@@ -9,7 +9,8 @@ Sets (from FSDD's 8 kHz recordings, 6 speakers):
 - ``digits``: 100 strings of 3-6 recordings of one speaker (from the same test split) joined
   with 0.2-0.5 s of quiet noise between them, grammar ``recipes/grammars/digits.gram`` (``<digit>+``).
 
-Systems: each bundle (default: the shipped one) with ``--grammar``, the same bundle's default
+Systems: each bundle (default: the shipped one) with ``--grammar`` (also without its
+out-of-grammar rejection and confidence floor: what the grammar alone does), the same bundle's default
 decoding (its LM) for the speed and the errors without a grammar, and PocketSphinx 5.1.1 with
 its en-us model and the same grammar file (``Decoder(jsgf=...)``). All read the audio
 resampled to 16 kHz. Prints WER, sentence errors and RTF (decoding time / audio, one process,
@@ -93,6 +94,9 @@ def main() -> None:
         for bundle in args.bundle or [None]:
             label = "asr" + (f" {bundle}" if bundle else " (shipped bundle)")
             systems.append((f"{label}, --grammar {name}.gram", lambda b=bundle: run_asr(asr.load(b, grammar=grammar), clips)))
+            systems.append((f"{label}, --grammar {name}.gram, no out-of-grammar rejection, no confidence floor",
+                            lambda b=bundle: run_asr(asr.load(b, grammar=grammar, grammar_reject=1e9,
+                                                              confidence_floor=0.0), clips)))
             systems.append((f"{label}, its LM (no grammar)", lambda b=bundle: run_asr(asr.load(b), clips)))
         systems.append((f"PocketSphinx 5.1.1 en-us, jsgf={name}.gram", lambda: run_pocketsphinx(grammar, clips)))
         for label, run in systems:

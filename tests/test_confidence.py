@@ -117,3 +117,13 @@ def test_speech_in_noise_degrades_gracefully(shipped):
         counts[snr], means[snr] = len(words), sum(w.confidence for w in words) / max(len(words), 1)
     assert counts[20] >= 0.7 * counts[None] > 0  # 20 dB: the words are still there...
     assert means[0] < means[20] and means[0] < means[None]  # ...and louder noise makes them less sure
+
+
+def test_nbest_posteriors_of_hypotheses_no_score_tells_apart():
+    from asr.confidence import nbest_posteriors
+    from asr.decode import Word
+
+    a, b = Word("one", 0.1, 0.3), Word("two", 0.1, 0.3)
+    # every score -inf (the other head of a joint rescoring could say none of them): equal shares, not NaN
+    assert nbest_posteriors([([a], float("-inf")), ([b], float("-inf"))]) == [0.5]
+    assert nbest_posteriors([([a], 0.0), ([b], float("-inf"))]) == [1.0]
