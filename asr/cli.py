@@ -468,7 +468,7 @@ def cmd_find(args: argparse.Namespace) -> int:
     done, failed, hits = find(Transcriber(_bundle(args)), phrases, paths, args.out, args.threshold, _workers(args),
                               not args.quiet, log=lambda m: print(m, file=sys.stderr))
     print(f"{args.out}: {hits} hit(s) of {len(phrases)} phrase(s) in {len(paths)} file(s) ({done} searched now"
-          + (f", {failed} failed" if failed else "") + f"): hits.jsonl, hits.csv", file=sys.stderr)
+          + (f", {failed} failed" if failed else "") + "): hits.jsonl, hits.csv", file=sys.stderr)
     return 1 if failed else 0
 
 

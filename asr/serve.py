@@ -35,7 +35,6 @@ import queue
 import secrets
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -47,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, UserError
-from .features import SAMPLE_RATE, AudioError, audio_info
+from .features import AudioError, audio_info
 from .plan import CHUNK_SECONDS, Window, plan_windows
 from .transcribe import FileResult, Transcriber, Transcript, _die_with, _Recognition, _trim_heap, format_transcript
 
@@ -669,6 +668,7 @@ def create_app(pool: RecognizerPool, config: ServerConfig, streaming: dict | Non
         active["streams"] += 1
         worker, sid = None, next(_stream_ids)
         rate, words, phrases = VOSK_DEFAULT_RATE, True, None
+        worker_rate = rate  # the rate the stream started at, once it has
         try:
             while True:
                 try:

@@ -9,7 +9,6 @@ the same command skips what is done and neither loses nor repeats a file.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import errno
 import gc

@@ -49,14 +49,15 @@ def pocketsphinx_pcm(path: str) -> bytes:
     return (np.clip(load_audio(path), -1, 1) * 32767).astype("<i2").tobytes()
 
 
-def pocketsphinx_transcribe(paths: list[str]) -> tuple[list[str], float]:
-    """PocketSphinx's hypotheses for ``paths`` and the seconds spent decoding them (model load excluded)."""
+def pocketsphinx_transcribe(sources: list, **options) -> tuple[list[str], float]:
+    """PocketSphinx's hypotheses for ``sources`` (paths, or 16 kHz samples) and the seconds spent
+    decoding them (model load excluded); ``options`` go to its ``Decoder`` (e.g. ``jsgf=``)."""
     from pocketsphinx import Decoder
 
-    decoder = Decoder(samprate=16000, loglevel="FATAL")
+    decoder = Decoder(samprate=16000, loglevel="FATAL", **options)
     hyps, start = [], time.perf_counter()
-    for p in paths:
-        pcm = pocketsphinx_pcm(p)
+    for p in sources:
+        pcm = pocketsphinx_pcm(p) if isinstance(p, str) else (np.clip(p, -1, 1) * 32767).astype("<i2").tobytes()
         decoder.start_utt()
         decoder.process_raw(pcm, full_utt=True)
         decoder.end_utt()

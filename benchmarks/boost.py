@@ -16,22 +16,12 @@ import collections
 import os
 import time
 
-from flashlight.lib.text.decoder.kenlm import KenLM
-from flashlight.lib.text.dictionary import Dictionary
+from added_words import unigrams
 
 from asr.bundle import resolve
 from asr.manifest import read_manifest
 from asr.metrics import wer
 from asr.transcribe import Transcriber
-
-
-def unigrams(lm: str, words: list[str]) -> dict[str, float]:
-    d = Dictionary()
-    for w in ["<unk>", *words]:
-        d.add_entry(w)
-    model = KenLM(lm, d)
-    start = model.start(True)  # no context: the unigram
-    return {w: model.score(start, d.get_index(w))[1] for w in words}
 
 
 def main() -> None:

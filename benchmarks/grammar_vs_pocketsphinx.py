@@ -27,6 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import asr
+from batch_transcribe import pocketsphinx_transcribe
 from asr.features import load_audio
 from asr.metrics import wer
 
@@ -61,19 +62,8 @@ def run_asr(recognizer, clips) -> tuple[list[str], float]:
     return hyps, time.perf_counter() - start
 
 
-def run_pocketsphinx(grammar: str | None, clips) -> tuple[list[str], float]:
-    from pocketsphinx import Decoder
-
-    decoder = Decoder(samprate=16000, loglevel="FATAL", **({"jsgf": grammar} if grammar else {}))
-    hyps, start = [], time.perf_counter()
-    for wav, _ in clips:
-        pcm = (np.clip(wav, -1, 32767 / 32768) * 32768).astype("<i2").tobytes()
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        hyps.append(hyp.hypstr.lower() if hyp is not None else "")
-    return hyps, time.perf_counter() - start
+def run_pocketsphinx(grammar: str, clips) -> tuple[list[str], float]:
+    return pocketsphinx_transcribe([wav for wav, _ in clips], jsgf=grammar)
 
 
 def main() -> None:

@@ -14,26 +14,18 @@ import contextlib
 import io
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 
 import numpy as np
 import soundfile as sf
-from serve_throughput import post
+from serve_throughput import post, start_server
 from websockets.sync.client import connect
 
 from asr.features import load_audio
 
 CLIP = "asr/assets/samples/1580-141083-0025.opus"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def form(audio: bytes, name: str = "clip.wav", fields: dict | None = None) -> tuple[bytes, str]:
@@ -114,20 +106,8 @@ def stream(port: int, messages, timeout: float = 10) -> str:
 
 
 def main() -> None:
-    port = free_port()
+    server, port = start_server("--max-upload-mb", "5", "--max-streams", "3", "--idle-timeout", "2")
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "asr.cli", "serve", "--port", str(port), "--max-upload-mb", "5",
-                               "--max-streams", "3", "--idle-timeout", "2"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1).read()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"asr serve did not start: {server.communicate()[1]}")
-            time.sleep(0.1)
     wav = load_audio(CLIP)
     good = wav_bytes(wav, 16000)
     pcm = (wav * 32767).astype("<i2").tobytes()

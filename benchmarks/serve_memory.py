@@ -15,25 +15,16 @@ import contextlib
 import glob
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 
-import numpy as np
 from long_audio_memory import tree_pss_kb
-from serve_throughput import post
+from serve_throughput import post, start_server
 from websockets.sync.client import connect
 
 from asr.features import load_audio
 from asr.manifest import read_manifest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -56,22 +47,10 @@ def main() -> None:
     args = ap.parse_args()
     utts = [u for u in read_manifest(args.manifest) if u.duration <= 8][:20]
     pcm = (load_audio(utts[0].audio)[:16000] * 32767).astype("<i2").tobytes()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     leftovers_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "asr-serve-*")))
-    server = subprocess.Popen([sys.executable, "-m", "asr.cli", "serve", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server, port = start_server()
+    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"asr serve did not start: {server.communicate()[1]}")
-                time.sleep(0.1)
-
         def request(i: int) -> None:
             post(url, utts[i % len(utts)].audio)
             if i % 10 == 0:  # a stream that goes away mid-way

@@ -22,13 +22,12 @@ import os
 import shlex
 import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 
 import numpy as np
 from websockets.asyncio.client import connect
+
+from serve_throughput import start_server
 
 from asr.features import load_audio
 from asr.manifest import read_manifest
@@ -82,23 +81,11 @@ def main() -> None:
     for u in utts:
         wav = np.concatenate([load_audio(u.audio), 0.003 * rng.standard_normal(16000).astype(np.float32)])
         pcms.append((np.clip(wav, -1, 32767 / 32768) * 32768).astype("<i2").tobytes())
-    port = free_port()
-    command = [sys.executable, "-m", "asr.cli", "serve", "--port", str(port)]
-    command += ["--workers", str(args.workers)] if args.workers else []
-    command += shlex.split(args.serve_args)
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    options = (["--workers", str(args.workers)] if args.workers else []) + shlex.split(args.serve_args)
     print(f"{os.cpu_count()} cores; `asr serve {args.serve_args}` with {args.workers or 'one per core'} worker(s); utterances of "
           f"8-15 s, {FRAME * 1000:.0f} ms frames sent in real time", flush=True)
+    server, port = start_server(*options)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"asr serve did not start: {server.communicate()[1]}")
-                time.sleep(0.1)
         asyncio.run(one_stream(f"ws://127.0.0.1:{port}/", pcms[0][:64000]))  # warm-up
         print("\n| streams at once | frame reply lag p50 / p95 / max (s) | lag over each stream's last 2 s, max (s) "
               "| first partial after the first word's start, median / max (s) | behind at the end, max (s) |")

@@ -50,6 +50,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(*options: str) -> tuple[subprocess.Popen, int]:
+    """`asr serve OPTIONS` on a free port, once it answers ``/health``: (the process, its port)."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "asr.cli", "serve", "--port", str(port), *options],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).read()
+            return server, port
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"asr serve did not start: {server.communicate()[1]}")
+            time.sleep(0.1)
+
+
 def batch_command(paths: list[str]) -> tuple[float, dict[str, str]]:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
@@ -84,20 +100,9 @@ def main() -> None:
     rows.append(("asr transcribe FILES --out DIR (whole command), before", wall))
     rows.append(("Transcriber.transcribe_files, after loading, before", batch_library(paths)))
 
-    port = free_port()
+    server, port = start_server()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "asr.cli", "serve", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"asr serve did not start: {server.communicate()[1]}")
-                time.sleep(0.1)
         for p in paths[:4]:  # warm-up: the workers' first batches
             post(url, p)
         serve_rows = []
@@ -122,8 +127,8 @@ def main() -> None:
     for name, wall in rows:
         print(f"| {name} | {wall:.2f} | {len(paths) / wall:.2f} | {audio / wall:.1f} |")
     best_batch = max(len(paths) / w for n, w in rows if n.startswith("Transcriber"))
-    print(f"\n| asr serve, clients | wall (s) | requests/s | audio s/s | latency p50 (s) | p95 (s) | "
-          f"× the library's batch throughput (best of its two runs) |\n|---|---|---|---|---|---|---|")
+    print("\n| asr serve, clients | wall (s) | requests/s | audio s/s | latency p50 (s) | p95 (s) | "
+          "× the library's batch throughput (best of its two runs) |\n|---|---|---|---|---|---|---|")
     for clients, wall, lat in serve_rows:
         p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
         print(f"| {clients} | {wall:.2f} | {len(paths) / wall:.2f} | {audio / wall:.1f} | "

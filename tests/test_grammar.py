@@ -105,12 +105,17 @@ def test_phrases_give_their_sentences_and_nothing_else(free, tmp_path):
     assert r.transcribe(np.zeros(16000, np.float32), sample_rate=16000).text == ""
 
 
+def cli_text(capsys, *args: str) -> str:
+    """What `asr transcribe ARGS` prints (it must succeed)."""
+    assert main(["transcribe", *args]) == 0
+    return capsys.readouterr().out.strip()
+
+
 def test_jsgf_through_the_cli_python_and_a_stream(tmp_path, capsys):
     gram = tmp_path / "story.gram"
     gram.write_text("#JSGF V1.0;\npublic <s> = it is a (very | rather) [stupid | good] story | the man entered;\n")
     row = ROWS[0]
-    assert main(["transcribe", clip(row), "--grammar", str(gram)]) == 0
-    assert capsys.readouterr().out.strip() == "it is a very stupid story"
+    assert cli_text(capsys, clip(row), "--grammar", str(gram)) == "it is a very stupid story"
     r = asr.load(grammar=str(gram))
     assert r.transcribe(clip(row)).text == "it is a very stupid story"
     s = r.stream()
@@ -126,8 +131,7 @@ def test_jsgf_through_the_cli_python_and_a_stream(tmp_path, capsys):
     # a word the lexicon lacks: the bundle's G2P model says it; a bundle without one says so in one line
     odd = tmp_path / "odd.gram"
     odd.write_text("public <s> = it is a zorblax story | it is a very stupid story;\n")
-    assert main(["transcribe", clip(row), "--grammar", str(odd)]) == 0
-    assert capsys.readouterr().out.strip() == "it is a very stupid story"
+    assert cli_text(capsys, clip(row), "--grammar", str(odd)) == "it is a very stupid story"
     assert main(["bundle", "asr/assets", "--g2p", "none", "--out", str(tmp_path / "plain")]) == 0
     capsys.readouterr()
     assert main(["transcribe", clip(row), "--grammar", str(odd), "--bundle", str(tmp_path / "plain")]) == 2
@@ -138,8 +142,7 @@ def test_phrases_file_and_a_bundle_that_carries_its_grammar(tmp_path, capsys):
     phrases = tmp_path / "phrases.txt"
     phrases.write_text("# commands\nit is a very stupid story\n\nthe man entered\n")
     row = ROWS[0]
-    assert main(["transcribe", clip(row), "--phrases", str(phrases)]) == 0
-    assert capsys.readouterr().out.strip() == "it is a very stupid story"
+    assert cli_text(capsys, clip(row), "--phrases", str(phrases)) == "it is a very stupid story"
     gram = tmp_path / "g.gram"
     gram.write_text("public <s> = it is a very stupid story | nothing at all;\n")
     assert main(["bundle", "asr/assets", "--grammar", str(gram), "--out", str(tmp_path / "b")]) == 0

@@ -1,7 +1,6 @@
 """The search's vocabulary at run time (asr.search): added words, LM stand-ins, boosted words."""
 
 import gzip
-import json
 from pathlib import Path
 
 import pytest
