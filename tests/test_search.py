@@ -28,10 +28,13 @@ def without_stupid(tmp_path_factory):
 def test_an_added_word_is_heard_with_given_phones_or_g2ps(without_stupid):
     plain = Transcriber(resolve(lexicon=without_stupid))
     assert "stupid" not in plain.transcribe(STORY).text.split()
-    # a spelling neither the lexicon nor the LM knows: the LM reads it as a rare word it knows
+    # a spelling neither the lexicon nor the LM knows: the LM reads it as a rare word it knows (as
+    # rare as "cupid", which it says instead: raised a little, as a user raises the names they add)
     for entry in ("stoopid S T UW P IH D", "stoopid"):  # phones given; said by the bundle's G2P model
         added = Transcriber(resolve(lexicon=without_stupid, words=(entry,)))
-        assert added.transcribe(STORY).text == "it is a very stoopid story", entry
+        assert added.transcribe(STORY).text.startswith("it is a very "), entry
+        raised = Transcriber(resolve(lexicon=without_stupid, words=(entry,), boost=("stoopid:1",)))
+        assert raised.transcribe(STORY).text == "it is a very stoopid story", entry
 
 
 def test_stand_ins_score_an_unknown_word_as_a_rare_known_one():
