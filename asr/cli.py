@@ -463,9 +463,8 @@ def cmd_find(args: argparse.Namespace) -> int:
             print(f"error: {p}: file not found" if missing else f"error: {p}: no audio files found", file=sys.stderr)
         return 2
     from .find import find
-    from .transcribe import Transcriber
 
-    done, failed, hits = find(Transcriber(_bundle(args)), phrases, paths, args.out, args.threshold, _workers(args),
+    done, failed, hits = find(_bundle(args), phrases, paths, args.out, args.threshold, _workers(args),
                               not args.quiet, log=lambda m: print(m, file=sys.stderr))
     print(f"{args.out}: {hits} hit(s) of {len(phrases)} phrase(s) in {len(paths)} file(s) ({done} searched now"
           + (f", {failed} failed" if failed else "") + "): hits.jsonl, hits.csv", file=sys.stderr)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .io import atomic_write_text
+from .bundle import Bundle
 from .transcribe import Transcriber, Transcript, read_results, transcribe_to_dir
 
 THRESHOLD = 0.5  # hits whose confidence is below this are not listed (0 lists all)
@@ -61,20 +62,22 @@ def hits_in(t: Transcript, phrases: list[list[str]]) -> list[Hit]:
     return sorted(hits, key=lambda h: (h.start, h.phrase))
 
 
-def searcher(transcriber: Transcriber, phrases: list[str]) -> Transcriber:
-    """``transcriber`` with the phrases raised and every word kept (no confidence floor)."""
-    return transcriber.with_decoding(boost=tuple(phrases), confidence_floor=0.0)
+def searching(bundle: Bundle, phrases: list[str]) -> Bundle:
+    """``bundle`` with the phrases raised (beside the boosts it has) and every word kept (no
+    confidence floor)."""
+    return bundle.with_options(boost=(*(bundle.decoding.boost or ()), *phrases), confidence_floor=0.0)
 
 
-def find(transcriber: Transcriber, phrases: list[str], paths: list[str], out_dir: str | Path,
+def find(bundle: Bundle, phrases: list[str], paths: list[str], out_dir: str | Path,
          threshold: float = THRESHOLD, workers: int = 0, progress: bool = True, log=None) -> tuple[int, int, int]:
-    """Search ``paths`` for ``phrases`` into ``out_dir`` (resumable); returns (files transcribed
-    now, files that failed, hits written)."""
+    """Search ``paths`` for ``phrases`` with ``bundle`` into ``out_dir`` (resumable); returns (files
+    transcribed now, files that failed, hits written)."""
     if not 0 <= threshold <= 1:
         raise ConfigError(f"--threshold must be a confidence in [0, 1], not {threshold}")
     words = phrase_words(phrases)
     out_dir = Path(out_dir)
-    done, failed = transcribe_to_dir(searcher(transcriber, phrases), paths, out_dir, workers=workers,
+    # the search is built once, for the phrases (not the bundle's own and then again)
+    done, failed = transcribe_to_dir(Transcriber(searching(bundle, phrases)), paths, out_dir, workers=workers,
                                      progress=progress, log=log)
     records = read_results(out_dir / "results.jsonl")
     hits = [h for t in records.values() if t.error is None for h in hits_in(t, words) if h.confidence >= threshold]

@@ -369,8 +369,11 @@ class RecognizerPool:
 
     def retry_after(self) -> int:
         """Seconds until the queue's audio is likely done: what a 503 tells to wait."""
-        audio = sum(j.windows[k].seconds for j in self.queue for k in range(j.next, len(j.windows)))
-        return max(1, math.ceil(audio * self.seconds_per_audio / self.size))
+        return max(1, math.ceil(self.waiting_seconds() * self.seconds_per_audio / self.size))
+
+    def waiting_seconds(self) -> float:
+        """Audio in the windows no worker has taken yet."""
+        return sum(j.windows[k].seconds for j in self.queue for k in range(j.next, len(j.windows)))
 
     async def transcribe(self, path: str, name: str) -> Transcript:
         """The transcript of an audio file, as `asr transcribe` gives it (``name`` in its errors)."""
@@ -407,8 +410,7 @@ class RecognizerPool:
             seconds = 0.0
             # a fair share of what waits, so that the next worker to be free has its share too
             # (rather than one worker holding every waiting request's answer in one long batch)
-            waiting = sum(j.windows[k].seconds for j in self.queue for k in range(j.next, len(j.windows)))
-            limit = min(self.config.batch_seconds, max(CHUNK_SECONDS, waiting / self.size))
+            limit = min(self.config.batch_seconds, max(CHUNK_SECONDS, self.waiting_seconds() / self.size))
             while self.queue:
                 job = self.queue[0]
                 window = job.windows[job.next]
