@@ -313,8 +313,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
-    from .bundle import BUNDLE_FILE, bundle_summary, from_checkpoint, load_bundle, write_bundle
+    from .bundle import BUNDLE_FILE, NAMED, bundle_summary, default_bundle_path, from_checkpoint, load_bundle, write_bundle
 
+    if args.checkpoint in NAMED and not Path(args.checkpoint).exists():  # `asr bundle default --lm ...`
+        args.checkpoint = str(default_bundle_path() / NAMED[args.checkpoint])
     if (Path(args.checkpoint) / BUNDLE_FILE).is_file():  # a bundle again, with some options changed
         base = load_bundle(args.checkpoint, upgrade=True)  # a format 1 bundle is written again, exported
         if args.lexicon:
@@ -677,8 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bundle", help="make a bundle folder: a checkpoint with its lexicon, LM, tuned decoding and "
                                       "calibrator, for --bundle and asr.load()")
-    p.add_argument("checkpoint", help="model checkpoint (e.g. exp/x/final.pt), or a bundle folder to copy "
-                                      "with the options below changed (e.g. another LM)")
+    p.add_argument("checkpoint", help="model checkpoint (e.g. exp/x/final.pt), or a bundle folder ('default': "
+                                      "the shipped one) to copy with the options below changed (e.g. another LM)")
     p.add_argument("--decoding", metavar="JSON", help="head and decoding as `asr tune` writes them (best.json); "
                                                       "default: greedy char head; decoding options below change it")
     _add_decoding_options(p)

@@ -173,10 +173,11 @@ def manifest_audio(path: str | Path) -> list[str]:
     return out
 
 
-def expand_inputs(inputs: Iterable[str]) -> list[str]:
+def expand_inputs(inputs: Iterable[str], unique: bool = True) -> list[str]:
     """Files as given; folders searched recursively for audio extensions; ``@list.txt`` read one path a
-    line (relative to the list); ``.jsonl`` manifests give their ``audio`` entries. Order is kept,
-    duplicates dropped. Names that do not exist are kept, to be reported as errors."""
+    line (relative to the list); ``.jsonl`` manifests give their ``audio`` entries. Order is kept;
+    with ``unique`` a file named twice (however: relative, absolute, through a link) is kept where
+    first named. Names that do not exist are kept, to be reported as errors."""
     out: list[str] = []
     for item in inputs:
         if item.startswith("@"):
@@ -195,6 +196,8 @@ def expand_inputs(inputs: Iterable[str]) -> list[str]:
             out += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.is_dir())
         else:
             out.append(item)
+    if not unique:
+        return out
     # one file once, however it was named (relative, absolute, through a link), where first named
     seen: set[str] = set()
     return [p for p in out if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]

@@ -311,8 +311,8 @@ class Transcriber:
 
         ``audio`` is a file (-> :class:`Transcript`; a file that cannot be used raises
         :class:`~asr.features.AudioError` naming it), a list of files, folders, ``@lists`` and
-        manifests (-> list of transcripts in input order, one per file; a file that cannot be used
-        gives one with ``error`` set), or samples in memory (numpy array or torch tensor, floats in
+        manifests (-> list of transcripts in input order, one per file named, a file named twice
+        twice; a file that cannot be used gives one with ``error`` set), or samples in memory (numpy array or torch tensor, floats in
         [-1, 1], ``(N,)``, soundfile's ``(N, channels)`` or librosa's and torchaudio's ``(channels, N)``:
         time is the longer axis) at ``sample_rate`` Hz (-> :class:`Transcript`), or a list of such
         arrays (-> list of transcripts).
@@ -331,10 +331,16 @@ class Transcriber:
         if isinstance(audio, (list, tuple)) and audio and all(not isinstance(a, (str, Path)) for a in audio):
             return [self.transcribe(a, sample_rate) for a in audio]  # arrays, not paths
         if isinstance(audio, (list, tuple)):
-            paths = expand_inputs([str(a) for a in audio])
-            if not paths:
+            named = expand_inputs([str(a) for a in audio], unique=False)
+            if not named:
                 raise AudioError(f"no audio files found in {' '.join(map(str, audio)) or 'an empty list'}")
-            return list(self.transcribe_files(paths, workers=workers, progress=progress, in_order=True))
+            # A file named twice is recognised once and answered twice, so the list keeps its
+            # positions (the CLI's --out instead keeps one record a file).
+            paths = expand_inputs(named)
+            done = dict(zip(map(os.path.realpath, paths),
+                            self.transcribe_files(paths, workers=workers, progress=progress, in_order=True)))
+            return [dataclasses.replace(t, path=p, words=list(t.words)) for p in named
+                    for t in [done[os.path.realpath(p)]]]
         samples = _as_samples(audio, sample_rate)
         (result,) = [t for _, t, _ in self.recognize([samples])]
         result.path = ""

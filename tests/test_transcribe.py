@@ -307,8 +307,15 @@ def test_load_transcribe_a_file_a_list_and_samples(transcriber, tmp_path):
     one = transcriber.transcribe(SAMPLES[0])  # a str or Path: one Transcript
     assert isinstance(one, Transcript) and one.text and one.path == str(SAMPLES[0])
     many = transcriber.transcribe([str(SAMPLES[1]), str(SAMPLES[0].parent)])  # files and folders: a list, in order
-    assert [t.path for t in many] == [str(SAMPLES[1])] + [str(p) for p in SAMPLES if p != SAMPLES[1]]
-    assert many[1 + [p for p in SAMPLES if p != SAMPLES[1]].index(SAMPLES[0])].text == one.text
+    assert [t.path for t in many] == [str(SAMPLES[1])] + [str(p) for p in sorted(SAMPLES)]  # one per file named
+    assert many[1 + sorted(SAMPLES).index(SAMPLES[0])].text == one.text
+    assert many[1 + sorted(SAMPLES).index(SAMPLES[1])].text == many[0].text
+    # the same file twice, once by another name: two transcripts in input order, each with its name
+    link = tmp_path / "again.opus"
+    link.symlink_to(SAMPLES[0])
+    twice = transcriber.transcribe([str(SAMPLES[0]), str(SAMPLES[1]), str(link), str(SAMPLES[0])])
+    assert [t.path for t in twice] == [str(SAMPLES[0]), str(SAMPLES[1]), str(link), str(SAMPLES[0])]
+    assert [t.text for t in twice] == [one.text, many[0].text, one.text, one.text]
     # samples in memory at their own rate: the words of the file they came from
     x, rate = sf.read(TEST_DATA / "3_jackson_0.wav", dtype="float32")
     from_file = transcriber.transcribe(TEST_DATA / "3_jackson_0.wav")
