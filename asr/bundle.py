@@ -63,6 +63,12 @@ class Bundle:
     bundle.json's record of what made it (training config, commit, dev figures). ``runtime`` is
     the exported model recognition reads; ``None`` for a bare checkpoint (exported in memory,
     which needs torch) or a bundle read to be written again (``load_bundle(upgrade=True)``).
+
+    >>> b = asr.load_bundle()
+    >>> b.head, b.decoding.decoder, b.runtime.name
+    ('phone', 'beam', 'model.npz')
+    >>> b.with_options(decoder="greedy").decoding.decoder
+    'greedy'
     """
 
     model: Path
@@ -137,6 +143,12 @@ def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bo
     bundle.json that is not valid, a format other than :data:`FORMAT`, or a listed file that is
     missing or whose sha256 differs. ``upgrade=True`` also reads a format 1 bundle (no exported
     model), for ``asr bundle`` to write it again.
+
+    >>> asr.load_bundle().path.name                  # the shipped one
+    'assets'
+    >>> asr.load_bundle("no-such-folder")
+    Traceback (most recent call last):
+    asr.bundle.BundleError: no-such-folder: bundle folder not found
     """
     if path is not None and str(path) in NAMED and not Path(path).exists():
         path = default_bundle_path() / NAMED[str(path)]
@@ -289,6 +301,15 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
 
     ``produced_by`` is merged into what is recorded: the asr version, the git commit, and the
     checkpoint's training config and dev scores where it holds them.
+
+    The shipped bundle written again with a narrower beam (exporting the checkpoint needs torch):
+
+    >>> import dataclasses, tempfile
+    >>> b = asr.load_bundle()
+    >>> out = asr.write_bundle(tempfile.mkdtemp(), b.model, b.head, dataclasses.replace(b.decoding, beam_size=500),
+    ...                        b.lexicon, {"note": "a narrower beam"}, b.streaming, b.g2p)
+    >>> asr.load(out.path).decoding.beam_size
+    500
     """
     from . import __version__
 

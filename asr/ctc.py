@@ -37,6 +37,14 @@ class Token:
 
 @dataclass(frozen=True)
 class Word:
+    """A recognised word: its text, where it was said (seconds from the start of the audio) and the
+    probability that it is right.
+
+    >>> w = asr.load().transcribe("672-122797-0060.opus").words[-1]
+    >>> w.word, w.start < w.end, 0 <= w.confidence <= 1, w.tokens
+    ('story', True, True, ('S', 'T', 'AO', 'R', 'IY'))
+    """
+
     word: str
     start: float  # seconds
     end: float  # seconds

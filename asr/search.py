@@ -318,7 +318,19 @@ def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarra
 
 @dataclass(frozen=True)
 class DecodingConfig:
-    """How words are found: ``greedy`` best path, or ``beam`` search with the lexicon and an optional LM."""
+    """How words are found: ``greedy`` best path, or ``beam`` search with the lexicon and an optional LM.
+
+    A bundle carries the one it was tuned with; keywords of :func:`asr.load` change its fields.
+    Every value is checked where the config is made.
+
+    >>> asr.load_bundle().decoding.beam_size
+    2000
+    >>> asr.load(beam_size=500, lm_weight=1.2).decoding.beam_size
+    500
+    >>> asr.DecodingConfig(decoder="beam", beam_size=0)
+    Traceback (most recent call last):
+    asr.errors.ConfigError: ...
+    """
 
     decoder: str = "greedy"  # "greedy" or "beam"
     lm: str | None = None  # ARPA or KenLM binary; its OUT.words.txt (from `asr lm build`) limits the vocabulary

@@ -57,7 +57,15 @@ class StreamError(UserError):
 
 @dataclass(frozen=True)
 class StreamingConfig:
-    """How a stream is cut: the model's chunks, the running normalisation, the endpoint rules (seconds)."""
+    """How a stream is cut: the model's chunks, the running normalisation, the endpoint rules (seconds).
+
+    A bundle's ``stream.json`` holds one; keywords of :meth:`asr.Transcriber.stream` change it.
+
+    >>> asr.StreamingConfig().chunk
+    0.18
+    >>> asr.load().stream(chunk=0.24, endpoint_silence=0.8).config.endpoint_silence
+    0.8
+    """
 
     # chunk, right_context and endpoint_silence: the shipped model's best WER with a median word
     # latency under 0.5 s and final results under 1 s (benchmarks/streaming.py, RESULTS.md)
@@ -81,7 +89,17 @@ class StreamingConfig:
 @dataclass
 class Segment:
     """A final result: one utterance of the stream, from its first word's start to its last word's
-    end, times in seconds from the stream's start."""
+    end, times in seconds from the stream's start.
+
+    >>> import soundfile as sf
+    >>> samples, rate = sf.read("672-122797-0060.opus", dtype="float32")
+    >>> s = asr.load().stream()
+    >>> s.accept(samples, rate)  # the partial result so far
+    '...'
+    >>> (segment,) = s.finish()
+    >>> segment.text, [w.word for w in segment.words][:2], segment.start < segment.end
+    ('it is a very good story', ['it', 'is'], True)
+    """
 
     text: str
     words: list[Word] = field(default_factory=list)
@@ -142,6 +160,22 @@ class Stream:
     ``recognizer`` gives the model, lexicon, head and beam search; ``stats`` the training
     statistics its running normalisation starts from (``None`` for a model without
     per-utterance CMVN). Several streams can share one recognizer: each has its own state.
+
+    Audio goes in by :meth:`accept` in chunks of any size (each returns the partial text);
+    :meth:`result` gives each final :class:`Segment` once an utterance has ended, :meth:`finish`
+    the rest when the audio is over:
+
+    >>> import soundfile as sf
+    >>> samples, rate = sf.read("672-122797-0060.opus", dtype="float32")
+    >>> s = asr.load().stream()
+    >>> for i in range(0, len(samples), rate // 10):  # 100 ms chunks, as a live source gives them
+    ...     partial = s.accept(samples[i:i + rate // 10], rate)
+    ...     while (segment := s.result()) is not None:
+    ...         print("final:", segment.text)
+    >>> partial  # the words so far; the final result may revise them
+    'it is very stupid'
+    >>> [segment.text for segment in s.finish()]
+    ['it is a very good story']
     """
 
     def __init__(self, recognizer, config: StreamingConfig = StreamingConfig(), stats: FeatureStats | None = None):

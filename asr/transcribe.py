@@ -44,6 +44,16 @@ BATCHES_PER_WORKER = 4  # at least, when the audio allows: smaller batches balan
 
 @dataclass
 class Transcript:
+    """What one file (or one array of samples) gave: its text, its :class:`~asr.Word` list, the
+    audio's duration in seconds, or ``error`` (the reason, naming the file) when it could not be used.
+
+    >>> t = asr.load().transcribe("672-122797-0060.opus")
+    >>> t.text, t.duration, t.error
+    ('it is a very stupid story', 3.35, None)
+    >>> t.to_json()["words"][0]
+    {'word': 'it', 'start': ..., 'end': ..., 'confidence': ...}
+    """
+
     path: str
     text: str = ""
     words: list[Word] = field(default_factory=list)
@@ -291,10 +301,14 @@ def load_acoustic_model(bundle: Bundle) -> RNNModel:
 
 
 class Transcriber:
-    """A loaded bundle (model, lexicon, decoding), ready to turn audio into :class:`Transcript`s.
+    """A loaded bundle (model, lexicon, decoding), ready to turn audio into :class:`Transcript` objects.
 
     ``asr.load()`` makes one from a bundle folder; ``Transcriber(bundle)`` from a
     :class:`~asr.bundle.Bundle` (default: the shipped one, as ``asr transcribe`` decodes).
+
+    >>> rec = asr.Transcriber(asr.load_bundle())
+    >>> [t.text for t in rec.transcribe(["672-122797-0060.opus", "672-122797-0060.opus"])]
+    ['it is a very stupid story', 'it is a very stupid story']
     """
 
     def __init__(self, bundle: Bundle | None = None):
@@ -517,6 +531,12 @@ def load(bundle: str | Path | None = None, **options) -> Transcriber:
     ``options`` change the bundle's decoding: ``head``, ``decoder`` and the fields of
     :class:`~asr.decode.DecodingConfig` (``asr.load(beam_size=500)``, ``asr.load(decoder="greedy")``).
     A checkpoint file (``.pt``) instead of a bundle folder is decoded greedily (a warning says so).
+
+    >>> rec = asr.load()
+    >>> rec.transcribe("672-122797-0060.opus").text
+    'it is a very stupid story'
+    >>> asr.load(decoder="greedy").decoding.decoder
+    'greedy'
     """
     import warnings
 

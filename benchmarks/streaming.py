@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import torch
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -95,6 +96,7 @@ def _paced_worker(args) -> float:
     clock for ``seconds``; returns the largest lag (s) of a chunk's result behind its arrival."""
     bundle, wavs, n, seconds = args
     torch.set_num_threads(1)
+    threadpool_limits(1)  # the runtime's numpy: one BLAS thread, one core a process
     rec = asr.load(bundle)
     streams = [rec.stream() for _ in range(n)]
     audio = [torch.cat([wavs[(k + i) % len(wavs)] for i in range(len(wavs))]) for k in range(n)]
@@ -178,6 +180,7 @@ def main() -> None:
                     help="the WER ratio's offline side: this bundle's offline WER (default: --bundle's own)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)  # recognition runs on numpy: its BLAS threads are the ones that count
     utts = [json.loads(line) for line in open(args.manifest, encoding="utf-8") if line.strip()]
     if args.limit and args.limit < len(utts):  # evenly spaced: every speaker, not the first one's
         utts = [utts[i * len(utts) // args.limit] for i in range(args.limit)]

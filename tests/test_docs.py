@@ -52,7 +52,8 @@ class Example:
     body: str
 
     def __str__(self) -> str:
-        return f"{self.page.relative_to(REPO)}:{self.line}"
+        page = self.page.relative_to(REPO) if self.page.is_relative_to(REPO) else self.page
+        return f"{page}:{self.line}"
 
 
 def examples(page: Path) -> list[Example]:
@@ -68,6 +69,7 @@ def asr_command_lines(script: str) -> list[list[str]]:
     """The argument lists of the ``asr`` commands of a shell script (continuations joined, comments,
     pipes, ``&&`` and ``&`` split; ``python -m asr`` and ``torchrun ... -m asr`` included)."""
     commands = []
+    script = re.sub(r"\$\(\([^)]*\)\)|\$\{?\w+\}?", "1", script)  # shell arithmetic and variables: a value
     for line in script.replace("\\\n", " ").splitlines():
         try:
             words = shlex.split(line, comments=True)
@@ -205,6 +207,8 @@ def test_the_extractor_finds_blocks_their_marks_and_asr_commands(tmp_path):
     a, b = examples(page)
     assert (a.line, a.lang, a.mark, b.line, b.lang, b.mark) == (4, "bash", "not run: needs 8 GPUs", 10, "python", "")
     assert asr_command_lines(a.body) == [["train", "c.toml", "--resume"], ["stream", "-", "--format", "jsonl"]]
+    assert asr_command_lines("asr transcribe x/ --shard $((TASK + 1))/$COUNT --out out/${TASK}  # a Slurm task\n") \
+        == [["transcribe", "x/", "--shard", "1/1", "--out", "out/1"]]
 
 
 def test_a_changed_option_breaks_a_block_that_is_not_run(tmp_path):

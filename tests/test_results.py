@@ -59,3 +59,26 @@ def test_the_check_finds_a_figure_missing_from_its_log(tmp_path):
     assert (RESULTS_DIR / log).is_file()
     assert unbacked_figures(f"| a | 123.456 (`{log}`) |") == [f"123.456 in '123.456 (`{log}`)' is not in bench-machine.log"]
     assert unbacked_figures("| a | 1.5 (`results/none.log`) |") == ["1.5 (`results/none.log`): cites a file that is not kept"]
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n#", start + len(heading))
+    return text[start:end if end >= 0 else None]
+
+
+def readme_figures_missing_from_results(readme: str, results: str) -> list[str]:
+    """Figures of the README's results table that RESULTS.md's shipped-model tables (whose cells cite
+    their logs, checked above) do not hold."""
+    table = [line for line in _section(readme, "## Results").splitlines() if line.startswith("|")]
+    head = results[:results.index("# Lab notes")]
+    held = set(NUMBER.findall(head))
+    return [f for line in table for f in NUMBER.findall(line) if f not in held]
+
+
+def test_the_readme_results_come_from_the_results_tables():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    results = (REPO / "RESULTS.md").read_text(encoding="utf-8")
+    assert NUMBER.findall(_section(readme, "## Results")), "the README's results table has no figure"
+    assert readme_figures_missing_from_results(readme, results) == []
+    assert readme_figures_missing_from_results(readme.replace("28.10 %", "27.10 %"), results) == ["27.10"]
