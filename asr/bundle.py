@@ -105,7 +105,7 @@ class Bundle:
         elif decoder is not None and decoder != config.decoder:
             config = dataclasses.replace(config, decoder=decoder)  # (a value that is neither is refused there)
         changes = {k: v for k, v in changes.items() if v is not None}
-        for name in ("lm", "calibration"):
+        for name in ("lm", "calibration", "rescore"):
             if changes.get(name) == "none":
                 changes[name] = None
             elif changes.get(name) is not None:
@@ -204,7 +204,7 @@ def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bo
         fields = dict(meta.get("decoding") or {})
         if version == 1:  # read to be written again: format 1 chose the model's arithmetic, asr.rnn's is fp32
             fields.pop("precision", None)
-        for name in ("lm", "calibration", "grammar"):
+        for name in ("lm", "calibration", "grammar", "rescore"):
             if fields.get(name):
                 fields[name] = str(member(fields[name], f"decoding.{name}"))
         words = f"{Path(fields['lm']).name}.words.txt" if fields.get("lm") else None
@@ -327,6 +327,11 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
             _copy_in(f"{lm}.words.txt", folder, f"{fields['lm']}.words.txt")
     if decoding.calibration:
         fields["calibration"] = _copy_in(decoding.calibration, folder, CALIBRATION_FILE)
+    if decoding.rescore:
+        from .rnnlm import RNNLM
+
+        RNNLM(decoding.rescore)  # a bundle is not written with an RNN LM it cannot read
+        fields["rescore"] = _copy_in(decoding.rescore, folder, "rnnlm.npz")
     if decoding.grammar:
         decoding.load_grammar()  # a bundle is not written with a grammar it cannot read
         fields["grammar"] = _copy_in(decoding.grammar, folder, "grammar.gram")
@@ -347,7 +352,7 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
         lm = str(folder / fields["lm"]) if fields.get("lm") else None
         save_spellings(folder / SPELLINGS_FILE, spell_vocabulary(head, lex, lm), spellings_key(head, lex, lm))
         names["spellings"] = SPELLINGS_FILE
-    listed = [*names.values()] + [fields[k] for k in ("lm", "calibration", "grammar") if fields.get(k)]
+    listed = [*names.values()] + [fields[k] for k in ("lm", "calibration", "grammar", "rescore") if fields.get(k)]
     if fields.get("lm") and (folder / f"{fields['lm']}.words.txt").is_file():
         listed.append(f"{fields['lm']}.words.txt")
     record: dict[str, Any] = {"asr": __version__, "commit": _commit()}

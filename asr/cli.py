@@ -30,7 +30,7 @@ def _sample_manifest() -> str:
 
 DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "beam_size", "beam_threshold", "blank_skip",
                     "history_steps", "lm_weight", "word_score", "joint_weight", "confidence_floor", "grammar",
-                    "phrases", "words", "boost")
+                    "phrases", "words", "boost", "rescore", "rescore_weight")
 
 
 def _lines(path: str | None, what: str) -> tuple[str, ...] | None:
@@ -92,6 +92,10 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                    help="character head: beam search over any spelling, no lexicon or LM (open vocabulary)")
     g.add_argument("--joint-weight", type=float,
                    help="rescore the beam's n-best with the other head's CTC score at this weight (0: off)")
+    g.add_argument("--rescore", metavar="RNNLM",
+                   help="rescore the beam's n-best with this RNN LM (rnnlm.npz from `asr lm rnn`; default: the "
+                        "bundle's), or 'none'")
+    g.add_argument("--rescore-weight", type=float, metavar="W", help="weight of the RNN LM's log-probability")
     g.add_argument("--calibration", metavar="JSON",
                    help="word-confidence calibrator from `asr calibrate` (default: the bundle's), or 'none'")
     g.add_argument("--grammar", metavar="JSGF", help="only sentences of this JSGF grammar can come out (an empty "
@@ -131,6 +135,21 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print(f"warning: {p}", file=sys.stderr)
     print(f"{args.out}: {report.utterances} utterances, {report.hours:.2f} h"
           + (f", {len(report.problems)} problem(s) listed above" if report.problems else ""))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from .download import download_librispeech, print_progress, read_checksums
+
+    checksums = read_checksums(args.checksums) if args.checksums else {}
+    for subset in args.subsets:
+        got = download_librispeech(subset, args.out, args.base_url, args.keep_archive, print_progress(subset),
+                                   checksums.get(subset))
+        if got.resumed_from and sys.stderr.isatty():
+            print(file=sys.stderr)
+        how = ("already there" if got.resumed_from < 0 else "SHA-256 checked" if got.checked
+               else f"no published checksum: SHA-256 {got.sha256}")
+        print(f"{subset}: {got.folder} ({how})")
     return 0
 
 
@@ -292,11 +311,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     lm = shipped.lm if args.lm is None else None if args.lm == "none" else str(Path(args.lm).resolve())
-    base = dataclasses.replace(shipped, lm=lm, **{k: getattr(args, k) for k in
+    rescore = shipped.rescore if args.rescore is None else None if args.rescore == "none" else str(Path(args.rescore).resolve())
+    base = dataclasses.replace(shipped, lm=lm, rescore=rescore, **{k: getattr(args, k) for k in
                                                   ("beam_size", "beam_size_token", "beam_threshold", "blank_skip")
                                                   if getattr(args, k) is not None})
     best = tune_decoding(args.manifest, args.out, bundle, base, tuple(args.heads), tuple(args.lm_weights),
-                         tuple(args.word_scores), tuple(args.joint_weights), workers=_workers(args))
+                         tuple(args.word_scores), tuple(args.joint_weights), workers=_workers(args),
+                         rescore_weights=tuple(args.rescore_weights) if args.rescore_weights else None)
     print(json.dumps(best, indent=2))
     print(f"grid: {args.out}/grid.tsv", file=sys.stderr)
     if args.bundle:  # the bundle decodes with the best setting now
@@ -551,6 +572,48 @@ def cmd_lm_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lm_rnn(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .train import parse_overrides
+    from .train_rnnlm import RNNLMTrainConfig, train_rnnlm
+
+    known = {f.name for f in dataclasses.fields(RNNLMTrainConfig)}
+    overrides = parse_overrides(args.set or [])
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown RNN LM option(s) {unknown}; options: {', '.join(sorted(known))}")
+    if "cutoffs" in overrides:
+        overrides["cutoffs"] = tuple(overrides["cutoffs"])
+    train_rnnlm(args.texts, args.out, RNNLMTrainConfig(**overrides), args.english_words)
+    return 0
+
+
+def cmd_lm_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .rnnlm import RNNLM
+
+    lm = RNNLM(args.rnnlm)
+    for line in lm.sample(args.n, np.random.default_rng(args.seed), temperature=args.temperature):
+        print(line)
+    return 0
+
+
+def cmd_lm_perplexity(args: argparse.Namespace) -> int:
+    from .lm import iter_sentences
+    from .rnnlm import RNNLM
+
+    sentences = [s.split() for s in iter_sentences(args.texts)]
+    if args.lm.endswith(".npz"):
+        ppl, count = RNNLM(args.lm).perplexity(sentences)
+    else:
+        from .lm import ngram_perplexity
+
+        ppl, count = ngram_perplexity(args.lm, sentences)
+    print(f"{args.lm}: perplexity {ppl:.2f} over {count} words and sentence ends of {len(sentences)} sentences")
+    return 0
+
+
 def cmd_lm_binary(args: argparse.Namespace) -> int:
     from .lm import binarize
 
@@ -594,6 +657,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transcripts", help="TSV of path<TAB>text[<TAB>speaker] (folder only)")
     p.add_argument("--out", required=True, help="manifest to write (.jsonl)")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("download", help="fetch LibriSpeech subsets from OpenSLR (resumable, checked)")
+    p.add_argument("corpus", choices=["librispeech"], help="corpus")
+    p.add_argument("subsets", nargs="+", metavar="SUBSET", help="e.g. train-clean-100 dev-clean (train-clean-5, "
+                                                               "dev-clean-2: Mini LibriSpeech)")
+    p.add_argument("--out", required=True, help="folder for LibriSpeech/SUBSET/ (the archives are fetched there too)")
+    p.add_argument("--base-url", help="a mirror's folder of the archives (default: OpenSLR's)")
+    p.add_argument("--keep-archive", action="store_true", help="keep SUBSET.tar.gz after unpacking")
+    p.add_argument("--checksums", metavar="FILE", help="SHA-256 digests to check instead of the published ones "
+                                                      "(sha256sum's format: HEX  SUBSET.tar.gz)")
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("train", help="train a model from a TOML config")
     p.add_argument("config", help="TOML config, e.g. recipes/librispeech/conf/train-clean-5.toml")
@@ -668,6 +742,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scores added per word to try (default: -1 0 1)")
     p.add_argument("--joint-weights", type=float, nargs="+", default=[0.0, 0.3, 0.6, 1.0],
                    help="weights of the other head's rescoring to try (default: 0 0.3 0.6 1; 0 = off)")
+    p.add_argument("--rescore", metavar="RNNLM", help="an RNN LM (rnnlm.npz) to rescore the n-best with, or 'none' "
+                                                      "(default: the bundle's)")
+    p.add_argument("--rescore-weights", type=float, nargs="+", help="weights of the RNN LM to try (default: the "
+                                                                   "bundle's)")
     p.add_argument("--beam-size", type=int, help="default: the bundle's (a bare checkpoint: 50)")
     p.add_argument("--beam-size-token", type=int, help="tokens tried per frame (default: the bundle's; else all)")
     p.add_argument("--beam-threshold", type=float, help="default: the bundle's (a bare checkpoint: 50)")
@@ -794,6 +872,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", type=int, default=8, metavar="BITS",
                    help="store log-probabilities and backoffs in BITS bits (default 8: half the size); 0: exact")
     p.set_defaults(func=cmd_lm_binary)
+
+    p = lm_sub.add_parser("rnn", help="train a word-level vanilla RNN LM (torch) for rescoring: rnnlm.npz")
+    p.add_argument("texts", nargs="+", help="text files (.gz allowed), one sentence a line, or JSONL manifests")
+    p.add_argument("--out", required=True, help="rnnlm.npz to write")
+    p.add_argument("--english-words", metavar="FILE", help="word list (e.g. the n-gram LM's words.txt): sentences "
+                                                           "with under min_english of their words in it are left out")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a training option (asr.train_rnnlm.RNNLMTrainConfig), e.g. max_minutes=30 hidden=256")
+    p.set_defaults(func=cmd_lm_rnn, needs_torch=True)
+
+    p = lm_sub.add_parser("sample", help="sentences made up by an RNN LM")
+    p.add_argument("rnnlm", help="rnnlm.npz (asr lm rnn)")
+    p.add_argument("-n", type=int, default=5, help="how many sentences (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0, help="below 1: likelier words, above: more surprise")
+    p.set_defaults(func=cmd_lm_sample)
+
+    p = lm_sub.add_parser("perplexity", help="perplexity of an LM (ARPA, KenLM binary or rnnlm.npz) on text")
+    p.add_argument("lm", help="the LM")
+    p.add_argument("texts", nargs="+", help="text files or JSONL manifests (their text)")
+    p.set_defaults(func=cmd_lm_perplexity)
 
     p = sub.add_parser("demo", help="transcribe and score the shipped sample clips with the shipped model")
     _add_model_options(p)

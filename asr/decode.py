@@ -41,7 +41,8 @@ def decode_batch(out: dict[str, np.ndarray], lexicon: Lexicon, frame_seconds: fl
         if nbests is None:
             nbests = beam.search(out[beam.head], out["lengths"], frame_seconds)
         for b, (n, nbest) in enumerate(zip(np.asarray(out["lengths"]).tolist(), nbests)):
-            words = best_words(nbest, out[other][b, :n], other, lexicon, beam.joint_weight)
+            words = best_words(nbest, out[other][b, :n], other, lexicon, beam.joint_weight, beam.rnnlm,
+                               beam.rescore_weight)
             words = word_evidence(beam.lm_evidence(words), out[beam.head][b, :n], beam.vocab, paths[b][beam.head],
                                   paths[b]["char"] if other == "char" else None, hyps[b].words(other), frame_seconds,
                                   out["char"][b, :n] if other == "char" else None)

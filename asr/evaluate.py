@@ -151,7 +151,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
                   heads: tuple[str, ...] = ("char", "phone"),
                   lm_weights: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0), word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0),
                   joint_weights: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0), workers: int = 1,
-                  log=print) -> dict[str, Any]:
+                  log=print, rescore_weights: tuple[float, ...] | None = None) -> dict[str, Any]:
     """Grid-search beam decoding of ``bundle``'s model on ``manifest`` (a dev set, never a test
     set): every head, LM weight, word score and joint weight, each setting
     ``dataclasses.replace(base, ...)`` (``base``, default the bundle's decoding, gives the LM,
@@ -161,7 +161,8 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     For each head, LM weight and word score the beam search runs once keeping ``base.nbest``
     hypotheses; every joint weight then only re-sorts them (``joint_rescore``; 0 = that
     head alone). Without an LM (``base.lm`` None) the LM weight means nothing and only the first
-    is tried. Writes ``grid.tsv`` (WER and search time of every setting) and ``best.json``
+    is tried. With an RNN LM (``base.rescore``) every ``rescore_weights`` re-sorts them too
+    (default: the base's weight alone). Writes ``grid.tsv`` (WER and search time of every setting) and ``best.json``
     (``{"head": ..., "decoding": DecodingConfig fields, "wer": ...}``) under ``out_dir`` and
     returns the best.
     """
@@ -171,18 +172,27 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     from .transcribe import claim_output_folder, item_outputs, merge_hypotheses, recognition_options
 
     base = dataclasses.replace(base or bundle.decoding, decoder="beam", calibration=None, confidence_floor=0.0)
+    rescore_weights = tuple(rescore_weights or (base.rescore_weight,)) if base.rescore else (0.0,)
+    rnnlm = None
+    if base.rescore:
+        from .rnnlm import RNNLM
+
+        rnnlm = RNNLM(base.rescore)
     if base.lm is None:
         lm_weights = lm_weights[:1]
     for lm_weight in lm_weights:  # every setting of the grid checked before any work (DecodingConfig)
         for word_score in word_scores:
             for joint_weight in joint_weights:
-                dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score, joint_weight=joint_weight)
+                for rescore_weight in rescore_weights:
+                    dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score, joint_weight=joint_weight,
+                                        rescore_weight=rescore_weight)
     utts = read_manifest(manifest)
     tr = Transcriber(dataclasses.replace(bundle, decoding=DecodingConfig()))
     claim_output_folder(out_dir, {**recognition_options(dataclasses.replace(bundle, decoding=base)),
                                   "manifest": str(Path(manifest).resolve()),
                                   "grid": {"heads": list(heads), "lm_weights": list(lm_weights),
-                                           "word_scores": list(word_scores), "joint_weights": list(joint_weights)}},
+                                           "word_scores": list(word_scores), "joint_weights": list(joint_weights),
+                                           "rescore_weights": list(rescore_weights)}},
                         results="best.json")
     lex, fs = tr.lexicon, tr.model.config.frame_seconds
     items, outputs = item_outputs(tr, [u.audio for u in utts], workers)
@@ -203,7 +213,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     greedy = per_file(greedy_items.get)
     for head in heads:
         row = {"head": head, "decoder": "greedy", "lm_weight": "", "word_score": "", "joint_weight": "",
-               "wer": round(wer(refs, [h.text(head) for h in greedy]), 4), "search_rtf": ""}
+               "rescore_weight": "", "wer": round(wer(refs, [h.text(head) for h in greedy]), 4), "search_rtf": ""}
         rows.append(row)
         log("\t".join(f"{k}={v}" for k, v in row.items()))
     for head in heads:
@@ -220,23 +230,25 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
                         nbests[k] = (hyps, out[other][b, :out["lengths"][b]])
                 search_rtf = (time.perf_counter() - start) / audio
                 for joint_weight in joint_weights:
-                    def beam_item(k: int, jw: float = joint_weight) -> Hypothesis | None:
-                        if k not in nbests:  # digital silence
-                            return None
-                        words = best_words(nbests[k][0], nbests[k][1], other, lex, jw)
-                        return Hypothesis(words if head == "char" else [], words if head == "phone" else [], [])
-                    hyps = per_file(beam_item)
-                    row = {"head": head, "decoder": "beam", "lm_weight": lm_weight, "word_score": word_score,
-                           "joint_weight": joint_weight, "wer": round(wer(refs, [h.text(head) for h in hyps]), 4),
-                           "search_rtf": round(search_rtf, 4)}
-                    rows.append(row)
-                    log("\t".join(f"{k}={v}" for k, v in row.items()))
+                    for rescore_weight in rescore_weights:
+                        def beam_item(k: int, jw: float = joint_weight, rw: float = rescore_weight) -> Hypothesis | None:
+                            if k not in nbests:  # digital silence
+                                return None
+                            words = best_words(nbests[k][0], nbests[k][1], other, lex, jw, rnnlm, rw)
+                            return Hypothesis(words if head == "char" else [], words if head == "phone" else [], [])
+                        hyps = per_file(beam_item)
+                        row = {"head": head, "decoder": "beam", "lm_weight": lm_weight, "word_score": word_score,
+                               "joint_weight": joint_weight, "rescore_weight": rescore_weight,
+                               "wer": round(wer(refs, [h.text(head) for h in hyps]), 4),
+                               "search_rtf": round(search_rtf, 4)}
+                        rows.append(row)
+                        log("\t".join(f"{k}={v}" for k, v in row.items()))
     header = list(rows[0])
     atomic_write_text(out_dir / "grid.tsv", "\t".join(header) + "\n" +
                       "".join("\t".join(str(r[k]) for k in header) + "\n" for r in rows))
     best = min((r for r in rows if r["decoder"] == "beam"), key=lambda r: r["wer"])
     config = dataclasses.replace(base, lm_weight=best["lm_weight"], word_score=best["word_score"],
-                                 joint_weight=best["joint_weight"])
+                                 joint_weight=best["joint_weight"], rescore_weight=best["rescore_weight"])
     result = {"head": best["head"], "decoding": dataclasses.asdict(config), "wer": best["wer"],
               "manifest": str(manifest), "model": str(bundle.model)}
     atomic_write_text(out_dir / "best.json", json.dumps(result, indent=2) + "\n")

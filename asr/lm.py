@@ -291,3 +291,25 @@ def binarize(arpa: str | Path, out: str | Path, quantize: int | None = 8) -> dic
         atomic_write_text(f"{out}.words.txt", words.read_text(encoding="utf-8"))
     return {"arpa_bytes": arpa.stat().st_size, "bytes": out.stat().st_size,
             "seconds": round(time.time() - start, 1), "quantize": quantize}
+
+
+def ngram_perplexity(lm: str | Path, sentences: list[list[str]]) -> tuple[float, int]:
+    """Perplexity of an ARPA or KenLM binary LM over the words and sentence ends of ``sentences``
+    (words it lacks scored as its ``<unk>``), and how many were scored."""
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    d = Dictionary()
+    for w in dict.fromkeys(["<unk>", *(w for s in sentences for w in s)]):
+        d.add_entry(w)
+    model = KenLM(str(lm), d)
+    total, count = 0.0, 0
+    for s in sentences:
+        state = model.start(False)
+        for w in s:
+            state, score = model.score(state, d.get_index(w))
+            total += score
+        _, score = model.finish(state)
+        total += score
+        count += len(s) + 1
+    return 10 ** (-total / max(count, 1)), count

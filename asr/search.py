@@ -71,6 +71,12 @@ class BeamDecoder:
             raise FileNotFoundError(f"{lm}: language model not found")
         self.head, self.config = head, config
         self.joint_weight = config.joint_weight  # read by `decode_batch`: see `joint_rescore`
+        self.rescore_weight = config.rescore_weight  # and `rnnlm_rescore`, with:
+        self.rnnlm = None
+        if config.rescore is not None:
+            from .rnnlm import RNNLM
+
+            self.rnnlm = RNNLM(config.rescore)
         self.vocab = CHAR_VOCAB if head == "char" else PHONE_VOCAB
         self.lexicon_free = config.lexicon_free
         self.blank_skip = config.blank_skip  # see `skip_blank_frames`
@@ -304,12 +310,29 @@ def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: np.nda
     return sorted(rescored, key=lambda ws: -ws[1])
 
 
+def rnnlm_rescore(nbest: list[tuple[list[Word], float]], rnnlm, weight: float) -> list[tuple[list[Word], float]]:
+    """Add ``weight`` times each hypothesis's RNN LM log-probability (:meth:`asr.rnnlm.RNNLM.score`)
+    to its score, and sort: the n-gram LM of the search sees a few words back, the RNN the whole
+    sentence so far."""
+    unique: dict[tuple[str, ...], tuple[list[Word], float]] = {}
+    for words, score in nbest:
+        key = tuple(w.word for w in words)
+        if key not in unique or score > unique[key][1]:
+            unique[key] = (words, score)
+    nbest = list(unique.values())
+    lm = rnnlm.score([[w.word for w in words] for words, _ in nbest])
+    return sorted(((words, score + weight * float(s)) for (words, score), s in zip(nbest, lm)), key=lambda ws: -ws[1])
+
+
 def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
-               lexicon: Lexicon, joint_weight: float) -> list[Word]:
-    """The words of the best of a beam's n-best, after joint rescoring if ``joint_weight``,
-    each with its n-best posterior in ``evidence["posterior"]`` (see :func:`nbest_posteriors`)."""
+               lexicon: Lexicon, joint_weight: float, rnnlm=None, rescore_weight: float = 0.0) -> list[Word]:
+    """The words of the best of a beam's n-best, after joint rescoring if ``joint_weight`` and RNN LM
+    rescoring if ``rnnlm`` and ``rescore_weight``, each with its n-best posterior in
+    ``evidence["posterior"]`` (see :func:`nbest_posteriors`)."""
     if joint_weight and len(nbest) > 1:
         nbest = joint_rescore(nbest, other_log_probs, other_head, lexicon, joint_weight)
+    if rnnlm is not None and rescore_weight and len(nbest) > 1:
+        nbest = rnnlm_rescore(nbest, rnnlm, rescore_weight)
     if not nbest:
         return []
     return [dataclasses.replace(w, evidence={**w.evidence, "posterior": p})
@@ -367,6 +390,10 @@ class DecodingConfig:
     # BOOST): contextual biasing for names and terms. Each word of a phrase is raised; a word the
     # lexicon lacks is added (said by the G2P model). Costs speed: the LM is then read through Python.
     boost: tuple[str, ...] | None = None
+    # A word-level RNN LM (rnnlm.npz, `asr lm rnn`) that rescores the beam's n-best: each
+    # hypothesis gains rescore_weight times its natural-log probability under it (asr.rnnlm).
+    rescore: str | None = None
+    rescore_weight: float = 0.0
 
     def __post_init__(self):
         """Every value checked once, here, where a config is made (the CLI, asr.load, a bundle.json)."""
@@ -406,6 +433,8 @@ class DecodingConfig:
             raise bad("confidence_floor", "a probability in [0, 1)")
         if self.confidence_floor and self.calibration is None:
             raise bad("confidence_floor", "0 without a calibrator (it is a floor on calibrated confidences)")
+        if number("rescore_weight") < 0:
+            raise bad("rescore_weight", "0 (off) or more")
         if number("grammar_reject") <= 0:
             raise bad("grammar_reject", "a positive number of log-probability units a frame")
         if self.phrases is not None:

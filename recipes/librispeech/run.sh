@@ -3,6 +3,7 @@
 # the repository root:
 #
 #   recipes/librispeech/run.sh CORPUS_DIR [CONFIG] [START_STAGE] [STOP_STAGE]
+#   recipes/librispeech/run.sh /data/LibriSpeech conf/train-clean-100.toml 0   # fetch the subsets first
 #
 # CORPUS_DIR holds LibriSpeech subsets (train-clean-5/, test-clean/, ...), with any audio
 # soundfile reads. CONFIG defaults to conf/train-clean-5.toml (2-core CPU), the model `asr`
@@ -66,6 +67,19 @@ model=$out_dir/final.pt
 if [ -n "$finetune" ] && [ "$finetune" != none ]; then
   model=$out_dir/soup.pt
   ft_dir=$(python3 -c "import sys, tomllib; print(tomllib.load(open(sys.argv[1], 'rb'))['out_dir'])" "$finetune")
+fi
+
+if [ "$start" -le 0 ] && [ "$stop" -ge 0 ]; then
+  # Only when asked (START_STAGE 0): the training subsets the config names, dev-clean and
+  # test-clean, fetched from OpenSLR (MIRROR: another folder of the archives; CHECKSUMS: its
+  # sha256sum file), checked and
+  # unpacked into CORPUS_DIR; rerun, it goes on where it stopped.
+  [ "$(basename "$corpus")" = LibriSpeech ] || { echo "stage 0: CORPUS_DIR must end in LibriSpeech (the archives unpack there)" >&2; exit 2; }
+  subsets=$(basename "$train_manifest" .jsonl)
+  echo "stage 0: download ${subsets//+/ } dev-clean test-clean"
+  # shellcheck disable=SC2086  # the subsets are words
+  $asr download librispeech ${subsets//+/ } dev-clean test-clean --out "$(dirname "$corpus")" \
+    ${MIRROR:+--base-url "$MIRROR"} ${CHECKSUMS:+--checksums "$CHECKSUMS"}
 fi
 
 if [ "$start" -le 1 ] && [ "$stop" -ge 1 ]; then

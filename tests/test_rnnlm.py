@@ -1,0 +1,124 @@
+"""The RNN LM: training (torch), its numpy runtime against the torch model, n-best rescoring, the CLI."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from asr.cli import main
+from asr.ctc import Word
+from asr.rnnlm import RNNLM, RNNLMError
+from asr.search import best_words, rnnlm_rescore
+from asr.train_rnnlm import RNNLMModel, RNNLMTrainConfig, train_rnnlm
+
+SENTENCES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog", "the man took the papers",
+             "it is a very stupid story", "the cat took the log"] * 40
+SMALL = RNNLMTrainConfig(vocab=30, embed=16, hidden=24, cutoffs=(8, 16), words_per_batch=64, lr=1e-2,
+                         max_minutes=0.05, valid_sentences=6, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rnnlm")
+    text = d / "text.txt"
+    text.write_text("\n".join(SENTENCES) + "\n")
+    figures = train_rnnlm([str(text)], d / "rnnlm.npz", SMALL, log=lambda *_: None)
+    return d / "rnnlm.npz", figures
+
+
+def _torch_model(lm: RNNLM) -> RNNLMModel:
+    """The exported weights back in the torch model, to hold the numpy runtime to it."""
+    c = RNNLMTrainConfig(**{k: (tuple(v) if k == "cutoffs" else v) for k, v in lm.config.items()
+                            if k in RNNLMTrainConfig.__dataclass_fields__})
+    model = RNNLMModel(c, len(lm.words)).eval()
+    with np.load(lm.path) as f:
+        state = {"emb.weight": f["emb"], "proj.weight": f["proj"], "softmax.head.weight": f["head"],
+                 "rnn.weight_ih_l0": f["w_ih0"], "rnn.weight_hh_l0": f["w_hh0"], "rnn.bias_ih_l0": f["b_ih0"],
+                 "rnn.bias_hh_l0": f["b_hh0"]}
+        for i in range(len(c.cutoffs)):
+            state[f"softmax.tail.{i}.0.weight"] = f[f"tail{i}_a"]
+            state[f"softmax.tail.{i}.1.weight"] = f[f"tail{i}_b"]
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    return model
+
+
+def test_the_numpy_runtime_gives_the_torch_models_log_probabilities(trained):
+    lm = RNNLM(trained[0])
+    model = _torch_model(lm)
+    sentences = [["the", "cat", "sat"], ["a", "dog", "zebra"], []]  # zebra: <unk>; [] is </s> alone
+    got = lm.score(sentences)
+    for s, g in zip(sentences, got):
+        ids = [0] + lm.ids(s)
+        targets = lm.ids(s) + [0]
+        with torch.no_grad():
+            out, _ = model(torch.tensor([ids]), None)
+            want = model.softmax.log_prob(out[0])[torch.arange(len(targets)), torch.tensor(targets)].sum()
+        assert g == pytest.approx(float(want), abs=1e-4)
+
+
+def test_sentences_scored_together_score_as_they_do_alone(trained):
+    lm = RNNLM(trained[0])
+    nbest = [["the", "cat", "sat", "on", "the", "mat"], ["the", "cat", "sat", "on", "a", "mat"], ["the", "cat"],
+             ["a", "man"], ["the", "cat", "sat", "on", "the", "mat"]]
+    together = lm.score(nbest)
+    alone = [lm.score([s])[0] for s in nbest]
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert together[0] == together[4]
+
+
+def test_training_learns_the_text(trained):
+    lm = RNNLM(trained[0])
+    ppl, count = lm.perplexity([s.split() for s in SENTENCES[:6]])
+    assert count == sum(len(s.split()) + 1 for s in SENTENCES[:6])
+    assert ppl < 8, "a model of six sentences repeated should find them likely (30 words in its vocabulary)"
+    assert trained[1]["valid_perplexity"] < 8
+    likely, unlikely = lm.score([["the", "cat", "sat", "on", "the", "mat"], ["mat", "the", "on", "sat", "cat", "the"]])
+    assert likely > unlikely + 5
+
+
+def test_rescoring_reorders_the_nbest_by_the_rnn_lm(trained):
+    lm = RNNLM(trained[0])
+
+    def hyp(text: str, score: float):
+        return [Word(w, i, i + 0.5) for i, w in enumerate(text.split())], score
+
+    nbest = [hyp("mat the on sat cat the", 0.0), hyp("the cat sat on the mat", -1.0), hyp("mat the on sat cat the", -2.0)]
+    other = np.zeros((10, 30), np.float32)
+    assert [w.word for w in best_words(nbest, other, "char", None, 0.0)] == "mat the on sat cat the".split()
+    assert [w.word for w in best_words(nbest, other, "char", None, 0.0, lm, 1.0)] == "the cat sat on the mat".split()
+    rescored = rnnlm_rescore(nbest, lm, 0.5)
+    assert len(rescored) == 2  # the same words twice: kept once, with the better score
+    assert rescored[1][1] == pytest.approx(0.0 + 0.5 * lm.score([["mat", "the", "on", "sat", "cat", "the"]])[0])
+
+
+def test_sampling_makes_sentences_of_its_words(trained):
+    lm = RNNLM(trained[0])
+    lines = lm.sample(5, np.random.default_rng(0))
+    assert len(lines) == 5 and all(set(line.split()) <= set(lm.words[2:]) for line in lines)
+    assert lines == lm.sample(5, np.random.default_rng(0))
+
+
+def test_a_file_that_is_not_an_rnn_lm_is_refused(tmp_path):
+    bad = tmp_path / "x.npz"
+    np.savez(bad, a=np.zeros(3))
+    with pytest.raises(RNNLMError, match="x.npz: not an RNN LM file"):
+        RNNLM(bad)
+    (tmp_path / "y.npz").write_text("text")
+    with pytest.raises(RNNLMError, match="y.npz: not an RNN LM file"):
+        RNNLM(tmp_path / "y.npz")
+
+
+def test_cli_trains_samples_and_measures_perplexity(tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(SENTENCES) + "\n")
+    out = tmp_path / "lm.npz"
+    assert main(["lm", "rnn", str(text), "--out", str(out), "--set", "max_minutes=0.02", "--set", "vocab=30",
+                 "--set", "embed=16", "--set", "hidden=8", "--set", "cutoffs=[8, 16]", "--set", "valid_sentences=6"]) == 0
+    assert main(["lm", "sample", str(out), "-n", "3"]) == 0
+    assert main(["lm", "perplexity", str(out), str(text)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out}: perplexity" in printed and f"over {sum(len(s.split()) + 1 for s in SENTENCES)} words" in printed
+    assert main(["lm", "rnn", str(text), "--out", str(out), "--set", "hiden=8"]) == 2
+    assert "unknown RNN LM option(s) ['hiden']" in capsys.readouterr().err
+    assert not math.isnan(RNNLM(out).score([["the"]])[0])
