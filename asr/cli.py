@@ -605,12 +605,14 @@ def cmd_lm_perplexity(args: argparse.Namespace) -> int:
 
     sentences = [s.split() for s in iter_sentences(args.texts)]
     if args.lm.endswith(".npz"):
-        ppl, count = RNNLM(args.lm).perplexity(sentences)
+        ppl, count, unknown = RNNLM(args.lm).perplexity(sentences)
     else:
         from .lm import ngram_perplexity
 
-        ppl, count = ngram_perplexity(args.lm, sentences)
-    print(f"{args.lm}: perplexity {ppl:.2f} over {count} words and sentence ends of {len(sentences)} sentences")
+        ppl, count, unknown = ngram_perplexity(args.lm, sentences)
+    words = sum(len(s) for s in sentences)
+    print(f"{args.lm}: perplexity {ppl:.2f} over {count} words and sentence ends of {len(sentences)} sentences; "
+          f"{unknown} of the {words} words ({unknown / max(words, 1):.2%}) out of its vocabulary, left out")
     return 0
 
 

@@ -294,8 +294,9 @@ def binarize(arpa: str | Path, out: str | Path, quantize: int | None = 8) -> dic
 
 
 def ngram_perplexity(lm: str | Path, sentences: list[list[str]]) -> tuple[float, int]:
-    """Perplexity of an ARPA or KenLM binary LM over the words and sentence ends of ``sentences``
-    (words it lacks scored as its ``<unk>``), and how many were scored."""
+    """Perplexity of an ARPA or KenLM binary LM over the words and sentence ends of ``sentences`` that
+    it knows, how many were scored, and how many words were left out as out of vocabulary (KenLM
+    gives them -100; they stay in the context)."""
     from flashlight.lib.text.decoder.kenlm import KenLM
     from flashlight.lib.text.dictionary import Dictionary
 
@@ -303,13 +304,17 @@ def ngram_perplexity(lm: str | Path, sentences: list[list[str]]) -> tuple[float,
     for w in dict.fromkeys(["<unk>", *(w for s in sentences for w in s)]):
         d.add_entry(w)
     model = KenLM(str(lm), d)
-    total, count = 0.0, 0
+    total, count, unknown = 0.0, 0, 0
     for s in sentences:
         state = model.start(False)
         for w in s:
             state, score = model.score(state, d.get_index(w))
-            total += score
+            if score <= -99:  # KenLM's out-of-vocabulary score
+                unknown += 1
+            else:
+                total += score
+                count += 1
         _, score = model.finish(state)
         total += score
-        count += len(s) + 1
-    return 10 ** (-total / max(count, 1)), count
+        count += 1
+    return 10 ** (-total / max(count, 1)), count, unknown

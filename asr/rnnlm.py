@@ -90,9 +90,10 @@ class RNNLM:
     def _initial(self, n: int) -> list[np.ndarray]:
         return [np.zeros((n, w_hh.shape[0]), np.float32) for _, w_hh, _ in self.layers]
 
-    def score(self, sentences: list[list[str]]) -> np.ndarray:
+    def score(self, sentences: list[list[str]], skip_unknown: bool = False) -> np.ndarray:
         """``ln P(sentence </s>)`` of each word list (natural log), all at once; a prefix that several
-        sentences share is run once."""
+        sentences share is run once. ``skip_unknown``: words outside the vocabulary add nothing
+        (they are still read as context), as perplexities leave out-of-vocabulary words out."""
         seqs = [self.ids(s) + [0] for s in sentences]
         totals = np.zeros(len(seqs), np.float64)
         # One row per distinct prefix at each depth: sentences of a beam's n-best mostly share them.
@@ -111,8 +112,9 @@ class RNNLM:
                     targets.append(seqs[s][depth])
                     owners.append((rows[key], s))
             lp = self._log_probs(out[[r for r, _ in owners]], np.array(targets))
-            for (_, s), v in zip(owners, lp):
-                totals[s] += v
+            for (_, s), v, t in zip(owners, lp, targets):
+                if not (skip_unknown and t == 1):
+                    totals[s] += v
             # the prefixes one word longer that still go on
             next_groups: dict[tuple, list[int]] = {}
             for key in keys:
@@ -127,14 +129,17 @@ class RNNLM:
             depth += 1
         return totals
 
-    def perplexity(self, sentences: list[list[str]], batch: int = 256) -> tuple[float, int]:
-        """Perplexity over the words and sentence ends of ``sentences``, and how many were scored."""
-        total, count = 0.0, 0
+    def perplexity(self, sentences: list[list[str]], batch: int = 256) -> tuple[float, int, int]:
+        """Perplexity over the words and sentence ends of ``sentences`` that the vocabulary holds, how
+        many were scored, and how many words were left out as out of vocabulary."""
+        total, count, unknown = 0.0, 0, 0
         for i in range(0, len(sentences), batch):
             part = sentences[i:i + batch]
-            total += float(self.score(part).sum())
-            count += sum(len(s) + 1 for s in part)
-        return float(np.exp(-total / max(count, 1))), count
+            total += float(self.score(part, skip_unknown=True).sum())
+            oov = sum(w not in self.index for s in part for w in s)
+            unknown += oov
+            count += sum(len(s) + 1 for s in part) - oov
+        return float(np.exp(-total / max(count, 1))), count, unknown
 
     def sample(self, n: int, rng: np.random.Generator, max_words: int = 40, temperature: float = 1.0) -> list[str]:
         """``n`` sentences drawn from the model, a word at a time (``<unk>`` is never drawn)."""

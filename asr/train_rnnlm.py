@@ -159,6 +159,9 @@ def train_rnnlm(texts: list[str], out: str | Path, c: RNNLMTrainConfig = RNNLMTr
     unk = sum(int((t == 1).sum()) for t in train_ids) / max(n_words, 1)
     log(f"rnnlm: {len(train)} sentences, {n_words} words and sentence ends to train on, {len(valid)} held out; "
         f"vocabulary {len(words)} ({unk:.2%} of the words <unk>); read in {time.perf_counter() - start:.0f} s")
+    cutoffs = tuple(k for k in c.cutoffs if k < len(words) - 1) or (max(1, len(words) // 2),)
+    if cutoffs != c.cutoffs:  # a small text's vocabulary: clusters only where there are words for them
+        c = dataclasses.replace(c, cutoffs=cutoffs)
     model = RNNLMModel(c, len(words))
     log(f"rnnlm: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
     optimizer = torch.optim.Adam(model.parameters(), lr=c.lr)

@@ -69,8 +69,8 @@ def test_sentences_scored_together_score_as_they_do_alone(trained):
 
 def test_training_learns_the_text(trained):
     lm = RNNLM(trained[0])
-    ppl, count = lm.perplexity([s.split() for s in SENTENCES[:6]])
-    assert count == sum(len(s.split()) + 1 for s in SENTENCES[:6])
+    ppl, count, unknown = lm.perplexity([s.split() for s in SENTENCES[:6]] + [["a", "zebra"]])
+    assert (count, unknown) == (sum(len(s.split()) + 1 for s in SENTENCES[:6]) + 2, 1)  # zebra left out
     assert ppl < 8, "a model of six sentences repeated should find them likely (30 words in its vocabulary)"
     assert trained[1]["valid_perplexity"] < 8
     likely, unlikely = lm.score([["the", "cat", "sat", "on", "the", "mat"], ["mat", "the", "on", "sat", "cat", "the"]])
@@ -119,6 +119,7 @@ def test_cli_trains_samples_and_measures_perplexity(tmp_path, capsys):
     assert main(["lm", "perplexity", str(out), str(text)]) == 0
     printed = capsys.readouterr().out
     assert f"{out}: perplexity" in printed and f"over {sum(len(s.split()) + 1 for s in SENTENCES)} words" in printed
+    assert "0 of the" in printed
     assert main(["lm", "rnn", str(text), "--out", str(out), "--set", "hiden=8"]) == 2
     assert "unknown RNN LM option(s) ['hiden']" in capsys.readouterr().err
     assert not math.isnan(RNNLM(out).score([["the"]])[0])
