@@ -887,7 +887,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = lm_sub.add_parser("sample", help="sentences made up by an RNN LM")
     p.add_argument("rnnlm", help="rnnlm.npz (asr lm rnn)")
     p.add_argument("-n", type=int, default=5, help="how many sentences (default 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same sentences")
     p.add_argument("--temperature", type=float, default=1.0, help="below 1: likelier words, above: more surprise")
     p.set_defaults(func=cmd_lm_sample)
 
