@@ -280,6 +280,17 @@ def skip_blank_frames(log_probs: np.ndarray, threshold: float | None, blank: int
     return np.flatnonzero(~(sure & follows_sure))
 
 
+def distinct_words(nbest: list[tuple[list[Word], float]]) -> list[tuple[list[Word], float]]:
+    """Each word sequence once, with its best score: flashlight's n-best repeats word sequences
+    with other alignments."""
+    unique: dict[tuple[str, ...], tuple[list[Word], float]] = {}
+    for words, score in nbest:
+        key = tuple(w.word for w in words)
+        if key not in unique or score > unique[key][1]:
+            unique[key] = (words, score)
+    return list(unique.values())
+
+
 def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
                   lexicon: Lexicon, weight: float) -> list[tuple[list[Word], float]]:
     """Rescore one head's beam hypotheses with the other head: add ``weight`` times the other
@@ -291,12 +302,7 @@ def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: np.nda
     character head, or said with each word's first pronunciation for the phone head;
     ``other_log_probs`` is ``(T, V)`` for one utterance.
     """
-    unique: dict[tuple[str, ...], tuple[list[Word], float]] = {}
-    for words, score in nbest:  # flashlight's n-best repeats word sequences with other alignments
-        key = tuple(w.word for w in words)
-        if key not in unique or score > unique[key][1]:
-            unique[key] = (words, score)
-    nbest = list(unique.values())
+    nbest = distinct_words(nbest)
     texts = [[w.word for w in words] for words, _ in nbest]
     if other_head == "char":
         targets = [CHAR_VOCAB.encode(list(BOUNDARY_TOKEN.join(t))) for t in texts]
@@ -314,12 +320,7 @@ def rnnlm_rescore(nbest: list[tuple[list[Word], float]], rnnlm, weight: float) -
     """Add ``weight`` times each hypothesis's RNN LM log-probability (:meth:`asr.rnnlm.RNNLM.score`)
     to its score, and sort: the n-gram LM of the search sees a few words back, the RNN the whole
     sentence so far."""
-    unique: dict[tuple[str, ...], tuple[list[Word], float]] = {}
-    for words, score in nbest:
-        key = tuple(w.word for w in words)
-        if key not in unique or score > unique[key][1]:
-            unique[key] = (words, score)
-    nbest = list(unique.values())
+    nbest = distinct_words(nbest)
     lm = rnnlm.score([[w.word for w in words] for words, _ in nbest])
     return sorted(((words, score + weight * float(s)) for (words, score), s in zip(nbest, lm)), key=lambda ws: -ws[1])
 
