@@ -43,6 +43,7 @@ class RNNLMTrainConfig:
     lr: float = 2e-3
     clip_norm: float = 1.0
     max_minutes: float = 60.0  # training time, not counting reading the text
+    max_steps: int | None = None  # or this many batches, whichever comes first
     max_sentences: int | None = None
     valid_sentences: int = 5000
     min_english: float = 0.8
@@ -170,7 +171,7 @@ def train_rnnlm(texts: list[str], out: str | Path, c: RNNLMTrainConfig = RNNLMTr
     seen, step, epoch = 0, 0, 0
     deadline = t0 + c.max_minutes * 60
     batches: list[list[int]] = []
-    while time.perf_counter() < deadline:
+    while time.perf_counter() < deadline and (c.max_steps is None or step < c.max_steps):
         if not batches:
             batches, epoch = _batches(train_ids, c.words_per_batch, rng), epoch + 1
         x, y, mask = _tensors(train_ids, batches.pop())

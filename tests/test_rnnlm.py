@@ -15,7 +15,8 @@ from asr.train_rnnlm import RNNLMModel, RNNLMTrainConfig, train_rnnlm
 SENTENCES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog", "the man took the papers",
              "it is a very stupid story", "the cat took the log"] * 40
 SMALL = RNNLMTrainConfig(vocab=30, embed=16, hidden=24, cutoffs=(8, 16), words_per_batch=64, lr=1e-2,
-                         max_minutes=0.05, valid_sentences=6, dropout=0.0)
+                         max_minutes=10.0, max_steps=1500, valid_sentences=6, dropout=0.0)  # steps: a machine's load
+# changes nothing
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_cli_trains_samples_and_measures_perplexity(tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text("\n".join(SENTENCES) + "\n")
     out = tmp_path / "lm.npz"
-    assert main(["lm", "rnn", str(text), "--out", str(out), "--set", "max_minutes=0.02", "--set", "vocab=30",
+    assert main(["lm", "rnn", str(text), "--out", str(out), "--set", "max_steps=20", "--set", "vocab=30",
                  "--set", "embed=16", "--set", "hidden=8", "--set", "cutoffs=[8, 16]", "--set", "valid_sentences=6"]) == 0
     assert main(["lm", "sample", str(out), "-n", "3"]) == 0
     assert main(["lm", "perplexity", str(out), str(text)]) == 0
@@ -123,3 +124,17 @@ def test_cli_trains_samples_and_measures_perplexity(tmp_path, capsys):
     assert main(["lm", "rnn", str(text), "--out", str(out), "--set", "hiden=8"]) == 2
     assert "unknown RNN LM option(s) ['hiden']" in capsys.readouterr().err
     assert not math.isnan(RNNLM(out).score([["the"]])[0])
+
+
+def test_a_bundle_carries_its_rnn_lm_and_transcribes_with_it(trained, tmp_path):
+    import asr
+
+    shipped = asr.load_bundle()
+    decoding = shipped.with_options(rescore=str(trained[0]), rescore_weight=0.3).decoding
+    written = asr.write_bundle(tmp_path / "b", shipped.model, shipped.head, decoding, shipped.lexicon)
+    again = asr.load_bundle(tmp_path / "b")
+    assert again.decoding.rescore == str(tmp_path / "b" / "rnnlm.npz") and again.decoding.rescore_weight == 0.3
+    rec = asr.load(written.path)
+    assert rec.beam.rnnlm is not None
+    t = rec.transcribe("asr/assets/samples/672-122797-0060.opus")
+    assert t.text and rec.with_decoding(rescore="none").beam.rnnlm is None
