@@ -13,7 +13,6 @@ of several subsets.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import shutil
 import sys
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .io import sha256
 
 OPENSLR = "https://www.openslr.org/resources"
 # SHA-256 of the official archives, as torchaudio's LIBRISPEECH dataset checks them. The mini
@@ -61,14 +61,6 @@ def archive_url(subset: str, base_url: str | None = None) -> str:
         raise DownloadError(f"unknown LibriSpeech subset {subset!r}; subsets: {', '.join(RESOURCE)}")
     base = base_url.rstrip("/") if base_url else f"{OPENSLR}/{RESOURCE[subset]}"
     return f"{base}/{subset}.tar.gz"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fetch(url: str, part: Path, progress) -> int:
@@ -125,14 +117,14 @@ def read_checksums(path: str | Path) -> dict[str, str]:
 
 
 def download_librispeech(subset: str, out: str | Path, base_url: str | None = None, keep_archive: bool = False,
-                         progress=None, sha256: str | None = None) -> Fetched:
+                         progress=None, checksum: str | None = None) -> Fetched:
     """Fetch, check and unpack one subset into ``out/LibriSpeech/SUBSET`` (see the module's docstring).
 
     ``base_url`` replaces OpenSLR's folder (a mirror, or a test server); ``keep_archive`` keeps the
     ``.tar.gz`` after unpacking; ``progress(bytes_done, bytes_total_or_None)`` is called as it goes;
-    ``sha256`` is the digest to check instead of the published one (a mirror's own archives).
+    ``checksum`` is the SHA-256 to check instead of the published one (a mirror's own archives).
     """
-    expected = sha256 or SHA256.get(subset)
+    expected = checksum or SHA256.get(subset)
     url = archive_url(subset, base_url)
     out = Path(out)
     folder = out / "LibriSpeech" / subset
@@ -146,7 +138,7 @@ def download_librispeech(subset: str, out: str | Path, base_url: str | None = No
     if not archive.exists():
         resumed = _fetch(url, part, progress or (lambda done, total: None))
         part.rename(archive)
-    digest = _sha256(archive)
+    digest = sha256(archive)
     if expected is not None and digest != expected:
         archive.unlink()  # a damaged archive is never unpacked, nor resumed
         raise DownloadError(f"{url}: SHA-256 {digest} is not the expected {expected}: the archive "

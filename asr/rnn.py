@@ -106,7 +106,7 @@ def _layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
+def log_softmax(x: np.ndarray) -> np.ndarray:
     shifted = x - x.max(-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
@@ -287,11 +287,11 @@ class RNNModel:
         c, w = self.config, self.w
         if not (c.self_condition and i + 1 == c.inter_layer):
             return x
-        posteriors = np.exp(_log_softmax(_linear(x, w["inter_head.weight"], w["inter_head.bias"])))
+        posteriors = np.exp(log_softmax(_linear(x, w["inter_head.weight"], w["inter_head.bias"])))
         return (x + _linear(posteriors, w["condition.weight"], w["condition.bias"])).astype(np.float32)
 
     def _head(self, name: str, x: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(_log_softmax(_linear(x, self.w[f"{name}_head.weight"], self.w[f"{name}_head.bias"])),
+        return np.ascontiguousarray(log_softmax(_linear(x, self.w[f"{name}_head.weight"], self.w[f"{name}_head.bias"])),
                                     dtype=np.float32)
 
     def forward_batches(self, feats: list[np.ndarray], batch_frames: int = BATCH_FRAMES

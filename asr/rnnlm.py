@@ -21,17 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .rnn import log_softmax
 
 EOS, UNK = "</s>", "<unk>"
 
 
 class RNNLMError(UserError):
     """An RNN LM file that cannot be used; the message names it."""
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
 class RNNLM:
@@ -75,7 +71,7 @@ class RNNLM:
 
     def _log_probs(self, out: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """``(B, E)`` softmax inputs, ``(B,)`` word ids -> ``(B,)`` natural log-probabilities."""
-        head = _log_softmax(out @ self.head.T)
+        head = log_softmax(out @ self.head.T)
         shortlist = self.cutoffs[0]
         result = np.empty(len(targets), np.float32)
         in_head = targets < shortlist
@@ -83,7 +79,7 @@ class RNNLM:
         for i, (a, b) in enumerate(self.tails):
             rows = np.flatnonzero((targets >= self.cutoffs[i]) & (targets < self.cutoffs[i + 1]))
             if rows.size:
-                tail = _log_softmax((out[rows] @ a.T) @ b.T)
+                tail = log_softmax((out[rows] @ a.T) @ b.T)
                 result[rows] = head[rows, shortlist + i] + tail[np.arange(rows.size), targets[rows] - self.cutoffs[i]]
         return result
 
@@ -165,9 +161,9 @@ class RNNLM:
 
     def _all_log_probs(self, out: np.ndarray) -> np.ndarray:
         """``(B, E)`` -> ``(B, V)`` log-probabilities of every word."""
-        head = _log_softmax(out @ self.head.T)
+        head = log_softmax(out @ self.head.T)
         shortlist = self.cutoffs[0]
         parts = [head[:, :shortlist]]
         for i, (a, b) in enumerate(self.tails):
-            parts.append(head[:, shortlist + i:shortlist + i + 1] + _log_softmax((out @ a.T) @ b.T))
+            parts.append(head[:, shortlist + i:shortlist + i + 1] + log_softmax((out @ a.T) @ b.T))
         return np.concatenate(parts, axis=1)
