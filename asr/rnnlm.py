@@ -69,18 +69,24 @@ class RNNLM:
             new.append(x)
         return x @ self.proj.T, new
 
-    def _log_probs(self, out: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """``(B, E)`` softmax inputs, ``(B,)`` word ids -> ``(B,)`` natural log-probabilities."""
-        head = log_softmax(out @ self.head.T)
+    def _log_probs(self, out: np.ndarray, targets: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """``(R, E)`` softmax inputs, ``(B,)`` word ids -> ``(B,)`` natural log-probabilities of each
+        target after row ``rows[i]`` of ``out`` (default: row i). Each softmax (the head's, a tail
+        cluster's) is computed once per row that needs it, however many targets share the row: the
+        sentences of an n-best that share a prefix share its row."""
+        rows = np.arange(len(targets)) if rows is None else rows
+        used, at = np.unique(rows, return_inverse=True)
+        head = log_softmax(out[used] @ self.head.T)
         shortlist = self.cutoffs[0]
         result = np.empty(len(targets), np.float32)
         in_head = targets < shortlist
-        result[in_head] = head[in_head, targets[in_head]]
+        result[in_head] = head[at[in_head], targets[in_head]]
         for i, (a, b) in enumerate(self.tails):
-            rows = np.flatnonzero((targets >= self.cutoffs[i]) & (targets < self.cutoffs[i + 1]))
-            if rows.size:
-                tail = log_softmax((out[rows] @ a.T) @ b.T)
-                result[rows] = head[rows, shortlist + i] + tail[np.arange(rows.size), targets[rows] - self.cutoffs[i]]
+            picked = np.flatnonzero((targets >= self.cutoffs[i]) & (targets < self.cutoffs[i + 1]))
+            if picked.size:
+                tail_rows, tail_at = np.unique(rows[picked], return_inverse=True)
+                tail = log_softmax((out[tail_rows] @ a.T) @ b.T)
+                result[picked] = head[at[picked], shortlist + i] + tail[tail_at, targets[picked] - self.cutoffs[i]]
         return result
 
     def _initial(self, n: int) -> list[np.ndarray]:
@@ -107,7 +113,7 @@ class RNNLM:
                 for s in groups[key]:
                     targets.append(seqs[s][depth])
                     owners.append((rows[key], s))
-            lp = self._log_probs(out[[r for r, _ in owners]], np.array(targets))
+            lp = self._log_probs(out, np.array(targets), np.array([r for r, _ in owners]))
             for (_, s), v, t in zip(owners, lp, targets):
                 if not (skip_unknown and t == 1):
                     totals[s] += v

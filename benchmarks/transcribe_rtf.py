@@ -9,7 +9,8 @@ MFCC, the RNN and the decoder included), once per setting and decoder, side by s
 this process on each of --threads BLAS threads (--workers 0), and in each other number of
 --workers processes (one thread each). Decoders:
 ``greedy`` is best-path decoding, ``shipped`` the shipped decoding (beam search with the
-shipped lexicon and LM, and joint rescoring if it is on). The WER of each run is printed
+shipped lexicon and LM, and joint and RNN LM rescoring if they are on), ``shipped-without-rnnlm``
+the same without the RNN LM's rescoring (what it costs). The WER of each run is printed
 beside its speed. The head defaults to the shipped one.
 """
 
@@ -35,7 +36,8 @@ def main() -> None:
     ap.add_argument("--head", choices=["char", "phone"])
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--workers", type=int, nargs="+", default=[0], help="0: in this process, with --threads")
-    ap.add_argument("--decoders", nargs="+", choices=["greedy", "shipped"], default=["greedy", "shipped"])
+    ap.add_argument("--decoders", nargs="+", choices=["greedy", "shipped", "shipped-without-rnnlm"],
+                    default=["greedy", "shipped"])
     ap.add_argument("--limit", type=int, default=None, help="first N utterances only")
     ap.add_argument("--beam-sizes", type=int, nargs="+", default=None,
                     help="the shipped decoding at each of these beam sizes (default: the shipped beam)")
@@ -55,11 +57,12 @@ def main() -> None:
         if name == "greedy":
             runs.append((name, DecodingConfig()))
             continue
+        base = dataclasses.replace(shipped, rescore=None) if name == "shipped-without-rnnlm" else shipped
         for beam in args.beam_sizes or [shipped.beam_size]:
             for history in args.history_steps or [shipped.history_steps]:
                 label = name + "".join([f"(beam {beam})" if args.beam_sizes else "",
                                         f"(history {history})" if args.history_steps else ""])
-                runs.append((label, dataclasses.replace(shipped, beam_size=beam, history_steps=history)))
+                runs.append((label, dataclasses.replace(base, beam_size=beam, history_steps=history)))
     settings = [(t, 0) for t in args.threads if 0 in args.workers] + [(1, w) for w in args.workers if w > 0]
     for threads, workers in settings:
         threadpool_limits(threads)

@@ -52,7 +52,7 @@ def test_shipped_model_reproduces_published_dev_figures(tmp_path):
 @pytest.mark.slow
 @needs_librispeech
 def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
-    """The shipped bundle (model, lexicon, LM, tuned decoding) gives the published dev
+    """The shipped bundle (model, lexicon, LM, RNN LM, tuned decoding) gives the published dev
     transcripts again: exactly for a sample of utterances, and the published WER is the WER
     of the published transcripts. (Published by the runtime, asr.rnn; the torch path in fp32
     gave the same 719 transcripts: results/runtime-parity/same-words.log.)"""
@@ -63,14 +63,15 @@ def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
     shipped = load_bundle()
     head, decoding = shipped.head, shipped.decoding
     assert decoding.decoder == "beam" and decoding.lm is not None
-    folder = PUBLISHED / f"dev-{head}-beam-lm{'-joint' if decoding.joint_weight else ''}"
+    folder = PUBLISHED / (f"dev-{head}-beam-lm{'-joint' if decoding.joint_weight else ''}"
+                          f"{'-rnnlm' if decoding.rescore else ''}")
     summary = json.loads((folder / "summary.json").read_text())
     records = {r["id"]: r for _, r in read_jsonl(folder / "results.jsonl", ("id", "ref", "hyp"), ValueError, "")}
     assert len(records) == summary["utterances"] == 719
     assert wer([r["ref"] for r in records.values()], [r["hyp"] for r in records.values()]) == \
         pytest.approx(summary["wer"], abs=1e-4)
     for key in ("beam_size", "beam_size_token", "beam_threshold", "blank_skip", "lm_weight", "word_score",
-                "joint_weight", "history_steps"):
+                "joint_weight", "history_steps", "nbest", "rescore_weight"):
         assert summary.get(key) == getattr(decoding, key), (folder, key)
     prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")
     sample = read_manifest(tmp_path / "dev.jsonl")[::24]  # 30 utterances over all 10 speakers

@@ -81,4 +81,4 @@ def test_the_readme_results_come_from_the_results_tables():
     results = (REPO / "RESULTS.md").read_text(encoding="utf-8")
     assert NUMBER.findall(_section(readme, "## Results")), "the README's results table has no figure"
     assert readme_figures_missing_from_results(readme, results) == []
-    assert readme_figures_missing_from_results(readme.replace("28.10 %", "27.10 %"), results) == ["27.10"]
+    assert readme_figures_missing_from_results(readme.replace("27.61 %", "26.61 %"), results) == ["26.61"]
