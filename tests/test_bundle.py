@@ -154,7 +154,8 @@ def test_cli_bundle_of_a_bundle_changes_options_and_records_what_it_came_from(tm
     assert r.returncode == 0, r.stderr
     b = load_bundle(tmp_path / "b")
     assert b.decoding == dataclasses.replace(shipped.decoding, lm=str(tmp_path / "b" / "lm.arpa"), calibration=None,
-                                             confidence_floor=0.0)
+                                             confidence_floor=0.0, rescore=str(tmp_path / "b" / "rnnlm.npz"))
+    assert sha256(b.decoding.rescore) == sha256(shipped.decoding.rescore)  # its own copy of the RNN LM
     assert b.head == shipped.head and sha256(b.model) == sha256(shipped.model)
     source = b.produced_by["derived_from"]
     assert source["bundle"] == str(shipped.path)

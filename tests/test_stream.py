@@ -96,7 +96,11 @@ def test_endpoint_splits_utterances_and_times_are_the_streams(recognizer, clip):
     assert first and second and len(first) + len(second) == len(seen)  # no utterance spans the gap
     assert seen[0][0] < len(clip) / 16000 + 1.0  # the first came at its endpoint, long before the audio was over
     text = lambda segs: " ".join(seg.text for seg in segs)
-    assert wer([text(first)], [text(second)]) < 0.2, (text(first), text(second))  # the same saying twice
+    # the same saying twice, each recognised whole (the first a little worse: the stream's running
+    # normalisation starts from the training statistics there, and has heard the speaker by the second)
+    said = "everything he has done has been aimed at the conservation of energy the contraction of space " \
+           "the intensification of culture"
+    assert wer([said], [text(first)]) < 0.25 and wer([said], [text(second)]) < 0.25, (text(first), text(second))
     shift = second[0].words[0].start - first[0].words[0].start  # times are the stream's
     assert math.isclose(shift, (len(clip) + len(gap)) / 16000, abs_tol=0.1)
     ends = [(seg.start, seg.end) for _, seg in seen]
