@@ -10,6 +10,7 @@ confidence calibrator and ``bundle.json``, which says how they are used together
      "decoding": {"decoder": "beam", "lm": "lm.arpa.gz", "calibration": "calibration.json", ...},
      "streaming": "stream.json",                        # optional: how it streams (asr.stream)
      "g2p": "g2p.npz",                                   # optional: pronunciations of added words (asr.g2p)
+     "ensemble": {"members": ["model-2.npz"], "weights": [], "rule": "mean"},  # optional: more models (asr.rnn.Ensemble)
      "files": {"model.pt": "<sha256>", ...},             # every file above, and the LM's word list
      "produced_by": {"asr": "0.1.0", "commit": "...", "training": {...}, "dev": {"wer": 0.28, ...}}}
 
@@ -37,6 +38,7 @@ from .ctc import check_head
 from .decode import DecodingConfig
 from .errors import ConfigError, UserError
 from .io import atomic_write_text, sha256
+from .rnn import EnsembleConfig
 
 # bundle.json's format version: readers refuse others. 2: the model exported for the torch-free
 # runtime ("runtime") beside the checkpoint; a format 1 bundle has only the checkpoint.
@@ -81,13 +83,18 @@ class Bundle:
     runtime: Path | None = None  # model.npz: the model's weights for asr.rnn
     spellings: Path | None = None  # spellings.npz: the search's words, saved (used where its key fits)
     g2p: Path | None = None  # g2p.npz: pronunciations of words the lexicon lacks (asr.g2p)
+    ensemble: EnsembleConfig = EnsembleConfig()  # other exported models heard beside this one (absolute paths)
 
-    def with_options(self, head: str | None = None, decoder: str | None = None, **changes: Any) -> "Bundle":
+    def with_options(self, head: str | None = None, decoder: str | None = None, ensemble: Any = None,
+                     ensemble_weights: Any = None, ensemble_rule: str | None = None, **changes: Any) -> "Bundle":
         """This bundle with some decoding options changed (``None`` values are left as they are).
 
         ``decoder="greedy"`` is plain best-path decoding; ``decoder="beam"`` turns a greedy
         decoding into beam search; ``changes`` are :class:`DecodingConfig` fields, with
-        ``lm="none"`` for no LM and ``calibration="none"`` for raw confidences. A calibrator knows
+        ``lm="none"`` for no LM and ``calibration="none"`` for raw confidences. ``ensemble``: other
+        models to hear beside the bundle's (files, see :class:`~asr.rnn.EnsembleConfig`; ``"none"``
+        or ``[]``: the bundle's own model alone), ``ensemble_weights`` and ``ensemble_rule`` how
+        (the bundle's, if it has members, or equal weights and ``"mean"``). A calibrator knows
         the words of its own head's search with its own LM: another head, LM or a lexicon-free
         search drops it (unless one is given), since its inputs would mean something else.
         """
@@ -117,7 +124,21 @@ class Bundle:
         if (head not in (None, self.head) or ("lm" in changes and changes["lm"] != config.lm)
                 or changes.get("lexicon_free")) and "calibration" not in changes:
             config = dataclasses.replace(config, calibration=None, confidence_floor=0.0)  # the floor is on its scale
-        return dataclasses.replace(self, head=head or self.head, decoding=dataclasses.replace(config, **changes))
+        return dataclasses.replace(self, head=head or self.head, decoding=dataclasses.replace(config, **changes),
+                                   ensemble=self._ensemble(ensemble, ensemble_weights, ensemble_rule))
+
+    def _ensemble(self, members: Any, weights: Any, rule: str | None) -> EnsembleConfig:
+        """The bundle's :class:`EnsembleConfig` with what :meth:`with_options` was given changed."""
+        e = self.ensemble
+        if members is not None:
+            members = [] if members == "none" or list(members) == ["none"] else [str(m) for m in members]
+            for m in members:
+                if not Path(m).is_file():
+                    raise ConfigError(f"{m}: ensemble member not found (an exported model .npz or a checkpoint .pt)")
+            weights_kept = () if len(members) != len(e.members) else e.weights
+            e = EnsembleConfig(tuple(str(Path(m).resolve()) for m in members), weights_kept, e.rule)
+        return EnsembleConfig(e.members, tuple(float(w) for w in weights) if weights is not None else e.weights,
+                              rule or e.rule)
 
     def describe(self) -> str:
         """One line: the head and decoding, e.g. ``phone head, beam search + LM + joint rescoring``."""
@@ -221,8 +242,17 @@ def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bo
     runtime = member(meta.get("runtime"), "runtime") if version >= 2 else None
     spellings = member(meta["spellings"], "spellings") if meta.get("spellings") else None
     g2p = member(meta["g2p"], "g2p") if meta.get("g2p") else None
+    ensemble = EnsembleConfig()
+    if meta.get("ensemble"):
+        e = meta["ensemble"]
+        try:
+            members = [str(member(name, "ensemble member")) for name in e["members"]]
+            ensemble = EnsembleConfig(tuple(members), tuple(float(w) for w in e.get("weights") or ()),
+                                      e.get("rule", "mean"))
+        except (TypeError, KeyError, ValueError, ConfigError) as err:
+            raise BundleError(f"{meta_path}: ensemble: {err}") from None
     return Bundle(member(meta.get("model"), "model"), member(meta.get("lexicon"), "lexicon"), head, decoding,
-                  folder.resolve(), meta.get("produced_by") or {}, streaming, runtime, spellings, g2p)
+                  folder.resolve(), meta.get("produced_by") or {}, streaming, runtime, spellings, g2p, ensemble)
 
 
 def from_checkpoint(model: str | Path, lexicon: str | Path | None = None) -> Bundle:
@@ -290,11 +320,12 @@ def _copy_in(src: str | Path, folder: Path, name: str) -> str:
 
 def write_bundle(out: str | Path, model: str | Path, head: str, decoding: DecodingConfig,
                  lexicon: str | Path | None = None, produced_by: dict[str, Any] | None = None,
-                 streaming: str | Path | None = None, g2p: str | Path | None = None) -> Bundle:
+                 streaming: str | Path | None = None, g2p: str | Path | None = None,
+                 ensemble: EnsembleConfig = EnsembleConfig()) -> Bundle:
     """Write a bundle folder ``out``: ``model`` (a checkpoint), ``lexicon`` (default: the shipped
     one), the LM and calibrator that ``decoding`` names (copied in, with the LM's word list),
     ``streaming`` (a stream.json, see :func:`asr.stream.write_streaming`), ``g2p`` (a G2P model,
-:mod:`asr.g2p`), the model exported for
+    :mod:`asr.g2p`), ``ensemble``'s members (exported as ``model-2.npz``, ...), the model exported for
     recognition (:func:`asr.model.export`: needs torch) and bundle.json last, with the sha256 of
     each file. ``out`` may be an existing bundle whose files are given again (that is how tune
     and calibrate write into one).
@@ -342,6 +373,7 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
 
         G2P.load(g2p)  # a bundle is not written with a G2P model it cannot read
         names["g2p"] = _copy_in(g2p, folder, "g2p.npz")
+    members = [_member_in(m, folder, f"model-{i}.npz") for i, m in enumerate(ensemble.members, 2)]
     runtime = folder / RUNTIME_FILE
     names["runtime"] = RUNTIME_FILE
     if decoding.decoder == "beam" and not decoding.lexicon_free:  # the search's words, saved: a quick start
@@ -352,7 +384,8 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
         lm = str(folder / fields["lm"]) if fields.get("lm") else None
         save_spellings(folder / SPELLINGS_FILE, spell_vocabulary(head, lex, lm), spellings_key(head, lex, lm))
         names["spellings"] = SPELLINGS_FILE
-    listed = [*names.values()] + [fields[k] for k in ("lm", "calibration", "grammar", "rescore") if fields.get(k)]
+    listed = [*names.values(), *members] + [fields[k] for k in ("lm", "calibration", "grammar", "rescore")
+                                            if fields.get(k)]
     if fields.get("lm") and (folder / f"{fields['lm']}.words.txt").is_file():
         listed.append(f"{fields['lm']}.words.txt")
     record: dict[str, Any] = {"asr": __version__, "commit": _commit()}
@@ -378,10 +411,30 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
         except (OSError, ValueError, AttributeError):
             pass
     record.update(produced_by or {})
+    if members:
+        names["ensemble"] = {"members": members, "weights": list(ensemble.weights), "rule": ensemble.rule}
     meta = {"format": FORMAT, **names, "head": head, "decoding": fields,
             "files": {name: sha256(folder / name) for name in sorted(set(listed))}, "produced_by": record}
     atomic_write_text(old, json.dumps(meta, indent=2) + "\n")
     return load_bundle(folder, verify=False)
+
+
+def _member_in(src: str | Path, folder: Path, name: str) -> str:
+    """An ensemble member into ``folder`` as ``name``: an exported model copied (after reading it),
+    a checkpoint exported (that needs torch)."""
+    from .rnn import RNNModel
+
+    src = Path(src)
+    if src.suffix == ".pt":
+        try:
+            from .model import export, load_model
+        except ImportError:
+            raise BundleError(f"{src}: exporting a checkpoint for recognition needs PyTorch: "
+                              f"pip install 'asr[train]'") from None
+        export(load_model(src)).save(folder / name)
+        return name
+    RNNModel.load(src)  # a bundle is not written with a member it cannot read
+    return _copy_in(src, folder, name)
 
 
 def _listed(folder: Path, name: str) -> str | None:

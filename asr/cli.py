@@ -54,7 +54,13 @@ def _bundle(args: argparse.Namespace, quiet: bool = False):
     from .bundle import resolve
 
     return resolve(args.bundle, args.model, args.lexicon, warn=None if quiet else lambda m: print(m, file=sys.stderr),
-                   lexicon_free=args.lexicon_free or None, **_decoding_options(args))
+                   lexicon_free=args.lexicon_free or None, **_decoding_options(args), **_ensemble_options(args))
+
+
+def _ensemble_options(args: argparse.Namespace) -> dict:
+    """--ensemble, --ensemble-weights and --ensemble-rule, as :meth:`asr.bundle.Bundle.with_options` takes them."""
+    return {"ensemble": getattr(args, "ensemble", None), "ensemble_weights": getattr(args, "ensemble_weights", None),
+            "ensemble_rule": getattr(args, "ensemble_rule", None)}
 
 
 def _decoding_options(args: argparse.Namespace) -> dict:
@@ -71,6 +77,18 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                                                    "calibrator (default: the one shipped with asr; `asr bundle` makes one)")
     g.add_argument("--model", metavar="CKPT", help="a bare checkpoint instead of a bundle: decoded greedily with its "
                                                    "char head unless decoding options say otherwise")
+    _add_ensemble_options(g)
+
+
+def _add_ensemble_options(g) -> None:
+    g.add_argument("--ensemble", nargs="+", metavar="MODEL",
+                   help="more acoustic models (exported .npz or checkpoints .pt of the same features and frame "
+                        "rate) heard beside the bundle's, their posteriors combined each frame; 'none': the "
+                        "bundle's model alone (docs/language-models.md)")
+    g.add_argument("--ensemble-weights", nargs="+", type=float, metavar="W",
+                   help="one weight per model, the bundle's first (default: equal)")
+    g.add_argument("--ensemble-rule", choices=["mean", "product"],
+                   help="mean of the probabilities (default) or of the log-probabilities")
 
 
 def _add_decoding_options(p: argparse.ArgumentParser) -> None:
@@ -294,7 +312,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if args.augment:
             record["augment"] = args.augment
         write_bundle(args.bundle, bundle.model, bundle.head, calibrated, bundle.lexicon, {"calibration": record},
-                     bundle.streaming)
+                     bundle.streaming, bundle.g2p, bundle.ensemble)
         print(f"{args.bundle}: decodes with this calibrator now", file=sys.stderr)
     return 0
 
@@ -304,7 +322,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .decode import DecodingConfig
     from .evaluate import tune_decoding
 
-    bundle = resolve(args.bundle, args.model, args.lexicon)
+    bundle = resolve(args.bundle, args.model, args.lexicon, **_ensemble_options(args))
     shipped = bundle.decoding if bundle.decoding.decoder == "beam" else DecodingConfig("beam")
     if args.lm is None and shipped.lm is None and args.model:
         print("error: give --lm (an ARPA/KenLM word LM from `asr lm build`, or 'none') to tune a bare checkpoint",
@@ -326,7 +344,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         decoding = dataclasses.replace(decoding, calibration=bundle.decoding.calibration if keep else None,
                                        confidence_floor=bundle.decoding.confidence_floor if keep else 0.0)
         write_bundle(args.bundle, bundle.model, best["head"], decoding, bundle.lexicon,
-                     {"dev": {"wer": best["wer"], "manifest": best["manifest"]}}, bundle.streaming)
+                     {"dev": {"wer": best["wer"], "manifest": best["manifest"]}}, bundle.streaming, bundle.g2p,
+                     bundle.ensemble)
         print(f"{args.bundle}: decodes with this setting now" + ("" if keep or not bundle.decoding.calibration else
               " (its calibrator was for another head or LM and is dropped: rerun `asr calibrate --bundle`)"),
               file=sys.stderr)
@@ -345,11 +364,15 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     else:
         base = from_checkpoint(args.checkpoint, args.lexicon)
     bundle, record = _with_tuned(base, args.decoding)
-    bundle = bundle.with_options(lexicon_free=args.lexicon_free or None, **_decoding_options(args))
+    bundle = bundle.with_options(lexicon_free=args.lexicon_free or None, **_decoding_options(args),
+                                 **_ensemble_options(args))
     produced = {k: v for k, v in base.produced_by.items() if k not in ("asr", "commit", "dev")}
     if base.path is not None:  # what it was made from; its dev figures were measured before these changes
         changed = {k: Path(v).name if k in ("lm", "calibration") and v else v
                    for k, v in dataclasses.asdict(bundle.decoding).items() if v != getattr(base.decoding, k)}
+        if bundle.ensemble != base.ensemble:
+            changed["ensemble"] = {"members": [Path(m).name for m in bundle.ensemble.members],
+                                   "weights": list(bundle.ensemble.weights), "rule": bundle.ensemble.rule}
         if not changed and bundle.head == base.head and bundle.lexicon == base.lexicon:
             produced = dict(base.produced_by)  # the same decoding (e.g. only streaming added): its figures hold
         else:
@@ -372,7 +395,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         streaming = Path(args.out) / "stream.json"
         write_streaming(streaming, dataclasses.replace(config, **changes), stats)
     written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced, streaming,
-                           None if args.g2p == "none" else args.g2p or base.g2p)
+                           None if args.g2p == "none" else args.g2p or base.g2p, bundle.ensemble)
     print(bundle_summary(written))
     return 0
 
@@ -769,6 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "stream's running normalisation (500 utterances of it)")
     _add_streaming_options(g)
     p.add_argument("--g2p", metavar="NPZ", help="a G2P model (asr g2p train) for the words the lexicon lacks, or 'none'")
+    _add_ensemble_options(p.add_argument_group("ensemble (more acoustic models, copied in as model-2.npz, ...)"))
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.set_defaults(func=cmd_bundle)
 

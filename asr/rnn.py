@@ -328,6 +328,103 @@ class RNNModel:
         return {"char": self._head("char", x), "phone": self._head("phone", x)}, states
 
 
+
+# How an ensemble joins its members' per-frame log-probabilities (:class:`Ensemble`).
+ENSEMBLE_RULES = ("mean", "product")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Other acoustic models to hear beside a bundle's own (:class:`Ensemble`); none by default.
+
+    ``members``: exported models (``.npz``, :meth:`RNNModel.save`) or checkpoints (``.pt``,
+    exported in memory: needs torch); ``weights``: one per model, the bundle's own first
+    (empty: equal); ``rule``: one of :data:`ENSEMBLE_RULES`.
+    """
+
+    members: tuple[str, ...] = ()
+    weights: tuple[float, ...] = ()
+    rule: str = "mean"
+
+    def __post_init__(self):
+        if self.rule not in ENSEMBLE_RULES:
+            raise ConfigError(f"ensemble rule must be one of {', '.join(ENSEMBLE_RULES)}, not {self.rule!r}")
+        if self.weights and len(self.weights) != 1 + len(self.members):
+            raise ConfigError(f"ensemble weights: give one per model, the bundle's own first "
+                              f"({1 + len(self.members)}), not {len(self.weights)}")
+        if any(w < 0 for w in self.weights) or (self.weights and not sum(self.weights) > 0):
+            raise ConfigError(f"ensemble weights must be non-negative and not all 0, not {list(self.weights)}")
+
+
+class Ensemble:
+    """Several acoustic models heard as one (frame-level posterior combination).
+
+    Every member reads the same features (one :class:`~asr.features.FeatureConfig`) and gives
+    frames at the same rate with the same vocabularies; each head's output is each frame's
+    combination of theirs, so the search, the confidences and streaming see one model:
+
+    - ``rule="mean"``: the weighted mean of the members' probabilities, ``log sum_i w_i p_i(k|t)``
+      (a mixture: a frame the members disagree on keeps both candidates);
+    - ``rule="product"``: the weighted mean of their log-probabilities, renormalised over the
+      vocabulary, ``log_softmax(sum_i w_i log p_i(k|t))`` (a product of experts: sharper).
+
+    The weights (:class:`EnsembleConfig`; default equal) are normalised to sum to 1. It has
+    :class:`RNNModel`'s interface (``config`` is the first member's, with the furthest look-ahead
+    of any), so recognition takes either.
+    """
+
+    def __init__(self, models: list[RNNModel], config: EnsembleConfig = EnsembleConfig()):
+        if not models:
+            raise ConfigError("an ensemble needs at least one model")
+        weights = list(config.weights) or [1.0] * len(models)
+        if len(weights) != len(models):
+            raise ConfigError(f"ensemble weights: one per model ({len(models)}), not {len(weights)}")
+        first = models[0].config
+        for i, m in enumerate(models[1:], 2):
+            c = m.config
+            for name in ("features", "stack", "n_chars", "n_phones"):
+                if getattr(c, name) != getattr(first, name):
+                    raise ConfigError(f"ensemble member {i} differs from the first in {name} "
+                                      f"({getattr(c, name)} against {getattr(first, name)}): members must read "
+                                      f"the same features and give the same frames")
+        self.models, self.rule = models, config.rule
+        self.weights = np.array(weights, dtype=np.float32) / np.float32(sum(weights))
+        # a streaming model's right context: enough for the member that looks furthest ahead
+        self.config = dataclasses.replace(first, bidirectional=any(m.config.bidirectional for m in models),
+                                          lookahead=max(m.config.lookahead for m in models))
+
+    def output_lengths(self, lengths: np.ndarray) -> np.ndarray:
+        return self.models[0].output_lengths(lengths)
+
+    def combine(self, outs: list[np.ndarray]) -> np.ndarray:
+        """The members' log-probabilities ``(..., V)`` each -> the ensemble's ``(..., V)``, float32."""
+        if len(outs) == 1:
+            return outs[0]
+        if self.rule == "mean":
+            with np.errstate(divide="ignore"):  # a member of weight 0 adds nothing: log 0 = -inf
+                x = np.stack(outs) + np.log(self.weights).reshape(-1, *([1] * outs[0].ndim))
+            top = x.max(0)
+            return (top + np.log(np.exp(x - top).sum(0))).astype(np.float32)
+        x = np.tensordot(self.weights, np.stack(outs), axes=1)
+        return np.ascontiguousarray(log_softmax(x), dtype=np.float32)
+
+    def forward(self, feats: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
+        """As :meth:`RNNModel.forward`, each head combined over the members."""
+        outs = [m.forward(feats, lengths) for m in self.models]
+        return {"char": self.combine([o["char"] for o in outs]), "phone": self.combine([o["phone"] for o in outs]),
+                "lengths": outs[0]["lengths"]}
+
+    forward_batches = RNNModel.forward_batches
+
+    def forward_chunk(self, feats: np.ndarray, steps: int, state: list[list[np.ndarray]] | None = None
+                      ) -> tuple[dict[str, np.ndarray], list[list[np.ndarray]]]:
+        """As :meth:`RNNModel.forward_chunk`; ``state`` holds each member's."""
+        results = [m.forward_chunk(feats, steps, None if state is None else state[i])
+                   for i, m in enumerate(self.models)]
+        out = {head: self.combine([o[head] for o, _ in results]) for head in ("char", "phone")}
+        return out, [s for _, s in results]
+
+
 def length_batches(lengths: list[int], batch_frames: int) -> list[list[int]]:
     """Indices of items of ``lengths`` frames grouped by length, shortest first, each group at most
     ``batch_frames`` padded frames (an item longer than that alone)."""

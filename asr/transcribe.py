@@ -33,7 +33,7 @@ from .io import FORMATS, atomic_write_text, check_output_folder, expand_inputs, 
 from .errors import ConfigError, UserError
 from .features import SAMPLE_RATE, AudioError, as_numpy, audio_info, compute_features, load_audio, prepare_samples
 from .plan import CHUNK_SECONDS, Window, bucket_batches, plan_windows
-from .rnn import RNNModel
+from .rnn import Ensemble, RNNModel
 from .text import LazyLexicon
 
 if TYPE_CHECKING:
@@ -290,14 +290,24 @@ def _lexicon(bundle: Bundle):
     return lexicon.load().with_words(pronounce_words(added, bundle.g2p)) if added else lexicon
 
 
-def load_acoustic_model(bundle: Bundle) -> RNNModel:
+def load_acoustic_model(bundle: Bundle) -> RNNModel | Ensemble:
     """The model recognition runs: the bundle's exported one, or a bare checkpoint's weights
-    exported in memory (that needs torch: the training extra)."""
-    if bundle.runtime is not None:
-        return RNNModel.load(bundle.runtime)
-    from .model import export, load_model  # torch: asr.bundle.from_checkpoint has checked it is there
+    exported in memory (that needs torch: the training extra); with the bundle's ensemble
+    members, all of them as one :class:`~asr.rnn.Ensemble`."""
+    models = [_exported(bundle.runtime or bundle.model), *map(_exported, bundle.ensemble.members)]
+    return Ensemble(models, bundle.ensemble) if len(models) > 1 else models[0]
 
-    return export(load_model(bundle.model))
+
+def _exported(path: str | Path) -> RNNModel:
+    """An exported model (``.npz``), or a checkpoint exported in memory (needs torch)."""
+    if Path(path).suffix != ".pt":
+        return RNNModel.load(path)
+    try:
+        from .model import export, load_model
+    except ImportError:
+        raise ConfigError(f"{path}: a checkpoint needs PyTorch to read (pip install 'asr[train]'); "
+                          f"`asr bundle` exports it for recognition without it") from None
+    return export(load_model(path))
 
 
 class Transcriber:

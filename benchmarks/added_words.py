@@ -3,6 +3,7 @@
 their occurrences are recognised again.
 
     python benchmarks/added_words.py --manifest data/librispeech/dev.jsonl [--workers 2]
+        [--skip 50] [--stand-ins -6 -5]
 
 The 50 words: the kind of word a user adds, rare in the LM's books (unigram log10-probability
 below -5: names, terms) yet said in the recordings: the most frequent such words of the dev
@@ -20,6 +21,10 @@ the shipped bundle over all of dev:
 A word occurrence counts as recognised where the hypothesis holds the word as often as the
 reference (per utterance, the smaller of the two counts). Prints recall of the 50 words'
 occurrences, and each run's WER.
+
+``--stand-ins``: run 3 once for each of these unigram log10-probabilities of the word an added
+word is read as (:data:`asr.search.STAND_IN_LOG10`); ``--skip 50`` takes the next 50 words of the
+same kind instead, a set to choose that value on without looking at the first 50.
 """
 
 import argparse
@@ -65,6 +70,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--words", type=int, default=50)
+    ap.add_argument("--skip", type=int, default=0, help="leave out the first N words of the kind (another set)")
+    ap.add_argument("--stand-ins", type=float, nargs="+", default=[asr.search.STAND_IN_LOG10],
+                    help="unigram log10-probabilities of the LM word an added word is read as (default: asr's)")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     args = ap.parse_args()
     utts = read_manifest(args.manifest)
@@ -73,7 +81,7 @@ def main() -> None:
     counts = collections.Counter(w for r in refs for w in r.split() if w in shipped)
     rarity = unigrams(resolve().decoding.lm, sorted(counts))
     # the kind of word a user adds: rare in the LM's books (names, terms), said in the recordings
-    chosen = [w for w, _ in counts.most_common() if rarity[w] < RARE][: args.words]
+    chosen = [w for w, _ in counts.most_common() if rarity[w] < RARE][args.skip: args.skip + args.words]
     print(f"{len(utts)} dev utterances; the {len(chosen)} words ({sum(counts[w] for w in chosen)} occurrences): "
           f"{' '.join(chosen)}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,13 +98,15 @@ def main() -> None:
                 w: found[f"zz{w}zz"] for w in hidden}
 
         asr.search.stand_ins = forced
-        runs = [("as shipped (in the lexicon and the LM)", resolve()),
-                ("taken out of the lexicon (and so of the search)", resolve(lexicon=lexicon)),
-                ("added back: words=[...] without phones (G2P), read by the LM as words it lacks",
-                 resolve(lexicon=lexicon, words=tuple(chosen)))]
-        print("\n| run | the 50 words' occurrences recognised | dev WER | wall (s) |\n|---|---|---|---|")
+        runs = [("as shipped (in the lexicon and the LM)", resolve(), None),
+                ("taken out of the lexicon (and so of the search)", resolve(lexicon=lexicon), None)]
+        runs += [(f"added back: words=[...] without phones (G2P), read by the LM as words it lacks (stand-in "
+                  f"log10 {v:g})", resolve(lexicon=lexicon, words=tuple(chosen)), v) for v in args.stand_ins]
+        print(f"\n| run | the {len(chosen)} words' occurrences recognised | dev WER | wall (s) |\n|---|---|---|---|")
         found_shipped = None
-        for name, bundle in runs:
+        for name, bundle, stand_in in runs:
+            if stand_in is not None:
+                asr.search.STAND_IN_LOG10 = stand_in
             start = time.perf_counter()
             tr = Transcriber(bundle)
             hyps = [t.text for t in tr.transcribe_files([u.audio for u in utts], workers=args.workers, in_order=True)]

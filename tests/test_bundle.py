@@ -241,3 +241,48 @@ def test_a_format_1_bundle_is_refused_in_one_line_until_asr_bundle_exports_it(sm
     assert b.decoding == dataclasses.replace(small_bundle.decoding, lm=str(folder.resolve() / "lm.arpa"))
     assert json.loads((folder / BUNDLE_FILE).read_text())["format"] == 2
 
+
+
+def test_an_ensemble_travels_in_a_bundle_and_options_change_or_drop_it(small_bundle, tmp_path):
+    """`asr bundle --ensemble` copies a member in (a checkpoint exported as model-2.npz); the
+    bundle then recognises with both; `--ensemble none` and weights change that for one run."""
+    import numpy as np
+
+    from asr.cli import main
+    from asr.model import AcousticModel, export
+    from asr.rnn import Ensemble, EnsembleConfig, RNNModel
+    from asr.transcribe import Transcriber, load_acoustic_model
+
+    import torch
+
+    torch.manual_seed(0)
+    small = dataclasses.replace(RNNModel.load(small_bundle.runtime).config, hidden=16, layers=2, inter_layer=1)
+    other = export(AcousticModel(small).eval())  # the same features and frames, other (random) weights
+    other.save(tmp_path / "other.npz")
+    assert main(["bundle", str(small_bundle.path), "--ensemble", str(tmp_path / "other.npz"), "--ensemble-weights",
+                 "3", "1", "--out", str(tmp_path / "b")]) == 0
+    b = load_bundle(tmp_path / "b")
+    assert b.ensemble == EnsembleConfig((str(tmp_path / "b" / "model-2.npz"),), (3.0, 1.0), "mean")
+    meta = json.loads((tmp_path / "b" / BUNDLE_FILE).read_text())
+    assert meta["ensemble"] == {"members": ["model-2.npz"], "weights": [3.0, 1.0], "rule": "mean"}
+    assert "model-2.npz" in meta["files"]
+    assert meta["produced_by"]["derived_from"]["changed"]["ensemble"]["members"] == ["other.npz"]  # what was added
+    model = load_acoustic_model(b)
+    assert isinstance(model, Ensemble) and len(model.models) == 2
+    feats = np.random.default_rng(0).standard_normal((1, 60, 40)).astype(np.float32)
+    alone, rand = (RNNModel.load(p).forward(feats, np.array([60])) for p in (b.runtime, tmp_path / "other.npz"))
+    np.testing.assert_allclose(model.forward(feats, np.array([60]))["phone"],
+                               np.log(0.75 * np.exp(alone["phone"]) + 0.25 * np.exp(rand["phone"])), atol=1e-5)
+    # for one run: no ensemble; the member alone (weights 0 and 1)
+    assert isinstance(load_acoustic_model(b.with_options(ensemble="none")), RNNModel)
+    assert b.with_options(ensemble="none").ensemble == EnsembleConfig((), (), "mean")
+    only = load_acoustic_model(b.with_options(ensemble_weights=[0, 1]))
+    np.testing.assert_allclose(only.forward(feats, np.array([60]))["phone"], rand["phone"], atol=1e-5)
+    text = Transcriber(b.with_options(ensemble_weights=[1, 0])).transcribe(CLIP).text
+    assert text == Transcriber(small_bundle).transcribe(CLIP).text != ""
+    # a damaged member is refused as any bundle file is; a missing one for a run is named
+    (tmp_path / "b" / "model-2.npz").write_bytes(b"junk")
+    with pytest.raises(BundleError, match=r"model-2\.npz: sha256 differs"):
+        load_bundle(tmp_path / "b")
+    with pytest.raises(ConfigError, match="nothere.npz: ensemble member not found"):
+        small_bundle.with_options(ensemble=[str(tmp_path / "nothere.npz")])

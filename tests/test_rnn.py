@@ -1,5 +1,7 @@
 """asr.rnn: the model exported from torch and run in numpy gives what the torch model gives."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,66 @@ def test_model_config_checks_its_values_where_it_is_made():
                        ({"identity_init": True, "orthogonal_init": True}, "exclude")):
         with pytest.raises(ConfigError, match=match):
             ModelConfig(**bad)
+
+
+def test_an_ensemble_combines_each_frame_of_its_members_by_hand():
+    from asr.rnn import Ensemble, EnsembleConfig
+
+    config = ModelConfig(hidden=8, layers=2, dropout=0.0)
+    members = [_pair(config, seed)[1] for seed in (0, 1)]
+    feats = np.random.default_rng(2).standard_normal((1, 20, 40)).astype(np.float32)
+    a, b = (m.forward(feats, np.array([20])) for m in members)
+    mean = Ensemble(members).forward(feats, np.array([20]))
+    weighted = Ensemble(members, EnsembleConfig(("m2",), (3.0, 1.0))).forward(feats, np.array([20]))
+    product = Ensemble(members, EnsembleConfig(rule="product")).forward(feats, np.array([20]))
+    for head in ("char", "phone"):
+        pa, pb = np.exp(a[head].astype(np.float64)), np.exp(b[head].astype(np.float64))
+        np.testing.assert_allclose(mean[head], np.log((pa + pb) / 2), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(weighted[head], np.log(0.75 * pa + 0.25 * pb), atol=1e-5, rtol=0)
+        geo = np.sqrt(pa * pb)
+        np.testing.assert_allclose(product[head], np.log(geo / geo.sum(-1, keepdims=True)), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(np.exp(mean[head]).sum(-1), 1.0, atol=1e-5)
+    assert np.array_equal(mean["lengths"], a["lengths"])
+    alone = Ensemble(members, EnsembleConfig(("m2",), (1.0, 0.0))).forward(feats, np.array([20]))
+    np.testing.assert_allclose(alone["phone"], a["phone"], atol=1e-6, rtol=0)  # weight 0: the first alone
+
+
+def test_an_ensemble_gives_per_item_results_in_a_batch_and_streams_chunk_by_chunk():
+    from asr.rnn import Ensemble
+
+    uni = ModelConfig(hidden=8, layers=2, bidirectional=False, lookahead=1, dropout=0.0)
+    members = [_pair(uni, 0)[1], _pair(dataclasses.replace(uni, lookahead=2, hidden=12), 1)[1]]
+    ens = Ensemble(members)
+    assert ens.config.lookahead == 2 and not ens.config.bidirectional
+    rng = np.random.default_rng(3)
+    feats = [rng.standard_normal((n, 40)).astype(np.float32) for n in (45, 12, 30)]
+    for idx, out in ens.forward_batches(feats):
+        for b, i in enumerate(idx):
+            one = ens.forward(feats[i][None], np.array([len(feats[i])]))
+            n = int(one["lengths"][0])
+            np.testing.assert_allclose(out["phone"][b, :n], one["phone"][0], atol=1e-5, rtol=0)
+    whole = ens.forward(feats[0][None], np.array([45]))  # 15 steps of 3 frames
+    outs, state = [], None
+    for start in range(0, 45, 5 * 3):
+        out, state = ens.forward_chunk(feats[0][start:start + 15 + 6], 5, state)  # right context: 2 steps
+        outs.append(out["char"])
+    assert len(state) == 2
+    np.testing.assert_allclose(np.concatenate(outs), whole["char"][0], atol=1e-5, rtol=0)
+
+
+def test_an_ensemble_refuses_members_that_do_not_fit_and_bad_settings():
+    from asr.errors import ConfigError
+    from asr.features import FeatureConfig
+    from asr.rnn import Ensemble, EnsembleConfig
+
+    first = _pair(ModelConfig(hidden=8, layers=2, dropout=0.0))[1]
+    for other, what in ((ModelConfig(hidden=8, layers=2, stack=2, dropout=0.0), "stack"),
+                        (ModelConfig(hidden=8, layers=2, dropout=0.0, features=FeatureConfig(n_mfcc=13)), "features")):
+        with pytest.raises(ConfigError, match=f"member 2 differs from the first in {what}"):
+            Ensemble([first, _pair(other)[1]])
+    for bad, match in (({"rule": "vote"}, "rule must be one of mean, product"),
+                       ({"members": ("a",), "weights": (1.0,)}, "one per model"),
+                       ({"members": ("a",), "weights": (0.0, 0.0)}, "not all 0"),
+                       ({"members": ("a",), "weights": (1.0, -1.0)}, "non-negative")):
+        with pytest.raises(ConfigError, match=match):
+            EnsembleConfig(**bad)
