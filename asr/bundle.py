@@ -412,6 +412,12 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
             pass
     record.update(produced_by or {})
     if members:
+        from .rnn import Ensemble, RNNModel
+
+        try:  # a bundle is not written with members that cannot be heard beside its model
+            Ensemble([RNNModel.load(runtime), *(RNNModel.load(folder / m) for m in members)], ensemble)
+        except ConfigError as e:
+            raise BundleError(f"{folder}: {e}") from None
         names["ensemble"] = {"members": members, "weights": list(ensemble.weights), "rule": ensemble.rule}
     meta = {"format": FORMAT, **names, "head": head, "decoding": fields,
             "files": {name: sha256(folder / name) for name in sorted(set(listed))}, "produced_by": record}

@@ -82,13 +82,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _add_ensemble_options(g) -> None:
     g.add_argument("--ensemble", nargs="+", metavar="MODEL",
-                   help="more acoustic models (exported .npz or checkpoints .pt of the same features and frame "
-                        "rate) heard beside the bundle's, their posteriors combined each frame; 'none': the "
-                        "bundle's model alone (docs/language-models.md)")
+                   help="more acoustic models (exported .npz or checkpoints .pt with the same features and frame "
+                        "rate) heard beside the bundle's; 'none': the bundle's model alone (docs/bundles.md)")
     g.add_argument("--ensemble-weights", nargs="+", type=float, metavar="W",
                    help="one weight per model, the bundle's first (default: equal)")
-    g.add_argument("--ensemble-rule", choices=["mean", "product"],
-                   help="mean of the probabilities (default) or of the log-probabilities")
+    g.add_argument("--ensemble-rule", choices=["nbest", "mean", "product"],
+                   help="nbest (default): the others rescore the first model's n-best; mean, product: each "
+                        "frame's posteriors combined")
 
 
 def _add_decoding_options(p: argparse.ArgumentParser) -> None:

@@ -42,12 +42,18 @@ def decode_batch(out: dict[str, np.ndarray], lexicon: Lexicon, frame_seconds: fl
             nbests = beam.search(out[beam.head], out["lengths"], frame_seconds)
         for b, (n, nbest) in enumerate(zip(np.asarray(out["lengths"]).tolist(), nbests)):
             words = best_words(nbest, out[other][b, :n], other, lexicon, beam.joint_weight, beam.rnnlm,
-                               beam.rescore_weight)
+                               beam.rescore_weight, member_outputs(out, beam.head, b, n))
             words = word_evidence(beam.lm_evidence(words), out[beam.head][b, :n], beam.vocab, paths[b][beam.head],
                                   paths[b]["char"] if other == "char" else None, hyps[b].words(other), frame_seconds,
                                   out["char"][b, :n] if other == "char" else None)
             hyps[b] = dataclasses.replace(hyps[b], **{f"{beam.head}_words": beam.calibrate(words)})
     return hyps
+
+
+def member_outputs(out: dict, head: str, b: int, n: int) -> list[tuple[np.ndarray, float]]:
+    """An n-best ensemble's other models' ``head`` log-probabilities ``(n, V)`` for utterance ``b``
+    of a batch, each with its weight (:meth:`asr.rnn.Ensemble.forward`); none for one model."""
+    return [(m[head][b, :n], w) for m, w in zip(out.get("members", ()), out.get("member_weights", ()))]
 
 
 def recognize(model: RNNModel, feats: list[np.ndarray], lexicon: Lexicon,

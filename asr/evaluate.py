@@ -13,7 +13,7 @@ import numpy as np
 from .bundle import Bundle
 from .manifest import read_manifest
 from .io import atomic_write_text
-from .decode import DecodingConfig, Hypothesis, Word
+from .decode import DecodingConfig, Hypothesis, Word, member_outputs
 from .search import lm_vocabulary
 from .errors import UserError
 from .features import compute_features, load_audio
@@ -227,14 +227,15 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
                 nbests: dict[int, tuple] = {}
                 for idx, out in outputs:
                     for b, (k, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"], fs))):
-                        nbests[k] = (hyps, out[other][b, :out["lengths"][b]])
+                        n = out["lengths"][b]
+                        nbests[k] = (hyps, out[other][b, :n], member_outputs(out, head, b, n))
                 search_rtf = (time.perf_counter() - start) / audio
                 for joint_weight in joint_weights:
                     for rescore_weight in rescore_weights:
                         def beam_item(k: int, jw: float = joint_weight, rw: float = rescore_weight) -> Hypothesis | None:
                             if k not in nbests:  # digital silence
                                 return None
-                            words = best_words(nbests[k][0], nbests[k][1], other, lex, jw, rnnlm, rw)
+                            words = best_words(*nbests[k][:2], other, lex, jw, rnnlm, rw, nbests[k][2])
                             return Hypothesis(words if head == "char" else [], words if head == "phone" else [], [])
                         hyps = per_file(beam_item)
                         row = {"head": head, "decoder": "beam", "lm_weight": lm_weight, "word_score": word_score,

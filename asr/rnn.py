@@ -330,7 +330,7 @@ class RNNModel:
 
 
 # How an ensemble joins its members' per-frame log-probabilities (:class:`Ensemble`).
-ENSEMBLE_RULES = ("mean", "product")
+ENSEMBLE_RULES = ("nbest", "mean", "product")
 
 
 @dataclass(frozen=True)
@@ -344,7 +344,7 @@ class EnsembleConfig:
 
     members: tuple[str, ...] = ()
     weights: tuple[float, ...] = ()
-    rule: str = "mean"
+    rule: str = "nbest"
 
     def __post_init__(self):
         if self.rule not in ENSEMBLE_RULES:
@@ -357,16 +357,23 @@ class EnsembleConfig:
 
 
 class Ensemble:
-    """Several acoustic models heard as one (frame-level posterior combination).
+    """Several acoustic models heard as one.
 
     Every member reads the same features (one :class:`~asr.features.FeatureConfig`) and gives
-    frames at the same rate with the same vocabularies; each head's output is each frame's
-    combination of theirs, so the search, the confidences and streaming see one model:
+    frames at the same rate with the same vocabularies. How they are joined (``rule``):
 
-    - ``rule="mean"``: the weighted mean of the members' probabilities, ``log sum_i w_i p_i(k|t)``
-      (a mixture: a frame the members disagree on keeps both candidates);
-    - ``rule="product"``: the weighted mean of their log-probabilities, renormalised over the
-      vocabulary, ``log_softmax(sum_i w_i log p_i(k|t))`` (a product of experts: sharper).
+    - ``"nbest"`` (n-best combination): the output is the first model's, with the others' under
+      ``"members"`` and their weights relative to the first's under ``"member_weights"``; the beam
+      search runs on the first model, and each hypothesis of its n-best gains each other model's
+      CTC log-likelihood of its words times that weight (:func:`asr.search.member_rescore`).
+      Streaming and greedy decoding hear the first model only.
+    - ``"mean"``: each frame's weighted mean of the members' probabilities, ``log sum_i w_i p_i(k|t)``;
+    - ``"product"``: each frame's weighted mean of their log-probabilities, renormalised over the
+      vocabulary, ``log_softmax(sum_i w_i log p_i(k|t))``.
+
+    Frame by frame, two CTC models trained apart disagree about *where* each token's spike falls
+    (each puts blanks where the other has the token), so "mean" and "product" lose what either
+    model alone gets (RESULTS.md); they are kept for models trained to align alike.
 
     The weights (:class:`EnsembleConfig`; default equal) are normalised to sum to 1. It has
     :class:`RNNModel`'s interface (``config`` is the first member's, with the furthest look-ahead
@@ -389,6 +396,8 @@ class Ensemble:
                                       f"the same features and give the same frames")
         self.models, self.rule = models, config.rule
         self.weights = np.array(weights, dtype=np.float32) / np.float32(sum(weights))
+        if self.rule == "nbest" and not self.weights[0] > 0:
+            raise ConfigError("an n-best ensemble searches with its first model: its weight must be above 0")
         # a streaming model's right context: enough for the member that looks furthest ahead
         self.config = dataclasses.replace(first, bidirectional=any(m.config.bidirectional for m in models),
                                           lookahead=max(m.config.lookahead for m in models))
@@ -411,6 +420,9 @@ class Ensemble:
     def forward(self, feats: np.ndarray, lengths: np.ndarray) -> dict[str, np.ndarray]:
         """As :meth:`RNNModel.forward`, each head combined over the members."""
         outs = [m.forward(feats, lengths) for m in self.models]
+        if self.rule == "nbest":
+            return {**outs[0], "members": [{h: o[h] for h in ("char", "phone")} for o in outs[1:]],
+                    "member_weights": [float(w / self.weights[0]) for w in self.weights[1:]]}
         return {"char": self.combine([o["char"] for o in outs]), "phone": self.combine([o["phone"] for o in outs]),
                 "lengths": outs[0]["lengths"]}
 
@@ -418,9 +430,10 @@ class Ensemble:
 
     def forward_chunk(self, feats: np.ndarray, steps: int, state: list[list[np.ndarray]] | None = None
                       ) -> tuple[dict[str, np.ndarray], list[list[np.ndarray]]]:
-        """As :meth:`RNNModel.forward_chunk`; ``state`` holds each member's."""
-        results = [m.forward_chunk(feats, steps, None if state is None else state[i])
-                   for i, m in enumerate(self.models)]
+        """As :meth:`RNNModel.forward_chunk`; ``state`` holds each member's (the first's only for "nbest",
+        whose stream hears its first model alone)."""
+        models = self.models[:1] if self.rule == "nbest" else self.models
+        results = [m.forward_chunk(feats, steps, None if state is None else state[i]) for i, m in enumerate(models)]
         out = {head: self.combine([o[head] for o, _ in results]) for head in ("char", "phone")}
         return out, [s for _, s in results]
 

@@ -303,17 +303,39 @@ def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: np.nda
     ``other_log_probs`` is ``(T, V)`` for one utterance.
     """
     nbest = distinct_words(nbest)
+    other = _ctc_scores(nbest, other_log_probs, other_head, lexicon)
+    rescored = [(words, score + weight * float(o)) for (words, score), o in zip(nbest, other)]
+    return sorted(rescored, key=lambda ws: -ws[1])
+
+
+def _ctc_scores(nbest: list[tuple[list[Word], float]], log_probs: np.ndarray, head: str, lexicon: Lexicon) -> np.ndarray:
+    """Each hypothesis's CTC log-likelihood under ``head``'s ``log_probs (T, V)`` (``-inf`` where it
+    cannot be spelled or said): the words spelled for the character head, said with each word's
+    first pronunciation for the phone head."""
     texts = [[w.word for w in words] for words, _ in nbest]
-    if other_head == "char":
+    if head == "char":
         targets = [CHAR_VOCAB.encode(list(BOUNDARY_TOKEN.join(t))) for t in texts]
     else:
         targets = [PHONE_VOCAB.encode(lexicon.phones_for_words(t) or []) for t in texts]
     usable = [i for i, t in enumerate(targets) if t]
-    other = np.full(len(nbest), -np.inf)
+    scores = np.full(len(nbest), -np.inf)
     if usable:
-        other[usable] = ctc_log_likelihood(other_log_probs, [targets[i] for i in usable])
-    rescored = [(words, score + weight * float(o)) for (words, score), o in zip(nbest, other)]
-    return sorted(rescored, key=lambda ws: -ws[1])
+        scores[usable] = ctc_log_likelihood(log_probs, [targets[i] for i in usable])
+    return scores
+
+
+def member_rescore(nbest: list[tuple[list[Word], float]], members: list[tuple[np.ndarray, float]], head: str,
+                   lexicon: Lexicon) -> list[tuple[list[Word], float]]:
+    """N-best combination of an ensemble (:class:`asr.rnn.Ensemble`, rule ``"nbest"``): add each other
+    model's CTC log-likelihood of a hypothesis, times its weight, to the first model's search
+    score, and sort. ``members``: each other model's log-probabilities ``(T, V)`` of the searched
+    head for this utterance, with its weight. Sequence scores do not care where each model puts
+    its CTC spikes, which frame-by-frame averaging does (RESULTS.md)."""
+    nbest = distinct_words(nbest)
+    total = np.array([score for _, score in nbest], dtype=np.float64)
+    for log_probs, weight in members:
+        total = total + weight * _ctc_scores(nbest, log_probs, head, lexicon)
+    return sorted(((words, float(t)) for (words, _), t in zip(nbest, total)), key=lambda ws: -ws[1])
 
 
 def rnnlm_rescore(nbest: list[tuple[list[Word], float]], rnnlm, weight: float) -> list[tuple[list[Word], float]]:
@@ -326,10 +348,14 @@ def rnnlm_rescore(nbest: list[tuple[list[Word], float]], rnnlm, weight: float) -
 
 
 def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
-               lexicon: Lexicon, joint_weight: float, rnnlm=None, rescore_weight: float = 0.0) -> list[Word]:
-    """The words of the best of a beam's n-best, after joint rescoring if ``joint_weight`` and RNN LM
+               lexicon: Lexicon, joint_weight: float, rnnlm=None, rescore_weight: float = 0.0,
+               members: list[tuple[np.ndarray, float]] = ()) -> list[Word]:
+    """The words of the best of a beam's n-best, after an ensemble's other models' rescoring if
+    ``members`` (:func:`member_rescore`), joint rescoring if ``joint_weight`` and RNN LM
     rescoring if ``rnnlm`` and ``rescore_weight``, each with its n-best posterior in
     ``evidence["posterior"]`` (see :func:`nbest_posteriors`)."""
+    if members and len(nbest) > 1:
+        nbest = member_rescore(nbest, list(members), "char" if other_head == "phone" else "phone", lexicon)
     if joint_weight and len(nbest) > 1:
         nbest = joint_rescore(nbest, other_log_probs, other_head, lexicon, joint_weight)
     if rnnlm is not None and rescore_weight and len(nbest) > 1:

@@ -10,7 +10,8 @@ this process on each of --threads BLAS threads (--workers 0), and in each other 
 --workers processes (one thread each). Decoders:
 ``greedy`` is best-path decoding, ``shipped`` the shipped decoding (beam search with the
 shipped lexicon and LM, and joint and RNN LM rescoring if they are on), ``shipped-without-rnnlm``
-the same without the RNN LM's rescoring (what it costs). The WER of each run is printed
+the same without the RNN LM's rescoring (what it costs), ``shipped-without-ensemble`` the
+shipped decoding with the bundle's first model alone (what its other models cost). The WER of each run is printed
 beside its speed. The head defaults to the shipped one.
 """
 
@@ -36,7 +37,8 @@ def main() -> None:
     ap.add_argument("--head", choices=["char", "phone"])
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--workers", type=int, nargs="+", default=[0], help="0: in this process, with --threads")
-    ap.add_argument("--decoders", nargs="+", choices=["greedy", "shipped", "shipped-without-rnnlm"],
+    ap.add_argument("--decoders", nargs="+", choices=["greedy", "shipped", "shipped-without-rnnlm",
+                                                          "shipped-without-ensemble"],
                     default=["greedy", "shipped"])
     ap.add_argument("--limit", type=int, default=None, help="first N utterances only")
     ap.add_argument("--beam-sizes", type=int, nargs="+", default=None,
@@ -52,23 +54,24 @@ def main() -> None:
     shipped_head, shipped = bundle.head, bundle.decoding
     head = args.head or shipped_head
     print(f"shipped decoding: head={shipped_head} {shipped}")
-    runs = []  # (label, decoding): each decoder, the shipped one at each beam size
+    runs = []  # (label, decoding, bundle): each decoder, the shipped one at each beam size
     for name in args.decoders:
+        models = bundle.with_options(ensemble="none") if name == "shipped-without-ensemble" else bundle
         if name == "greedy":
-            runs.append((name, DecodingConfig()))
+            runs.append((name, DecodingConfig(), models))
             continue
         base = dataclasses.replace(shipped, rescore=None) if name == "shipped-without-rnnlm" else shipped
         for beam in args.beam_sizes or [shipped.beam_size]:
             for history in args.history_steps or [shipped.history_steps]:
                 label = name + "".join([f"(beam {beam})" if args.beam_sizes else "",
                                         f"(history {history})" if args.history_steps else ""])
-                runs.append((label, dataclasses.replace(base, beam_size=beam, history_steps=history)))
+                runs.append((label, dataclasses.replace(base, beam_size=beam, history_steps=history), models))
     settings = [(t, 0) for t in args.threads if 0 in args.workers] + [(1, w) for w in args.workers if w > 0]
     for threads, workers in settings:
         threadpool_limits(threads)
-        for name, decoding in runs:
+        for name, decoding, models in runs:
             t0 = time.perf_counter()
-            transcriber = Transcriber(dataclasses.replace(bundle, head=head, decoding=decoding))
+            transcriber = Transcriber(dataclasses.replace(models, head=head, decoding=decoding))
             load = time.perf_counter() - t0
             # The lexicon (shared by every Transcriber) memoises closest-pronunciation look-ups of
             # the greedy phone head: empty it, or a run would find the answers of the run before.

@@ -286,3 +286,18 @@ def test_an_ensemble_travels_in_a_bundle_and_options_change_or_drop_it(small_bun
         load_bundle(tmp_path / "b")
     with pytest.raises(ConfigError, match="nothere.npz: ensemble member not found"):
         small_bundle.with_options(ensemble=[str(tmp_path / "nothere.npz")])
+
+
+def test_a_bundle_is_not_written_with_a_member_of_other_features(small_bundle, tmp_path):
+    import torch
+
+    from asr.features import FeatureConfig
+    from asr.model import AcousticModel, export
+    from asr.rnn import ModelConfig
+
+    torch.manual_seed(0)
+    export(AcousticModel(ModelConfig(hidden=8, layers=2, features=FeatureConfig(n_mfcc=13))).eval()).save(
+        tmp_path / "mfcc13.npz")
+    b = small_bundle.with_options(ensemble=[str(tmp_path / "mfcc13.npz")])
+    with pytest.raises(BundleError, match="member 2 differs from the first in features"):
+        write_bundle(tmp_path / "b", b.model, b.head, b.decoding, b.lexicon, ensemble=b.ensemble)

@@ -153,6 +153,28 @@ def test_joint_rescore_lets_the_other_head_decide_and_merges_repeats():
     assert joint_rescore([(words("red"), -1.0), (words("bed"), -1.2)], phones, "phone", lex, 1.0)[0][0] == words("bed")
 
 
+def test_member_rescore_lets_the_other_models_decide_by_weight_whatever_their_timing():
+    """An n-best ensemble: each other model's CTC log-likelihood of a hypothesis, times its weight,
+    joins the first model's search score; where the other model puts its spikes does not matter."""
+    from asr.ctc import ctc_log_likelihood
+    from asr.search import member_rescore
+
+    lex = Lexicon([("red", ("R", "EH", "D")), ("bed", ("B", "EH", "D"))])
+    words = lambda *ws: [Word(w, 0.0, 0.1) for w in ws]  # noqa: E731
+    nbest = [(words("red"), -1.0), (words("bed"), -1.5), (words("red"), -2.0)]
+    # the other model hears "B EH D", its spikes late in the utterance (blank first)
+    late = one_hot([PHONE_VOCAB.blank, PHONE_VOCAB.blank, P["B"], P["EH"], P["D"]], len(PHONE_VOCAB))
+    bed = float(ctc_log_likelihood(late, [PHONE_VOCAB.encode(["B", "EH", "D"])])[0])
+    red = float(ctc_log_likelihood(late, [PHONE_VOCAB.encode(["R", "EH", "D"])])[0])
+    out = member_rescore(nbest, [(late, 1.0)], "phone", lex)
+    assert [ws[0].word for ws, _ in out] == ["bed", "red"]  # one entry per word sequence
+    np.testing.assert_allclose([s for _, s in out], [-1.5 + bed, -1.0 + red])
+    # weight 0: the first model's order; two members add up
+    assert [ws[0].word for ws, _ in member_rescore(nbest, [(late, 0.0)], "phone", lex)] == ["red", "bed"]
+    two = member_rescore(nbest, [(late, 0.5), (late, 0.5)], "phone", lex)
+    np.testing.assert_allclose([s for _, s in two], [s for _, s in out])
+
+
 def ctc_ll_of(char_lp, text):
     from asr.ctc import ctc_log_likelihood
 

@@ -118,8 +118,8 @@ def test_an_ensemble_combines_each_frame_of_its_members_by_hand():
     members = [_pair(config, seed)[1] for seed in (0, 1)]
     feats = np.random.default_rng(2).standard_normal((1, 20, 40)).astype(np.float32)
     a, b = (m.forward(feats, np.array([20])) for m in members)
-    mean = Ensemble(members).forward(feats, np.array([20]))
-    weighted = Ensemble(members, EnsembleConfig(("m2",), (3.0, 1.0))).forward(feats, np.array([20]))
+    mean = Ensemble(members, EnsembleConfig(rule="mean")).forward(feats, np.array([20]))
+    weighted = Ensemble(members, EnsembleConfig(("m2",), (3.0, 1.0), "mean")).forward(feats, np.array([20]))
     product = Ensemble(members, EnsembleConfig(rule="product")).forward(feats, np.array([20]))
     for head in ("char", "phone"):
         pa, pb = np.exp(a[head].astype(np.float64)), np.exp(b[head].astype(np.float64))
@@ -129,16 +129,20 @@ def test_an_ensemble_combines_each_frame_of_its_members_by_hand():
         np.testing.assert_allclose(product[head], np.log(geo / geo.sum(-1, keepdims=True)), atol=1e-5, rtol=0)
         np.testing.assert_allclose(np.exp(mean[head]).sum(-1), 1.0, atol=1e-5)
     assert np.array_equal(mean["lengths"], a["lengths"])
-    alone = Ensemble(members, EnsembleConfig(("m2",), (1.0, 0.0))).forward(feats, np.array([20]))
+    alone = Ensemble(members, EnsembleConfig(("m2",), (1.0, 0.0), "mean")).forward(feats, np.array([20]))
     np.testing.assert_allclose(alone["phone"], a["phone"], atol=1e-6, rtol=0)  # weight 0: the first alone
+    # n-best combination: the first model's output, the other's beside it with its weight relative to the first's
+    nbest = Ensemble(members, EnsembleConfig(("m2",), (2.0, 1.0))).forward(feats, np.array([20]))
+    assert np.array_equal(nbest["phone"], a["phone"]) and np.array_equal(nbest["members"][0]["char"], b["char"])
+    assert nbest["member_weights"] == [0.5]
 
 
 def test_an_ensemble_gives_per_item_results_in_a_batch_and_streams_chunk_by_chunk():
-    from asr.rnn import Ensemble
+    from asr.rnn import Ensemble, EnsembleConfig
 
     uni = ModelConfig(hidden=8, layers=2, bidirectional=False, lookahead=1, dropout=0.0)
     members = [_pair(uni, 0)[1], _pair(dataclasses.replace(uni, lookahead=2, hidden=12), 1)[1]]
-    ens = Ensemble(members)
+    ens = Ensemble(members, EnsembleConfig(rule="mean"))
     assert ens.config.lookahead == 2 and not ens.config.bidirectional
     rng = np.random.default_rng(3)
     feats = [rng.standard_normal((n, 40)).astype(np.float32) for n in (45, 12, 30)]
@@ -166,9 +170,11 @@ def test_an_ensemble_refuses_members_that_do_not_fit_and_bad_settings():
                         (ModelConfig(hidden=8, layers=2, dropout=0.0, features=FeatureConfig(n_mfcc=13)), "features")):
         with pytest.raises(ConfigError, match=f"member 2 differs from the first in {what}"):
             Ensemble([first, _pair(other)[1]])
-    for bad, match in (({"rule": "vote"}, "rule must be one of mean, product"),
+    for bad, match in (({"rule": "vote"}, "rule must be one of nbest, mean, product"),
                        ({"members": ("a",), "weights": (1.0,)}, "one per model"),
                        ({"members": ("a",), "weights": (0.0, 0.0)}, "not all 0"),
                        ({"members": ("a",), "weights": (1.0, -1.0)}, "non-negative")):
         with pytest.raises(ConfigError, match=match):
             EnsembleConfig(**bad)
+    with pytest.raises(ConfigError, match="searches with its first model"):
+        Ensemble([first, first], EnsembleConfig(("a",), (0.0, 1.0)))

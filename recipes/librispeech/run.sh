@@ -13,6 +13,9 @@
 # text next to the corpus, ../lm/gutenberg.txt.gz). Stage 6 writes the bundle (model, lexicon,
 # LM, tuned decoding, calibrator: `asr bundle`); for the default config it copies it into
 # asr/assets/, the bundle `asr` ships (SHIP below).
+# ENSEMBLE="CKPT ...": more trained models heard beside CONFIG's in stages 5-7, their posteriors
+# combined frame by frame (asr.rnn.Ensemble; ENSEMBLE_RULE mean|product): e.g. the second member
+# that conf/train-clean-5-seed1.toml trains (run.sh CORPUS_DIR recipes/librispeech/conf/train-clean-5-seed1.toml 2 2).
 set -euo pipefail
 
 corpus=${1:?usage: run.sh CORPUS_DIR [CONFIG] [START_STAGE] [STOP_STAGE]}
@@ -188,6 +191,9 @@ if [ -z "${RNNLM:-}" ] && [ "$start" -le 4 ] && [ "$stop" -ge 4 ]; then
 fi
 rescore=(--rescore none)
 [ "$rnnlm" != none ] && rescore=(--rescore "$rnnlm" --rescore-weights ${RESCORE_WEIGHTS:-0 0.1 0.2 0.35 0.5})
+ensemble=()
+# shellcheck disable=SC2206  # ENSEMBLE is a list of checkpoints
+[ -n "${ENSEMBLE:-}" ] && ensemble=(--ensemble $ENSEMBLE --ensemble-rule "${ENSEMBLE_RULE:-mean}")
 
 if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
   echo "stage 5: grid-search beam decoding on $dev_manifest -> $out_dir/tune (one process per head)"
@@ -201,7 +207,7 @@ if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
   # Refine around the best with other grids and TUNE_TAG=-name: each run has its own folder
   # tune/HEAD-name/, and the best of all of them is taken.
   for head in ${HEADS:-char phone}; do
-    OMP_NUM_THREADS=1 $asr tune --manifest "$dev_manifest" --model "$model" --lm "$lm" --heads "$head" \
+    OMP_NUM_THREADS=1 $asr tune --manifest "$dev_manifest" --model "$model" "${ensemble[@]}" --lm "$lm" --heads "$head" \
       --beam-size ${BEAM_SIZE:-2000} --beam-size-token 8 --beam-threshold ${BEAM_THRESHOLD:-12} --blank-skip ${BLANK_SKIP:-0.95} \
       --lm-weights ${LM_WEIGHTS:-2.0 2.25 2.5} --word-scores ${WORD_SCORES:--1.0 -0.75 -0.5} \
       --joint-weights ${JOINT_WEIGHTS:-0 0.1 0.2} "${rescore[@]}" --out "$out_dir/tune/$head${TUNE_TAG:-}" \
@@ -226,7 +232,7 @@ PY
   # 0.06-0.10 to 0.03-0.06, clean dev the same (RESULTS.md "Robustness")
   calibrate_augment=()
   [ "$model" = "$out_dir/soup.pt" ] && calibrate_augment=(--augment "$finetune")
-  $asr calibrate --manifest "$dev_manifest" --model "$model" --decoding "$out_dir/tune/best.json" \
+  $asr calibrate --manifest "$dev_manifest" --model "$model" "${ensemble[@]}" --decoding "$out_dir/tune/best.json" \
     "${calibrate_augment[@]}" \
     --out "$out_dir/calibration" > "$out_dir/calibrate.log" 2>&1
 fi
@@ -242,7 +248,7 @@ if [ "$start" -le 6 ] && [ "$stop" -ge 6 ]; then
   # lacks: a vanilla RNN trained on the lexicon (12 min here, held-out PER in results/g2p-train.log)
   [ -f "$out_dir/g2p.npz" ] || $asr g2p train --lexicon asr/assets/lexicon.txt.gz --out "$out_dir/g2p.npz" \
     > "$out_dir/g2p-train.log" 2>&1
-  $asr bundle "$model" --decoding "$out_dir/tune/best.json" \
+  $asr bundle "$model" "${ensemble[@]}" --decoding "$out_dir/tune/best.json" \
     --calibration "$out_dir/calibration/calibration.json" --confidence-floor 0.05 \
     --stream-stats "$train_manifest" --g2p "$out_dir/g2p.npz" --out "$out_dir/bundle"
   if [ "$ship" != none ]; then
@@ -262,7 +268,7 @@ if [ "$start" -le 7 ] && [ "$stop" -ge 7 ]; then
       print(d['lm_weight'], d['word_score'], d['joint_weight'], d.get('rescore_weight', 0.0))" "$out_dir/tune/best-$head.json")
     (
       export OMP_NUM_THREADS=1
-      ev="$asr evaluate --manifest $dev_manifest --head $head --workers 1 --quiet"
+      ev="$asr evaluate --manifest $dev_manifest --head $head --workers 1 --quiet ${ensemble[*]}"
       beam="--decoder beam --lm-weight $lm_weight --word-score $word_score"
       $ev --decoder greedy --out "$out_dir/dev-$head-greedy"
       $ev $beam --lm none --word-score 0 --joint-weight 0 --rescore none --out "$out_dir/dev-$head-beam-lexicon"
