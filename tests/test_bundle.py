@@ -259,8 +259,9 @@ def test_an_ensemble_travels_in_a_bundle_and_options_change_or_drop_it(small_bun
     small = dataclasses.replace(RNNModel.load(small_bundle.runtime).config, hidden=16, layers=2, inter_layer=1)
     other = export(AcousticModel(small).eval())  # the same features and frames, other (random) weights
     other.save(tmp_path / "other.npz")
+    assert small_bundle.with_options(ensemble=[str(tmp_path / "other.npz")]).ensemble.rule == "nbest"  # the default
     assert main(["bundle", str(small_bundle.path), "--ensemble", str(tmp_path / "other.npz"), "--ensemble-weights",
-                 "3", "1", "--out", str(tmp_path / "b")]) == 0
+                 "3", "1", "--ensemble-rule", "mean", "--out", str(tmp_path / "b")]) == 0
     b = load_bundle(tmp_path / "b")
     assert b.ensemble == EnsembleConfig((str(tmp_path / "b" / "model-2.npz"),), (3.0, 1.0), "mean")
     meta = json.loads((tmp_path / "b" / BUNDLE_FILE).read_text())
