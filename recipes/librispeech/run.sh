@@ -13,8 +13,9 @@
 # text next to the corpus, ../lm/gutenberg.txt.gz). Stage 6 writes the bundle (model, lexicon,
 # LM, tuned decoding, calibrator: `asr bundle`); for the default config it copies it into
 # asr/assets/, the bundle `asr` ships (SHIP below).
-# ENSEMBLE="CKPT ...": more trained models heard beside CONFIG's in stages 5-7, their posteriors
-# combined frame by frame (asr.rnn.Ensemble; ENSEMBLE_RULE mean|product): e.g. the second member
+# ENSEMBLE="CKPT ...": more trained models heard beside CONFIG's in stages 5-7 (asr.rnn.Ensemble):
+# they rescore its n-best (ENSEMBLE_RULE nbest; mean|product combine frames), weighted by
+# ENSEMBLE_WEIGHTS (default "1 0.5": the best on dev for one more model, RESULTS.md): e.g. the second member
 # that conf/train-clean-5-seed1.toml trains (run.sh CORPUS_DIR recipes/librispeech/conf/train-clean-5-seed1.toml 2 2).
 set -euo pipefail
 
@@ -193,7 +194,8 @@ rescore=(--rescore none)
 [ "$rnnlm" != none ] && rescore=(--rescore "$rnnlm" --rescore-weights ${RESCORE_WEIGHTS:-0 0.1 0.2 0.35 0.5})
 ensemble=()
 # shellcheck disable=SC2206  # ENSEMBLE is a list of checkpoints
-[ -n "${ENSEMBLE:-}" ] && ensemble=(--ensemble $ENSEMBLE --ensemble-rule "${ENSEMBLE_RULE:-mean}")
+[ -n "${ENSEMBLE:-}" ] && ensemble=(--ensemble $ENSEMBLE --ensemble-rule "${ENSEMBLE_RULE:-nbest}"
+                                    --ensemble-weights ${ENSEMBLE_WEIGHTS:-1 0.5})
 
 if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
   echo "stage 5: grid-search beam decoding on $dev_manifest -> $out_dir/tune (one process per head)"
