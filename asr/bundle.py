@@ -10,7 +10,7 @@ confidence calibrator and ``bundle.json``, which says how they are used together
      "decoding": {"decoder": "beam", "lm": "lm.arpa.gz", "calibration": "calibration.json", ...},
      "streaming": "stream.json",                        # optional: how it streams (asr.stream)
      "g2p": "g2p.npz",                                   # optional: pronunciations of added words (asr.g2p)
-     "ensemble": {"members": ["model-2.npz"], "weights": [], "rule": "mean"},  # optional: more models (asr.rnn.Ensemble)
+     "ensemble": {"members": ["model-2.npz"], "weights": [1, 0.5], "rule": "nbest"},  # optional: more models (asr.rnn.Ensemble)
      "files": {"model.pt": "<sha256>", ...},             # every file above, and the LM's word list
      "produced_by": {"asr": "0.1.0", "commit": "...", "training": {...}, "dev": {"wer": 0.28, ...}}}
 
@@ -94,7 +94,7 @@ class Bundle:
         ``lm="none"`` for no LM and ``calibration="none"`` for raw confidences. ``ensemble``: other
         models to hear beside the bundle's (files, see :class:`~asr.rnn.EnsembleConfig`; ``"none"``
         or ``[]``: the bundle's own model alone), ``ensemble_weights`` and ``ensemble_rule`` how
-        (the bundle's, if it has members, or equal weights and ``"mean"``). A calibrator knows
+        (the bundle's, if it has members, or :class:`~asr.rnn.EnsembleConfig`'s defaults). A calibrator knows
         the words of its own head's search with its own LM: another head, LM or a lexicon-free
         search drops it (unless one is given), since its inputs would mean something else.
         """
@@ -248,7 +248,7 @@ def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bo
         try:
             members = [str(member(name, "ensemble member")) for name in e["members"]]
             ensemble = EnsembleConfig(tuple(members), tuple(float(w) for w in e.get("weights") or ()),
-                                      e.get("rule", "mean"))
+                                      e.get("rule", EnsembleConfig.rule))
         except (TypeError, KeyError, ValueError, ConfigError) as err:
             raise BundleError(f"{meta_path}: ensemble: {err}") from None
     return Bundle(member(meta.get("model"), "model"), member(meta.get("lexicon"), "lexicon"), head, decoding,
@@ -425,21 +425,28 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
     return load_bundle(folder, verify=False)
 
 
-def _member_in(src: str | Path, folder: Path, name: str) -> str:
-    """An ensemble member into ``folder`` as ``name``: an exported model copied (after reading it),
-    a checkpoint exported (that needs torch)."""
+def exported_model(path: str | Path):
+    """An exported model (``.npz``, read without torch) or a checkpoint (``.pt``) exported in memory
+    (that needs torch: the training extra), as an :class:`asr.rnn.RNNModel`."""
     from .rnn import RNNModel
 
-    src = Path(src)
-    if src.suffix == ".pt":
-        try:
-            from .model import export, load_model
-        except ImportError:
-            raise BundleError(f"{src}: exporting a checkpoint for recognition needs PyTorch: "
-                              f"pip install 'asr[train]'") from None
-        export(load_model(src)).save(folder / name)
+    if Path(path).suffix != ".pt":
+        return RNNModel.load(path)
+    try:
+        from .model import export, load_model
+    except ImportError:
+        raise BundleError(f"{path}: a checkpoint needs PyTorch to read (pip install 'asr[train]'); "
+                          f"`asr bundle` exports it for recognition without it") from None
+    return export(load_model(path))
+
+
+def _member_in(src: str | Path, folder: Path, name: str) -> str:
+    """An ensemble member into ``folder`` as ``name``: an exported model copied (after reading it:
+    a bundle is not written with a member it cannot read), a checkpoint exported."""
+    model = exported_model(src)
+    if Path(src).suffix == ".pt":
+        model.save(folder / name)
         return name
-    RNNModel.load(src)  # a bundle is not written with a member it cannot read
     return _copy_in(src, folder, name)
 
 

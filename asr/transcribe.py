@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, exported_model, load_bundle
 from .decode import Hypothesis, Word, make_beam_decoder, recognize, text_of
 from .io import FORMATS, atomic_write_text, check_output_folder, expand_inputs, remove_stale_temporaries
 from .errors import ConfigError, UserError
@@ -294,20 +294,8 @@ def load_acoustic_model(bundle: Bundle) -> RNNModel | Ensemble:
     """The model recognition runs: the bundle's exported one, or a bare checkpoint's weights
     exported in memory (that needs torch: the training extra); with the bundle's ensemble
     members, all of them as one :class:`~asr.rnn.Ensemble`."""
-    models = [_exported(bundle.runtime or bundle.model), *map(_exported, bundle.ensemble.members)]
+    models = [exported_model(p) for p in (bundle.runtime or bundle.model, *bundle.ensemble.members)]
     return Ensemble(models, bundle.ensemble) if len(models) > 1 else models[0]
-
-
-def _exported(path: str | Path) -> RNNModel:
-    """An exported model (``.npz``), or a checkpoint exported in memory (needs torch)."""
-    if Path(path).suffix != ".pt":
-        return RNNModel.load(path)
-    try:
-        from .model import export, load_model
-    except ImportError:
-        raise ConfigError(f"{path}: a checkpoint needs PyTorch to read (pip install 'asr[train]'); "
-                          f"`asr bundle` exports it for recognition without it") from None
-    return export(load_model(path))
 
 
 class Transcriber:
