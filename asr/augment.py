@@ -129,6 +129,15 @@ def telephone(speech: torch.Tensor) -> torch.Tensor:
     return torchaudio.functional.resample(x, TELEPHONE_RATE, SAMPLE_RATE)[:speech.numel()]
 
 
+def narrowband(speech: torch.Tensor) -> torch.Tensor:
+    """``speech`` as an 8 kHz recording read at 16 kHz: sampled at 8 kHz (nothing above 4 kHz
+    survives), then back at 16 kHz, as every reader resamples such a file (FSDD's digits,
+    voice-assistant and IVR corpora). Unlike :func:`telephone`, no phone line: the band below
+    300 Hz is kept and there is no mu-law."""
+    x = torchaudio.functional.resample(speech, SAMPLE_RATE, TELEPHONE_RATE)
+    return torchaudio.functional.resample(x, TELEPHONE_RATE, SAMPLE_RATE)[:speech.numel()]
+
+
 def opus(speech: torch.Tensor, compression: float = 0.95) -> torch.Tensor:
     """``speech`` encoded as Ogg/Opus and decoded again (libsndfile): ``compression`` 0.95 is about
     22 kbit/s for speech at 16 kHz, 0.8 about 60. (Above 0.98, about 10 kbit/s, libsndfile's
@@ -180,6 +189,7 @@ class AugmentConfig:
     noise_kinds: tuple[str, ...] = ("white", "pink", "brown", "babble")  # babble: 3 other training utterances
     snr: tuple[float, float] = (0.0, 20.0)  # dB
     telephone: float = 0.0  # probability of a phone line (`telephone`)
+    narrowband: float = 0.0  # probability of 8 kHz sampling (`narrowband`), where there was no phone line
     opus: float = 0.0  # probability of Opus coding at a compression level from `opus_compression`
     opus_compression: tuple[float, float] = (0.8, 0.97)
     gain: float = 0.0  # probability of a level drawn from `gain_dbfs`
@@ -190,7 +200,7 @@ class AugmentConfig:
     def __post_init__(self):
         if self.copies < 0:
             raise ConfigError(f"augment.copies must be 0 or more, not {self.copies}")
-        for name in ("room", "noise", "telephone", "opus", "gain", "clipping"):
+        for name in ("room", "noise", "telephone", "narrowband", "opus", "gain", "clipping"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"augment.{name} is a probability, in [0, 1], not {getattr(self, name)}")
         for name in ("rt60", "distance", "snr", "opus_compression", "gain_dbfs", "overdrive_db"):
@@ -237,6 +247,11 @@ def corrupt_randomly(speech: torch.Tensor, config: AugmentConfig, seed: int,
     if rng.random() < config.telephone:
         x = telephone(x)
         done.append("telephone")
+    # drawn only without a phone line (already narrowband), and only when asked for, so that the
+    # draws after it, and so the copies of configs written before it existed, stay as they were
+    elif config.narrowband and rng.random() < config.narrowband:
+        x = narrowband(x)
+        done.append("narrowband")
     if rng.random() < config.opus:
         level = uniform(config.opus_compression)
         x = opus(x, level)

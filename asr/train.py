@@ -46,6 +46,7 @@ class SpecAugmentConfig:
 class TrainConfig:
     train_manifest: str
     out_dir: str
+    extra_manifests: tuple[str, ...] = ()  # more training utterances, read after train_manifest (e.g. asr.crops' word crops)
     dev_manifest: str | None = None  # None: no dev scores; best.pt is the epoch of lowest training loss
     model: ModelConfig = ModelConfig()
     spec_augment: SpecAugmentConfig | None = SpecAugmentConfig()
@@ -93,6 +94,10 @@ class TrainConfig:
         _known(cls, d, "training")
         if "speed_perturb" in d:
             d["speed_perturb"] = tuple(float(f) for f in d["speed_perturb"])
+        if "extra_manifests" in d:
+            if not isinstance(d["extra_manifests"], (list, tuple)):
+                raise ConfigError(f"extra_manifests must be a list of manifest paths, not {d['extra_manifests']!r}")
+            d["extra_manifests"] = tuple(str(m) for m in d["extra_manifests"])
         config = cls(**d)
         if config.precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision must be 'fp32' or 'bf16', not {config.precision!r}")
@@ -383,7 +388,7 @@ def _reseed(seed: int, epoch: int, rank: int, start: int) -> None:
 def _training_sets(config: TrainConfig) -> list[tuple[float, int, list[Utterance]]]:
     """``(speed, copy, utterances)`` for each copy of the training set that ``speed_perturb`` and
     ``augment.copies`` ask for: copy 0 is the clean one, copies 1.. are corrupted (``config.augment``)."""
-    train_utts = read_manifest(config.train_manifest)
+    train_utts = [u for m in (config.train_manifest, *config.extra_manifests) for u in read_manifest(m)]
     sets = []
     # A copy of the training set per speed and corruption, its features kept apart; durations scale by 1 / speed.
     for speed in config.speed_perturb or (1.0,):

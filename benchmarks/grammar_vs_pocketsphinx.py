@@ -2,7 +2,7 @@
 recordings outside LibriSpeech: spoken digits (FSDD) one at a time, and strings of them.
 
     python benchmarks/grammar_vs_pocketsphinx.py [--fsdd ../shared/data/fsdd] [--bundle DIR ...]
-        [--pad SECONDS] [--sets digit]
+        [--pad SECONDS] [--sets digit] [--recordings FIRST STOP] [--systems grammar lm ...]
 
 Sets (from FSDD's 8 kHz recordings, 6 speakers):
 - ``digit``: the FSDD test split of recipes/fsdd (recordings 0-4 of each digit and speaker,
@@ -40,8 +40,10 @@ GRAMMARS = Path(__file__).resolve().parent.parent / "recipes" / "grammars"
 NAMES = "zero one two three four five six seven eight nine".split()
 
 
-def fsdd_sets(fsdd: Path, pad: float = 0.0) -> dict[str, list[tuple[np.ndarray, str]]]:
-    test = sorted(p for p in (fsdd / "recordings").glob("*.wav") if int(p.stem.rsplit("_", 1)[1]) < 5)
+def fsdd_sets(fsdd: Path, pad: float = 0.0, recordings: tuple[int, int] = (0, 5)
+              ) -> dict[str, list[tuple[np.ndarray, str]]]:
+    first, stop = recordings
+    test = sorted(p for p in (fsdd / "recordings").glob("*.wav") if first <= int(p.stem.rsplit("_", 1)[1]) < stop)
     digit = [(load_audio(p), NAMES[int(p.stem[0])]) for p in test]
     if pad:
         digit = [(np.pad(wav, int(16000 * pad)), ref) for wav, ref in digit]
@@ -78,11 +80,17 @@ def main() -> None:
     ap.add_argument("--fsdd", default="../shared/data/fsdd")
     ap.add_argument("--bundle", action="append", help="bundle folder(s) (default: the shipped one)")
     ap.add_argument("--pad", type=float, default=0.0, help="seconds of silence added at each end of every clip")
+    ap.add_argument("--recordings", type=int, nargs=2, default=[0, 5], metavar=("FIRST", "STOP"),
+                    help="which recordings of each digit and speaker (default 0 5: the FSDD recipe's test split; "
+                         "5 10 is a part of its training split, to choose on without looking at the test)")
+    ap.add_argument("--systems", nargs="+", choices=["grammar", "bare-grammar", "lm", "pocketsphinx"],
+                    default=["grammar", "bare-grammar", "lm", "pocketsphinx"])
     ap.add_argument("--sets", nargs="+", choices=["digit", "digits"], default=["digit", "digits"])
     args = ap.parse_args()
     threadpool_limits(1)
-    sets = {k: v for k, v in fsdd_sets(Path(args.fsdd), args.pad).items() if k in args.sets}
-    print(f"{os.cpu_count()} cores, one thread; sets: " + ", ".join(
+    sets = {k: v for k, v in fsdd_sets(Path(args.fsdd), args.pad, tuple(args.recordings)).items() if k in args.sets}
+    print(f"{os.cpu_count()} cores, one thread; recordings {args.recordings[0]}-{args.recordings[1] - 1} of each digit "
+          f"and speaker; sets: " + ", ".join(
         f"{k} ({len(v)} clips, {sum(len(w) for w, _ in v) / 16000 / 60:.1f} min)" for k, v in sets.items()), flush=True)
     print("\n| set | system | WER | sentences wrong | RTF |\n|---|---|---|---|---|")
     for name, clips in sets.items():
@@ -92,12 +100,15 @@ def main() -> None:
         systems = []
         for bundle in args.bundle or [None]:
             label = "asr" + (f" {bundle}" if bundle else " (shipped bundle)")
-            systems.append((f"{label}, --grammar {name}.gram", lambda b=bundle: run_asr(asr.load(b, grammar=grammar), clips)))
-            systems.append((f"{label}, --grammar {name}.gram, no out-of-grammar rejection, no confidence floor",
+            systems.append(("grammar", f"{label}, --grammar {name}.gram",
+                            lambda b=bundle: run_asr(asr.load(b, grammar=grammar), clips)))
+            systems.append(("bare-grammar", f"{label}, --grammar {name}.gram, no out-of-grammar rejection, no confidence floor",
                             lambda b=bundle: run_asr(asr.load(b, grammar=grammar, grammar_reject=1e9,
                                                               confidence_floor=0.0), clips)))
-            systems.append((f"{label}, its LM (no grammar)", lambda b=bundle: run_asr(asr.load(b), clips)))
-        systems.append((f"PocketSphinx 5.1.1 en-us, jsgf={name}.gram", lambda: run_pocketsphinx(grammar, clips)))
+            systems.append(("lm", f"{label}, its LM (no grammar)", lambda b=bundle: run_asr(asr.load(b), clips)))
+        systems.append(("pocketsphinx", f"PocketSphinx 5.1.1 en-us, jsgf={name}.gram",
+                        lambda: run_pocketsphinx(grammar, clips)))
+        systems = [(label, run) for kind, label, run in systems if kind in args.systems]
         for label, run in systems:
             hyps, seconds = run()
             wrong = sum(h != r for h, r in zip(hyps, refs))

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from asr.augment import (SAMPLE_RATE, add_noise, babble, clip, coloured_noise, gain_to, opus, rms_dbfs, room,
-                         telephone)
+from asr.augment import (SAMPLE_RATE, add_noise, babble, clip, coloured_noise, gain_to, narrowband, opus, rms_dbfs,
+                         room, telephone)
 from asr.features import load_audio as _load_audio
 from conftest import TEST_DATA
 
@@ -69,6 +69,18 @@ def test_telephone_keeps_the_voice_band_only():
             assert ratio_db < -15, (hz, ratio_db)
     x = telephone(load_audio(CLIP))
     assert x.shape == load_audio(CLIP).shape
+
+
+def test_narrowband_keeps_everything_below_4_khz():
+    # 8 kHz sampling: the whole band below its Nyquist frequency, low tones included (unlike a phone line)
+    for hz, kept in ((80, True), (1000, True), (3000, True), (5000, False), (7000, False)):
+        x = tone(hz)
+        ratio_db = 10 * math.log10(power(narrowband(x)[2000:-2000]) / power(x[2000:-2000]))
+        if kept:
+            assert ratio_db > -1, (hz, ratio_db)
+        else:
+            assert ratio_db < -30, (hz, ratio_db)
+    assert narrowband(load_audio(CLIP)).shape == load_audio(CLIP).shape
 
 
 def test_level_and_clipping():
@@ -142,3 +154,22 @@ def test_corrupt_randomly_draws_from_the_config_with_its_seed():
     _, done = corrupt_randomly(speech, AugmentConfig(copies=1, noise=1.0, noise_kinds=("babble",)), seed=1,
                                babble_audio=others)
     assert done[0].startswith("babble")
+
+
+def test_narrowband_is_drawn_only_without_a_phone_line():
+    from asr.augment import AugmentConfig, corrupt_randomly
+
+    speech = load_audio(CLIP)
+    _, done = corrupt_randomly(speech, AugmentConfig(copies=1, narrowband=1.0), seed=3)
+    assert done == ["narrowband"]
+    _, done = corrupt_randomly(speech, AugmentConfig(copies=1, telephone=1.0, narrowband=1.0), seed=3)
+    assert done == ["telephone"]  # a phone line is narrowband already
+    # narrowband 0 draws nothing for it, so a config written before the option existed corrupts its
+    # copies as it did then: these are the draws of the code before narrowband (commit fb267e2)
+    before = [["opus 0.94"], ["gain -32 dBFS"], ["opus 0.90"], ["gain -32 dBFS"], ["opus 0.90", "gain -21 dBFS"],
+              ["opus 0.81", "gain -33 dBFS"]]
+    assert [corrupt_randomly(speech, AugmentConfig(copies=1, opus=0.5, gain=0.5), seed=s)[1] for s in range(6)] == before
+    from asr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="narrowband"):
+        AugmentConfig(narrowband=1.5)

@@ -182,6 +182,25 @@ def test_augment_config_errors_name_the_field(tmp_path, table, message):
         TrainConfig.load(cfg)
 
 
+def test_extra_manifests_train_beside_the_main_one(tmp_path):
+    """extra_manifests (e.g. asr.crops' word crops) add their utterances to every speed's training set."""
+    from asr.train import _training_sets
+
+    utts = read_manifest(TEST_DATA / "manifest.jsonl")
+    write_manifest(utts[:2], tmp_path / "a.jsonl")
+    write_manifest(utts[2:3], tmp_path / "b.jsonl")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'train_manifest = "{tmp_path / "a.jsonl"}"\nout_dir = "exp"\n'
+                   f'extra_manifests = ["{tmp_path / "b.jsonl"}"]\nspeed_perturb = [1.0, 1.1]\n')
+    config = TrainConfig.load(cfg)
+    assert config.extra_manifests == (str(tmp_path / "b.jsonl"),)
+    sets = _training_sets(config)
+    assert [[u.id for u in s] for _, _, s in sets] == [[u.id for u in utts[:3]], [f"sp1.1-{u.id}" for u in utts[:3]]]
+    cfg.write_text(f'train_manifest = "a.jsonl"\nout_dir = "exp"\nextra_manifests = "b.jsonl"\n')
+    with pytest.raises(ConfigError, match="extra_manifests must be a list of manifest paths"):
+        TrainConfig.load(cfg)
+
+
 def test_init_from_starts_from_a_checkpoints_weights_with_a_fresh_schedule(tmp_path):
     """Fine-tuning: init_from loads a checkpoint of the same model; its first epoch starts where
     that model left off (a lower loss than from scratch); another model or a missing file is named."""
