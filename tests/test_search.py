@@ -43,6 +43,17 @@ def test_stand_ins_score_an_unknown_word_as_a_rare_known_one():
     assert set(chosen) == {"zorblax", "qwertyuiop"}  # 'the' the LM knows: read as itself
     known = set(Path(f"{lm}.words.txt").read_text().split())
     assert all(w in known for w in chosen.values())
+    # ... a word whose unigram log10-probability is near STAND_IN_LOG10
+    from flashlight.lib.text.decoder.kenlm import KenLM
+    from flashlight.lib.text.dictionary import Dictionary
+
+    import asr.search
+
+    d = Dictionary()
+    for w in ["<unk>", chosen["zorblax"]]:
+        d.add_entry(w)
+    model = KenLM(lm, d)
+    assert model.score(model.start(True), 1)[1] == pytest.approx(asr.search.STAND_IN_LOG10, abs=0.1)
 
 
 def test_boost_raises_a_word_and_leaves_the_rest():
