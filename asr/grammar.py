@@ -129,7 +129,8 @@ class _Parser:
     def grammar(self) -> tuple[dict[str, tuple], dict[str, int], list[str]]:
         """Rules (name -> expression), where each is defined, and the public rules' names."""
         if (t := self.peek()) and t[0] == "header":
-            if not re.fullmatch(r"#JSGF\s+V1\.0\b[^;]*;", t[1]):
+            # "V" in either case: PocketSphinx accepts "#JSGF v1.0;", and its own test grammars use it
+            if not re.fullmatch(r"#JSGF\s+[Vv]1\.0\b[^;]*;", t[1]):
                 raise self.error("the header must read #JSGF V1.0; (optionally with an encoding and locale)")
             self.k += 1
         if (t := self.peek()) and t[1] == "grammar":

@@ -241,6 +241,17 @@ class IncrementalSearch:
         emission = np.concatenate([*self.rows, boundary])
         frames = np.array([*self.frames, self.seen])
         nbest = self.decoder.end()
+        if self.beam.grammar is not None:
+            # Only the grammar's sentences come out. A sentence is complete only at its end, where
+            # the grammar's `finish` blocks the others; until then the beam may have pruned every
+            # hypothesis that completes one (by beam_threshold, for those still in the middle of a
+            # word or a rule). Then the frames are searched again without that pruning (the beam
+            # size still bounds it), and if no sentence comes out of that either, nothing was said.
+            nbest = [h for h in nbest if self.beam.grammar.accepts(h.words)]
+            if not nbest:
+                again = self.beam.decoder.fresh(beam_threshold=UNPRUNED)
+                again.step(emission)
+                nbest = [h for h in again.end() if self.beam.grammar.accepts(h.words)]
         if self.beam.grammar is not None and nbest and out_of_grammar(emission, nbest[0].score, self.beam.vocab.blank,
                                                                       self.beam.config.grammar_reject):
             return []  # no sentence of the grammar was said: nothing, rather than the nearest command
@@ -558,10 +569,13 @@ class Flashlight:
                         raised[self.word_dict.get_index(w)] = max(weight, raised.get(self.word_dict.get_index(w), weight))
             self.lm = boosted_lm(self.lm, raised)
         if not spellings:
-            options = fl.LexiconFreeDecoderOptions(
-                beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=config.beam_threshold,
-                lm_weight=config.lm_weight, sil_score=0.0, log_add=False, criterion_type=fl.CriterionType.CTC)
-            self._make = lambda: fl.LexiconFreeDecoder(options, self.lm, sil, self.blank, [])
+            def make_free(beam_threshold: float = config.beam_threshold):
+                options = fl.LexiconFreeDecoderOptions(
+                    beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=beam_threshold,
+                    lm_weight=config.lm_weight, sil_score=0.0, log_add=False, criterion_type=fl.CriterionType.CTC)
+                return fl.LexiconFreeDecoder(options, self.lm, sil, self.blank, [])
+
+            self._make = make_free
             return
         # The trie: each spelling, closed by a word boundary, leads to its words, with their
         # unigram LM scores smeared up the tree (a prefix's score is the best of the words
@@ -574,17 +588,22 @@ class Flashlight:
             for spelling in spelled:
                 insert([*spelling, sil], word_index, score)
         trie.smear(fl.SmearingMode.MAX)
-        options = fl.LexiconDecoderOptions(
-            beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=config.beam_threshold,
-            lm_weight=config.lm_weight, word_score=config.word_score, unk_score=float("-inf"), sil_score=0.0,
-            log_add=False, criterion_type=fl.CriterionType.CTC)
         unk = self.word_dict.get_index(unk_word)
-        # a decoder holds one search's state; each shares the trie and the LM
-        self._make = lambda: fl.LexiconDecoder(options, trie, self.lm, sil, self.blank, unk, [], False)
 
-    def fresh(self) -> "_Steps":
-        """A new search over the same trie and LM, begun, to be fed frames step by step (streaming)."""
-        return _Steps(self._make(), self)
+        def make(beam_threshold: float = config.beam_threshold):
+            # a decoder holds one search's state; each shares the trie and the LM
+            options = fl.LexiconDecoderOptions(
+                beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=beam_threshold,
+                lm_weight=config.lm_weight, word_score=config.word_score, unk_score=float("-inf"), sil_score=0.0,
+                log_add=False, criterion_type=fl.CriterionType.CTC)
+            return fl.LexiconDecoder(options, trie, self.lm, sil, self.blank, unk, [], False)
+
+        self._make = make
+
+    def fresh(self, beam_threshold: float | None = None) -> "_Steps":
+        """A new search over the same trie and LM, begun, to be fed frames step by step (streaming);
+        ``beam_threshold`` replaces the configured one."""
+        return _Steps(self._make() if beam_threshold is None else self._make(beam_threshold), self)
 
     def _hypothesis(self, result, steps_done: Sequence[int] = (), words_done: Sequence[int] = ()) -> BeamHypothesis:
         """``result``'s hypothesis, after ``steps_done`` and ``words_done`` (those the search
@@ -645,6 +664,7 @@ class _Steps:
 
 
 BLOCKED = -1e4  # a word the grammar does not allow here: the hypothesis falls out of the beam
+UNPRUNED = 1e9  # a beam threshold that prunes nothing: a grammar's second search (IncrementalSearch.finish)
 
 
 def grammar_lm(grammar, words: list[str]):

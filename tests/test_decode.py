@@ -534,3 +534,18 @@ def test_confidence_floor_needs_a_calibrator_and_leaves_out_the_words_below_it(t
         dec = BeamDecoder("phone", LEX, DecodingConfig("beam", beam_size=5, calibration=str(tmp_path / "c.json"),
                                                        confidence_floor=floor))
         assert [w.word for w in dec.calibrate(words)] == kept
+
+
+def test_a_grammar_gives_its_sentences_only_even_when_pruning_lost_them(tmp_path):
+    """A sentence of a grammar is complete only at its end. Here the audio says "red" and then
+    nothing: with a narrow beam, every hypothesis that goes on to "bed" is pruned on the blank
+    frames, and the beam ends on "red", which the grammar does not allow. The search then
+    runs again unpruned, which puts "bed" where it must; with the out-of-grammar rejection on,
+    that sentence is too far from what was heard and nothing comes out. Never "red"."""
+    gram = tmp_path / "g.gram"
+    gram.write_text("#JSGF V1.0;\npublic <s> = red bed;\n")
+    lp = frames([{"r": 0.9}, {"e": 0.9}, {"d": 0.9}, {"|": 0.9}, *[{"<b>": 0.99}] * 5], C)
+    narrow = DecodingConfig("beam", grammar=str(gram), beam_size=20, beam_threshold=2.0)
+    free = BeamDecoder("char", LEX, dataclasses.replace(narrow, grammar_reject=1e9))
+    assert [w.word for w in free(lp, np.array([9]), 0.03)[0][0]] == ["red", "bed"]
+    assert BeamDecoder("char", LEX, narrow)(lp, np.array([9]), 0.03)[0] == []  # rejected: "bed" was not said

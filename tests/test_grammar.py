@@ -35,6 +35,11 @@ def test_jsgf_sentences():
     assert g.words == sorted("bedroom dim fan kitchen light oh off on one please the three turn two".split())
 
 
+def test_jsgf_header_in_either_case():
+    # PocketSphinx's own test grammars (cards.gram) begin "#JSGF v1.0;", which it reads
+    assert parse_jsgf("#JSGF v1.0;\ngrammar cards;\npublic <a> = ace [of] spades;").accepts("ace of spades".split())
+
+
 def test_jsgf_operators_null_void_and_case():
     g = parse_jsgf("public <a> = Yes* <NULL> [no] | maybe <VOID> | (so+ | <NULL>);")
     assert g.accepts([]) and g.accepts("yes yes no".split()) and g.accepts("so so".split())
