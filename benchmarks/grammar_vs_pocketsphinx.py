@@ -2,13 +2,21 @@
 recordings outside LibriSpeech: spoken digits (FSDD) one at a time, and strings of them.
 
     python benchmarks/grammar_vs_pocketsphinx.py [--fsdd ../shared/data/fsdd] [--bundle DIR ...]
-        [--pad SECONDS] [--sets digit] [--recordings FIRST STOP] [--systems grammar lm ...]
+        [--pad SECONDS] [--sets digit digits cards goforward] [--recordings FIRST STOP] [--systems grammar lm ...]
 
-Sets (from FSDD's 8 kHz recordings, 6 speakers):
+Sets, each with its grammar: from FSDD's 8 kHz recordings (6 speakers),
 - ``digit``: the FSDD test split of recipes/fsdd (recordings 0-4 of each digit and speaker,
   300 files), grammar ``recipes/grammars/digit.gram`` (one digit);
 - ``digits``: 100 strings of 3-6 recordings of one speaker (from the same test split) joined
-  with 0.2-0.5 s of quiet noise between them, grammar ``recipes/grammars/digits.gram`` (``<digit>+``).
+  with 0.2-0.5 s of quiet noise between them, grammar ``recipes/grammars/digits.gram`` (``<digit>+``);
+
+and from PocketSphinx's own test data (its source release on PyPI, ``test/data/``; BSD licence),
+recordings with the grammars it tests them with:
+- ``cards``: 5 recordings of playing-card names (``cards/*.wav``, 1-3 cards each), ``cards/cards.gram``;
+- ``goforward``: a robot command, "go forward ten meters" (``goforward.raw``), ``goforward.gram``.
+PocketSphinx's release is fetched once with pip (``pip download pocketsphinx==5.1.1 --no-binary
+:all:``) into ``--pocketsphinx-tests`` (default ``exp/pocketsphinx-tests``), and only those files are
+unpacked. Its test data is what PocketSphinx's authors check it against: its home ground.
 
 Systems: each bundle (default: the shipped one) with ``--grammar`` (also without its
 out-of-grammar rejection and confidence floor: what the grammar alone does), the same bundle's default
@@ -65,6 +73,44 @@ def fsdd_sets(fsdd: Path, pad: float = 0.0, recordings: tuple[int, int] = (0, 5)
     return {"digit": digit, "digits": strings}
 
 
+PS_VERSION = "5.1.1"
+PS_FILES = ["cards/001.wav", "cards/002.wav", "cards/003.wav", "cards/004.wav", "cards/005.wav",
+            "cards/cards.gram", "cards/cards.transcription", "goforward.raw", "goforward.gram"]
+
+
+def pocketsphinx_test_data(folder: Path) -> Path:
+    """PocketSphinx's ``test/data`` files of :data:`PS_FILES`, under ``folder`` (fetched and unpacked once)."""
+    import subprocess
+    import tarfile
+
+    data = folder / "data"
+    if all((data / f).is_file() for f in PS_FILES):
+        return data
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = folder / f"pocketsphinx-{PS_VERSION}.tar.gz"
+    if not archive.is_file():
+        subprocess.run([sys.executable, "-m", "pip", "download", f"pocketsphinx=={PS_VERSION}", "--no-binary", ":all:",
+                        "--no-deps", "-q", "-d", str(folder)], check=True)
+    with tarfile.open(archive) as tar:
+        for f in PS_FILES:
+            member = tar.extractfile(f"pocketsphinx-{PS_VERSION}/test/data/{f}")
+            (data / f).parent.mkdir(parents=True, exist_ok=True)
+            (data / f).write_bytes(member.read())
+    return data
+
+
+def pocketsphinx_sets(data: Path) -> dict[str, tuple[list[tuple[np.ndarray, str]], str]]:
+    """The ``cards`` and ``goforward`` sets: ``(audio, reference)`` clips at 16 kHz and the grammar file."""
+    cards = []
+    for line in (data / "cards" / "cards.transcription").read_text().splitlines():  # "<s> ten of clubs </s> (001)"
+        words, name = line.rsplit("(", 1)
+        cards.append((load_audio(data / "cards" / f"{name.strip(' )')}.wav"),
+                      " ".join(w for w in words.split() if w not in ("<s>", "</s>"))))
+    forward = np.fromfile(data / "goforward.raw", dtype="<i2").astype(np.float32) / 32768  # 16 kHz, 16 bits, no header
+    return {"cards": (cards, str(data / "cards" / "cards.gram")),
+            "goforward": ([(forward, "go forward ten meters")], str(data / "goforward.gram"))}
+
+
 def run_asr(recognizer, clips) -> tuple[list[str], float]:
     start = time.perf_counter()
     hyps = [recognizer.transcribe(wav, sample_rate=16000).text for wav, _ in clips]
@@ -85,28 +131,39 @@ def main() -> None:
                          "5 10 is a part of its training split, to choose on without looking at the test)")
     ap.add_argument("--systems", nargs="+", choices=["grammar", "bare-grammar", "lm", "pocketsphinx"],
                     default=["grammar", "bare-grammar", "lm", "pocketsphinx"])
-    ap.add_argument("--sets", nargs="+", choices=["digit", "digits"], default=["digit", "digits"])
+    ap.add_argument("--sets", nargs="+", choices=["digit", "digits", "cards", "goforward"],
+                    default=["digit", "digits", "cards", "goforward"])
+    ap.add_argument("--pocketsphinx-tests", default="exp/pocketsphinx-tests", metavar="DIR",
+                    help="where PocketSphinx's release is fetched and its test recordings unpacked")
     args = ap.parse_args()
     threadpool_limits(1)
-    sets = {k: v for k, v in fsdd_sets(Path(args.fsdd), args.pad, tuple(args.recordings)).items() if k in args.sets}
-    print(f"{os.cpu_count()} cores, one thread; recordings {args.recordings[0]}-{args.recordings[1] - 1} of each digit "
-          f"and speaker; sets: " + ", ".join(
-        f"{k} ({len(v)} clips, {sum(len(w) for w, _ in v) / 16000 / 60:.1f} min)" for k, v in sets.items()), flush=True)
+    sets = {}
+    if {"digit", "digits"} & set(args.sets):
+        sets |= {k: (v, str(GRAMMARS / f"{k}.gram"))
+                 for k, v in fsdd_sets(Path(args.fsdd), args.pad, tuple(args.recordings)).items()}
+    if {"cards", "goforward"} & set(args.sets):
+        sets |= pocketsphinx_sets(pocketsphinx_test_data(Path(args.pocketsphinx_tests)))
+    sets = {k: v for k, v in sets.items() if k in args.sets}
+    fsdd = f"FSDD recordings {args.recordings[0]}-{args.recordings[1] - 1} of each digit and speaker; " \
+        if {"digit", "digits"} & set(sets) else ""
+    print(f"{os.cpu_count()} cores, one thread; {fsdd}sets: " + ", ".join(
+        f"{k} ({len(v)} clips, {sum(len(w) for w, _ in v) / 16000 / 60:.1f} min)" for k, (v, _) in sets.items()),
+          flush=True)
     print("\n| set | system | WER | sentences wrong | RTF |\n|---|---|---|---|---|")
-    for name, clips in sets.items():
+    for name, (clips, grammar) in sets.items():
         refs = [ref for _, ref in clips]
         audio = sum(len(w) for w, _ in clips) / 16000
-        grammar = str(GRAMMARS / f"{name}.gram")
+        gram = Path(grammar).name
         systems = []
         for bundle in args.bundle or [None]:
             label = "asr" + (f" {bundle}" if bundle else " (shipped bundle)")
-            systems.append(("grammar", f"{label}, --grammar {name}.gram",
+            systems.append(("grammar", f"{label}, --grammar {gram}",
                             lambda b=bundle: run_asr(asr.load(b, grammar=grammar), clips)))
-            systems.append(("bare-grammar", f"{label}, --grammar {name}.gram, no out-of-grammar rejection, no confidence floor",
+            systems.append(("bare-grammar", f"{label}, --grammar {gram}, no out-of-grammar rejection, no confidence floor",
                             lambda b=bundle: run_asr(asr.load(b, grammar=grammar, grammar_reject=1e9,
                                                               confidence_floor=0.0), clips)))
             systems.append(("lm", f"{label}, its LM (no grammar)", lambda b=bundle: run_asr(asr.load(b), clips)))
-        systems.append(("pocketsphinx", f"PocketSphinx 5.1.1 en-us, jsgf={name}.gram",
+        systems.append(("pocketsphinx", f"PocketSphinx 5.1.1 en-us, jsgf={gram}",
                         lambda: run_pocketsphinx(grammar, clips)))
         systems = [(label, run) for kind, label, run in systems if kind in args.systems]
         for label, run in systems:
