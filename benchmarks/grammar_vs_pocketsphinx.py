@@ -112,7 +112,10 @@ def pocketsphinx_sets(data: Path) -> dict[str, tuple[list[tuple[np.ndarray, str]
 
 
 def run_asr(recognizer, clips) -> tuple[list[str], float]:
-    recognizer.transcribe(clips[0][0], sample_rate=16000)  # warm up untimed: the first call's one-off costs
+    # loading excluded: the lexicon, which loads on the first word that needs it (the joint rescoring
+    # of a character-head bundle, on whichever clip first has two hypotheses), and a first call's one-off costs
+    recognizer.lexicon.load()
+    recognizer.transcribe(clips[0][0], sample_rate=16000)
     start = time.perf_counter()
     hyps = [recognizer.transcribe(wav, sample_rate=16000).text for wav, _ in clips]
     return hyps, time.perf_counter() - start
