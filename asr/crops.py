@@ -9,7 +9,8 @@ sentence starts or ends, up to ``EDGE`` seconds of its pause are kept).
 
 The crops are written as FLAC files beside a manifest (``crops.jsonl``), the same utterance format
 training reads, so that a training config can take the original manifest and the crops together
-(``recipes/librispeech/run.sh``, stage 2).
+(``extra_manifests``: ``recipes/librispeech/local/crops.py`` makes them, ``conf/finetune-crops.toml``
+trains on them).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def make_crops(transcriber, utts: list[Utterance], out_dir: str | Path, config: 
                                            " ".join(w.word for w in words[first:last]), u.speaker, SAMPLE_RATE))
         log(f"crops: {min(k + 32, len(utts))}/{len(utts)} utterances, {len(crops)} crops")
     write_manifest(crops, manifest)
-    atomic_write_text(out_dir / "crops.json", json.dumps({
-        "utterances": len(utts), "unaligned": unaligned, "crops": len(crops),
-        "hours": round(sum(c.duration for c in crops) / 3600, 3), "config": dataclasses.asdict(config)}, indent=1) + "\n")
+    summary = {"utterances": len(utts), "unaligned": unaligned, "crops": len(crops),
+               "hours": round(sum(c.duration for c in crops) / 3600, 3), "config": dataclasses.asdict(config)}
+    atomic_write_text(out_dir / "crops.json", json.dumps(summary, indent=1) + "\n")
     return crops

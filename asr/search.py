@@ -241,20 +241,21 @@ class IncrementalSearch:
         emission = np.concatenate([*self.rows, boundary])
         frames = np.array([*self.frames, self.seen])
         nbest = self.decoder.end()
-        if self.beam.grammar is not None:
+        grammar = self.beam.grammar
+        if grammar is not None:
             # Only the grammar's sentences come out. A sentence is complete only at its end, where
             # the grammar's `finish` blocks the others; until then the beam may have pruned every
             # hypothesis that completes one (by beam_threshold, for those still in the middle of a
             # word or a rule). Then the frames are searched again without that pruning (the beam
             # size still bounds it), and if no sentence comes out of that either, nothing was said.
-            nbest = [h for h in nbest if self.beam.grammar.accepts(h.words)]
+            nbest = [h for h in nbest if grammar.accepts(h.words)]
             if not nbest:
                 again = self.beam.decoder.fresh(beam_threshold=UNPRUNED)
                 again.step(emission)
-                nbest = [h for h in again.end() if self.beam.grammar.accepts(h.words)]
-        if self.beam.grammar is not None and nbest and out_of_grammar(emission, nbest[0].score, self.beam.vocab.blank,
-                                                                      self.beam.config.grammar_reject):
-            return []  # no sentence of the grammar was said: nothing, rather than the nearest command
+                nbest = [h for h in again.end() if grammar.accepts(h.words)]
+            if nbest and out_of_grammar(emission, nbest[0].score, self.beam.vocab.blank,
+                                        self.beam.config.grammar_reject):
+                return []  # no sentence of the grammar was said: nothing, rather than the nearest command
         return [(self.beam._words(h, emission, frames, frame_seconds), float(h.score)) for h in nbest]
 
 
@@ -569,13 +570,11 @@ class Flashlight:
                         raised[self.word_dict.get_index(w)] = max(weight, raised.get(self.word_dict.get_index(w), weight))
             self.lm = boosted_lm(self.lm, raised)
         if not spellings:
-            def make_free(beam_threshold: float = config.beam_threshold):
-                options = fl.LexiconFreeDecoderOptions(
-                    beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=beam_threshold,
-                    lm_weight=config.lm_weight, sil_score=0.0, log_add=False, criterion_type=fl.CriterionType.CTC)
-                return fl.LexiconFreeDecoder(options, self.lm, sil, self.blank, [])
-
-            self._make = make_free
+            self._options = lambda beam_threshold: fl.LexiconFreeDecoderOptions(
+                beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=beam_threshold,
+                lm_weight=config.lm_weight, sil_score=0.0, log_add=False, criterion_type=fl.CriterionType.CTC)
+            self._default_options = self._options(config.beam_threshold)
+            self._make = lambda options: fl.LexiconFreeDecoder(options, self.lm, sil, self.blank, [])
             return
         # The trie: each spelling, closed by a word boundary, leads to its words, with their
         # unigram LM scores smeared up the tree (a prefix's score is the best of the words
@@ -590,20 +589,19 @@ class Flashlight:
         trie.smear(fl.SmearingMode.MAX)
         unk = self.word_dict.get_index(unk_word)
 
-        def make(beam_threshold: float = config.beam_threshold):
-            # a decoder holds one search's state; each shares the trie and the LM
-            options = fl.LexiconDecoderOptions(
-                beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=beam_threshold,
-                lm_weight=config.lm_weight, word_score=config.word_score, unk_score=float("-inf"), sil_score=0.0,
-                log_add=False, criterion_type=fl.CriterionType.CTC)
-            return fl.LexiconDecoder(options, trie, self.lm, sil, self.blank, unk, [], False)
-
-        self._make = make
+        self._options = lambda beam_threshold: fl.LexiconDecoderOptions(
+            beam_size=config.beam_size, beam_size_token=beam_size_token, beam_threshold=beam_threshold,
+            lm_weight=config.lm_weight, word_score=config.word_score, unk_score=float("-inf"), sil_score=0.0,
+            log_add=False, criterion_type=fl.CriterionType.CTC)
+        self._default_options = self._options(config.beam_threshold)  # built once: every search uses them
+        # a decoder holds one search's state; each shares the trie and the LM
+        self._make = lambda options: fl.LexiconDecoder(options, trie, self.lm, sil, self.blank, unk, [], False)
 
     def fresh(self, beam_threshold: float | None = None) -> "_Steps":
         """A new search over the same trie and LM, begun, to be fed frames step by step (streaming);
         ``beam_threshold`` replaces the configured one."""
-        return _Steps(self._make() if beam_threshold is None else self._make(beam_threshold), self)
+        options = self._default_options if beam_threshold is None else self._options(beam_threshold)
+        return _Steps(self._make(options), self)
 
     def _hypothesis(self, result, steps_done: Sequence[int] = (), words_done: Sequence[int] = ()) -> BeamHypothesis:
         """``result``'s hypothesis, after ``steps_done`` and ``words_done`` (those the search
