@@ -1,0 +1,143 @@
+"""Grammar decoding on dev: where its settings are chosen, apart from the test sets of
+``grammar_vs_pocketsphinx.py`` (FSDD, PocketSphinx's card names and robot command).
+
+    python benchmarks/grammar_dev.py --manifest data/librispeech/dev.jsonl [--bundle DIR]
+        [--beam-thresholds 12 1e9] [--rejects 1 2 3 1e9] [--floors 0.05 0] [--conditions clean narrowband pink-10]
+        [--crops exp/short-clips/dev] [--strings 150]
+
+A grammar that looks like a command list, made from dev alone: the word crops of
+``short_clips.py`` (one span of 1-3 words from each dev utterance, :mod:`asr.crops`), every
+other crop's text one of its sentences (~300 "commands"). Three sets:
+- ``in``: those crops, each alone; the grammar: any one of the texts;
+- ``strings``: ``--strings`` strings of 2-3 of them (one speaker) joined with 0.2-0.5 s of quiet
+  noise; the grammar: one or more of the texts (``<command>+``, as card names and digit strings);
+- ``out``: the other crops, whose texts the grammar does not have: speech that is no command, to
+  be left empty (``grammar_reject``), with the first grammar.
+
+``--conditions``: the crops as they are (``clean``), as 8 kHz recordings (``narrowband``, as FSDD's
+digits and phone-line corpora are: :func:`asr.augment.narrowband`), or under pink noise at a
+signal-to-noise ratio (``pink-10``: 10 dB), each crop corrupted before strings are joined.
+
+For each condition, beam threshold (the search drops hypotheses scoring this far below its best; 1e9 drops
+none), out-of-grammar threshold (``grammar_reject``; 1e9 rejects nothing) and confidence floor
+(words the calibrator gives less chance than this are left out; 0 keeps all), the bundle's
+decoding otherwise: WER and sentences wrong of ``in`` and ``strings``, how many of each came out
+empty, how many ``out`` clips were given a sentence, and the real-time factor (one process, one
+thread, loading and a first untimed clip excluded). The last column, errors of ``in`` plus
+``out`` clips given a sentence, is what a command recognizer gets wrong either way.
+"""
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import asr
+from asr.crops import CropConfig, make_crops
+from asr.features import load_audio
+from asr.manifest import read_manifest
+from asr.metrics import wer
+
+
+def corrupted(condition: str, wav: np.ndarray, index: int) -> np.ndarray:
+    """``wav`` (16 kHz samples) under ``condition`` (``clean``, ``narrowband``, ``pink-SNR``); seeded by ``index``."""
+    if condition == "clean":
+        return wav
+    import torch  # the corruptions are the training's (asr.augment)
+
+    from asr.augment import add_noise, coloured_noise, narrowband
+
+    x = torch.from_numpy(wav)
+    if condition == "narrowband":
+        return narrowband(x).numpy()
+    kind, _, snr = condition.partition("-")
+    if kind != "pink" or not snr:
+        raise SystemExit(f"unknown condition {condition!r}: clean, narrowband or pink-SNR")
+    return add_noise(x, coloured_noise("pink", x.numel(), index), float(snr)).numpy()
+
+
+def grammar_sets(crops, folder: Path, strings: int, condition: str = "clean") -> tuple[dict[str, list[tuple[np.ndarray, str]]], Path, Path]:
+    """``({set: clips}, one-command grammar, commands grammar)``: each clip ``(16 kHz samples, reference)``."""
+    clips = [(corrupted(condition, load_audio(c.audio), i), c.text) for i, c in enumerate(crops)]
+    commands = sorted({text for _, text in clips[0::2]})
+    inside = [(i, clip) for i, clip in enumerate(clips) if i % 2 == 0]
+    outside = [clip for clip in clips[1::2] if clip[1] not in commands]
+    folder.mkdir(parents=True, exist_ok=True)
+    alternatives = "\n    | ".join(commands)
+    one, more = folder / "command.gram", folder / "commands.gram"
+    one.write_text(f"#JSGF V1.0;\ngrammar command;\npublic <command> = {alternatives};\n")
+    more.write_text(f"#JSGF V1.0;\ngrammar commands;\npublic <commands> = <command>+;\n<command> = {alternatives};\n")
+    rng = np.random.default_rng(0)
+    by_speaker: dict[str, list[int]] = {}
+    for k, (i, _) in enumerate(inside):
+        by_speaker.setdefault(crops[i].speaker, []).append(k)
+    speakers = sorted(by_speaker)
+    joined = []
+    for k in range(strings):
+        picks = rng.choice(by_speaker[speakers[k % len(speakers)]], size=int(rng.integers(2, 4)), replace=False)
+        parts, words = [], []
+        for j in picks:
+            wav, text = inside[j][1]
+            parts += [(rng.standard_normal(int(16000 * rng.uniform(0.2, 0.5))) * 1e-3).astype(np.float32), wav]
+            words.append(text)
+        parts.append((rng.standard_normal(3200) * 1e-3).astype(np.float32))
+        joined.append((np.concatenate(parts), " ".join(words)))
+    return {"in": [clip for _, clip in inside], "strings": joined, "out": outside}, one, more
+
+
+def transcribe(rec, clips) -> tuple[list[str], float]:
+    """Each clip's text, and the seconds it took (a first clip untimed)."""
+    len(rec.lexicon)  # loading excluded: the lazy lexicon, a first call's one-off costs
+    rec.transcribe(clips[0][0], sample_rate=16000)
+    start = time.perf_counter()
+    hyps = [rec.transcribe(wav, sample_rate=16000).text for wav, _ in clips]
+    return hyps, time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--manifest", required=True)
+    ap.add_argument("--bundle", help="bundle folder (default: the shipped one)")
+    ap.add_argument("--beam-thresholds", type=float, nargs="+", default=[12.0, 1e9])
+    ap.add_argument("--rejects", type=float, nargs="+", default=[1.0, 2.0, 3.0, 1e9])
+    ap.add_argument("--floors", type=float, nargs="+", default=[None],
+                    help="confidence floors (default: the bundle's)")
+    ap.add_argument("--conditions", nargs="+", default=["clean"])
+    ap.add_argument("--crops", default="exp/short-clips/dev", help="folder of the clips (made once, then reused)")
+    ap.add_argument("--strings", type=int, default=150)
+    args = ap.parse_args()
+    crops = make_crops(asr.load(), read_manifest(args.manifest), args.crops, CropConfig(per_utterance=1, seed=1),
+                       log=lambda m: None)
+    print("| condition | beam threshold | grammar_reject | confidence floor | in: WER, wrong, empty | "
+          "strings: WER, wrong, empty | out: given a sentence | RTF (in, strings) | in wrong + out given |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for condition in args.conditions:
+        sets, one, more = grammar_sets(crops, Path(args.crops) / "grammars", args.strings, condition)
+        if condition == args.conditions[0]:
+            for name, clips in sets.items():
+                print(f"<!-- {name}: {len(clips)} clips, {sum(len(r.split()) for _, r in clips)} words, "
+                      f"{sum(len(w) for w, _ in clips) / 16000:.0f} s -->")
+        with threadpool_limits(1):
+            for threshold, reject, floor in itertools.product(args.beam_thresholds, args.rejects, args.floors):
+                options = {"beam_threshold": threshold, "grammar_reject": reject}
+                if floor is not None:
+                    options["confidence_floor"] = floor
+                cells = []
+                for name, grammar in (("in", one), ("strings", more)):
+                    rec = asr.load(args.bundle, grammar=str(grammar), **options)
+                    refs = [r for _, r in sets[name]]
+                    hyps, took = transcribe(rec, sets[name])
+                    rtf = took / (sum(len(w) for w, _ in sets[name]) / 16000)
+                    wrong = sum(h != r for h, r in zip(hyps, refs))
+                    cells.append((f"{100 * wer(refs, hyps):.2f} %, {wrong}, {sum(not h for h in hyps)}", rtf, wrong))
+                rec = asr.load(args.bundle, grammar=str(one), **options)
+                given = sum(bool(h) for h in transcribe(rec, sets["out"])[0])
+                print(f"| {condition} | {threshold:g} | {reject:g} | {rec.decoding.confidence_floor:g} | {cells[0][0]} | "
+                      f"{cells[1][0]} | {given}/{len(sets['out'])} | {cells[0][1]:.4f}, {cells[1][1]:.4f} | "
+                      f"{cells[0][2] + given} |", flush=True)
+
+if __name__ == "__main__":
+    main()
