@@ -9,6 +9,7 @@ the same command skips what is done and neither loses nor repeats a file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import gc
@@ -149,8 +150,10 @@ _thread: ThreadPoolExecutor | None = None  # a worker process's one thread, wher
 def _worker_init(job: _Recognition, parent: int) -> None:
     global _job, _thread
     _job = job
-    # Ctrl-C reaches the whole process group: the parent alone handles it (it stops the workers)
+    # Ctrl-C reaches the whole process group: the parent alone handles it (it stops the workers).
+    # The fork left it blocked (`_sigint_held`): ignored first, so that one pending is dropped.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # one core per worker (numpy's BLAS): N workers use N cores without oversubscription
@@ -214,7 +217,9 @@ def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> I
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                initializer=_worker_init, initargs=(job, os.getpid()))
     try:
-        for future in as_completed([pool.submit(_worker_run, b) for b in batches]):
+        with _sigint_held():
+            futures = [pool.submit(_worker_run, b) for b in batches]  # (the first one forks the workers)
+        for future in as_completed(futures):
             yield future.result()
     except BaseException:  # Ctrl-C, a failed batch, a caller that stops: the batches in flight are
         # abandoned, not waited for (seconds each); nothing of theirs was recorded, so a rerun redoes them
@@ -224,6 +229,22 @@ def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> I
     finally:  # drop the batches not started
         pool.shutdown(wait=True, cancel_futures=True)
         gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _sigint_held():
+    """Ctrl-C (SIGINT) held back while the pool forks its workers, and delivered as they run.
+
+    Landing inside a fork it is lost (Python runs its at-fork handlers, logging's among them, where
+    a KeyboardInterrupt is only printed: the run then goes on to the end) or it leaves the pool
+    half-started; blocked, it waits until every worker has started and then interrupts as
+    anywhere else. The workers inherit the mask and unblock it (`_worker_init`).
+    """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def default_workers() -> int:
