@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -150,10 +151,8 @@ _thread: ThreadPoolExecutor | None = None  # a worker process's one thread, wher
 def _worker_init(job: _Recognition, parent: int) -> None:
     global _job, _thread
     _job = job
-    # Ctrl-C reaches the whole process group: the parent alone handles it (it stops the workers).
-    # The fork left it blocked (`_sigint_held`): ignored first, so that one pending is dropped.
+    # Ctrl-C reaches the whole process group: the parent alone handles it (it stops the workers)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # one core per worker (numpy's BLAS): N workers use N cores without oversubscription
@@ -233,18 +232,26 @@ def _run_batches(job: _Recognition, batches: list[list[int]], workers: int) -> I
 
 @contextlib.contextmanager
 def _sigint_held():
-    """Ctrl-C (SIGINT) held back while the pool forks its workers, and delivered as they run.
+    """Ctrl-C (SIGINT) held back while the pool forks its workers, then delivered.
 
-    Landing inside a fork it is lost (Python runs its at-fork handlers, logging's among them, where
-    a KeyboardInterrupt is only printed: the run then goes on to the end) or it leaves the pool
-    half-started; blocked, it waits until every worker has started and then interrupts as
-    anywhere else. The workers inherit the mask and unblock it (`_worker_init`).
+    The KeyboardInterrupt it raises inside a fork is lost (Python runs its at-fork handlers,
+    logging's among them, where an exception is only printed: the run then goes on to the end) or
+    leaves the pool half-started. Meanwhile it is only noted, and sent again as the section ends.
+    A Python handler rather than a signal mask: a mask is per thread, and a signal this thread
+    blocks is taken by another, whose Python handler then runs here all the same. Only the main
+    thread sets handlers, and only it gets KeyboardInterrupt: in another thread there is nothing to hold.
     """
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)  # to whatever handled it before, as if it came now
 
 
 def default_workers() -> int:

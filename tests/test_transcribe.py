@@ -466,6 +466,28 @@ def test_out_names_each_failed_file_and_a_rerun_filters_every_earlier_output(tmp
 
 
 
+def test_ctrl_c_during_the_workers_fork_still_interrupts():
+    """A Ctrl-C that lands while the pool forks its workers (the race a loaded machine hits) must
+    interrupt the run: unheld, it arrives inside Python's at-fork handlers, where a
+    KeyboardInterrupt is only printed, and the run would go on to the end."""
+    fired = []
+
+    def ctrl_c_in_the_fork():  # runs in the parent right after each fork; once
+        if not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    os.register_at_fork(after_in_parent=ctrl_c_in_the_fork)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(T._run_batches(lambda batch: batch, [[1], [2], [3], [4]], 2))
+    finally:
+        fired.append(True)  # (a hook cannot be unregistered: it stays quiet from now on)
+        signal.signal(signal.SIGINT, previous)
+    assert fired[0]
+
+
 def test_ctrl_c_abandons_the_batches_in_flight_and_a_rerun_finishes(tmp_path):
     """SIGINT to the process group (a terminal's Ctrl-C) while workers are busy: exit status 130
     and "interrupted", no worker left running, no batch waited for (it would have written its
