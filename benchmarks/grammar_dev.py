@@ -29,7 +29,6 @@ thread, loading and a first untimed clip excluded). The last column, errors of `
 
 import argparse
 import itertools
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ from asr.crops import CropConfig, make_crops
 from asr.features import load_audio
 from asr.manifest import read_manifest
 from asr.metrics import wer
+from grammar_vs_pocketsphinx import join_strings, run_asr
 
 
 def corrupted(condition: str, wav: np.ndarray, index: int) -> np.ndarray:
@@ -59,42 +59,20 @@ def corrupted(condition: str, wav: np.ndarray, index: int) -> np.ndarray:
     return add_noise(x, coloured_noise("pink", x.numel(), index), float(snr)).numpy()
 
 
-def grammar_sets(crops, folder: Path, strings: int, condition: str = "clean") -> tuple[dict[str, list[tuple[np.ndarray, str]]], Path, Path]:
+def grammar_sets(crops, folder: Path, strings: int, condition: str = "clean"
+                 ) -> tuple[dict[str, list[tuple[np.ndarray, str]]], Path, Path]:
     """``({set: clips}, one-command grammar, commands grammar)``: each clip ``(16 kHz samples, reference)``."""
     clips = [(corrupted(condition, load_audio(c.audio), i), c.text) for i, c in enumerate(crops)]
     commands = sorted({text for _, text in clips[0::2]})
-    inside = [(i, clip) for i, clip in enumerate(clips) if i % 2 == 0]
+    inside = clips[0::2]
     outside = [clip for clip in clips[1::2] if clip[1] not in commands]
     folder.mkdir(parents=True, exist_ok=True)
     alternatives = "\n    | ".join(commands)
     one, more = folder / "command.gram", folder / "commands.gram"
     one.write_text(f"#JSGF V1.0;\ngrammar command;\npublic <command> = {alternatives};\n")
     more.write_text(f"#JSGF V1.0;\ngrammar commands;\npublic <commands> = <command>+;\n<command> = {alternatives};\n")
-    rng = np.random.default_rng(0)
-    by_speaker: dict[str, list[int]] = {}
-    for k, (i, _) in enumerate(inside):
-        by_speaker.setdefault(crops[i].speaker, []).append(k)
-    speakers = sorted(by_speaker)
-    joined = []
-    for k in range(strings):
-        picks = rng.choice(by_speaker[speakers[k % len(speakers)]], size=int(rng.integers(2, 4)), replace=False)
-        parts, words = [], []
-        for j in picks:
-            wav, text = inside[j][1]
-            parts += [(rng.standard_normal(int(16000 * rng.uniform(0.2, 0.5))) * 1e-3).astype(np.float32), wav]
-            words.append(text)
-        parts.append((rng.standard_normal(3200) * 1e-3).astype(np.float32))
-        joined.append((np.concatenate(parts), " ".join(words)))
-    return {"in": [clip for _, clip in inside], "strings": joined, "out": outside}, one, more
-
-
-def transcribe(rec, clips) -> tuple[list[str], float]:
-    """Each clip's text, and the seconds it took (a first clip untimed)."""
-    len(rec.lexicon)  # loading excluded: the lazy lexicon, a first call's one-off costs
-    rec.transcribe(clips[0][0], sample_rate=16000)
-    start = time.perf_counter()
-    hyps = [rec.transcribe(wav, sample_rate=16000).text for wav, _ in clips]
-    return hyps, time.perf_counter() - start
+    joined = join_strings(inside, [c.speaker for c in crops[0::2]], strings, (2, 4))
+    return {"in": inside, "strings": joined, "out": outside}, one, more
 
 
 def main() -> None:
@@ -129,15 +107,16 @@ def main() -> None:
                 for name, grammar in (("in", one), ("strings", more)):
                     rec = asr.load(args.bundle, grammar=str(grammar), **options)
                     refs = [r for _, r in sets[name]]
-                    hyps, took = transcribe(rec, sets[name])
+                    hyps, took = run_asr(rec, sets[name])
                     rtf = took / (sum(len(w) for w, _ in sets[name]) / 16000)
                     wrong = sum(h != r for h, r in zip(hyps, refs))
                     cells.append((f"{100 * wer(refs, hyps):.2f} %, {wrong}, {sum(not h for h in hyps)}", rtf, wrong))
                 rec = asr.load(args.bundle, grammar=str(one), **options)
-                given = sum(bool(h) for h in transcribe(rec, sets["out"])[0])
+                given = sum(bool(h) for h in run_asr(rec, sets["out"])[0])
                 print(f"| {condition} | {threshold:g} | {reject:g} | {rec.decoding.confidence_floor:g} | {cells[0][0]} | "
                       f"{cells[1][0]} | {given}/{len(sets['out'])} | {cells[0][1]:.4f}, {cells[1][1]:.4f} | "
                       f"{cells[0][2] + given} |", flush=True)
+
 
 if __name__ == "__main__":
     main()

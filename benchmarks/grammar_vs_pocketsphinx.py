@@ -55,22 +55,30 @@ def fsdd_sets(fsdd: Path, pad: float = 0.0, recordings: tuple[int, int] = (0, 5)
     digit = [(load_audio(p), NAMES[int(p.stem[0])]) for p in test]
     if pad:
         digit = [(np.pad(wav, int(16000 * pad)), ref) for wav, ref in digit]
+    return {"digit": digit, "digits": join_strings(digit, [p.stem.split("_")[1] for p in test], 100, (3, 7))}
+
+
+def join_strings(clips: list[tuple[np.ndarray, str]], speakers: list[str], count: int, sizes: tuple[int, int]
+                 ) -> list[tuple[np.ndarray, str]]:
+    """``count`` strings of clips, each of ``sizes[0]`` to ``sizes[1] - 1`` clips of one speaker
+    (``speakers[i]`` said ``clips[i]``; the speakers in turn), joined with 0.2-0.5 s of quiet noise
+    and ended with 0.2 s of it: ``(16 kHz samples, the clips' references joined)``; seeded."""
     rng = np.random.default_rng(0)
     by_speaker: dict[str, list[int]] = {}
-    for i, p in enumerate(test):
-        by_speaker.setdefault(p.stem.split("_")[1], []).append(i)
-    speakers = sorted(by_speaker)
+    for i, speaker in enumerate(speakers):
+        by_speaker.setdefault(speaker, []).append(i)
+    order = sorted(by_speaker)
     strings = []
-    for k in range(100):
-        picks = rng.choice(by_speaker[speakers[k % len(speakers)]], size=int(rng.integers(3, 7)), replace=False)
+    for k in range(count):
+        picks = rng.choice(by_speaker[order[k % len(order)]], size=int(rng.integers(*sizes)), replace=False)
         parts, words = [], []
         for j in picks:
             gap = (rng.standard_normal(int(16000 * rng.uniform(0.2, 0.5))) * 1e-3).astype(np.float32)
-            parts += [gap, digit[j][0]]
-            words.append(digit[j][1])
+            parts += [gap, clips[j][0]]
+            words.append(clips[j][1])
         parts.append((rng.standard_normal(3200) * 1e-3).astype(np.float32))
         strings.append((np.concatenate(parts), " ".join(words)))
-    return {"digit": digit, "digits": strings}
+    return strings
 
 
 PS_VERSION = "5.1.1"
