@@ -6,8 +6,10 @@ that carried its state across sentences would have learnt to lean on the sentenc
 a hypothesis does not have); backpropagation runs through the whole sentence (at most
 ``max_words`` words). Sentences of similar length make a batch. The output layer is torch's
 adaptive softmax (frequent words in a full softmax, rarer ones in smaller clusters: most of a
-word-level LM's time is its output layer). The last ``valid_sentences`` sentences are held out for the
-perplexity that is printed. Sentences whose words are mostly outside ``english`` (a word list:
+word-level LM's time is its output layer). ``valid_sentences`` sentences, evenly spaced through the
+text (so that the training transcripts, which come last, are trained on), are held out for the
+perplexity that is printed. The learning rate warms up and then, by default, falls along a cosine to
+zero at the end of the budget (time or steps), which the budget fixes in advance. Sentences whose words are mostly outside ``english`` (a word list:
 the n-gram LM's vocabulary) are left out as foreign-language text, as the n-gram LM does.
 """
 
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import ConfigError
 from .lm import english_share, iter_sentences, read_word_list
 from .rnnlm import EOS, UNK
 
@@ -41,6 +44,9 @@ class RNNLMTrainConfig:
     max_words: int = 60  # a longer sentence is trained on its first max_words words
     words_per_batch: int = 4096  # sentences of similar length, padded to the longest
     lr: float = 2e-3
+    # "cosine": from lr down to 0 over the budget (max_steps if given, else max_minutes), so that the
+    # last updates are small and the model ends in a minimum rather than noise around one; "constant": lr throughout
+    lr_schedule: str = "cosine"
     clip_norm: float = 1.0
     max_minutes: float = 60.0  # training time, not counting reading the text
     max_steps: int | None = None  # or this many batches, whichever comes first
@@ -147,13 +153,29 @@ def evaluate(model: RNNLMModel, sentences: list[np.ndarray], c: RNNLMTrainConfig
     return math.exp(total / max(count, 1))
 
 
+def learning_rate(c: RNNLMTrainConfig, step: int, minutes: float) -> float:
+    """The learning rate of update ``step`` (from 0), ``minutes`` into training: a linear warm-up over
+    200 updates, then ``c.lr`` or a cosine from it to 0 at the end of the budget."""
+    if c.lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', not {c.lr_schedule!r}")
+    warm = min(1.0, (step + 1) / 200)
+    if c.lr_schedule == "constant":
+        return c.lr * warm
+    done = step / c.max_steps if c.max_steps is not None else minutes / c.max_minutes
+    return c.lr * warm * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+
 def train_rnnlm(texts: list[str], out: str | Path, c: RNNLMTrainConfig = RNNLMTrainConfig(),
                 english: str | Path | None = None, log=print) -> dict:
     """Train on ``texts`` for ``c.max_minutes`` and write ``out`` (rnnlm.npz). Returns the figures."""
+    learning_rate(c, 0, 0.0)  # a bad schedule is refused before the text is read
     torch.manual_seed(c.seed)
     start = time.perf_counter()
     words, sentences = read_text(texts, read_word_list(english) if english else None, c)
-    valid, train = sentences[-c.valid_sentences:], sentences[:-c.valid_sentences]
+    stride = max(2, len(sentences) // max(c.valid_sentences, 1))
+    held = set(range(stride - 1, len(sentences), stride)[:c.valid_sentences])
+    valid = [s for i, s in enumerate(sentences) if i in held]
+    train = [s for i, s in enumerate(sentences) if i not in held]
     index = {w: i for i, w in enumerate(words)}
     train_ids, valid_ids = _encode(train, index, c.max_words), _encode(valid, index, c.max_words)
     n_words = sum(len(t) + 1 for t in train_ids)
@@ -176,7 +198,7 @@ def train_rnnlm(texts: list[str], out: str | Path, c: RNNLMTrainConfig = RNNLMTr
             batches, epoch = _batches(train_ids, c.words_per_batch, rng), epoch + 1
         x, y, mask = _tensors(train_ids, batches.pop())
         for g in optimizer.param_groups:
-            g["lr"] = c.lr * min(1.0, (step + 1) / 200)  # warm-up
+            g["lr"] = learning_rate(c, step, (time.perf_counter() - t0) / 60)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             features, _ = model(x, None)
         res = model.softmax(features.float()[mask], y[mask])

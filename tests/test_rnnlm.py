@@ -138,3 +138,20 @@ def test_a_bundle_carries_its_rnn_lm_and_transcribes_with_it(trained, tmp_path):
     assert rec.beam.rnnlm is not None
     t = rec.transcribe("asr/assets/samples/672-122797-0060.opus")
     assert t.text and rec.with_decoding(rescore="none").beam.rnnlm is None
+
+
+def test_the_learning_rate_warms_up_then_falls_along_a_cosine_to_zero_at_the_budgets_end():
+    from asr.errors import ConfigError
+    from asr.train_rnnlm import learning_rate
+
+    by_steps = RNNLMTrainConfig(lr=1.0, max_steps=1000)
+    assert learning_rate(by_steps, 0, 0.0) == pytest.approx(1 / 200)  # warm-up: update 1 of 200
+    assert learning_rate(by_steps, 500, 0.0) == pytest.approx(0.5)  # half the steps: cos(pi/2)
+    assert learning_rate(by_steps, 1000, 0.0) == pytest.approx(0.0)
+    by_time = RNNLMTrainConfig(lr=1.0, max_minutes=40.0)  # no max_steps: the clock's share of the budget
+    assert learning_rate(by_time, 5000, 10.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    assert learning_rate(by_time, 5000, 50.0) == 0.0  # past the budget (the last step's overrun)
+    constant = RNNLMTrainConfig(lr=1.0, lr_schedule="constant", max_steps=1000)
+    assert [learning_rate(constant, s, 0.0) for s in (99, 500, 1000)] == pytest.approx([0.5, 1.0, 1.0])
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        train_rnnlm(["never-read.txt"], "never-written.npz", RNNLMTrainConfig(lr_schedule="step"))
