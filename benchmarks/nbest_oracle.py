@@ -11,7 +11,9 @@ the reference: no rescoring of that n-best can do better. A file the search cuts
 (longer than asr.plan.CHUNK_SECONDS) takes the best combination of its windows' choices. Beside it,
 what the shipped rescoring picks from the bundle's own n-best size (joint rescoring and the RNN LM at
 the bundle's weights), and the same with each ``--rescore`` RNN LM in place of the bundle's, at each
-of ``--rescore-weights``. The confidence floor is off (as in ``asr tune``), so the shipped pick's
+of ``--rescore-weights``. ``--mbr-scales``: the pick of minimum Bayes risk instead (each hypothesis's
+expected word errors against the others, weighted by their posterior, a softmax of the rescored
+scores times the scale; the one of fewest), with the bundle's rescoring. The confidence floor is off (as in ``asr tune``), so the shipped pick's
 WER is ``asr tune``'s figure for the bundle's weights.
 """
 
@@ -21,12 +23,15 @@ import itertools
 import os
 import time
 
+import numpy as np
+from rapidfuzz.distance import Levenshtein
+
 from asr.bundle import resolve
 from asr.ctc import Hypothesis
 from asr.manifest import read_manifest
 from asr.metrics import word_errors
 from asr.rnnlm import RNNLM
-from asr.search import BeamDecoder, best_words, distinct_words
+from asr.search import BeamDecoder, best_words, distinct_words, joint_rescore, rnnlm_rescore
 from asr.decode import DecodingConfig, member_outputs
 from asr.transcribe import Transcriber, item_outputs, merge_hypotheses
 
@@ -43,12 +48,25 @@ def file_errors(ref: str, choices: list[list[tuple]], items) -> int:
     return best
 
 
+def mbr_pick(ranked: list[tuple[list, float]], scale: float) -> list:
+    """The words of least expected word errors against ``ranked`` (distinct, with scores)."""
+    if len(ranked) < 2:
+        return ranked[0][0] if ranked else []
+    scores = np.array([sc for _, sc in ranked]) * scale
+    post = np.exp(scores - scores.max())
+    post /= post.sum()
+    texts = [[w.word for w in words] for words, _ in ranked]
+    risk = [sum(p * Levenshtein.distance(a, b) for b, p in zip(texts, post)) for a in texts]
+    return ranked[int(np.argmin(risk))][0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 50])
     ap.add_argument("--rescore", nargs="*", default=[], help="other RNN LMs to pick with in place of the bundle's")
     ap.add_argument("--rescore-weights", type=float, nargs="+", default=[0.2])
+    ap.add_argument("--mbr-scales", type=float, nargs="*", default=[])
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     args = ap.parse_args()
     utts = read_manifest(args.manifest)
@@ -112,6 +130,22 @@ def main() -> None:
             total = picked(lm, w)
             name = f"picked from {shipped.nbest}: joint + {os.path.basename(os.path.dirname(path or '')) or path} at {w}"
             print(f"{name:46s} {total:11d} {100 * total / ref_words:7.2f} %")
+    for scale in args.mbr_scales:
+        total = 0
+        for f in range(len(utts)):
+            choice = []
+            for k in windows[f]:
+                if k not in nbests:
+                    choice.append([[]])
+                    continue
+                hyps, other_lp, _ = nbests[k]
+                ranked = joint_rescore(hyps[:shipped.nbest], other_lp, other, lex, shipped.joint_weight)
+                if lms[0][1] is not None:
+                    ranked = rnnlm_rescore(ranked, lms[0][1], shipped.rescore_weight)
+                choice.append([mbr_pick(ranked, scale)])
+            total += file_errors(refs[f], choice, [items[k] for k in windows[f]])
+        name = f"minimum Bayes risk from {shipped.nbest}, scale {scale}"
+        print(f"{name:46s} {total:11d} {100 * total / ref_words:7.2f} %")
     print(f"reference words: {ref_words}; {time.perf_counter() - t0:.0f} s in all")
 
 
