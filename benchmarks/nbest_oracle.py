@@ -109,41 +109,28 @@ def main() -> None:
                     for f in range(len(utts)))
         print(f"{f'oracle of the first {size} (search order)':46s} {total:11d} {100 * total / ref_words:7.2f} %")
 
-    def picked(rnnlm, weight: float) -> int:
-        total = 0
-        for f in range(len(utts)):
-            choice = []
-            for k in windows[f]:
-                if k not in nbests:
-                    choice.append([[]])
-                    continue
-                hyps, other_lp, members = nbests[k]
-                choice.append([best_words(hyps[:shipped.nbest], other_lp, other, lex, shipped.joint_weight,
-                                          rnnlm, weight, members)])
-            total += file_errors(refs[f], choice, [items[k] for k in windows[f]])
-        return total
+    def errors_of(pick) -> int:
+        """Word errors over all files, each window's words ``pick(hyps, other head's log-probs, members)``."""
+        return sum(file_errors(refs[f], [[pick(*nbests[k]) if k in nbests else []] for k in windows[f]],
+                               [items[k] for k in windows[f]]) for f in range(len(utts)))
 
     lms = [(shipped.rescore, RNNLM(shipped.rescore) if shipped.rescore else None, [shipped.rescore_weight])]
     lms += [(path, RNNLM(path), args.rescore_weights) for path in args.rescore]
     for path, lm, weights in lms:
         for w in weights:
-            total = picked(lm, w)
+            total = errors_of(lambda hyps, other_lp, members, lm=lm, w=w: best_words(
+                hyps[:shipped.nbest], other_lp, other, lex, shipped.joint_weight, lm, w, members))
             name = f"picked from {shipped.nbest}: joint + {os.path.basename(os.path.dirname(path or '')) or path} at {w}"
             print(f"{name:46s} {total:11d} {100 * total / ref_words:7.2f} %")
+
+    def mbr(hyps, other_lp, members, scale: float) -> list:
+        ranked = joint_rescore(hyps[:shipped.nbest], other_lp, other, lex, shipped.joint_weight)
+        if lms[0][1] is not None:
+            ranked = rnnlm_rescore(ranked, lms[0][1], shipped.rescore_weight)
+        return mbr_pick(ranked, scale)
+
     for scale in args.mbr_scales:
-        total = 0
-        for f in range(len(utts)):
-            choice = []
-            for k in windows[f]:
-                if k not in nbests:
-                    choice.append([[]])
-                    continue
-                hyps, other_lp, _ = nbests[k]
-                ranked = joint_rescore(hyps[:shipped.nbest], other_lp, other, lex, shipped.joint_weight)
-                if lms[0][1] is not None:
-                    ranked = rnnlm_rescore(ranked, lms[0][1], shipped.rescore_weight)
-                choice.append([mbr_pick(ranked, scale)])
-            total += file_errors(refs[f], choice, [items[k] for k in windows[f]])
+        total = errors_of(lambda *nbest, scale=scale: mbr(*nbest, scale))
         name = f"minimum Bayes risk from {shipped.nbest}, scale {scale}"
         print(f"{name:46s} {total:11d} {100 * total / ref_words:7.2f} %")
     print(f"reference words: {ref_words}; {time.perf_counter() - t0:.0f} s in all")
