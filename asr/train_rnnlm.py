@@ -55,6 +55,11 @@ class RNNLMTrainConfig:
     min_english: float = 0.8
     seed: int = 0
 
+    def __post_init__(self):
+        """Checked where the config is made (the CLI's --set, a caller), before any text is read."""
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', not {self.lr_schedule!r}")
+
 
 class RNNLMModel(nn.Module):
     def __init__(self, c: RNNLMTrainConfig, vocab: int):
@@ -156,8 +161,6 @@ def evaluate(model: RNNLMModel, sentences: list[np.ndarray], c: RNNLMTrainConfig
 def learning_rate(c: RNNLMTrainConfig, step: int, minutes: float) -> float:
     """The learning rate of update ``step`` (from 0), ``minutes`` into training: a linear warm-up over
     200 updates, then ``c.lr`` or a cosine from it to 0 at the end of the budget."""
-    if c.lr_schedule not in ("constant", "cosine"):
-        raise ConfigError(f"lr_schedule must be 'constant' or 'cosine', not {c.lr_schedule!r}")
     warm = min(1.0, (step + 1) / 200)
     if c.lr_schedule == "constant":
         return c.lr * warm
@@ -168,7 +171,6 @@ def learning_rate(c: RNNLMTrainConfig, step: int, minutes: float) -> float:
 def train_rnnlm(texts: list[str], out: str | Path, c: RNNLMTrainConfig = RNNLMTrainConfig(),
                 english: str | Path | None = None, log=print) -> dict:
     """Train on ``texts`` for ``c.max_minutes`` and write ``out`` (rnnlm.npz). Returns the figures."""
-    learning_rate(c, 0, 0.0)  # a bad schedule is refused before the text is read
     torch.manual_seed(c.seed)
     start = time.perf_counter()
     words, sentences = read_text(texts, read_word_list(english) if english else None, c)

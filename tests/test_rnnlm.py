@@ -1,5 +1,6 @@
 """The RNN LM: training (torch), its numpy runtime against the torch model, n-best rescoring, the CLI."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -155,3 +156,12 @@ def test_the_learning_rate_warms_up_then_falls_along_a_cosine_to_zero_at_the_bud
     assert [learning_rate(constant, s, 0.0) for s in (99, 500, 1000)] == pytest.approx([0.5, 1.0, 1.0])
     with pytest.raises(ConfigError, match="lr_schedule"):
         train_rnnlm(["never-read.txt"], "never-written.npz", RNNLMTrainConfig(lr_schedule="step"))
+    assert main(["lm", "rnn", "never-read.txt", "--out", "never-written.npz", "--set", "lr_schedule=step"]) == 2
+
+
+def test_no_training_time_gives_an_untrained_model_not_a_traceback(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(SENTENCES) + "\n")
+    figures = train_rnnlm([str(text)], tmp_path / "lm.npz", dataclasses.replace(SMALL, max_minutes=0.0, max_steps=None),
+                          log=lambda *_: None)
+    assert figures["steps"] == 0 and (tmp_path / "lm.npz").exists()
