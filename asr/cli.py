@@ -379,7 +379,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             produced["derived_from"] = {"bundle": args.checkpoint, "changed": changed,  # (its own derived_from nests)
                                         **{k: base.produced_by[k] for k in ("commit", "dev", "derived_from")
                                            if k in base.produced_by}}
-    if record:
+    if record and "wer" in record:  # measured by `asr tune` (a decoding written by hand has no figure)
         produced["dev"] = {"wer": record["wer"], "manifest": record.get("manifest")}
     streaming = base.streaming
     changes = _streaming_options(args)

@@ -2,7 +2,8 @@
 recordings outside LibriSpeech: spoken digits (FSDD) one at a time, and strings of them.
 
     python benchmarks/grammar_vs_pocketsphinx.py [--fsdd ../shared/data/fsdd] [--bundle DIR ...]
-        [--pad SECONDS] [--sets digit digits cards goforward] [--recordings FIRST STOP] [--systems grammar lm ...]
+        [--pad SECONDS] [--sets digit digits cards goforward] [--recordings FIRST STOP] [--speakers NAME ...]
+        [--systems grammar lm ...]
 
 Sets, each with its grammar: from FSDD's 8 kHz recordings (6 speakers),
 - ``digit``: the FSDD test split of recipes/fsdd (recordings 0-4 of each digit and speaker,
@@ -25,7 +26,8 @@ its en-us model and the same grammar file (``Decoder(jsgf=...)``). All read the 
 resampled to 16 kHz. Prints WER, sentence errors and RTF (decoding time / audio, one process,
 one thread, loading and a first untimed clip excluded) per set and system.
 
-``--pad S``: S seconds of digital silence added at each end of every clip, for every system
+``--speakers``: only these FSDD speakers' recordings (e.g. one a model never heard:
+``recipes/librispeech/local/fsdd.py``'s ``--leave-out``). ``--pad S``: S seconds of digital silence added at each end of every clip, for every system
 (FSDD's recordings are cut tight around the word; LibriSpeech's utterances, which the shipped
 model learnt from, start and end with a pause). ``--sets``: which sets to run.
 """
@@ -48,10 +50,11 @@ GRAMMARS = Path(__file__).resolve().parent.parent / "recipes" / "grammars"
 NAMES = "zero one two three four five six seven eight nine".split()
 
 
-def fsdd_sets(fsdd: Path, pad: float = 0.0, recordings: tuple[int, int] = (0, 5)
+def fsdd_sets(fsdd: Path, pad: float = 0.0, recordings: tuple[int, int] = (0, 5), speakers: list[str] | None = None
               ) -> dict[str, list[tuple[np.ndarray, str]]]:
     first, stop = recordings
-    test = sorted(p for p in (fsdd / "recordings").glob("*.wav") if first <= int(p.stem.rsplit("_", 1)[1]) < stop)
+    test = sorted(p for p in (fsdd / "recordings").glob("*.wav") if first <= int(p.stem.rsplit("_", 1)[1]) < stop
+                  and (not speakers or p.stem.split("_")[1] in speakers))
     digit = [(load_audio(p), NAMES[int(p.stem[0])]) for p in test]
     if pad:
         digit = [(np.pad(wav, int(16000 * pad)), ref) for wav, ref in digit]
@@ -142,6 +145,7 @@ def main() -> None:
     ap.add_argument("--recordings", type=int, nargs=2, default=[0, 5], metavar=("FIRST", "STOP"),
                     help="which recordings of each digit and speaker (default 0 5: the FSDD recipe's test split; "
                          "5 10 is a part of its training split, to choose on without looking at the test)")
+    ap.add_argument("--speakers", nargs="+", metavar="NAME", help="only these FSDD speakers (default: all six)")
     ap.add_argument("--systems", nargs="+", choices=["grammar", "bare-grammar", "lm", "pocketsphinx"],
                     default=["grammar", "bare-grammar", "lm", "pocketsphinx"])
     ap.add_argument("--sets", nargs="+", choices=["digit", "digits", "cards", "goforward"],
@@ -153,11 +157,12 @@ def main() -> None:
     sets = {}
     if {"digit", "digits"} & set(args.sets):
         sets |= {k: (v, str(GRAMMARS / f"{k}.gram"))
-                 for k, v in fsdd_sets(Path(args.fsdd), args.pad, tuple(args.recordings)).items()}
+                 for k, v in fsdd_sets(Path(args.fsdd), args.pad, tuple(args.recordings), args.speakers).items()}
     if {"cards", "goforward"} & set(args.sets):
         sets |= pocketsphinx_sets(pocketsphinx_test_data(Path(args.pocketsphinx_tests)))
     sets = {k: v for k, v in sets.items() if k in args.sets}
-    fsdd = f"FSDD recordings {args.recordings[0]}-{args.recordings[1] - 1} of each digit and speaker; " \
+    who = f"by {', '.join(args.speakers)}" if args.speakers else "and speaker"
+    fsdd = f"FSDD recordings {args.recordings[0]}-{args.recordings[1] - 1} of each digit {who}; " \
         if {"digit", "digits"} & set(sets) else ""
     print(f"{os.cpu_count()} cores, one thread; {fsdd}sets: " + ", ".join(
         f"{k} ({len(v)} clips, {sum(len(w) for w, _ in v) / 16000 / 60:.1f} min)" for k, (v, _) in sets.items()),

@@ -143,6 +143,19 @@ def test_cli_bundle_then_transcribe_and_tune_into_it(tmp_path):
     assert b.decoding.lm == str(tmp_path / "b" / "lm.arpa")  # still the bundle's own copy
 
 
+def test_cli_bundle_with_a_decoding_written_by_hand_claims_no_dev_figure(tmp_path):
+    """A decoding file as `asr tune` writes it, less the figure it measured (written by hand, or
+    the shipped bundle's decoding for another model): the bundle takes it and records no dev WER."""
+    hand = {"head": "phone", "decoding": {"decoder": "beam", "lm": None, "beam_size": 20, "lm_weight": 0.0,
+                                          "word_score": 0.5}}
+    (tmp_path / "hand.json").write_text(json.dumps(hand))
+    r = _asr("bundle", SHIPPED_MODEL, "--decoding", tmp_path / "hand.json", "--out", tmp_path / "b")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    b = load_bundle(tmp_path / "b")
+    assert b.head == "phone" and b.decoding.beam_size == 20 and b.decoding.word_score == 0.5
+    assert "dev" not in b.produced_by
+
+
 def test_cli_bundle_of_a_bundle_changes_options_and_records_what_it_came_from(tmp_path):
     """`asr bundle DIR --lm other` copies a bundle with another LM: its other files and decoding stay;
     its calibrator, fitted to the old LM's evidence, goes unless given again; the old dev figures
