@@ -186,8 +186,8 @@ if [ -z "${RNNLM:-}" ] && [ "$start" -le 4 ] && [ "$stop" -ge 4 ]; then
   # A word-level vanilla RNN LM (asr/train_rnnlm.py: 20k words, 256-d embeddings, 512 tanh units,
   # adaptive softmax) on the same text as the 4-gram, its words limited to the 4-gram's. 40 min
   # here, a cosine learning rate to zero, no dropout (40 min read the text about once): dev
-  # perplexity 160, WER 27.55 % without the floor (RESULTS.md, results/rnnlm-levers/). The shipped
-  # bundle's (dev 28.10 -> 27.61 %) was trained with --set lr_schedule=constant --set dropout=0.2.
+  # perplexity 159, the shipped bundle's dev WER 28.10 -> 27.46 % (RESULTS.md, results/rnnlm-cosine/;
+  # the first one shipped, --set lr_schedule=constant --set dropout=0.2: 27.61 %).
   [ -f "$rnnlm" ] || $asr lm rnn "$lm_text" "$train_manifest" --english-words "$lm.words.txt" \
     --out "$rnnlm" --set max_minutes=40 --set dropout=0 > "$out_dir/lm/rnnlm-train.log" 2>&1
 fi
