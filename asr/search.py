@@ -359,19 +359,27 @@ def rnnlm_rescore(nbest: list[tuple[list[Word], float]], rnnlm, weight: float) -
     return sorted(((words, score + weight * float(s)) for (words, score), s in zip(nbest, lm)), key=lambda ws: -ws[1])
 
 
-def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
-               lexicon: Lexicon, joint_weight: float, rnnlm=None, rescore_weight: float = 0.0,
-               members: list[tuple[np.ndarray, float]] = ()) -> list[Word]:
-    """The words of the best of a beam's n-best, after an ensemble's other models' rescoring if
-    ``members`` (:func:`member_rescore`), joint rescoring if ``joint_weight`` and RNN LM
-    rescoring if ``rnnlm`` and ``rescore_weight``, each with its n-best posterior in
-    ``evidence["posterior"]`` (see :func:`nbest_posteriors`)."""
+def rescore_nbest(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
+                  lexicon: Lexicon, joint_weight: float, rnnlm=None, rescore_weight: float = 0.0,
+                  members: list[tuple[np.ndarray, float]] = ()) -> list[tuple[list[Word], float]]:
+    """A beam's n-best after an ensemble's other models' rescoring if ``members``
+    (:func:`member_rescore`), joint rescoring if ``joint_weight`` and RNN LM rescoring if ``rnnlm``
+    and ``rescore_weight``: best first."""
     if members and len(nbest) > 1:
         nbest = member_rescore(nbest, list(members), "char" if other_head == "phone" else "phone", lexicon)
     if joint_weight and len(nbest) > 1:
         nbest = joint_rescore(nbest, other_log_probs, other_head, lexicon, joint_weight)
     if rnnlm is not None and rescore_weight and len(nbest) > 1:
         nbest = rnnlm_rescore(nbest, rnnlm, rescore_weight)
+    return nbest
+
+
+def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
+               lexicon: Lexicon, joint_weight: float, rnnlm=None, rescore_weight: float = 0.0,
+               members: list[tuple[np.ndarray, float]] = ()) -> list[Word]:
+    """The words of the best of a beam's n-best after :func:`rescore_nbest`, each with its n-best
+    posterior in ``evidence["posterior"]`` (see :func:`nbest_posteriors`)."""
+    nbest = rescore_nbest(nbest, other_log_probs, other_head, lexicon, joint_weight, rnnlm, rescore_weight, members)
     if not nbest:
         return []
     return [dataclasses.replace(w, evidence={**w.evidence, "posterior": p})

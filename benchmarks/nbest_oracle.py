@@ -31,7 +31,7 @@ from asr.ctc import Hypothesis
 from asr.manifest import read_manifest
 from asr.metrics import word_errors
 from asr.rnnlm import RNNLM
-from asr.search import BeamDecoder, best_words, distinct_words, joint_rescore, rnnlm_rescore
+from asr.search import BeamDecoder, best_words, distinct_words, rescore_nbest
 from asr.decode import DecodingConfig, member_outputs
 from asr.transcribe import Transcriber, item_outputs, merge_hypotheses
 
@@ -123,14 +123,10 @@ def main() -> None:
             name = f"picked from {shipped.nbest}: joint + {os.path.basename(os.path.dirname(path or '')) or path} at {w}"
             print(f"{name:46s} {total:11d} {100 * total / ref_words:7.2f} %")
 
-    def mbr(hyps, other_lp, members, scale: float) -> list:
-        ranked = joint_rescore(hyps[:shipped.nbest], other_lp, other, lex, shipped.joint_weight)
-        if lms[0][1] is not None:
-            ranked = rnnlm_rescore(ranked, lms[0][1], shipped.rescore_weight)
-        return mbr_pick(ranked, scale)
-
     for scale in args.mbr_scales:
-        total = errors_of(lambda *nbest, scale=scale: mbr(*nbest, scale))
+        total = errors_of(lambda hyps, other_lp, members, scale=scale: mbr_pick(rescore_nbest(
+            hyps[:shipped.nbest], other_lp, other, lex, shipped.joint_weight, lms[0][1], shipped.rescore_weight,
+            members), scale))
         name = f"minimum Bayes risk from {shipped.nbest}, scale {scale}"
         print(f"{name:46s} {total:11d} {100 * total / ref_words:7.2f} %")
     print(f"reference words: {ref_words}; {time.perf_counter() - t0:.0f} s in all")
