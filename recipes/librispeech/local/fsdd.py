@@ -10,12 +10,10 @@ recordings are then never heard: the benchmark's figure for them is one for new 
 """
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from asr.manifest import prepare_folder, read_manifest, write_manifest
 
 TRAIN_FROM = 10  # recordings 0-4: test, 5-9: dev (recipes/fsdd/run.sh)
 
@@ -26,18 +24,13 @@ ap.add_argument("--leave-out", nargs="*", default=["george"], metavar="SPEAKER",
                 help="speakers whose recordings are not trained on (default: george)")
 args = ap.parse_args()
 
-with tempfile.TemporaryDirectory() as tmp:
-    every = Path(tmp) / "all.jsonl"
-    asr = [sys.executable, "-m", "asr"]
-    subprocess.run([*asr, "prepare", "folder", str(args.fsdd), "--transcripts", str(args.fsdd / "SOURCE_manifest.tsv"),
-                    "--out", str(every)], check=True, stdout=subprocess.DEVNULL)
-    rows = [json.loads(line) for line in every.read_text(encoding="utf-8").splitlines() if line.strip()]
-recording = lambda row: int(row["id"].rsplit("_", 1)[1])  # 3_jackson_12 -> 12
-keep = [r for r in rows if recording(r) >= TRAIN_FROM and r["speaker"] not in args.leave_out]
+with tempfile.TemporaryDirectory() as tmp:  # `asr prepare folder`, then the split
+    prepare_folder(args.fsdd, args.fsdd / "SOURCE_manifest.tsv", Path(tmp) / "all.jsonl")
+    utts = read_manifest(Path(tmp) / "all.jsonl")
+recording = lambda u: int(u.id.rsplit("_", 1)[1])  # 3_jackson_12 -> 12
+keep = [u for u in utts if recording(u) >= TRAIN_FROM and u.speaker not in args.leave_out]
 args.out.parent.mkdir(parents=True, exist_ok=True)
-tmp = args.out.with_name(args.out.name + ".tmp")
-tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
-os.replace(tmp, args.out)
-speakers = sorted({r["speaker"] for r in keep})
-print(f"{args.out}: {len(keep)} recordings ({sum(r['duration'] for r in keep) / 3600:.2f} h) of {', '.join(speakers)}; "
+write_manifest(keep, args.out)
+speakers = sorted({u.speaker for u in keep})
+print(f"{args.out}: {len(keep)} recordings ({sum(u.duration for u in keep) / 3600:.2f} h) of {', '.join(speakers)}; "
       f"left out: {', '.join(args.leave_out) or 'none'}")
