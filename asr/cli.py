@@ -30,7 +30,8 @@ def _sample_manifest() -> str:
 
 DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "beam_size", "beam_threshold", "blank_skip",
                     "history_steps", "lm_weight", "word_score", "joint_weight", "confidence_floor", "grammar",
-                    "phrases", "words", "boost", "rescore", "rescore_weight")
+                    "phrases", "words", "boost", "rescore", "rescore_weight", "token_score",
+                    "blank_penalty")
 
 
 def _lines(path: str | None, what: str) -> tuple[str, ...] | None:
@@ -114,6 +115,11 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                    help="rescore the beam's n-best with this RNN LM (rnnlm.npz from `asr lm rnn`; default: the "
                         "bundle's), or 'none'")
     g.add_argument("--rescore-weight", type=float, metavar="W", help="weight of the RNN LM's log-probability")
+    g.add_argument("--blank-penalty", type=float, metavar="P",
+                   help="subtracted from the blank's log-probability in every frame the beam search reads (> 0: "
+                        "more words)")
+    g.add_argument("--token-score", type=float, metavar="S",
+                   help="score each n-best hypothesis gains per phone or letter of its words (a length bonus)")
     g.add_argument("--calibration", metavar="JSON",
                    help="word-confidence calibrator from `asr calibrate` (default: the bundle's), or 'none'")
     g.add_argument("--grammar", metavar="JSGF", help="only sentences of this JSGF grammar can come out (an empty "
@@ -335,7 +341,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
                                                   if getattr(args, k) is not None})
     best = tune_decoding(args.manifest, args.out, bundle, base, tuple(args.heads), tuple(args.lm_weights),
                          tuple(args.word_scores), tuple(args.joint_weights), workers=_workers(args),
-                         rescore_weights=tuple(args.rescore_weights) if args.rescore_weights else None)
+                         rescore_weights=tuple(args.rescore_weights) if args.rescore_weights else None,
+                         token_scores=tuple(args.token_scores) if args.token_scores else None,
+                         blank_penalties=tuple(args.blank_penalties) if args.blank_penalties else None)
     print(json.dumps(best, indent=2))
     print(f"grid: {args.out}/grid.tsv", file=sys.stderr)
     if args.bundle:  # the bundle decodes with the best setting now
@@ -771,6 +779,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "(default: the bundle's)")
     p.add_argument("--rescore-weights", type=float, nargs="+", help="weights of the RNN LM to try (default: the "
                                                                    "bundle's)")
+    p.add_argument("--blank-penalties", type=float, nargs="+", help="blank penalties to try, a search each "
+                                                                   "(default: the bundle's)")
+    p.add_argument("--token-scores", type=float, nargs="+", help="length bonuses (a score per phone or letter) to "
+                                                                "try (default: the bundle's)")
     p.add_argument("--beam-size", type=int, help="default: the bundle's (a bare checkpoint: 50)")
     p.add_argument("--beam-size-token", type=int, help="tokens tried per frame (default: the bundle's; else all)")
     p.add_argument("--beam-threshold", type=float, help="default: the bundle's (a bare checkpoint: 50)")

@@ -29,7 +29,7 @@ def decode_batch(out: dict[str, np.ndarray], lexicon: Lexicon, frame_seconds: fl
     """Hypotheses for one batch of model output (see :meth:`asr.rnn.RNNModel.forward`).
 
     Both heads are decoded greedily; with ``beam``, the words of ``beam.head`` come from
-    its beam search instead (rescored by the other head if ``beam.joint_weight``), with their
+    its beam search instead (rescored as ``beam.config`` says: :func:`~asr.search.rescore_nbest`), with their
     evidence (:func:`word_evidence`) and confidences calibrated if the config says so.
     ``nbests``: each utterance's n-best where the search has already run (a stream's
     :class:`~asr.search.IncrementalSearch`), else ``beam.search`` finds them.
@@ -41,8 +41,8 @@ def decode_batch(out: dict[str, np.ndarray], lexicon: Lexicon, frame_seconds: fl
         if nbests is None:
             nbests = beam.search(out[beam.head], out["lengths"], frame_seconds)
         for b, (n, nbest) in enumerate(zip(np.asarray(out["lengths"]).tolist(), nbests)):
-            words = best_words(nbest, out[other][b, :n], other, lexicon, beam.joint_weight, beam.rnnlm,
-                               beam.rescore_weight, member_outputs(out, beam.head, b, n))
+            words = best_words(nbest, out[other][b, :n], other, lexicon, beam.config, beam.rnnlm,
+                               member_outputs(out, beam.head, b, n))
             words = word_evidence(beam.lm_evidence(words), out[beam.head][b, :n], beam.vocab, paths[b][beam.head],
                                   paths[b]["char"] if other == "char" else None, hyps[b].words(other), frame_seconds,
                                   out["char"][b, :n] if other == "char" else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from pathlib import Path
@@ -151,28 +152,34 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
                   heads: tuple[str, ...] = ("char", "phone"),
                   lm_weights: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0), word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0),
                   joint_weights: tuple[float, ...] = (0.0, 0.3, 0.6, 1.0), workers: int = 1,
-                  log=print, rescore_weights: tuple[float, ...] | None = None) -> dict[str, Any]:
+                  log=print, rescore_weights: tuple[float, ...] | None = None,
+                  token_scores: tuple[float, ...] | None = None,
+                  blank_penalties: tuple[float, ...] | None = None) -> dict[str, Any]:
     """Grid-search beam decoding of ``bundle``'s model on ``manifest`` (a dev set, never a test
     set): every head, LM weight, word score and joint weight, each setting
     ``dataclasses.replace(base, ...)`` (``base``, default the bundle's decoding, gives the LM,
     beam and pruning). The audio goes the way of ``asr transcribe`` (same windows, silence
     handling and merging of windows); the model runs once.
 
-    For each head, LM weight and word score the beam search runs once keeping ``base.nbest``
-    hypotheses; every joint weight then only re-sorts them (``joint_rescore``; 0 = that
-    head alone). Without an LM (``base.lm`` None) the LM weight means nothing and only the first
-    is tried. With an RNN LM (``base.rescore``) every ``rescore_weights`` re-sorts them too
-    (default: the base's weight alone). Writes ``grid.tsv`` (WER and search time of every setting) and ``best.json``
+    For each head, LM weight, word score and blank penalty (``blank_penalties``, default the base's
+    alone) the beam search runs once keeping ``base.nbest``
+    hypotheses, and what rescoring weighs is computed once (:func:`asr.search.nbest_scores`); every
+    joint weight (0 = that head alone), RNN LM weight (``rescore_weights``, with an RNN LM
+    ``base.rescore``; default the base's weight alone) and length bonus (``token_scores``, default
+    the base's alone) then only re-sorts them. Without an LM (``base.lm`` None) the LM weight
+    means nothing and only the first is tried. Writes ``grid.tsv`` (WER and search time of every setting) and ``best.json``
     (``{"head": ..., "decoding": DecodingConfig fields, "wer": ...}``) under ``out_dir`` and
     returns the best.
     """
     from .decode import decode_batch
-    from .search import BeamDecoder, best_words
+    from .search import BeamDecoder, nbest_scores, rescored, rescoring_weights
     from .metrics import wer
     from .transcribe import claim_output_folder, item_outputs, merge_hypotheses, recognition_options
 
     base = dataclasses.replace(base or bundle.decoding, decoder="beam", calibration=None, confidence_floor=0.0)
     rescore_weights = tuple(rescore_weights or (base.rescore_weight,)) if base.rescore else (0.0,)
+    token_scores = tuple(token_scores or (base.token_score,))
+    blank_penalties = tuple(blank_penalties or (base.blank_penalty,))
     rnnlm = None
     if base.rescore:
         from .rnnlm import RNNLM
@@ -184,15 +191,19 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
         for word_score in word_scores:
             for joint_weight in joint_weights:
                 for rescore_weight in rescore_weights:
-                    dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score, joint_weight=joint_weight,
-                                        rescore_weight=rescore_weight)
+                    for token_score, blank_penalty in itertools.product(token_scores, blank_penalties):
+                        dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score,
+                                            joint_weight=joint_weight, rescore_weight=rescore_weight,
+                                            token_score=token_score, blank_penalty=blank_penalty)
     utts = read_manifest(manifest)
     tr = Transcriber(dataclasses.replace(bundle, decoding=DecodingConfig()))
     claim_output_folder(out_dir, {**recognition_options(dataclasses.replace(bundle, decoding=base)),
                                   "manifest": str(Path(manifest).resolve()),
                                   "grid": {"heads": list(heads), "lm_weights": list(lm_weights),
                                            "word_scores": list(word_scores), "joint_weights": list(joint_weights),
-                                           "rescore_weights": list(rescore_weights)}},
+                                           "rescore_weights": list(rescore_weights),
+                                           "token_scores": list(token_scores),
+                                           "blank_penalties": list(blank_penalties)}},
                         results="best.json")
     lex, fs = tr.lexicon, tr.model.config.frame_seconds
     items, outputs = item_outputs(tr, [u.audio for u in utts], workers)
@@ -213,43 +224,56 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     greedy = per_file(greedy_items.get)
     for head in heads:
         row = {"head": head, "decoder": "greedy", "lm_weight": "", "word_score": "", "joint_weight": "",
-               "rescore_weight": "", "wer": round(wer(refs, [h.text(head) for h in greedy]), 4), "search_rtf": ""}
+               "rescore_weight": "", "token_score": "", "blank_penalty": "",
+               "wer": round(wer(refs, [h.text(head) for h in greedy]), 4), "search_rtf": ""}
         rows.append(row)
         log("\t".join(f"{k}={v}" for k, v in row.items()))
     for head in heads:
         other = "phone" if head == "char" else "char"
-        for lm_weight in lm_weights:
-            for word_score in word_scores:
-                # The search keeps the n-best whatever the joint weight: the weights only re-sort them.
-                beam = BeamDecoder(head, lex, dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score,
-                                                                  joint_weight=max(joint_weights) or 1.0))
-                start = time.perf_counter()
-                nbests: dict[int, tuple] = {}
-                for idx, out in outputs:
-                    for b, (k, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"], fs))):
-                        n = out["lengths"][b]
-                        nbests[k] = (hyps, out[other][b, :n], member_outputs(out, head, b, n))
-                search_rtf = (time.perf_counter() - start) / audio
-                for joint_weight in joint_weights:
-                    for rescore_weight in rescore_weights:
-                        def beam_item(k: int, jw: float = joint_weight, rw: float = rescore_weight) -> Hypothesis | None:
-                            if k not in nbests:  # digital silence
-                                return None
-                            words = best_words(*nbests[k][:2], other, lex, jw, rnnlm, rw, nbests[k][2])
-                            return Hypothesis(words if head == "char" else [], words if head == "phone" else [], [])
-                        hyps = per_file(beam_item)
-                        row = {"head": head, "decoder": "beam", "lm_weight": lm_weight, "word_score": word_score,
-                               "joint_weight": joint_weight, "rescore_weight": rescore_weight,
-                               "wer": round(wer(refs, [h.text(head) for h in hyps]), 4),
-                               "search_rtf": round(search_rtf, 4)}
-                        rows.append(row)
-                        log("\t".join(f"{k}={v}" for k, v in row.items()))
+        for lm_weight, word_score, blank_penalty in itertools.product(lm_weights, word_scores, blank_penalties):
+            # The search keeps the n-best whatever the rescoring weights: they only re-sort them.
+            beam = BeamDecoder(head, lex, dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score,
+                                                              blank_penalty=blank_penalty))
+            start = time.perf_counter()
+            scored: dict[int, tuple] = {}  # item -> (its n-best's distinct words, nbest_scores)
+            for idx, out in outputs:
+                for b, (k, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"], fs))):
+                    n = out["lengths"][b]
+                    scored[k] = hyps, nbest_scores(hyps, out[other][b, :n], other, lex, rnnlm,
+                                                   member_outputs(out, head, b, n),
+                                                   joint=any(joint_weights))
+            search_rtf = (time.perf_counter() - start) / audio
+            for joint_weight, rescore_weight, token_score in itertools.product(joint_weights, rescore_weights,
+                                                                                token_scores):
+                options = dataclasses.replace(base, joint_weight=joint_weight, rescore_weight=rescore_weight,
+                                              token_score=token_score)
+                weights = rescoring_weights(options)
+                members_too = bool(outputs and outputs[0][1].get("members"))
+
+                def beam_item(k: int) -> Hypothesis | None:
+                    if k not in scored:  # digital silence
+                        return None
+                    nbest, (words, scores) = scored[k]
+                    # as rescore_nbest: the search's order where nothing rescores
+                    if len(nbest) < 2 or not (members_too or weights[1:].any()):
+                        best = nbest[0][0] if nbest else []
+                    else:
+                        best = rescored(words, scores, weights)[0][0]
+                    return Hypothesis(best if head == "char" else [], best if head == "phone" else [], [])
+                hyps = per_file(beam_item)
+                row = {"head": head, "decoder": "beam", "lm_weight": lm_weight, "word_score": word_score,
+                       "joint_weight": joint_weight, "rescore_weight": rescore_weight, "token_score": token_score,
+                       "blank_penalty": blank_penalty, "wer": round(wer(refs, [h.text(head) for h in hyps]), 4),
+                       "search_rtf": round(search_rtf, 4)}
+                rows.append(row)
+                log("\t".join(f"{k}={v}" for k, v in row.items()))
     header = list(rows[0])
     atomic_write_text(out_dir / "grid.tsv", "\t".join(header) + "\n" +
                       "".join("\t".join(str(r[k]) for k in header) + "\n" for r in rows))
     best = min((r for r in rows if r["decoder"] == "beam"), key=lambda r: r["wer"])
     config = dataclasses.replace(base, lm_weight=best["lm_weight"], word_score=best["word_score"],
-                                 joint_weight=best["joint_weight"], rescore_weight=best["rescore_weight"])
+                                 joint_weight=best["joint_weight"], rescore_weight=best["rescore_weight"],
+                                 token_score=best["token_score"], blank_penalty=best["blank_penalty"])
     result = {"head": best["head"], "decoding": dataclasses.asdict(config), "wer": best["wer"],
               "manifest": str(manifest), "model": str(bundle.model)}
     atomic_write_text(out_dir / "best.json", json.dumps(result, indent=2) + "\n")

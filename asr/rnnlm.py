@@ -56,6 +56,8 @@ class RNNLM:
             raise RNNLMError(f"{path}: not an RNN LM file (no {e})") from None
         self.index = {w: i for i, w in enumerate(self.words)}
         self.path = path
+        # a backward LM (trained with reverse=true) reads each sentence from its last word
+        self.reverse = bool(self.config.get("reverse", False))
 
     def ids(self, words: list[str]) -> list[int]:
         return [self.index.get(w, 1) for w in words]
@@ -96,7 +98,7 @@ class RNNLM:
         """``ln P(sentence </s>)`` of each word list (natural log), all at once; a prefix that several
         sentences share is run once. ``skip_unknown``: words outside the vocabulary add nothing
         (they are still read as context), as perplexities leave out-of-vocabulary words out."""
-        seqs = [self.ids(s) + [0] for s in sentences]
+        seqs = [self.ids(s[::-1] if self.reverse else s) + [0] for s in sentences]
         totals = np.zeros(len(seqs), np.float64)
         # One row per distinct prefix at each depth: sentences of a beam's n-best mostly share them.
         groups = {(): list(range(len(seqs)))}
@@ -163,7 +165,7 @@ class RNNLM:
                     out_words[k].append(self.words[prev[k]])
             if not live.any():
                 break
-        return [" ".join(w) for w in out_words]
+        return [" ".join(w[::-1] if self.reverse else w) for w in out_words]
 
     def _all_log_probs(self, out: np.ndarray) -> np.ndarray:
         """``(B, E)`` -> ``(B, V)`` log-probabilities of every word."""

@@ -70,9 +70,7 @@ class BeamDecoder:
         if lm is not None and not Path(lm).is_file():
             raise FileNotFoundError(f"{lm}: language model not found")
         self.head, self.config = head, config
-        self.joint_weight = config.joint_weight  # read by `decode_batch`: see `joint_rescore`
-        self.rescore_weight = config.rescore_weight  # and `rnnlm_rescore`, with:
-        self.rnnlm = None
+        self.rnnlm = None  # the n-best's RNN LM (`rescore_nbest`)
         if config.rescore is not None:
             from .rnnlm import RNNLM
 
@@ -207,6 +205,7 @@ class IncrementalSearch:
         self.beam = beam
         self.decoder = beam.decoder.fresh()
         self.rows: list[np.ndarray] = []  # the searched frames' log-probabilities, (T_i, V) per accepted chunk
+        # (the blank's less blank_penalty)
         self.frames: list[int] = []  # their indices in the utterance
         self.seen = 0  # frames accepted
         self.sure = False  # whether the last accepted frame was a sure blank (see `skip_blank_frames`)
@@ -220,6 +219,8 @@ class IncrementalSearch:
         if self.beam.blank_skip is not None:
             self.sure = bool(log_probs[-1, self.beam.vocab.blank] > math.log(self.beam.blank_skip))
         rows = np.ascontiguousarray(log_probs[kept])
+        if self.beam.config.blank_penalty:  # only the blank's column: the words' token posteriors stay
+            rows[:, self.beam.vocab.blank] -= self.beam.config.blank_penalty
         self.decoder.step(rows)
         self.rows.append(rows)
         self.frames += (kept + self.seen).tolist()
@@ -303,23 +304,6 @@ def distinct_words(nbest: list[tuple[list[Word], float]]) -> list[tuple[list[Wor
     return list(unique.values())
 
 
-def joint_rescore(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
-                  lexicon: Lexicon, weight: float) -> list[tuple[list[Word], float]]:
-    """Rescore one head's beam hypotheses with the other head: add ``weight`` times the other
-    head's CTC log-likelihood of the same words, and sort.
-
-    Both heads read the same encoder frames but were trained on different targets, so their
-    errors differ: the phone head hears words better, the character head knows how they are
-    spelled (it tells homophones and near-homophones apart). The words are spelled for the
-    character head, or said with each word's first pronunciation for the phone head;
-    ``other_log_probs`` is ``(T, V)`` for one utterance.
-    """
-    nbest = distinct_words(nbest)
-    other = _ctc_scores(nbest, other_log_probs, other_head, lexicon)
-    rescored = [(words, score + weight * float(o)) for (words, score), o in zip(nbest, other)]
-    return sorted(rescored, key=lambda ws: -ws[1])
-
-
 def _ctc_scores(nbest: list[tuple[list[Word], float]], log_probs: np.ndarray, head: str, lexicon: Lexicon) -> np.ndarray:
     """Each hypothesis's CTC log-likelihood under ``head``'s ``log_probs (T, V)`` (``-inf`` where it
     cannot be spelled or said): the words spelled for the character head, said with each word's
@@ -336,50 +320,87 @@ def _ctc_scores(nbest: list[tuple[list[Word], float]], log_probs: np.ndarray, he
     return scores
 
 
-def member_rescore(nbest: list[tuple[list[Word], float]], members: list[tuple[np.ndarray, float]], head: str,
-                   lexicon: Lexicon) -> list[tuple[list[Word], float]]:
-    """N-best combination of an ensemble (:class:`asr.rnn.Ensemble`, rule ``"nbest"``): add each other
-    model's CTC log-likelihood of a hypothesis, times its weight, to the first model's search
-    score, and sort. ``members``: each other model's log-probabilities ``(T, V)`` of the searched
-    head for this utterance, with its weight. Sequence scores do not care where each model puts
-    its CTC spikes, which frame-by-frame averaging does (RESULTS.md)."""
+RESCORING = ("search", "joint", "rnnlm", "tokens")  # the columns of `nbest_scores`
+
+
+def nbest_scores(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray | None, other_head: str,
+                 lexicon: Lexicon, rnnlm=None, members: list[tuple[np.ndarray, float]] = (),
+                 joint: bool = True) -> tuple[list[list[Word]], np.ndarray]:
+    """The distinct word sequences of a beam's n-best and, for each, what its rescoring weighs
+    ``(n, 4)``, the columns of :data:`RESCORING`:
+
+    - ``search``: the search's score (acoustic + weighted LM + word scores), plus each other model
+      of an n-best ensemble's CTC log-likelihood of the same tokens times its weight (``members``:
+      each one's ``(T, V)`` log-probabilities of the searched head with its weight). Sequence
+      scores do not care where each model puts its CTC spikes, which frame-by-frame averaging does
+      (:class:`asr.rnn.Ensemble`, RESULTS.md).
+    - ``joint``: the other head's CTC log-likelihood of the same words (``other_log_probs (T, V)``;
+      ``-inf`` where they cannot be said in its frames; 0 if not ``joint``). Both heads read the same
+      encoder frames but were trained on different targets, so their errors differ: the phone head
+      hears words better, the character head knows how they are spelled (it tells homophones and
+      near-homophones apart). The words are spelled for the character head, or said with each
+      word's first pronunciation for the phone head.
+    - ``rnnlm``: the RNN LM's natural-log probability of the words (:meth:`asr.rnnlm.RNNLM.score`;
+      0 without one): the search's n-gram LM sees a few words back, the RNN the whole sentence.
+    - ``tokens``: how many tokens (phones or letters, ``Word.tokens``) spelled the words, for a length
+      bonus. The search leans to fewer, shorter words (every word costs LM probability, a CTC
+      model's blank is cheap): more deletions than insertions. Its word score counts words
+      whatever their length; this counts what was heard (RESULTS.md, "A length bonus").
+
+    flashlight's n-best repeats word sequences with other alignments: each is kept once, with its
+    best search score (:func:`distinct_words`).
+    """
     nbest = distinct_words(nbest)
-    total = np.array([score for _, score in nbest], dtype=np.float64)
+    words = [w for w, _ in nbest]
+    scores = np.zeros((len(nbest), len(RESCORING)))
+    scores[:, 0] = [s for _, s in nbest]
+    searched = "char" if other_head == "phone" else "phone"
     for log_probs, weight in members:
-        total = total + weight * _ctc_scores(nbest, log_probs, head, lexicon)
-    return sorted(((words, float(t)) for (words, _), t in zip(nbest, total)), key=lambda ws: -ws[1])
+        scores[:, 0] += weight * _ctc_scores(nbest, log_probs, searched, lexicon)
+    if joint:
+        scores[:, 1] = _ctc_scores(nbest, other_log_probs, other_head, lexicon)
+    if rnnlm is not None:
+        scores[:, 2] = rnnlm.score([[w.word for w in ws] for ws in words])
+    scores[:, 3] = [sum(len(w.tokens) for w in ws) for ws in words]
+    return words, scores
 
 
-def rnnlm_rescore(nbest: list[tuple[list[Word], float]], rnnlm, weight: float) -> list[tuple[list[Word], float]]:
-    """Add ``weight`` times each hypothesis's RNN LM log-probability (:meth:`asr.rnnlm.RNNLM.score`)
-    to its score, and sort: the n-gram LM of the search sees a few words back, the RNN the whole
-    sentence so far."""
-    nbest = distinct_words(nbest)
-    lm = rnnlm.score([[w.word for w in words] for words, _ in nbest])
-    return sorted(((words, score + weight * float(s)) for (words, score), s in zip(nbest, lm)), key=lambda ws: -ws[1])
+def rescoring_weights(options: "DecodingConfig") -> np.ndarray:
+    """The weights of :func:`nbest_scores`' columns that ``options`` gives: ``(1, joint_weight,
+    rescore_weight, token_score)``."""
+    return np.array([1.0, options.joint_weight, options.rescore_weight, options.token_score])
 
 
-def rescore_nbest(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
-                  lexicon: Lexicon, joint_weight: float, rnnlm=None, rescore_weight: float = 0.0,
+def rescored(words: list[list[Word]], scores: np.ndarray, weights: np.ndarray) -> list[tuple[list[Word], float]]:
+    """``words`` with their total scores (``scores (n, 4) @ weights``, a column of weight 0 left
+    out, so that its ``-inf`` does not count), best first."""
+    total = scores[:, 0] * weights[0]
+    for j in np.flatnonzero(weights[1:]) + 1:  # one column at a time, in order: the same sums everywhere
+        total = total + weights[j] * scores[:, j]
+    return sorted(zip(words, total.tolist()), key=lambda ws: -ws[1])
+
+
+def rescore_nbest(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray | None, other_head: str,
+                  lexicon: Lexicon, options: "DecodingConfig", rnnlm=None,
                   members: list[tuple[np.ndarray, float]] = ()) -> list[tuple[list[Word], float]]:
-    """A beam's n-best after an ensemble's other models' rescoring if ``members``
-    (:func:`member_rescore`), joint rescoring if ``joint_weight`` and RNN LM rescoring if ``rnnlm``
-    and ``rescore_weight``: best first."""
-    if members and len(nbest) > 1:
-        nbest = member_rescore(nbest, list(members), "char" if other_head == "phone" else "phone", lexicon)
-    if joint_weight and len(nbest) > 1:
-        nbest = joint_rescore(nbest, other_log_probs, other_head, lexicon, joint_weight)
-    if rnnlm is not None and rescore_weight and len(nbest) > 1:
-        nbest = rnnlm_rescore(nbest, rnnlm, rescore_weight)
-    return nbest
+    """A beam's n-best, best first, after what ``options`` asks: an ensemble's other models (``members``),
+    joint rescoring at ``joint_weight``, the RNN LM ``rnnlm`` at ``rescore_weight`` and a length bonus of
+    ``token_score`` a token (:func:`nbest_scores`). Without any, or with one hypothesis, the n-best
+    is returned as it is (repeats included)."""
+    weights = rescoring_weights(options)
+    if len(nbest) < 2 or not (members or weights[1:].any()):
+        return list(nbest)
+    words, scores = nbest_scores(nbest, other_log_probs, other_head, lexicon,
+                                 rnnlm if options.rescore_weight else None, members, joint=bool(options.joint_weight))
+    return rescored(words, scores, weights)
 
 
 def best_words(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray, other_head: str,
-               lexicon: Lexicon, joint_weight: float, rnnlm=None, rescore_weight: float = 0.0,
+               lexicon: Lexicon, options: "DecodingConfig", rnnlm=None,
                members: list[tuple[np.ndarray, float]] = ()) -> list[Word]:
     """The words of the best of a beam's n-best after :func:`rescore_nbest`, each with its n-best
     posterior in ``evidence["posterior"]`` (see :func:`nbest_posteriors`)."""
-    nbest = rescore_nbest(nbest, other_log_probs, other_head, lexicon, joint_weight, rnnlm, rescore_weight, members)
+    nbest = rescore_nbest(nbest, other_log_probs, other_head, lexicon, options, rnnlm, members)
     if not nbest:
         return []
     return [dataclasses.replace(w, evidence={**w.evidence, "posterior": p})
@@ -443,6 +464,14 @@ class DecodingConfig:
     # hypothesis gains rescore_weight times its natural-log probability under it (asr.rnnlm).
     rescore: str | None = None
     rescore_weight: float = 0.0
+    # Subtracted from the blank's log-probability in every frame the search reads (icefall's and
+    # sherpa-onnx's blank_penalty): a CTC model's blank is cheap and every word costs LM
+    # probability, so the search drops words (more deletions than insertions). A constant per frame
+    # would change no ranking; on the blank alone it favours paths that say more. 0: off.
+    blank_penalty: float = 0.0
+    # Each n-best hypothesis gains this much per token (phone or letter) of its words: a length
+    # bonus at rescoring, for the same reason (`nbest_scores`).
+    token_score: float = 0.0
 
     def __post_init__(self):
         """Every value checked once, here, where a config is made (the CLI, asr.load, a bundle.json)."""
@@ -482,6 +511,8 @@ class DecodingConfig:
             raise bad("confidence_floor", "a probability in [0, 1)")
         if self.confidence_floor and self.calibration is None:
             raise bad("confidence_floor", "0 without a calibrator (it is a floor on calibrated confidences)")
+        number("token_score")
+        number("blank_penalty")
         if number("rescore_weight") < 0:
             raise bad("rescore_weight", "0 (off) or more")
         if number("grammar_reject") <= 0:

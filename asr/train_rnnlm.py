@@ -54,6 +54,9 @@ class RNNLMTrainConfig:
     valid_sentences: int = 5000
     min_english: float = 0.8
     seed: int = 0
+    # True: each sentence is read right to left (a backward LM: P(w_t | the words after it)), whose
+    # errors differ from a forward LM's; asr.rnnlm.RNNLM reads its hypotheses the same way
+    reverse: bool = False
 
     def __post_init__(self):
         """Checked where the config is made (the CLI's --set, a caller), before any text is read."""
@@ -78,11 +81,11 @@ class RNNLMModel(nn.Module):
 
 
 def read_text(texts: list[str], english: set[str] | None, c: RNNLMTrainConfig) -> tuple[list[str], list[list[str]]]:
-    """The vocabulary (by frequency) and the kept sentences, as word lists."""
+    """The vocabulary (by frequency) and the kept sentences, as word lists (right to left if ``c.reverse``)."""
     sentences = []
     for s in iter_sentences(texts, c.max_sentences):
         if english is None or english_share(s, english) >= c.min_english:
-            sentences.append(s.split())
+            sentences.append(s.split()[::-1] if c.reverse else s.split())
     counts = Counter(w for s in sentences for w in s)
     words = [EOS, UNK] + [w for w, _ in counts.most_common(c.vocab)]
     return words, sentences

@@ -119,14 +119,13 @@ def main() -> None:
     for path, lm, weights in lms:
         for w in weights:
             total = errors_of(lambda hyps, other_lp, members, lm=lm, w=w: best_words(
-                hyps[:shipped.nbest], other_lp, other, lex, shipped.joint_weight, lm, w, members))
+                hyps[:shipped.nbest], other_lp, other, lex, dataclasses.replace(shipped, rescore_weight=w), lm, members))
             name = f"picked from {shipped.nbest}: joint + {os.path.basename(os.path.dirname(path or '')) or path} at {w}"
             print(f"{name:46s} {total:11d} {100 * total / ref_words:7.2f} %")
 
     for scale in args.mbr_scales:
         total = errors_of(lambda hyps, other_lp, members, scale=scale: mbr_pick(rescore_nbest(
-            hyps[:shipped.nbest], other_lp, other, lex, shipped.joint_weight, lms[0][1], shipped.rescore_weight,
-            members), scale))
+            hyps[:shipped.nbest], other_lp, other, lex, shipped, lms[0][1], members), scale))
         name = f"minimum Bayes risk from {shipped.nbest}, scale {scale}"
         print(f"{name:46s} {total:11d} {100 * total / ref_words:7.2f} %")
     print(f"reference words: {ref_words}; {time.perf_counter() - t0:.0f} s in all")

@@ -135,9 +135,13 @@ def test_ctc_log_likelihood_and_forced_alignment_equal_torchs():
         np.testing.assert_allclose(ctc_log_likelihood(lp.numpy(), targets), -nll.numpy(), atol=1e-3)
 
 
-def test_joint_rescore_lets_the_other_head_decide_and_merges_repeats():
-    from asr.search import joint_rescore
+def joint_rescore(nbest, other_log_probs, other_head, lex, weight):
+    from asr.search import rescore_nbest
 
+    return rescore_nbest(nbest, other_log_probs, other_head, lex, DecodingConfig(joint_weight=weight))
+
+
+def test_joint_rescore_lets_the_other_head_decide_and_merges_repeats():
     lex = Lexicon([("red", ("R", "EH", "D")), ("read", ("R", "EH", "D")), ("bed", ("B", "EH", "D"))])
     words = lambda *ws: [Word(w, 0.0, 0.1) for w in ws]  # noqa: E731
     # The phone head cannot tell "read" from "red"; its n-best has "read" first (twice, other alignments).
@@ -147,7 +151,7 @@ def test_joint_rescore_lets_the_other_head_decide_and_merges_repeats():
     assert [([w.word for w in ws], round(s, 3)) for ws, s in out][0][0] == ["red"]
     assert len(out) == 2  # one entry per word sequence
     assert out[0][1] > out[1][1] == -1.0 + float(ctc_ll_of(chars, "read"))
-    assert joint_rescore(nbest, chars, "char", lex, weight=0.0)[0][0] == words("read")
+    assert joint_rescore(nbest, chars, "char", lex, weight=0.0) == nbest  # no rescoring: the search's n-best
     # and the other way: a phone head that hears "B EH D" picks "bed" out of a char n-best
     phones = one_hot([P["B"], P["EH"], P["D"]], len(PHONE_VOCAB))
     assert joint_rescore([(words("red"), -1.0), (words("bed"), -1.2)], phones, "phone", lex, 1.0)[0][0] == words("bed")
@@ -157,7 +161,10 @@ def test_member_rescore_lets_the_other_models_decide_by_weight_whatever_their_ti
     """An n-best ensemble: each other model's CTC log-likelihood of a hypothesis, times its weight,
     joins the first model's search score; where the other model puts its spikes does not matter."""
     from asr.ctc import ctc_log_likelihood
-    from asr.search import member_rescore
+    from asr.search import rescore_nbest
+
+    def member_rescore(nbest, members, head, lex):
+        return rescore_nbest(nbest, None, "char" if head == "phone" else "phone", lex, DecodingConfig(), members=members)
 
     lex = Lexicon([("red", ("R", "EH", "D")), ("bed", ("B", "EH", "D"))])
     words = lambda *ws: [Word(w, 0.0, 0.1) for w in ws]  # noqa: E731
@@ -173,6 +180,29 @@ def test_member_rescore_lets_the_other_models_decide_by_weight_whatever_their_ti
     assert [ws[0].word for ws, _ in member_rescore(nbest, [(late, 0.0)], "phone", lex)] == ["red", "bed"]
     two = member_rescore(nbest, [(late, 0.5), (late, 0.5)], "phone", lex)
     np.testing.assert_allclose([s for _, s in two], [s for _, s in out])
+
+
+def test_token_score_is_a_length_bonus_per_phone_of_the_words():
+    """Each hypothesis gains token_score per token that spelled its words (Word.tokens), on top of
+    the other rescoring; repeats of a word sequence count once, with their best score."""
+    from asr.search import best_words, rescore_nbest
+
+    def hyp(score, *spelled):
+        return [Word(w, 0.0, 0.1, tuple(p.split())) for w, p in spelled], score
+
+    the, cat, catalog = ("the", "DH AH"), ("cat", "K AE T"), ("catalog", "K AE T AH L AO G")
+    nbest = [hyp(-1.0, the, cat), hyp(-1.2, the, cat), hyp(-2.0, the, catalog)]  # 5 and 9 phones
+    plain = rescore_nbest(nbest, None, "char", None, DecodingConfig())
+    assert plain == nbest  # nothing asked: the search's n-best as it came
+    out = rescore_nbest(nbest, None, "char", None, DecodingConfig(token_score=0.3))
+    assert [[w.word for w in ws] for ws, _ in out] == [["the", "catalog"], ["the", "cat"]]
+    np.testing.assert_allclose([s for _, s in out], [-2.0 + 9 * 0.3, -1.0 + 5 * 0.3])
+    assert [w.word for w in best_words(nbest, None, "char", None, DecodingConfig(token_score=0.2))] == ["the", "cat"]
+    # a penalty works the other way; an unfinite bonus is refused where the config is made
+    out = rescore_nbest(nbest, None, "char", None, DecodingConfig(token_score=-0.1))
+    assert out[0][0][1].word == "cat"
+    with pytest.raises(ConfigError, match="token_score"):
+        DecodingConfig(token_score=float("nan"))
 
 
 def ctc_ll_of(char_lp, text):
@@ -256,6 +286,24 @@ def test_beam_with_lexicon_fixes_spelling_and_lm_decides(tmp_path):
     words = with_lm(lp, np.array([7]), 0.03)[0][0]
     assert [w.word for w in words] == ["red", "bed"]  # the LM knows "red bed"
     assert (words[1].start, words[1].end) == (0.12, 0.21) and 0 < words[0].confidence < words[1].confidence <= 1
+
+
+def test_blank_penalty_lets_the_search_say_a_word_it_heard_weakly():
+    # "red", then "bed" said weakly: each of its frames more likely blank (0.6) than its letter (0.35)
+    weak = [{"r": 0.9}, {"e": 0.9}, {"d": 0.9}, {"|": 0.9}, {"b": 0.35, "<b>": 0.6}, {"e": 0.35, "<b>": 0.6},
+            {"d": 0.35, "<b>": 0.6}, {"|": 0.35, "<b>": 0.6}]
+    lp = frames(weak, C)
+    plain = BeamDecoder("char", LEX, DecodingConfig("beam", beam_size=20))(lp, np.array([8]), 0.03)[0][0]
+    assert [w.word for w in plain] == ["red"]
+    config = DecodingConfig("beam", beam_size=20, blank_penalty=1.0)  # blank 0.6 / e = 0.22 < 0.35
+    penalised = BeamDecoder("char", LEX, config)(lp, np.array([8]), 0.03)[0][0]
+    assert [w.word for w in penalised] == ["red", "bed"]
+    # the penalty moves the search, not the evidence: "red"'s tokens have the same posteriors
+    assert penalised[0].confidence == plain[0].confidence and penalised[0].evidence == plain[0].evidence
+    # a constant on every token would change nothing: only the blank's is moved
+    assert lp[0, 0, 0] == frames(weak, C)[0, 0, 0]  # (and the caller's array is left alone)
+    with pytest.raises(ConfigError, match="blank_penalty"):
+        DecodingConfig(blank_penalty=float("inf"))
 
 
 def test_phone_head_beam_uses_all_pronunciations():

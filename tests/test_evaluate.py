@@ -85,6 +85,9 @@ def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
 
 
 def test_tune_grid_search_writes_grid_and_best(tmp_path):
+    """Every setting of the grid is one row, and the WER tune gives a setting (the n-best searched
+    once, its rescoring cached) is what evaluate makes with that decoding."""
+    import dataclasses
     import json
 
     from asr.lm import build_lm
@@ -95,15 +98,25 @@ def test_tune_grid_search_writes_grid_and_best(tmp_path):
 
     (tmp_path / "t.txt").write_text("NORTHANGER ABBEY\nKNIT TWO TOGETHER TWICE\nWHO WAS ALREADY ASLEEP IN BED\n")
     build_lm([tmp_path / "t.txt"], tmp_path / "lm.arpa", order=2)
-    best = tune_decoding(TEST_DATA / "manifest.jsonl", tmp_path / "tune", from_checkpoint(default_bundle_path() / "model.pt"),
-                         DecodingConfig("beam", str(tmp_path / "lm.arpa"), beam_size=20),
-                         lm_weights=(0.5, 2.0), word_scores=(0.0,), joint_weights=(0.0, 0.5), log=lambda _: None)
-    rows = (tmp_path / "tune" / "grid.tsv").read_text().splitlines()
-    assert len(rows) == 1 + 2 + 2 * 2 * 2  # header, greedy per head, head x lm weight x joint weight
-    beam_wers = [float(r.split("\t")[5]) for r in rows[1:] if "\tbeam\t" in r]
-    assert best["wer"] == min(beam_wers)
+    bundle = from_checkpoint(default_bundle_path() / "model.pt")
+    base = DecodingConfig("beam", str(tmp_path / "lm.arpa"), beam_size=20)
+    best = tune_decoding(TEST_DATA / "manifest.jsonl", tmp_path / "tune", bundle, base,
+                         lm_weights=(0.5, 2.0), word_scores=(0.0,), joint_weights=(0.0, 0.5), log=lambda _: None,
+                         token_scores=(0.0, 10.0), blank_penalties=(0.0, 8.0))
+    header, *lines = (tmp_path / "tune" / "grid.tsv").read_text().splitlines()
+    rows = [dict(zip(header.split("\t"), line.split("\t"))) for line in lines]
+    assert len(rows) == 2 + 2 * 2 * 2 * 2 * 2  # greedy per head; head x lm weight x joint x token score x penalty
+    beam = [r for r in rows if r["decoder"] == "beam"]
+    assert best["wer"] == min(float(r["wer"]) for r in beam)
     assert json.loads((tmp_path / "tune" / "best.json").read_text()) == best
     assert best["decoding"]["decoder"] == "beam" and best["decoding"]["lm"] == str(tmp_path / "lm.arpa")
+    assert len({r["wer"] for r in beam}) > 2  # the grid's settings decode differently
+    for r in beam[::5]:
+        decoding = dataclasses.replace(base, **{k: float(r[k]) for k in ("lm_weight", "word_score", "joint_weight",
+                                                                         "token_score", "blank_penalty")})
+        s = evaluate(TEST_DATA / "manifest.jsonl", tmp_path / f"ev{len(list(tmp_path.iterdir()))}",
+                     bundle.with_options(head=r["head"], **dataclasses.asdict(decoding)), posteriors=0)
+        assert s["wer"] == pytest.approx(float(r["wer"]), abs=1e-4), r
 
 
 @pytest.mark.slow

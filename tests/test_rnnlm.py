@@ -10,7 +10,7 @@ import torch
 from asr.cli import main
 from asr.ctc import Word
 from asr.rnnlm import RNNLM, RNNLMError
-from asr.search import best_words, rnnlm_rescore
+from asr.search import DecodingConfig, best_words, rescore_nbest
 from asr.train_rnnlm import RNNLMModel, RNNLMTrainConfig, train_rnnlm
 
 SENTENCES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog", "the man took the papers",
@@ -59,6 +59,24 @@ def test_the_numpy_runtime_gives_the_torch_models_log_probabilities(trained):
         assert g == pytest.approx(float(want), abs=1e-4)
 
 
+def test_a_backward_lm_reads_sentences_from_their_end(tmp_path):
+    """reverse=true trains on each sentence right to left; the runtime reads a hypothesis the same
+    way and samples come out in reading order."""
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(SENTENCES) + "\n")
+    train_rnnlm([str(text)], tmp_path / "back.npz", dataclasses.replace(SMALL, reverse=True, max_steps=800),
+                log=lambda *_: None)
+    lm = RNNLM(tmp_path / "back.npz")
+    assert lm.reverse
+    likely, unlikely = lm.score([["the", "cat", "sat", "on", "the", "mat"], ["mat", "the", "on", "sat", "cat", "the"]])
+    assert likely > unlikely + 5
+    # P(w_t | the words after it): "the" is all this text has before "man", never "a"
+    first = lm.score([["the", "man", "took", "the", "papers"], ["a", "man", "took", "the", "papers"]])
+    assert first[0] > first[1] + 2
+    samples = lm.sample(5, np.random.default_rng(0))
+    assert sum(line in SENTENCES for line in samples) >= 3, samples
+
+
 def test_sentences_scored_together_score_as_they_do_alone(trained):
     lm = RNNLM(trained[0])
     nbest = [["the", "cat", "sat", "on", "the", "mat"], ["the", "cat", "sat", "on", "a", "mat"], ["the", "cat"],
@@ -87,9 +105,10 @@ def test_rescoring_reorders_the_nbest_by_the_rnn_lm(trained):
 
     nbest = [hyp("mat the on sat cat the", 0.0), hyp("the cat sat on the mat", -1.0), hyp("mat the on sat cat the", -2.0)]
     other = np.zeros((10, 30), np.float32)
-    assert [w.word for w in best_words(nbest, other, "char", None, 0.0)] == "mat the on sat cat the".split()
-    assert [w.word for w in best_words(nbest, other, "char", None, 0.0, lm, 1.0)] == "the cat sat on the mat".split()
-    rescored = rnnlm_rescore(nbest, lm, 0.5)
+    assert [w.word for w in best_words(nbest, other, "char", None, DecodingConfig(), lm)] == "mat the on sat cat the".split()
+    assert ([w.word for w in best_words(nbest, other, "char", None, DecodingConfig(rescore_weight=1.0), lm)]
+            == "the cat sat on the mat".split())
+    rescored = rescore_nbest(nbest, other, "char", None, DecodingConfig(rescore_weight=0.5), lm)
     assert len(rescored) == 2  # the same words twice: kept once, with the better score
     assert rescored[1][1] == pytest.approx(0.0 + 0.5 * lm.score([["mat", "the", "on", "sat", "cat", "the"]])[0])
 
