@@ -1,12 +1,12 @@
 """How much of a tuned decoding's dev WER is fit to dev: weights chosen on some dev speakers, scored on the others.
 
-    python benchmarks/rescoring_cv.py --manifest data/librispeech/dev.jsonl [--blank-penalties 0 1]
+    python benchmarks/rescoring_cv.py --manifest data/librispeech/dev.jsonl [--word-scores -0.5 -1] [--blank-penalties 0 1]
         [--joint-weights 0 0.1] [--rescore-weights 0.2 0.3] [--token-scores 0 0.5 1] [--folds 5] [--workers 2]
 
-The shipped bundle's search (its LM, LM weight, word score and beam) runs once per blank penalty over
-every file, keeping its n-best, and what rescoring weighs is computed once
-(``asr.search.nbest_scores``), as ``asr tune`` does. Every setting of the grid (blank penalty ×
-joint weight × RNN LM weight × token score) then picks each file's words, and each speaker's word
+The shipped bundle's search (its LM, LM weight and beam) runs once per word score and blank penalty
+over every file, keeping its n-best, and what rescoring weighs is computed once
+(``asr.search.nbest_scores``), as ``asr tune`` does. Every setting of the grid (word score × blank
+penalty × joint weight × RNN LM weight × token score) then picks each file's words, and each speaker's word
 errors are counted per setting. The speakers, sorted, are dealt into ``--folds`` folds (every k-th);
 for each fold, the setting with the fewest errors on the other folds' speakers picks that fold's
 words. Their errors summed over the folds are the cross-validated WER: what a decoding tuned on dev
@@ -35,6 +35,7 @@ from asr.transcribe import Transcriber, item_outputs, merge_hypotheses
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--manifest", required=True)
+    ap.add_argument("--word-scores", type=float, nargs="+")
     ap.add_argument("--blank-penalties", type=float, nargs="+")
     ap.add_argument("--joint-weights", type=float, nargs="+")
     ap.add_argument("--rescore-weights", type=float, nargs="+")
@@ -45,7 +46,8 @@ def main() -> None:
     utts = read_manifest(args.manifest)
     bundle = resolve()
     shipped = dataclasses.replace(bundle.decoding, calibration=None, confidence_floor=0.0)
-    grid = {"blank_penalty": args.blank_penalties or [shipped.blank_penalty],
+    grid = {"word_score": args.word_scores or [shipped.word_score],
+            "blank_penalty": args.blank_penalties or [shipped.blank_penalty],
             "joint_weight": args.joint_weights or [shipped.joint_weight],
             "rescore_weight": args.rescore_weights or [shipped.rescore_weight],
             "token_score": args.token_scores or [shipped.token_score]}
@@ -66,18 +68,18 @@ def main() -> None:
     ref_words = np.zeros(len(speakers), np.int64)
     for u in utts:
         ref_words[speakers.index(u.speaker)] += len(u.text.split())
-    for penalty in grid["blank_penalty"]:
-        beam = BeamDecoder(head, lex, dataclasses.replace(shipped, blank_penalty=penalty))
+    for word_score, penalty in itertools.product(grid["word_score"], grid["blank_penalty"]):
+        beam = BeamDecoder(head, lex, dataclasses.replace(shipped, word_score=word_score, blank_penalty=penalty))
         scored = {}
         for idx, out in outputs:
             for b, (k, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"], fs))):
                 n = out["lengths"][b]
                 scored[k] = hyps, nbest_scores(hyps, out[other][b, :n], other, lex, rnnlm,
                                                member_outputs(out, head, b, n), joint=any(grid["joint_weight"]))
-        print(f"blank penalty {penalty}: model and search over {len(utts)} files ({len(items)} windows), "
+        print(f"word score {word_score}, blank penalty {penalty}: model and search over {len(utts)} files ({len(items)} windows), "
               f"{time.perf_counter() - t0:.0f} s so far", flush=True)
         for i, setting in enumerate(settings):
-            if setting["blank_penalty"] != penalty:
+            if (setting["word_score"], setting["blank_penalty"]) != (word_score, penalty):
                 continue
             weights = rescoring_weights(dataclasses.replace(shipped, **setting))
             pieces: list[list] = [[] for _ in utts]
