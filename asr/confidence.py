@@ -175,7 +175,7 @@ def nbest_posteriors(nbest: list[tuple[list[Word], float]]) -> list[float]:
     """
     scores = np.array([score for _, score in nbest], dtype=np.float64)
     if not np.isfinite(scores.max()):  # none scores (e.g. the other head cannot say any in so few
-        scores = np.zeros_like(scores)  # frames, see joint_rescore): no score tells them apart
+        scores = np.zeros_like(scores)  # frames, see nbest_scores): no score tells them apart
     mass = np.exp(scores - scores.max())
     mass = (mass / mass.sum()).tolist()
     spans = []  # per hypothesis, its words by spelling: a word is looked for among its namesakes only

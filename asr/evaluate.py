@@ -167,9 +167,9 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     joint weight (0 = that head alone), RNN LM weight (``rescore_weights``, with an RNN LM
     ``base.rescore``; default the base's weight alone) and length bonus (``token_scores``, default
     the base's alone) then only re-sorts them. Without an LM (``base.lm`` None) the LM weight
-    means nothing and only the first is tried. Writes ``grid.tsv`` (WER and search time of every setting) and ``best.json``
-    (``{"head": ..., "decoding": DecodingConfig fields, "wer": ...}``) under ``out_dir`` and
-    returns the best.
+    means nothing and only the first is tried. Writes ``grid.tsv`` (for every setting its WER and
+    the time of its search with the n-best's scoring) and ``best.json`` (``{"head": ...,
+    "decoding": DecodingConfig fields, "wer": ...}``) under ``out_dir`` and returns the best.
     """
     from .decode import decode_batch
     from .search import BeamDecoder, nbest_scores, rescored, rescoring_weights

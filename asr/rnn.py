@@ -365,7 +365,7 @@ class Ensemble:
     - ``"nbest"`` (n-best combination): the output is the first model's, with the others' under
       ``"members"`` and their weights relative to the first's under ``"member_weights"``; the beam
       search runs on the first model, and each hypothesis of its n-best gains each other model's
-      CTC log-likelihood of its words times that weight (:func:`asr.search.member_rescore`).
+      CTC log-likelihood of its words times that weight (:func:`asr.search.nbest_scores`).
       Streaming and greedy decoding hear the first model only.
     - ``"mean"``: each frame's weighted mean of the members' probabilities, ``log sum_i w_i p_i(k|t)``;
     - ``"product"``: each frame's weighted mean of their log-probabilities, renormalised over the

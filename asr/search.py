@@ -345,7 +345,7 @@ def nbest_scores(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndar
     - ``tokens``: how many tokens (phones or letters, ``Word.tokens``) spelled the words, for a length
       bonus. The search leans to fewer, shorter words (every word costs LM probability, a CTC
       model's blank is cheap): more deletions than insertions. Its word score counts words
-      whatever their length; this counts what was heard (RESULTS.md, "A length bonus").
+      whatever their length; this counts what was heard (RESULTS.md, "A blank penalty and a length bonus").
 
     flashlight's n-best repeats word sequences with other alignments: each is kept once, with its
     best search score (:func:`distinct_words`).
@@ -428,7 +428,7 @@ class DecodingConfig:
     beam_size: int = 50
     lm_weight: float = 1.0
     word_score: float = 0.0
-    joint_weight: float = 0.0  # > 0: rescore the beam's n-best with the other head (`joint_rescore`)
+    joint_weight: float = 0.0  # > 0: rescore the beam's n-best with the other head (`nbest_scores`)
     nbest: int = 16  # hypotheses kept for joint rescoring
     beam_size_token: int | None = None  # tokens tried per frame (None: all)
     beam_threshold: float = 50.0  # hypotheses scoring this far below the best are dropped
