@@ -172,7 +172,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     "decoding": DecodingConfig fields, "wer": ...}``) under ``out_dir`` and returns the best.
     """
     from .decode import decode_batch
-    from .search import BeamDecoder, nbest_scores, rescored, rescoring_weights
+    from .search import BeamDecoder, best_rescored, nbest_scores, rescoring_weights
     from .metrics import wer
     from .transcribe import claim_output_folder, item_outputs, merge_hypotheses, recognition_options
 
@@ -235,30 +235,24 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
             beam = BeamDecoder(head, lex, dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score,
                                                               blank_penalty=blank_penalty))
             start = time.perf_counter()
-            scored: dict[int, tuple] = {}  # item -> (its n-best's distinct words, nbest_scores)
+            scored: dict[int, tuple] = {}  # item -> (its n-best, their nbest_scores, whether an ensemble's)
             for idx, out in outputs:
                 for b, (k, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"], fs))):
                     n = out["lengths"][b]
-                    scored[k] = hyps, nbest_scores(hyps, out[other][b, :n], other, lex, rnnlm,
-                                                   member_outputs(out, head, b, n),
-                                                   joint=any(joint_weights))
+                    members = member_outputs(out, head, b, n)
+                    scored[k] = hyps, nbest_scores(hyps, out[other][b, :n], other, lex, rnnlm, members,
+                                                   joint=any(joint_weights)), bool(members)
             search_rtf = (time.perf_counter() - start) / audio
             for joint_weight, rescore_weight, token_score in itertools.product(joint_weights, rescore_weights,
                                                                                 token_scores):
                 options = dataclasses.replace(base, joint_weight=joint_weight, rescore_weight=rescore_weight,
                                               token_score=token_score)
                 weights = rescoring_weights(options)
-                members_too = bool(outputs and outputs[0][1].get("members"))
 
                 def beam_item(k: int) -> Hypothesis | None:
                     if k not in scored:  # digital silence
                         return None
-                    nbest, (words, scores) = scored[k]
-                    # as rescore_nbest: the search's order where nothing rescores
-                    if len(nbest) < 2 or not (members_too or weights[1:].any()):
-                        best = nbest[0][0] if nbest else []
-                    else:
-                        best = rescored(words, scores, weights)[0][0]
+                    best = best_rescored(*scored[k][:2], weights, scored[k][2])
                     return Hypothesis(best if head == "char" else [], best if head == "phone" else [], [])
                 hyps = per_file(beam_item)
                 row = {"head": head, "decoder": "beam", "lm_weight": lm_weight, "word_score": word_score,

@@ -380,6 +380,21 @@ def rescored(words: list[list[Word]], scores: np.ndarray, weights: np.ndarray) -
     return sorted(zip(words, total.tolist()), key=lambda ws: -ws[1])
 
 
+def _rescores(nbest: list, weights: np.ndarray, members) -> bool:
+    """Whether rescoring can change the order of ``nbest``: two hypotheses or more, and an ensemble's
+    other models or a weight other than the search's."""
+    return len(nbest) > 1 and (bool(members) or bool(weights[1:].any()))
+
+
+def best_rescored(nbest: list[tuple[list[Word], float]], scores: tuple[list[list[Word]], np.ndarray],
+                  weights: np.ndarray, members: bool = False) -> list[Word]:
+    """The words :func:`rescore_nbest` puts first, from the n-best's :func:`nbest_scores` computed
+    once: for trying many ``weights`` (:func:`rescoring_weights`) on one search (``asr tune``)."""
+    if not _rescores(nbest, weights, members):
+        return nbest[0][0] if nbest else []
+    return rescored(*scores, weights)[0][0]
+
+
 def rescore_nbest(nbest: list[tuple[list[Word], float]], other_log_probs: np.ndarray | None, other_head: str,
                   lexicon: Lexicon, options: "DecodingConfig", rnnlm=None,
                   members: list[tuple[np.ndarray, float]] = ()) -> list[tuple[list[Word], float]]:
@@ -388,7 +403,7 @@ def rescore_nbest(nbest: list[tuple[list[Word], float]], other_log_probs: np.nda
     ``token_score`` a token (:func:`nbest_scores`). Without any, or with one hypothesis, the n-best
     is returned as it is (repeats included)."""
     weights = rescoring_weights(options)
-    if len(nbest) < 2 or not (members or weights[1:].any()):
+    if not _rescores(nbest, weights, members):
         return list(nbest)
     words, scores = nbest_scores(nbest, other_log_probs, other_head, lexicon,
                                  rnnlm if options.rescore_weight else None, members, joint=bool(options.joint_weight))

@@ -28,7 +28,7 @@ from asr.decode import DecodingConfig, member_outputs
 from asr.manifest import read_manifest
 from asr.metrics import word_errors
 from asr.rnnlm import RNNLM
-from asr.search import BeamDecoder, nbest_scores, rescored, rescoring_weights
+from asr.search import BeamDecoder, best_rescored, nbest_scores, rescoring_weights
 from asr.transcribe import Transcriber, item_outputs, merge_hypotheses
 
 
@@ -74,8 +74,9 @@ def main() -> None:
         for idx, out in outputs:
             for b, (k, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"], fs))):
                 n = out["lengths"][b]
-                scored[k] = hyps, nbest_scores(hyps, out[other][b, :n], other, lex, rnnlm,
-                                               member_outputs(out, head, b, n), joint=any(grid["joint_weight"]))
+                members = member_outputs(out, head, b, n)
+                scored[k] = hyps, nbest_scores(hyps, out[other][b, :n], other, lex, rnnlm, members,
+                                               joint=any(grid["joint_weight"])), bool(members)
         print(f"word score {word_score}, blank penalty {penalty}: model and search over {len(utts)} files ({len(items)} windows), "
               f"{time.perf_counter() - t0:.0f} s so far", flush=True)
         for i, setting in enumerate(settings):
@@ -84,13 +85,7 @@ def main() -> None:
             weights = rescoring_weights(dataclasses.replace(shipped, **setting))
             pieces: list[list] = [[] for _ in utts]
             for k, it in enumerate(items):
-                words = []
-                if k in scored:
-                    nbest, (distinct, scores) = scored[k]
-                    if len(nbest) < 2 or not weights[1:].any():  # as asr.search.rescore_nbest
-                        words = nbest[0][0] if nbest else []
-                    else:
-                        words = rescored(distinct, scores, weights)[0][0]
+                words = best_rescored(*scored[k][:2], weights, scored[k][2]) if k in scored else []
                 pieces[it.file].append((it, Hypothesis([], words, [])))
             for u, p in zip(utts, pieces):
                 errors[i, speakers.index(u.speaker)] += word_errors([u.text], [merge_hypotheses(p).text(head)]).errors
