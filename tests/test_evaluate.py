@@ -71,7 +71,8 @@ def test_shipped_decoding_reproduces_published_dev_hypotheses(tmp_path):
     assert wer([r["ref"] for r in records.values()], [r["hyp"] for r in records.values()]) == \
         pytest.approx(summary["wer"], abs=1e-4)
     for key in ("beam_size", "beam_size_token", "beam_threshold", "blank_skip", "lm_weight", "word_score",
-                "joint_weight", "history_steps", "nbest", "rescore_weight"):
+                "joint_weight", "history_steps", "nbest", "rescore_weight", "blank_penalty", "token_score",
+                "confidence_floor"):
         assert summary.get(key) == getattr(decoding, key), (folder, key)
     prepare_librispeech(LIBRISPEECH, "test-clean", tmp_path / "dev.jsonl")
     sample = read_manifest(tmp_path / "dev.jsonl")[::24]  # 30 utterances over all 10 speakers

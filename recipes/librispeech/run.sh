@@ -207,16 +207,15 @@ if [ "$start" -le 5 ] && [ "$stop" -ge 5 ]; then
   # Threshold 12 and skipping repeated sure-blank frames (P > 0.95) cost no WER against
   # threshold 25 without skipping and search ~2.4x faster: benchmarks/beam_pruning.py.
   # The default grid holds run 11's optima (phone 2.25 / -0.75 / 0.1, char 2.25 / -0.5 / 0.2), and
-  # a blank penalty of 1 (a search each) with a length bonus of 1 a phone, word score -1 and RNN LM
-  # weight 0.3: dev 27.51 -> 25.52 %, 25.76 % cross-validated over speakers (results/length-bonus/,
-  # RESULTS.md "A blank penalty and a length bonus"; not shipped yet: its calibrator and floor need
-  # fitting again). The penalty keeps more paths within the beam threshold: with it,
-  # BEAM_THRESHOLD=11 searches a third faster than 12 for 0.08 points.
+  # the shipped bundle's: a blank penalty of 1 (a search each) and a length bonus of 1 a phone with
+  # word score -1 and RNN LM weight 0.3, dev 27.51 -> 25.52 %, 25.76 % cross-validated over speakers
+  # (results/length-bonus/, RESULTS.md "A blank penalty and a length bonus"). The penalty keeps
+  # more paths within the beam threshold: 11 instead of 12 searches a third faster for 0.08 points.
   # Refine around the best with other grids and TUNE_TAG=-name: each run has its own folder
   # tune/HEAD-name/, and the best of all of them is taken.
   for head in ${HEADS:-char phone}; do
     OMP_NUM_THREADS=1 $asr tune --manifest "$dev_manifest" --model "$model" "${ensemble[@]}" --lm "$lm" --heads "$head" \
-      --beam-size ${BEAM_SIZE:-2000} --beam-size-token 8 --beam-threshold ${BEAM_THRESHOLD:-12} --blank-skip ${BLANK_SKIP:-0.95} \
+      --beam-size ${BEAM_SIZE:-2000} --beam-size-token 8 --beam-threshold ${BEAM_THRESHOLD:-11} --blank-skip ${BLANK_SKIP:-0.95} \
       --lm-weights ${LM_WEIGHTS:-2.0 2.25 2.5} --word-scores ${WORD_SCORES:--1.0 -0.75 -0.5} \
       --blank-penalties ${BLANK_PENALTIES:-0 1} --token-scores ${TOKEN_SCORES:-0 0.5 1} \
       --joint-weights ${JOINT_WEIGHTS:-0 0.1 0.2} "${rescore[@]}" --out "$out_dir/tune/$head${TUNE_TAG:-}" \
