@@ -126,10 +126,13 @@ class BeamDecoder:
 
     def calibrate(self, words: list[Word]) -> list[Word]:
         """``words`` with calibrated confidences, if the config names a calibrator (with all their
-        evidence), less those below ``confidence_floor``."""
+        evidence), less those below ``confidence_floor``: without a grammar only. A grammar's
+        sentence comes out whole or not at all (a word left out of "four of clubs" leaves no
+        sentence of it), and whether one was said is its out-of-grammar rule's to decide
+        (``grammar_reject``): on FSDD's dev digits the floor only took right words away (RESULTS.md)."""
         if self.calibrator is None:
             return words
-        floor = self.config.confidence_floor
+        floor = self.config.confidence_floor if self.grammar is None else 0.0
         calibrated = [dataclasses.replace(w, confidence=round(self.calibrator.probability(w.evidence), 4)) for w in words]
         return [w for w in calibrated if w.confidence >= floor]
 
@@ -457,14 +460,16 @@ class DecodingConfig:
     history_steps: int = 300
     calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
     # Words the calibrator gives less chance than this of being right are left out: what noise,
-    # tones and hum alone make the search say (the shipped 0.05: benchmarks/confidence_floor.py,
-    # RESULTS.md). Needs calibrated confidences: raw posteriors are on another scale.
+    # tones and hum alone make the search say (the shipped 0.15: benchmarks/confidence_floor.py,
+    # RESULTS.md). Needs calibrated confidences: raw posteriors are on another scale. Not applied
+    # with a grammar or phrase list, whose out-of-grammar rule decides (`BeamDecoder.calibrate`).
     confidence_floor: float = 0.0
     # What may be said instead of the LM's sentences (asr.grammar): a JSGF file, or a phrase list
     # (Vosk's: any sequence of the phrases). Out of grammar: the best sentence's log-probability
     # per heard frame this far below the free best path's gives an empty result (`out_of_grammar`).
     # 2: on a command list of dev crops 1.5 makes 12-14 fewer errors either way (of ~600), but it rejects
     # real digit strings of FSDD's dev split, WER 37 -> 70 % (benchmarks/grammar_dev.py, RESULTS.md).
+    # The shipped bundle, whose blank penalty moves these scores, says 1.5 (RESULTS.md).
     grammar: str | None = None
     phrases: tuple[str, ...] | None = None
     grammar_reject: float = 2.0

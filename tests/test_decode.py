@@ -577,11 +577,16 @@ def test_confidence_floor_needs_a_calibrator_and_leaves_out_the_words_below_it(t
         DecodingConfig("beam", calibration="c.json", confidence_floor=1.0)
     # a calibrator of the posterior alone: P(right) = sigmoid(logit(posterior))
     (tmp_path / "c.json").write_text(Calibrator(("posterior",), (1.0,), 0.0, "phone").to_json())
-    words = [Word(w, 0.0, 0.1, evidence={"posterior": p}) for w, p in (("a", 0.9), ("b", 0.04), ("c", 0.06))]
-    for floor, kept in ((0.0, ["a", "b", "c"]), (0.05, ["a", "c"]), (0.5, ["a"])):
+    words = [Word(w, 0.0, 0.1, evidence={"posterior": p}) for w, p in (("red", 0.9), ("bed", 0.04), ("rid", 0.06))]
+    for floor, kept in ((0.0, ["red", "bed", "rid"]), (0.05, ["red", "rid"]), (0.5, ["red"])):
         dec = BeamDecoder("phone", LEX, DecodingConfig("beam", beam_size=5, calibration=str(tmp_path / "c.json"),
                                                        confidence_floor=floor))
         assert [w.word for w in dec.calibrate(words)] == kept
+    # with a grammar a sentence comes out whole: the floor would leave "red rid", no sentence of it
+    (tmp_path / "g.gram").write_text("#JSGF V1.0;\npublic <s> = red bed rid;\n")
+    held = BeamDecoder("phone", LEX, DecodingConfig("beam", beam_size=5, calibration=str(tmp_path / "c.json"),
+                                                    confidence_floor=0.5, grammar=str(tmp_path / "g.gram")))
+    assert [(w.word, w.confidence) for w in held.calibrate(words)] == [("red", 0.9), ("bed", 0.04), ("rid", 0.06)]
 
 
 def test_a_grammar_gives_its_sentences_only_even_when_pruning_lost_them(tmp_path):
