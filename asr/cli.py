@@ -31,7 +31,7 @@ def _sample_manifest() -> str:
 DECODING_OPTIONS = ("head", "decoder", "lm", "calibration", "beam_size", "beam_threshold", "blank_skip",
                     "history_steps", "lm_weight", "word_score", "joint_weight", "confidence_floor", "grammar",
                     "phrases", "words", "boost", "rescore", "rescore_weight", "token_score",
-                    "blank_penalty")
+                    "blank_penalty", "grammar_reject")
 
 
 def _lines(path: str | None, what: str) -> tuple[str, ...] | None:
@@ -126,6 +126,10 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                                                      "result when none was said); see docs/grammars.md")
     g.add_argument("--phrases", metavar="FILE", help="only these phrases (one a line), in any sequence, can come out "
                                                      "(Vosk's phrase list)")
+    g.add_argument("--grammar-reject", type=float, metavar="G",
+                   help="with a grammar or phrases: an empty result when the best sentence's log-probability per "
+                        "heard frame is more than G below the best free path (out of grammar; the shipped bundle: "
+                        "1.5; 1e9 rejects nothing)")
     g.add_argument("--words", metavar="FILE", help="words to add to the lexicon, one a line: WORD, or WORD<TAB>PHONES "
                                                    "(without phones the bundle's G2P model says them)")
     g.add_argument("--boost", action="append", metavar="PHRASE:WEIGHT",
@@ -133,7 +137,7 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                         "default 2: a hundred times likelier); a word the lexicon lacks is added")
     g.add_argument("--confidence-floor", type=float, metavar="P",
                    help="leave out words whose calibrated confidence is below P: what noise alone makes the "
-                        "search say (the shipped bundle: 0.05; 0 keeps every word)")
+                        "search say (the shipped bundle: 0.15; 0 keeps every word; not applied with a grammar)")
 
 
 def _add_streaming_options(g) -> None:

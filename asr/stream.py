@@ -98,7 +98,7 @@ class Segment:
     '...'
     >>> (segment,) = s.finish()
     >>> segment.text, [w.word for w in segment.words][:2], segment.start < segment.end
-    ('it is a very good story', ['it', 'is'], True)
+    ('it is a very stupid story', ['it', 'is'], True)
     """
 
     text: str
@@ -173,9 +173,9 @@ class Stream:
     ...     while (segment := s.result()) is not None:
     ...         print("final:", segment.text)
     >>> partial  # the words so far; the final result may revise them
-    'it is very stupid'
+    'it is a very stupid'
     >>> [segment.text for segment in s.finish()]
-    ['it is a very good story']
+    ['it is a very stupid story']
     """
 
     def __init__(self, recognizer, config: StreamingConfig = StreamingConfig(), stats: FeatureStats | None = None):

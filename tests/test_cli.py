@@ -187,6 +187,7 @@ def test_decoding_defaults_are_the_shipped_ones_and_options_override_them():
     assert _decoding(parse("--calibration", "none"))[1] == dataclasses.replace(shipped, calibration=None,
                                                                                confidence_floor=0.0)
     assert _decoding(parse("--confidence-floor", "0"))[1] == dataclasses.replace(shipped, confidence_floor=0.0)
+    assert _decoding(parse("--grammar-reject", "3"))[1] == dataclasses.replace(shipped, grammar_reject=3.0)
     assert _decoding(parse("--lm", "none", "--calibration", "c.json"))[1].calibration == str(Path("c.json").resolve())
 
 

@@ -154,4 +154,7 @@ def test_phrases_file_and_a_bundle_that_carries_its_grammar(tmp_path, capsys):
     b = tmp_path / "b"
     assert json.loads((b / "bundle.json").read_text())["decoding"]["grammar"] == "grammar.gram"
     assert asr.load(str(b)).transcribe(clip(ROWS[1])).text == ""  # out of its grammar
+    # ... unless nothing is rejected (`--grammar-reject 1e9`): then the nearest sentence
+    assert main(["bundle", "asr/assets", "--grammar", str(gram), "--grammar-reject", "1e9", "--out", str(tmp_path / "all")]) == 0
+    assert asr.load(str(tmp_path / "all")).transcribe(clip(ROWS[1])).text != ""
     assert asr.load(str(b)).transcribe(clip(row)).text == "it is a very stupid story"

@@ -251,6 +251,8 @@ if [ "$start" -le 6 ] && [ "$stop" -ge 6 ]; then
   # --confidence-floor 0.15: the least that leaves noise, tones and hum without words, at no cost on
   # dev: with the blank penalty the search says a few words of white and pink noise that 0.05 keeps
   # (results/length-bonus/confidence-floor-refit.log; 0.05 before it, results/bench-confidence-floor.log)
+  # --grammar-reject 1.5: with the blank penalty, the fewest errors on a command grammar made of dev
+  # (benchmarks/grammar_dev.py, results/length-bonus/grammar-dev.log; 2 without the penalty)
   # --stream-stats: the training audio's feature statistics, which start a stream's running
   # normalisation (`asr stream`, asr.stream): the bundle streams as well
   # --g2p: pronunciations of the words users add (--words, --boost, grammars) that the lexicon
@@ -259,6 +261,7 @@ if [ "$start" -le 6 ] && [ "$stop" -ge 6 ]; then
     > "$out_dir/g2p-train.log" 2>&1
   $asr bundle "$model" "${ensemble[@]}" --decoding "$out_dir/tune/best.json" \
     --calibration "$out_dir/calibration/calibration.json" --confidence-floor ${CONFIDENCE_FLOOR:-0.15} \
+    --grammar-reject ${GRAMMAR_REJECT:-1.5} \
     --stream-stats "$train_manifest" --g2p "$out_dir/g2p.npz" --out "$out_dir/bundle"
   if [ "$ship" != none ]; then
     mkdir -p "$ship"
