@@ -217,7 +217,8 @@ def test_calibrate_fits_a_calibrator_that_transcribe_uses(tmp_path):
     assert summary["words"] > 0 and summary["non_speech_words"] >= 0 and 0 <= summary["ece"] <= 1
     cal = tmp_path / "cal" / "calibration.json"
     assert json.loads(cal.read_text())["head"] == "phone"
-    r = asr("transcribe", CLIP, "--format", "json", "--calibration", cal)
+    # no floor: a calibrator fitted on three utterances puts words anywhere on its scale
+    r = asr("transcribe", CLIP, "--format", "json", "--calibration", cal, "--confidence-floor", "0")
     assert r.returncode == 0, r.stderr
     words = json.loads(r.stdout)["words"]
     raw = json.loads(asr("transcribe", CLIP, "--format", "json", "--calibration", "none").stdout)["words"]
