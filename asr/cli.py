@@ -137,7 +137,7 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
                         "default 2: a hundred times likelier); a word the lexicon lacks is added")
     g.add_argument("--confidence-floor", type=float, metavar="P",
                    help="leave out words whose calibrated confidence is below P: what noise alone makes the "
-                        "search say (the shipped bundle: 0.15; 0 keeps every word; not applied with a grammar)")
+                        "search say (the shipped bundle: 0.15; 0 keeps every word)")
 
 
 def _add_streaming_options(g) -> None:

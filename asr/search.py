@@ -126,13 +126,11 @@ class BeamDecoder:
 
     def calibrate(self, words: list[Word]) -> list[Word]:
         """``words`` with calibrated confidences, if the config names a calibrator (with all their
-        evidence), less those below ``confidence_floor``: without a grammar only. A grammar's
-        sentence comes out whole or not at all (a word left out of "four of clubs" leaves no
-        sentence of it), and whether one was said is its out-of-grammar rule's to decide
-        (``grammar_reject``): on FSDD's dev digits the floor only took right words away (RESULTS.md)."""
+        evidence), less those below ``confidence_floor``. With a grammar too: noise the
+        out-of-grammar rule lets through as a string of digits is heard at confidences near 0."""
         if self.calibrator is None:
             return words
-        floor = self.config.confidence_floor if self.grammar is None else 0.0
+        floor = self.config.confidence_floor
         calibrated = [dataclasses.replace(w, confidence=round(self.calibrator.probability(w.evidence), 4)) for w in words]
         return [w for w in calibrated if w.confidence >= floor]
 
@@ -461,8 +459,7 @@ class DecodingConfig:
     calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
     # Words the calibrator gives less chance than this of being right are left out: what noise,
     # tones and hum alone make the search say (the shipped 0.15: benchmarks/confidence_floor.py,
-    # RESULTS.md). Needs calibrated confidences: raw posteriors are on another scale. Not applied
-    # with a grammar or phrase list, whose out-of-grammar rule decides (`BeamDecoder.calibrate`).
+    # RESULTS.md). Needs calibrated confidences: raw posteriors are on another scale.
     confidence_floor: float = 0.0
     # What may be said instead of the LM's sentences (asr.grammar): a JSGF file, or a phrase list
     # (Vosk's: any sequence of the phrases). Out of grammar: the best sentence's log-probability

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import asr
+from asr.calibrate import synthetic_audio
 from asr.cli import main
 from asr.features import load_audio
 from asr.grammar import GrammarError, load_grammar, parse_jsgf, phrase_grammar
@@ -107,6 +108,9 @@ def test_phrases_give_their_sentences_and_nothing_else(free, tmp_path):
     assert [commands.transcribe(clip(row)).text for row in ROWS] == ["", "", ""]
     noise = (np.random.default_rng(0).standard_normal(48000) * 0.05).astype(np.float32)
     assert commands.transcribe(noise, sample_rate=16000).text == ""
+    # and a grammar of any number of digits, which some string matches in any noise: the floor leaves it out
+    digits = asr.load(grammar="recipes/grammars/digits.gram")
+    assert digits.transcribe(synthetic_audio("white", 10.0, seed=21), sample_rate=16000).text == ""
     assert r.transcribe(np.zeros(16000, np.float32), sample_rate=16000).text == ""
 
 
@@ -154,7 +158,8 @@ def test_phrases_file_and_a_bundle_that_carries_its_grammar(tmp_path, capsys):
     b = tmp_path / "b"
     assert json.loads((b / "bundle.json").read_text())["decoding"]["grammar"] == "grammar.gram"
     assert asr.load(str(b)).transcribe(clip(ROWS[1])).text == ""  # out of its grammar
-    # ... unless nothing is rejected (`--grammar-reject 1e9`): then the nearest sentence
-    assert main(["bundle", "asr/assets", "--grammar", str(gram), "--grammar-reject", "1e9", "--out", str(tmp_path / "all")]) == 0
+    # ... unless nothing is rejected (`--grammar-reject 1e9`, and no floor): then the nearest sentence
+    assert main(["bundle", "asr/assets", "--grammar", str(gram), "--grammar-reject", "1e9", "--confidence-floor", "0",
+                 "--out", str(tmp_path / "all")]) == 0
     assert asr.load(str(tmp_path / "all")).transcribe(clip(ROWS[1])).text != ""
     assert asr.load(str(b)).transcribe(clip(row)).text == "it is a very stupid story"
