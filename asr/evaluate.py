@@ -148,6 +148,27 @@ def _posterior_pictures(tr: Transcriber, utts, hyps: list[Hypothesis], count: in
     return pictures
 
 
+def scored_nbests(beam, outputs, lexicon, frame_seconds: float, rnnlm=None,
+                  joint: bool = True) -> dict[int, tuple[list, tuple, bool]]:
+    """``beam``'s n-best of every item of ``outputs`` (:func:`asr.transcribe.item_outputs`' batches),
+    each with what rescoring weighs computed once: ``{item: (n-best, its`` :func:`asr.search.nbest_scores`
+    ``, whether an ensemble's other models rescore it)}``, for :func:`asr.search.best_rescored` to
+    re-weigh at every setting of a grid (``asr tune``, ``benchmarks/rescoring_cv.py``). ``joint``:
+    whether the other head's score is wanted (any joint weight)."""
+    from .search import nbest_scores
+
+    head = beam.head
+    other = "phone" if head == "char" else "char"
+    scored = {}
+    for idx, out in outputs:
+        for b, (k, nbest) in enumerate(zip(idx, beam.search(out[head], out["lengths"], frame_seconds))):
+            n = out["lengths"][b]
+            members = member_outputs(out, head, b, n)
+            scored[k] = nbest, nbest_scores(nbest, out[other][b, :n], other, lexicon, rnnlm, members,
+                                            joint=joint), bool(members)
+    return scored
+
+
 def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, base: DecodingConfig | None = None,
                   heads: tuple[str, ...] = ("char", "phone"),
                   lm_weights: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0), word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0),
@@ -172,7 +193,7 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
     "decoding": DecodingConfig fields, "wer": ...}``) under ``out_dir`` and returns the best.
     """
     from .decode import decode_batch
-    from .search import BeamDecoder, best_rescored, nbest_scores, rescoring_weights
+    from .search import BeamDecoder, best_rescored, rescoring_weights
     from .metrics import wer
     from .transcribe import claim_output_folder, item_outputs, merge_hypotheses, recognition_options
 
@@ -229,19 +250,12 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
         rows.append(row)
         log("\t".join(f"{k}={v}" for k, v in row.items()))
     for head in heads:
-        other = "phone" if head == "char" else "char"
         for lm_weight, word_score, blank_penalty in itertools.product(lm_weights, word_scores, blank_penalties):
             # The search keeps the n-best whatever the rescoring weights: they only re-sort them.
             beam = BeamDecoder(head, lex, dataclasses.replace(base, lm_weight=lm_weight, word_score=word_score,
                                                               blank_penalty=blank_penalty))
             start = time.perf_counter()
-            scored: dict[int, tuple] = {}  # item -> (its n-best, their nbest_scores, whether an ensemble's)
-            for idx, out in outputs:
-                for b, (k, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"], fs))):
-                    n = out["lengths"][b]
-                    members = member_outputs(out, head, b, n)
-                    scored[k] = hyps, nbest_scores(hyps, out[other][b, :n], other, lex, rnnlm, members,
-                                                   joint=any(joint_weights)), bool(members)
+            scored = scored_nbests(beam, outputs, lex, fs, rnnlm, joint=any(joint_weights))
             search_rtf = (time.perf_counter() - start) / audio
             for joint_weight, rescore_weight, token_score in itertools.product(joint_weights, rescore_weights,
                                                                                 token_scores):
@@ -252,7 +266,8 @@ def tune_decoding(manifest: str | Path, out_dir: str | Path, bundle: Bundle, bas
                 def beam_item(k: int) -> Hypothesis | None:
                     if k not in scored:  # digital silence
                         return None
-                    best = best_rescored(*scored[k][:2], weights, scored[k][2])
+                    nbest, scores, members = scored[k]
+                    best = best_rescored(nbest, scores, weights, members)
                     return Hypothesis(best if head == "char" else [], best if head == "phone" else [], [])
                 hyps = per_file(beam_item)
                 row = {"head": head, "decoder": "beam", "lm_weight": lm_weight, "word_score": word_score,

@@ -24,11 +24,12 @@ import numpy as np
 
 from asr.bundle import resolve
 from asr.ctc import Hypothesis
-from asr.decode import DecodingConfig, member_outputs
+from asr.decode import DecodingConfig
+from asr.evaluate import scored_nbests
 from asr.manifest import read_manifest
 from asr.metrics import word_errors
 from asr.rnnlm import RNNLM
-from asr.search import BeamDecoder, best_rescored, nbest_scores, rescoring_weights
+from asr.search import BeamDecoder, best_rescored, rescoring_weights
 from asr.transcribe import Transcriber, item_outputs, merge_hypotheses
 
 
@@ -56,7 +57,6 @@ def main() -> None:
     if own not in settings:
         settings.append(own)
     head = bundle.head
-    other = "char" if head == "phone" else "phone"
     tr = Transcriber(dataclasses.replace(bundle, decoding=DecodingConfig()))
     lex, fs = tr.lexicon, tr.model.config.frame_seconds
     rnnlm = RNNLM(shipped.rescore) if shipped.rescore else None
@@ -70,13 +70,7 @@ def main() -> None:
         ref_words[speakers.index(u.speaker)] += len(u.text.split())
     for word_score, penalty in itertools.product(grid["word_score"], grid["blank_penalty"]):
         beam = BeamDecoder(head, lex, dataclasses.replace(shipped, word_score=word_score, blank_penalty=penalty))
-        scored = {}
-        for idx, out in outputs:
-            for b, (k, hyps) in enumerate(zip(idx, beam.search(out[head], out["lengths"], fs))):
-                n = out["lengths"][b]
-                members = member_outputs(out, head, b, n)
-                scored[k] = hyps, nbest_scores(hyps, out[other][b, :n], other, lex, rnnlm, members,
-                                               joint=any(grid["joint_weight"])), bool(members)
+        scored = scored_nbests(beam, outputs, lex, fs, rnnlm, joint=any(grid["joint_weight"]))
         print(f"word score {word_score}, blank penalty {penalty}: model and search over {len(utts)} files ({len(items)} windows), "
               f"{time.perf_counter() - t0:.0f} s so far", flush=True)
         for i, setting in enumerate(settings):
@@ -85,7 +79,10 @@ def main() -> None:
             weights = rescoring_weights(dataclasses.replace(shipped, **setting))
             pieces: list[list] = [[] for _ in utts]
             for k, it in enumerate(items):
-                words = best_rescored(*scored[k][:2], weights, scored[k][2]) if k in scored else []
+                words = []
+                if k in scored:  # else digital silence
+                    nbest, scores, members = scored[k]
+                    words = best_rescored(nbest, scores, weights, members)
                 pieces[it.file].append((it, Hypothesis([], words, [])))
             for u, p in zip(utts, pieces):
                 errors[i, speakers.index(u.speaker)] += word_errors([u.text], [merge_hypotheses(p).text(head)]).errors
