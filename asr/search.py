@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import statistics
 import sys
 import threading
 from collections.abc import Sequence
@@ -126,12 +127,18 @@ class BeamDecoder:
 
     def calibrate(self, words: list[Word]) -> list[Word]:
         """``words`` with calibrated confidences, if the config names a calibrator (with all their
-        evidence), less those below ``confidence_floor``. With a grammar too: noise the
-        out-of-grammar rule lets through as a string of digits is heard at confidences near 0."""
+        evidence), less those below ``confidence_floor``.
+
+        With a grammar the sentence is kept or left out whole (a sentence less one of its words may be
+        no sentence of the grammar): left out when its words' mean confidence is below the floor.
+        Noise that the out-of-grammar rule lets through as a string of digits is heard at
+        confidences near 0 (benchmarks/grammar_dev.py, RESULTS.md)."""
         if self.calibrator is None:
             return words
         floor = self.config.confidence_floor
         calibrated = [dataclasses.replace(w, confidence=round(self.calibrator.probability(w.evidence), 4)) for w in words]
+        if self.grammar is not None:
+            return calibrated if calibrated and statistics.fmean(w.confidence for w in calibrated) >= floor else []
         return [w for w in calibrated if w.confidence >= floor]
 
     def __call__(self, log_probs: np.ndarray, lengths: np.ndarray, frame_seconds: float) -> list[list[list[Word]]]:
@@ -459,7 +466,8 @@ class DecodingConfig:
     calibration: str | None = None  # word confidences from this calibrator (`asr calibrate`), else raw posteriors
     # Words the calibrator gives less chance than this of being right are left out: what noise,
     # tones and hum alone make the search say (the shipped 0.15: benchmarks/confidence_floor.py,
-    # RESULTS.md). Needs calibrated confidences: raw posteriors are on another scale.
+    # RESULTS.md). Needs calibrated confidences: raw posteriors are on another scale. With a
+    # grammar, a sentence whose words' mean confidence is below it is left out whole (`calibrate`).
     confidence_floor: float = 0.0
     # What may be said instead of the LM's sentences (asr.grammar): a JSGF file, or a phrase list
     # (Vosk's: any sequence of the phrases). Out of grammar: the best sentence's log-probability

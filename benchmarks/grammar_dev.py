@@ -14,6 +14,11 @@ other crop's text one of its sentences (~300 "commands"). Three sets:
 - ``out``: the other crops, whose texts the grammar does not have: speech that is no command, to
   be left empty (``grammar_reject``), with the first grammar.
 
+``--noise-seeds``: also 30 s of each kind of generated non-speech (:func:`asr.calibrate.synthetic_audio`,
+at full and at a low level, once per seed) through the ``<command>+`` grammar and
+``recipes/grammars/digits.gram`` (any number of digits, a grammar that some string matches in any
+noise): how many clips were given a sentence, and how many words, at each setting.
+
 ``--conditions``: the crops as they are (``clean``), as 8 kHz recordings (``narrowband``, as FSDD's
 digits and phone-line corpora are: :func:`asr.augment.narrowband`), or under pink noise at a
 signal-to-noise ratio (``pink-10``: 10 dB), each crop corrupted before strings are joined.
@@ -39,7 +44,9 @@ from asr.crops import CropConfig, make_crops
 from asr.features import load_audio
 from asr.manifest import read_manifest
 from asr.metrics import wer
-from grammar_vs_pocketsphinx import join_strings, run_asr
+from grammar_vs_pocketsphinx import GRAMMARS, join_strings, run_asr
+
+DIGITS = GRAMMARS / "digits.gram"
 
 
 def corrupted(condition: str, wav: np.ndarray, index: int) -> np.ndarray:
@@ -86,6 +93,7 @@ def main() -> None:
     ap.add_argument("--conditions", nargs="+", default=["clean"])
     ap.add_argument("--crops", default="exp/short-clips/dev", help="folder of the clips (made once, then reused)")
     ap.add_argument("--strings", type=int, default=150)
+    ap.add_argument("--noise-seeds", type=int, nargs="*", default=[], help="seeds of generated non-speech (none: not run)")
     args = ap.parse_args()
     crops = make_crops(asr.load(), read_manifest(args.manifest), args.crops, CropConfig(per_utterance=1, seed=1),
                        log=lambda m: None)
@@ -116,6 +124,32 @@ def main() -> None:
                 print(f"| {condition} | {threshold:g} | {reject:g} | {rec.decoding.confidence_floor:g} | {cells[0][0]} | "
                       f"{cells[1][0]} | {given}/{len(sets['out'])} | {cells[0][1]:.4f}, {cells[1][1]:.4f} | "
                       f"{cells[0][2] + given} |", flush=True)
+        if args.noise_seeds and condition == args.conditions[0]:
+            print_noise(args, more, list(itertools.product(args.beam_thresholds, args.rejects, args.floors)))
+
+
+NOISE = [(kind, level) for kind in ("white", "pink", "brown", "tone", "chord", "chirp", "clicks", "hum", "silence")
+         for level in (1.0, 0.05)]
+
+
+def print_noise(args, commands: Path, settings) -> None:
+    """Generated non-speech through two grammars of any number of sentences: clips given a sentence, words."""
+    from asr.calibrate import synthetic_audio
+
+    clips = [synthetic_audio(kind, 30.0, seed=seed) * level for kind, level in NOISE for seed in args.noise_seeds]
+    print(f"\nnon-speech: {len(NOISE)} kinds and levels x seeds {args.noise_seeds}, 30 s each ({len(clips)} clips)\n")
+    print("| grammar | beam threshold | grammar_reject | confidence floor | clips given a sentence | words |")
+    print("|---|---|---|---|---|---|")
+    with threadpool_limits(1):
+        for grammar in (commands, DIGITS):
+            for threshold, reject, floor in settings:
+                options = {"beam_threshold": threshold, "grammar_reject": reject}
+                if floor is not None:
+                    options["confidence_floor"] = floor
+                rec = asr.load(args.bundle, grammar=str(grammar), **options)
+                words = [len(rec.transcribe(wav, sample_rate=16000).words) for wav in clips]
+                print(f"| {grammar.name} | {threshold:g} | {reject:g} | {rec.decoding.confidence_floor:g} | "
+                      f"{sum(n > 0 for n in words)}/{len(clips)} | {sum(words)} |", flush=True)
 
 
 if __name__ == "__main__":

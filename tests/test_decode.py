@@ -582,6 +582,12 @@ def test_confidence_floor_needs_a_calibrator_and_leaves_out_the_words_below_it(t
         dec = BeamDecoder("phone", LEX, DecodingConfig("beam", beam_size=5, calibration=str(tmp_path / "c.json"),
                                                        confidence_floor=floor))
         assert [w.word for w in dec.calibrate(words)] == kept
+    # with a grammar, the sentence is kept or left out whole: by its words' mean confidence (0.33 here)
+    (tmp_path / "g.gram").write_text("#JSGF V1.0;\npublic <s> = red bed rid;\n")
+    for floor, kept in ((0.05, ["red", "bed", "rid"]), (0.3, ["red", "bed", "rid"]), (0.4, [])):
+        dec = BeamDecoder("phone", LEX, DecodingConfig("beam", beam_size=5, calibration=str(tmp_path / "c.json"),
+                                                       confidence_floor=floor, grammar=str(tmp_path / "g.gram")))
+        assert [w.word for w in dec.calibrate(words)] == kept
 
 
 def test_a_grammar_gives_its_sentences_only_even_when_pruning_lost_them(tmp_path):
