@@ -33,10 +33,13 @@ from .transcribe import Transcriber, claim_output_folder, recognition_options
 FIT_NON_SPEECH = ("brown", "chord", "chirp", "clicks", "hum")
 
 
+SYNTHETIC_KINDS = ("white", "pink", "brown", "tone", "chord", "chirp", "clicks", "hum", "silence")
+
+
 def synthetic_audio(kind: str, seconds: float = 30.0, seed: int = 0) -> np.ndarray:
     """``(samples,)`` of generated non-speech at 16 kHz, peak 0.5 unless said.
 
-    Kinds: ``white``, ``pink`` (1/f), ``brown`` (1/f^2) noise; ``tone`` (440 Hz), ``chord``
+    Kinds (:data:`SYNTHETIC_KINDS`): ``white``, ``pink`` (1/f), ``brown`` (1/f^2) noise; ``tone`` (440 Hz), ``chord``
     (three tones with vibrato), ``chirp`` (100 Hz to 4 kHz sweeps); ``clicks`` (a 1 ms click
     every 120 ms); ``hum`` (50 Hz and harmonics with faint hiss); ``silence`` (digital zeros).
     """

@@ -19,8 +19,10 @@ import argparse
 import json
 
 import asr
-from asr.calibrate import synthetic_audio
+from asr.calibrate import SYNTHETIC_KINDS, synthetic_audio
 from asr.metrics import wer
+
+NON_SPEECH = [(kind, level) for kind in SYNTHETIC_KINDS for level in (1.0, 0.05)]  # each at full and a low level
 
 
 def main() -> None:
@@ -37,14 +39,13 @@ def main() -> None:
         hyps = [" ".join(w for w, c in zip(r["hyp"].split(), r["confidences"]) if c >= floor) for r in records]
         print(f"floor {floor:.2f}: dev WER {100 * wer(refs, hyps):.3f} % ({len(records)} utterances)")
     rec = asr.load(args.bundle, confidence_floor=0.0)
-    for kind in ("white", "pink", "brown", "tone", "chord", "chirp", "clicks", "hum", "silence"):
-        for level in (1.0, 0.05):
-            words = [w for seed in args.seeds
-                     for w in rec.transcribe(synthetic_audio(kind, 30.0, seed=seed) * level, sample_rate=16000).words]
-            kept = {floor: sum(w.confidence >= floor for w in words) for floor in args.floors}
-            top = max((w.confidence for w in words), default=0.0)
-            print(f"{kind:7s} x{level:<4g}: {len(words):4d} words, highest confidence {top:.3f}; words at or above "
-                  + ", ".join(f"{floor:.2f}: {n}" for floor, n in kept.items()))
+    for kind, level in NON_SPEECH:
+        words = [w for seed in args.seeds
+                 for w in rec.transcribe(synthetic_audio(kind, 30.0, seed=seed) * level, sample_rate=16000).words]
+        kept = {floor: sum(w.confidence >= floor for w in words) for floor in args.floors}
+        top = max((w.confidence for w in words), default=0.0)
+        print(f"{kind:7s} x{level:<4g}: {len(words):4d} words, highest confidence {top:.3f}; words at or above "
+              + ", ".join(f"{floor:.2f}: {n}" for floor, n in kept.items()))
 
 
 if __name__ == "__main__":

@@ -108,9 +108,7 @@ def main() -> None:
                       f"{sum(len(w) for w, _ in clips) / 16000:.0f} s -->")
         with threadpool_limits(1):
             for threshold, reject, floor in itertools.product(args.beam_thresholds, args.rejects, args.floors):
-                options = {"beam_threshold": threshold, "grammar_reject": reject}
-                if floor is not None:
-                    options["confidence_floor"] = floor
+                options = decoding_options(threshold, reject, floor)
                 cells = []
                 for name, grammar in (("in", one), ("strings", more)):
                     rec = asr.load(args.bundle, grammar=str(grammar), **options)
@@ -128,25 +126,27 @@ def main() -> None:
             print_noise(args, more, list(itertools.product(args.beam_thresholds, args.rejects, args.floors)))
 
 
-NOISE = [(kind, level) for kind in ("white", "pink", "brown", "tone", "chord", "chirp", "clicks", "hum", "silence")
-         for level in (1.0, 0.05)]
+def decoding_options(threshold: float, reject: float, floor: float | None) -> dict:
+    """``asr.load`` options of one setting (``floor`` None: the bundle's)."""
+    options = {"beam_threshold": threshold, "grammar_reject": reject}
+    if floor is not None:
+        options["confidence_floor"] = floor
+    return options
 
 
 def print_noise(args, commands: Path, settings) -> None:
     """Generated non-speech through two grammars of any number of sentences: clips given a sentence, words."""
     from asr.calibrate import synthetic_audio
+    from confidence_floor import NON_SPEECH
 
-    clips = [synthetic_audio(kind, 30.0, seed=seed) * level for kind, level in NOISE for seed in args.noise_seeds]
-    print(f"\nnon-speech: {len(NOISE)} kinds and levels x seeds {args.noise_seeds}, 30 s each ({len(clips)} clips)\n")
+    clips = [synthetic_audio(kind, 30.0, seed=seed) * level for kind, level in NON_SPEECH for seed in args.noise_seeds]
+    print(f"\nnon-speech: {len(NON_SPEECH)} kinds and levels x seeds {args.noise_seeds}, 30 s each ({len(clips)} clips)\n")
     print("| grammar | beam threshold | grammar_reject | confidence floor | clips given a sentence | words |")
     print("|---|---|---|---|---|---|")
     with threadpool_limits(1):
         for grammar in (commands, DIGITS):
             for threshold, reject, floor in settings:
-                options = {"beam_threshold": threshold, "grammar_reject": reject}
-                if floor is not None:
-                    options["confidence_floor"] = floor
-                rec = asr.load(args.bundle, grammar=str(grammar), **options)
+                rec = asr.load(args.bundle, grammar=str(grammar), **decoding_options(threshold, reject, floor))
                 words = [len(rec.transcribe(wav, sample_rate=16000).words) for wav in clips]
                 print(f"| {grammar.name} | {threshold:g} | {reject:g} | {rec.decoding.confidence_floor:g} | "
                       f"{sum(n > 0 for n in words)}/{len(clips)} | {sum(words)} |", flush=True)
