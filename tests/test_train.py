@@ -237,10 +237,68 @@ def test_dev_every_scores_dev_on_its_epochs_and_the_last(tmp_path):
     assert torch.load(tmp_path / "exp" / "best.pt", weights_only=True)["epoch"] in (2, 4, 5)
     # max_minutes ends the run after the epoch that crosses it: that epoch is scored too
     timed = dataclasses.replace(cfg, epochs=20, dev_every=4, average_last=3, max_minutes=30.0)
-    assert [e for e in range(1, 21) if _scores_dev(timed, e, 10.0)] == [4, 8, 12, 16, 18, 19, 20]
-    assert _scores_dev(timed, 5, 30.0) and not _scores_dev(timed, 5, 29.9)
+    assert [e for e in range(1, 21) if _scores_dev(timed, e, 10.0, 20)] == [4, 8, 12, 16, 18, 19, 20]
+    assert _scores_dev(timed, 5, 30.0, 20) and not _scores_dev(timed, 5, 29.9, 20)
+    # a run that max_minutes fits into 14 epochs scores the last three of those, and the 14th
+    assert [e for e in range(1, 15) if _scores_dev(timed, e, 10.0, 14)] == [4, 8, 12, 13, 14]
     with pytest.raises(ValueError, match="dev_every"):
         TrainConfig.from_dict({"train_manifest": "", "dev_manifest": None, "out_dir": "", "dev_every": 0})
+
+
+def test_epochs_that_fit_max_minutes_at_the_pace_so_far():
+    from asr.train import epochs_that_fit
+
+    cfg = TrainConfig(train_manifest="", out_dir="", epochs=20, max_minutes=110.0)
+    assert epochs_that_fit(dataclasses.replace(cfg, max_minutes=None), 3, 500.0) == 20  # no budget
+    assert epochs_that_fit(cfg, 0, 0.0) == 20  # no pace yet
+    # 8.3 min an epoch (this AMD machine): epochs start at 0, 8.3, ..., 107.9 min: 14 of them
+    assert epochs_that_fit(cfg, 1, 8.3) == 14
+    assert epochs_that_fit(cfg, 5, 41.5) == 14
+    assert epochs_that_fit(cfg, 1, 4.8) == 20  # 4.8 min an epoch (run 11's Intel machine): all 20 fit
+    assert epochs_that_fit(cfg, 13, 110.0) == 13  # spent: none more
+    assert epochs_that_fit(cfg, 13, 107.9) == 14  # one more starts before 110 min
+
+
+def test_max_minutes_lays_the_cosine_out_over_the_epochs_that_fit(tmp_path, monkeypatch):
+    """A run whose epochs take a minute each (a fake clock) with max_minutes=3.5 of 10 epochs: 4 epochs
+    start before the budget is spent, and the cosine reaches its end at the 4th, where without the
+    fit it would stop at a high learning rate. Resumed after epoch 2, it takes the same course."""
+    import types
+
+    import asr.train
+
+    clock = {"now": 0.0, "calls": 0, "crash_at": None}
+
+    def perf_counter():  # 30 s a call: an epoch without dev reads it 3 times and spans one minute
+        clock["now"] += 30.0
+        clock["calls"] += 1
+        if clock["calls"] == clock["crash_at"]:
+            raise Crash
+        return clock["now"]
+
+    class Crash(Exception):
+        pass
+
+    monkeypatch.setattr(asr.train, "time", types.SimpleNamespace(perf_counter=perf_counter, strftime=lambda f: "t"))
+    cfg = TrainConfig(
+        train_manifest=str(TEST_DATA / "manifest.jsonl"), dev_manifest=None, out_dir=str(tmp_path / "a"),
+        model=ModelConfig(hidden=16, layers=1, dropout=0.0), spec_augment=None, epochs=10, warmup_steps=1,
+        batch_seconds=1000, lr=1e-3, final_lr_ratio=0.05, feature_workers=1, max_minutes=3.5,
+    )
+    train(cfg, progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "a" / "log.csv")))
+    assert [r["elapsed_minutes"] for r in rows] == ["1.0", "2.0", "3.0", "4.0"]
+    assert float(rows[-1]["lr"]) == pytest.approx(cfg.lr * cfg.final_lr_ratio)  # the cosine's end
+    assert float(rows[1]["lr"]) > 0.5 * cfg.lr
+    assert "max_minutes=3.5 fits 4 of the 10 epochs at 1.0 min each" in (tmp_path / "a" / "train.log").read_text()
+    # a crash inside epoch 3 (the clock's 8th reading), then resumed from epoch 2's last.pt: the same
+    # schedule, laid out again from the pace in the checkpoint
+    clock.update(calls=0, crash_at=8)
+    with pytest.raises(Crash):
+        train(dataclasses.replace(cfg, out_dir=str(tmp_path / "b")), progress=False)
+    train(dataclasses.replace(cfg, out_dir=str(tmp_path / "b")), resume=True, progress=False)
+    resumed = list(csv.DictReader(open(tmp_path / "b" / "log.csv")))
+    assert [r["lr"] for r in resumed] == [r["lr"] for r in rows]
 
 
 def test_without_dev_best_pt_is_the_epoch_of_lowest_training_loss(tmp_path):
