@@ -506,7 +506,6 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
     steps_per_epoch = len(sampler.batches)
     planned = config.epochs  # the epochs the cosine is laid out over: fewer when max_minutes fits fewer
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config, steps_per_epoch * planned))
-    laid_out = planned
     start_epoch, start_batch, best, rows, elapsed = 1, 0, float("inf"), [], 0.0
     partial: dict[str, float] = {}
     if env.main:
@@ -522,7 +521,7 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
         best, rows, elapsed = ckpt["best"], json.loads(ckpt["rows"]), ckpt["elapsed"]
         start_epoch, start_batch = ckpt["epoch"] + 1, ckpt.get("batch", 0)
         planned = epochs_that_fit(config, ckpt["epoch"], elapsed / 60)  # as the run had it: its pace so far
-        laid_out = _lay_out(scheduler, config, steps_per_epoch, planned)
+        _lay_out(scheduler, config, steps_per_epoch, planned)
         if start_batch and env.main:  # written inside an epoch: it goes on from the next batch, with its sums so far
             partial = json.loads(ckpt["partial"])
         saved_world = ckpt.get("world_size", 1)
@@ -547,10 +546,7 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
 
     row: dict[str, Any] = rows[-1] if rows else {}
     epoch = start_epoch
-    while epoch <= planned:
-        if _out_of_time(config, elapsed / 60):
-            log(f"stopping before epoch {epoch}: {elapsed / 60:.1f} min used of max_minutes={config.max_minutes}")
-            break
+    while epoch <= planned:  # planned ends the loop where max_minutes is spent (epochs_that_fit)
         model.train()
         t0 = time.perf_counter()
         first = start_batch if epoch == start_epoch else 0
@@ -611,10 +607,12 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
             _write_csv(out_dir / "log.csv", rows)
             log(" ".join(f"{k}={v}" for k, v in row.items()))
         elapsed, planned = env.broadcast((elapsed, planned))  # rank 0's clock decides max_minutes for all
-        if planned != laid_out:
-            laid_out = _lay_out(scheduler, config, steps_per_epoch, planned)
+        _lay_out(scheduler, config, steps_per_epoch, planned)
         env.barrier()
         epoch += 1
+    if planned < config.epochs:
+        log(f"stopped after epoch {planned} of {config.epochs}: {elapsed / 60:.1f} min used of "
+            f"max_minutes={config.max_minutes:g}")
     if rows and env.main:
         _finalize(net, dev, config, out_dir, best, log)
     env.barrier()
@@ -622,11 +620,10 @@ def _train(config: TrainConfig, env: Distributed, device: torch.device, resume: 
 
 
 def _lay_out(scheduler: torch.optim.lr_scheduler.LambdaLR, config: TrainConfig, steps_per_epoch: int,
-             epochs: int) -> int:
+             epochs: int) -> None:
     """Lay ``scheduler``'s warmup and cosine out over ``epochs`` epochs from now on (the steps taken
-    so far stay counted); returns ``epochs``."""
+    so far stay counted)."""
     scheduler.lr_lambdas = [lr_lambda(config, steps_per_epoch * epochs)] * len(scheduler.lr_lambdas)
-    return epochs
 
 
 def _init_weights(config: TrainConfig) -> dict[str, torch.Tensor]:

@@ -290,7 +290,9 @@ def test_max_minutes_lays_the_cosine_out_over_the_epochs_that_fit(tmp_path, monk
     assert [r["elapsed_minutes"] for r in rows] == ["1.0", "2.0", "3.0", "4.0"]
     assert float(rows[-1]["lr"]) == pytest.approx(cfg.lr * cfg.final_lr_ratio)  # the cosine's end
     assert float(rows[1]["lr"]) > 0.5 * cfg.lr
-    assert "max_minutes=3.5 fits 4 of the 10 epochs at 1.0 min each" in (tmp_path / "a" / "train.log").read_text()
+    logged = (tmp_path / "a" / "train.log").read_text()
+    assert "max_minutes=3.5 fits 4 of the 10 epochs at 1.0 min each" in logged
+    assert "stopped after epoch 4 of 10: 4.0 min used of max_minutes=3.5" in logged
     # a crash inside epoch 3 (the clock's 8th reading), then resumed from epoch 2's last.pt: the same
     # schedule, laid out again from the pace in the checkpoint
     clock.update(calls=0, crash_at=8)
