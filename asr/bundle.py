@@ -11,6 +11,7 @@ confidence calibrator and ``bundle.json``, which says how they are used together
      "streaming": "stream.json",                        # optional: how it streams (asr.stream)
      "g2p": "g2p.npz",                                   # optional: pronunciations of added words (asr.g2p)
      "ensemble": {"members": ["model-2.npz"], "weights": [1, 0.5], "rule": "nbest"},  # optional: more models (asr.rnn.Ensemble)
+     "narrowband": {"runtime": "narrowband.npz", "streaming": "narrowband-stream.json"},  # optional: for 8 kHz audio
      "files": {"model.pt": "<sha256>", ...},             # every file above, and the LM's word list
      "produced_by": {"asr": "0.1.0", "commit": "...", "training": {...}, "dev": {"wer": 0.28, ...}}}
 
@@ -47,6 +48,7 @@ BUNDLE_FILE = "bundle.json"
 # Names chosen by `write_bundle` for the files it copies in (the LM keeps its suffix: .arpa, .arpa.gz, .bin).
 MODEL_FILE, RUNTIME_FILE, CALIBRATION_FILE, STREAMING_FILE = "model.pt", "model.npz", "calibration.json", "stream.json"
 SPELLINGS_FILE = "spellings.npz"  # the beam search's words as token ids (asr.search.save_spellings)
+NARROWBAND_FILE, NARROWBAND_STREAMING_FILE = "narrowband.npz", "narrowband-stream.json"
 # Bundles by name: ``asr.load("streaming")``. The shipped model streams latency-controlled
 # (asr.stream), so both names are the shipped folder, which carries a stream.json.
 NAMED = {"default": "", "streaming": ""}
@@ -84,9 +86,15 @@ class Bundle:
     spellings: Path | None = None  # spellings.npz: the search's words, saved (used where its key fits)
     g2p: Path | None = None  # g2p.npz: pronunciations of words the lexicon lacks (asr.g2p)
     ensemble: EnsembleConfig = EnsembleConfig()  # other exported models heard beside this one (absolute paths)
+    # The model that hears audio recorded at 8 kHz or less (asr.features.NARROWBAND_RATE) instead of
+    # `runtime`, and a stream.json with the feature statistics of such audio for streaming it.
+    # Same features, frames and vocabularies as `runtime`, so the one search and calibrator serve both.
+    narrowband: Path | None = None  # narrowband.npz
+    narrowband_streaming: Path | None = None  # narrowband-stream.json
 
     def with_options(self, head: str | None = None, decoder: str | None = None, ensemble: Any = None,
-                     ensemble_weights: Any = None, ensemble_rule: str | None = None, **changes: Any) -> "Bundle":
+                     ensemble_weights: Any = None, ensemble_rule: str | None = None, narrowband: Any = None,
+                     **changes: Any) -> "Bundle":
         """This bundle with some decoding options changed (``None`` values are left as they are).
 
         ``decoder="greedy"`` is plain best-path decoding; ``decoder="beam"`` turns a greedy
@@ -94,7 +102,9 @@ class Bundle:
         ``lm="none"`` for no LM and ``calibration="none"`` for raw confidences. ``ensemble``: other
         models to hear beside the bundle's (files, see :class:`~asr.rnn.EnsembleConfig`; ``"none"``
         or ``[]``: the bundle's own model alone), ``ensemble_weights`` and ``ensemble_rule`` how
-        (the bundle's, if it has members, or :class:`~asr.rnn.EnsembleConfig`'s defaults). A calibrator knows
+        (the bundle's, if it has members, or :class:`~asr.rnn.EnsembleConfig`'s defaults). ``narrowband``:
+        the model for audio recorded at 8 kHz or less (a file; ``"none"``: the bundle's model hears all
+        audio). A calibrator knows
         the words of its own head's search with its own LM: another head, LM or a lexicon-free
         search drops it (unless one is given), since its inputs would mean something else.
         """
@@ -124,8 +134,15 @@ class Bundle:
         if (head not in (None, self.head) or ("lm" in changes and changes["lm"] != config.lm)
                 or changes.get("lexicon_free")) and "calibration" not in changes:
             config = dataclasses.replace(config, calibration=None, confidence_floor=0.0)  # the floor is on its scale
+        narrow = {}
+        if narrowband == "none":
+            narrow = {"narrowband": None, "narrowband_streaming": None}
+        elif narrowband is not None:
+            if not Path(narrowband).is_file():
+                raise ConfigError(f"{narrowband}: narrow-band model not found (an exported model .npz or a checkpoint .pt)")
+            narrow = {"narrowband": Path(narrowband).resolve()}
         return dataclasses.replace(self, head=head or self.head, decoding=dataclasses.replace(config, **changes),
-                                   ensemble=self._ensemble(ensemble, ensemble_weights, ensemble_rule))
+                                   ensemble=self._ensemble(ensemble, ensemble_weights, ensemble_rule), **narrow)
 
     def _ensemble(self, members: Any, weights: Any, rule: str | None) -> EnsembleConfig:
         """The bundle's :class:`EnsembleConfig` with what :meth:`with_options` was given changed."""
@@ -251,8 +268,13 @@ def load_bundle(path: str | Path | None = None, verify: bool = True, upgrade: bo
                                       e.get("rule", EnsembleConfig.rule))
         except (TypeError, KeyError, ValueError, ConfigError) as err:
             raise BundleError(f"{meta_path}: ensemble: {err}") from None
+    narrow = meta.get("narrowband") or {}
+    if not isinstance(narrow, dict) or (narrow and "runtime" not in narrow):
+        raise BundleError(f"{meta_path}: narrowband must be {{\"runtime\": FILE, \"streaming\": FILE}}, not {narrow!r}")
     return Bundle(member(meta.get("model"), "model"), member(meta.get("lexicon"), "lexicon"), head, decoding,
-                  folder.resolve(), meta.get("produced_by") or {}, streaming, runtime, spellings, g2p, ensemble)
+                  folder.resolve(), meta.get("produced_by") or {}, streaming, runtime, spellings, g2p, ensemble,
+                  member(narrow["runtime"], "narrowband runtime") if narrow else None,
+                  member(narrow["streaming"], "narrowband streaming") if narrow.get("streaming") else None)
 
 
 def from_checkpoint(model: str | Path, lexicon: str | Path | None = None) -> Bundle:
@@ -321,11 +343,14 @@ def _copy_in(src: str | Path, folder: Path, name: str) -> str:
 def write_bundle(out: str | Path, model: str | Path, head: str, decoding: DecodingConfig,
                  lexicon: str | Path | None = None, produced_by: dict[str, Any] | None = None,
                  streaming: str | Path | None = None, g2p: str | Path | None = None,
-                 ensemble: EnsembleConfig = EnsembleConfig()) -> Bundle:
+                 ensemble: EnsembleConfig = EnsembleConfig(), narrowband: str | Path | None = None,
+                 narrowband_streaming: str | Path | None = None) -> Bundle:
     """Write a bundle folder ``out``: ``model`` (a checkpoint), ``lexicon`` (default: the shipped
     one), the LM and calibrator that ``decoding`` names (copied in, with the LM's word list),
     ``streaming`` (a stream.json, see :func:`asr.stream.write_streaming`), ``g2p`` (a G2P model,
-    :mod:`asr.g2p`), ``ensemble``'s members (exported as ``model-2.npz``, ...), the model exported for
+    :mod:`asr.g2p`), ``ensemble``'s members (exported as ``model-2.npz``, ...), ``narrowband`` (a model for
+    8 kHz audio, exported as ``narrowband.npz``) with ``narrowband_streaming`` (a stream.json of 8 kHz
+    training audio's statistics), the model exported for
     recognition (:func:`asr.model.export`: needs torch) and bundle.json last, with the sha256 of
     each file. ``out`` may be an existing bundle whose files are given again (that is how tune
     and calibrate write into one).
@@ -374,6 +399,11 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
         G2P.load(g2p)  # a bundle is not written with a G2P model it cannot read
         names["g2p"] = _copy_in(g2p, folder, "g2p.npz")
     members = [_member_in(m, folder, f"model-{i}.npz") for i, m in enumerate(ensemble.members, 2)]
+    narrow = {}
+    if narrowband:
+        narrow["runtime"] = _member_in(narrowband, folder, NARROWBAND_FILE)
+        if narrowband_streaming:
+            narrow["streaming"] = _copy_in(narrowband_streaming, folder, NARROWBAND_STREAMING_FILE)
     runtime = folder / RUNTIME_FILE
     names["runtime"] = RUNTIME_FILE
     if decoding.decoder == "beam" and not decoding.lexicon_free:  # the search's words, saved: a quick start
@@ -384,7 +414,7 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
         lm = str(folder / fields["lm"]) if fields.get("lm") else None
         save_spellings(folder / SPELLINGS_FILE, spell_vocabulary(head, lex, lm), spellings_key(head, lex, lm))
         names["spellings"] = SPELLINGS_FILE
-    listed = [*names.values(), *members] + [fields[k] for k in ("lm", "calibration", "grammar", "rescore")
+    listed = [*names.values(), *members, *narrow.values()] + [fields[k] for k in ("lm", "calibration", "grammar", "rescore")
                                             if fields.get(k)]
     if fields.get("lm") and (folder / f"{fields['lm']}.words.txt").is_file():
         listed.append(f"{fields['lm']}.words.txt")
@@ -419,6 +449,15 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
         except ConfigError as e:
             raise BundleError(f"{folder}: {e}") from None
         names["ensemble"] = {"members": members, "weights": list(ensemble.weights), "rule": ensemble.rule}
+    if narrow:
+        from .rnn import RNNModel, check_same_frames
+
+        try:  # one search and calibrator serve both models
+            check_same_frames(RNNModel.load(runtime).config, RNNModel.load(folder / narrow["runtime"]).config,
+                              "the narrow-band model", "a bundle's models")
+        except ConfigError as e:
+            raise BundleError(f"{folder}: {e}") from None
+        names["narrowband"] = narrow
     meta = {"format": FORMAT, **names, "head": head, "decoding": fields,
             "files": {name: sha256(folder / name) for name in sorted(set(listed))}, "produced_by": record}
     atomic_write_text(old, json.dumps(meta, indent=2) + "\n")

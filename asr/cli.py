@@ -55,13 +55,14 @@ def _bundle(args: argparse.Namespace, quiet: bool = False):
     from .bundle import resolve
 
     return resolve(args.bundle, args.model, args.lexicon, warn=None if quiet else lambda m: print(m, file=sys.stderr),
-                   lexicon_free=args.lexicon_free or None, **_decoding_options(args), **_ensemble_options(args))
+                   lexicon_free=args.lexicon_free or None, **_decoding_options(args), **_other_models(args))
 
 
-def _ensemble_options(args: argparse.Namespace) -> dict:
-    """--ensemble, --ensemble-weights and --ensemble-rule, as :meth:`asr.bundle.Bundle.with_options` takes them."""
+def _other_models(args: argparse.Namespace) -> dict:
+    """--ensemble, --ensemble-weights, --ensemble-rule and --narrowband, as
+    :meth:`asr.bundle.Bundle.with_options` takes them."""
     return {"ensemble": getattr(args, "ensemble", None), "ensemble_weights": getattr(args, "ensemble_weights", None),
-            "ensemble_rule": getattr(args, "ensemble_rule", None)}
+            "ensemble_rule": getattr(args, "ensemble_rule", None), "narrowband": getattr(args, "narrowband", None)}
 
 
 def _decoding_options(args: argparse.Namespace) -> dict:
@@ -79,6 +80,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", metavar="CKPT", help="a bare checkpoint instead of a bundle: decoded greedily with its "
                                                    "char head unless decoding options say otherwise")
     _add_ensemble_options(g)
+    _add_narrowband_option(g)
+
+
+def _add_narrowband_option(g) -> None:
+    g.add_argument("--narrowband", metavar="MODEL", help="the acoustic model (exported .npz or checkpoint .pt) that "
+                                                         "hears audio recorded at 8 kHz or less instead of the "
+                                                         "bundle's (default: the bundle's own, if it has one); "
+                                                         "'none': the bundle's model hears all audio")
 
 
 def _add_ensemble_options(g) -> None:
@@ -322,7 +331,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if args.augment:
             record["augment"] = args.augment
         write_bundle(args.bundle, bundle.model, bundle.head, calibrated, bundle.lexicon, {"calibration": record},
-                     bundle.streaming, bundle.g2p, bundle.ensemble)
+                     bundle.streaming, bundle.g2p, bundle.ensemble, bundle.narrowband, bundle.narrowband_streaming)
         print(f"{args.bundle}: decodes with this calibrator now", file=sys.stderr)
     return 0
 
@@ -332,7 +341,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .decode import DecodingConfig
     from .evaluate import tune_decoding
 
-    bundle = resolve(args.bundle, args.model, args.lexicon, **_ensemble_options(args))
+    bundle = resolve(args.bundle, args.model, args.lexicon, **_other_models(args))
     shipped = bundle.decoding if bundle.decoding.decoder == "beam" else DecodingConfig("beam")
     if args.lm is None and shipped.lm is None and args.model:
         print("error: give --lm (an ARPA/KenLM word LM from `asr lm build`, or 'none') to tune a bare checkpoint",
@@ -357,7 +366,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                                        confidence_floor=bundle.decoding.confidence_floor if keep else 0.0)
         write_bundle(args.bundle, bundle.model, best["head"], decoding, bundle.lexicon,
                      {"dev": {"wer": best["wer"], "manifest": best["manifest"]}}, bundle.streaming, bundle.g2p,
-                     bundle.ensemble)
+                     bundle.ensemble, bundle.narrowband, bundle.narrowband_streaming)
         print(f"{args.bundle}: decodes with this setting now" + ("" if keep or not bundle.decoding.calibration else
               " (its calibrator was for another head or LM and is dropped: rerun `asr calibrate --bundle`)"),
               file=sys.stderr)
@@ -377,11 +386,13 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         base = from_checkpoint(args.checkpoint, args.lexicon)
     bundle, record = _with_tuned(base, args.decoding)
     bundle = bundle.with_options(lexicon_free=args.lexicon_free or None, **_decoding_options(args),
-                                 **_ensemble_options(args))
+                                 **_other_models(args))
     produced = {k: v for k, v in base.produced_by.items() if k not in ("asr", "commit", "dev")}
     if base.path is not None:  # what it was made from; its dev figures were measured before these changes
         changed = {k: Path(v).name if k in ("lm", "calibration") and v else v
                    for k, v in dataclasses.asdict(bundle.decoding).items() if v != getattr(base.decoding, k)}
+        if bundle.narrowband != base.narrowband:
+            changed["narrowband"] = bundle.narrowband.name if bundle.narrowband else None
         if bundle.ensemble != base.ensemble:
             changed["ensemble"] = {"members": [Path(m).name for m in bundle.ensemble.members],
                                    "weights": list(bundle.ensemble.weights), "rule": bundle.ensemble.rule}
@@ -406,8 +417,23 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         streaming = Path(args.out) / "stream.json"
         write_streaming(streaming, dataclasses.replace(config, **changes), stats)
+    narrow_streaming = bundle.narrowband_streaming
+    if args.narrowband_stats:
+        if not bundle.narrowband:
+            print("error: --narrowband-stats: the bundle has no narrow-band model (give --narrowband MODEL)",
+                  file=sys.stderr)
+            return 2
+        from .stream import StreamingConfig, manifest_statistics, write_streaming
+        from .transcribe import load_acoustic_model
+
+        stats = manifest_statistics(args.narrowband_stats, load_acoustic_model(bundle).config.features)
+        produced["narrowband_stream_stats"] = {"manifest": args.narrowband_stats, "frames": stats.frames}
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        narrow_streaming = Path(args.out) / "narrowband-stream.json"
+        write_streaming(narrow_streaming, StreamingConfig(), stats)
     written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced, streaming,
-                           None if args.g2p == "none" else args.g2p or base.g2p, bundle.ensemble)
+                           None if args.g2p == "none" else args.g2p or base.g2p, bundle.ensemble, bundle.narrowband,
+                           narrow_streaming if bundle.narrowband else None)
     print(bundle_summary(written))
     return 0
 
@@ -809,6 +835,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_streaming_options(g)
     p.add_argument("--g2p", metavar="NPZ", help="a G2P model (asr g2p train) for the words the lexicon lacks, or 'none'")
     _add_ensemble_options(p.add_argument_group("ensemble (more acoustic models, copied in as model-2.npz, ...)"))
+    g = p.add_argument_group("narrow band (a model for audio recorded at 8 kHz or less, copied in as narrowband.npz)")
+    _add_narrowband_option(g)
+    g.add_argument("--narrowband-stats", metavar="MANIFEST", help="8 kHz training manifest whose feature statistics "
+                                                                 "start its streams' running normalisation")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.set_defaults(func=cmd_bundle)
 

@@ -28,6 +28,9 @@ WIN_LENGTH = 400  # 25 ms at 16 kHz
 HOP = 160  # 10 ms at 16 kHz
 N_FFT = 512  # next power of two above WIN_LENGTH
 FRAME_SECONDS = HOP / SAMPLE_RATE  # 0.01 s per feature frame
+# A recording sampled at this rate or below holds nothing above 4 kHz (telephone, IVR, FSDD's
+# digits): a bundle with a narrow-band model hears it with that model (Bundle.narrowband)
+NARROWBAND_RATE = 8000  # Hz
 # Bumped whenever the features computed from the same audio and FeatureConfig change, so that
 # feature caches and shards (keyed on it) are recomputed: 2 = CMVN statistics leave out digital silence.
 FEATURES_VERSION = 2

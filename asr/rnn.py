@@ -356,6 +356,16 @@ class EnsembleConfig:
             raise ConfigError(f"ensemble weights must be non-negative and not all 0, not {list(self.weights)}")
 
 
+def check_same_frames(first: ModelConfig, other: ModelConfig, what: str, kind: str) -> None:
+    """Raise :class:`ConfigError` unless ``other`` reads the features ``first`` reads and gives its
+    frames (rate and vocabularies): what one search and calibrator need of two models. ``what``
+    names ``other`` in the message (``"ensemble member 2"``), ``kind`` the models (``"members"``)."""
+    for name in ("features", "stack", "n_chars", "n_phones"):
+        if getattr(other, name) != getattr(first, name):
+            raise ConfigError(f"{what} differs from the first in {name} ({getattr(other, name)} against "
+                              f"{getattr(first, name)}): {kind} must read the same features and give the same frames")
+
+
 class Ensemble:
     """Several acoustic models heard as one.
 
@@ -388,12 +398,7 @@ class Ensemble:
             raise ConfigError(f"ensemble weights: one per model ({len(models)}), not {len(weights)}")
         first = models[0].config
         for i, m in enumerate(models[1:], 2):
-            c = m.config
-            for name in ("features", "stack", "n_chars", "n_phones"):
-                if getattr(c, name) != getattr(first, name):
-                    raise ConfigError(f"ensemble member {i} differs from the first in {name} "
-                                      f"({getattr(c, name)} against {getattr(first, name)}): members must read "
-                                      f"the same features and give the same frames")
+            check_same_frames(first, m.config, f"ensemble member {i}", "members")
         self.models, self.rule = models, config.rule
         self.weights = np.array(weights, dtype=np.float32) / np.float32(sum(weights))
         if self.rule == "nbest" and not self.weights[0] > 0:

@@ -165,7 +165,7 @@ _transcriber: Transcriber | None = None  # the model every worker shares, loaded
 def _worker_main(conn, parent: int, others: list) -> None:
     """A worker: messages in, one reply each, in order, until the pipe closes.
 
-    ``("recognize", sources, items)`` -> the items' :class:`asr.transcribe._Piece` list;
+    ``("recognize", sources, items, rates)`` -> the items' :class:`asr.transcribe._Piece` list;
     ``("open", sid, rate, words, phrases, options)``, ``("audio", sid, bytes)``, ``("eof", sid)``,
     ``("reset", sid)``, ``("close", sid)`` -> a stream's reply (``None`` for open and close);
     ``("sessions",)`` -> how many streams it holds.
@@ -192,8 +192,8 @@ def _worker_main(conn, parent: int, others: list) -> None:
             return
         try:
             if kind == "recognize":
-                sources, items = args
-                reply = _Recognition(_transcriber, sources, items)(list(range(len(items))))
+                sources, items, rates = args
+                reply = _Recognition(_transcriber, sources, items, rates)(list(range(len(items))))
                 _trim_heap()
             elif kind == "open":
                 sid, rate, words, phrases, options = args
@@ -310,6 +310,7 @@ class _Job:
     windows: list[Window]
     result: FileResult
     done: asyncio.Future
+    rate: int  # Hz, the file's: which model hears it (Transcriber.model_for)
     started: bool = False
     next: int = 0  # windows handed to workers so far
 
@@ -379,10 +380,10 @@ class RecognizerPool:
         """The transcript of an audio file, as `asr transcribe` gives it (``name`` in its errors)."""
         if self.full():
             raise Busy(f"{len(self.queue)} requests are waiting already", self.retry_after())
-        duration = audio_info(path)[0]
+        duration, rate = audio_info(path)
         loop = asyncio.get_running_loop()
         windows = plan_windows(0, duration)
-        job = _Job(path, windows, FileResult(name, len(windows)), loop.create_future())
+        job = _Job(path, windows, FileResult(name, len(windows)), loop.create_future(), rate)
         self.queue.append(job)
         timer = loop.call_later(self.config.queue_wait, self._expire, job)
         self._dispatch()
@@ -425,7 +426,7 @@ class RecognizerPool:
             items = [Window(i, w.start, w.stop, w.seconds, w.keep_from, w.keep_to)
                      for i, w in enumerate(job.windows[k] for job, k in taken)]
             worker.busy = True
-            future = worker.call("recognize", sources, items)
+            future = worker.call("recognize", sources, items, [job.rate for job, _ in taken])
             future.add_done_callback(lambda f, w=worker, t=taken, s=seconds, t0=time.perf_counter():
                                      self._finished(w, t, f, s, t0))
 

@@ -160,6 +160,9 @@ class Stream:
     ``recognizer`` gives the model, lexicon, head and beam search; ``stats`` the training
     statistics its running normalisation starts from (``None`` for a model without
     per-utterance CMVN). Several streams can share one recognizer: each has its own state.
+    A stream whose first chunk comes at 8 kHz or less is heard by the recognizer's narrow-band model
+    where it has one (:meth:`asr.Transcriber.model_for`), its normalisation starting from
+    ``narrowband_stats`` (default: ``stats``).
 
     Audio goes in by :meth:`accept` in chunks of any size (each returns the partial text);
     :meth:`result` gives each final :class:`Segment` once an utterance has ended, :meth:`finish`
@@ -178,9 +181,9 @@ class Stream:
     ['it is a very stupid story']
     """
 
-    def __init__(self, recognizer, config: StreamingConfig = StreamingConfig(), stats: FeatureStats | None = None):
-        model = recognizer.model
-        features = model.config.features
+    def __init__(self, recognizer, config: StreamingConfig = StreamingConfig(), stats: FeatureStats | None = None,
+                 narrowband_stats: FeatureStats | None = None):
+        features = recognizer.model.config.features
         if features.deltas:
             raise ConfigError("streaming needs a model without delta features (they look ahead)")
         if features.compression != "log":
@@ -189,18 +192,11 @@ class Stream:
         if features.cmvn and stats is None:
             raise ConfigError("this model normalises each utterance: streaming needs its training feature "
                               "statistics (a bundle's stream.json, `asr bundle --stream-stats`)")
-        self.model, self.lexicon, self.head, self.beam = model, recognizer.lexicon, recognizer.head, recognizer.beam
+        self.recognizer, self.narrowband_stats = recognizer, narrowband_stats or stats
+        self.lexicon, self.head, self.beam = recognizer.lexicon, recognizer.head, recognizer.beam
         self.config = config
         self.mfcc = StreamingMFCC(dataclasses.replace(features, cmvn=False))
-        self.norm = RunningCMVN(stats, config.prior_frames, features.n_mels) if features.cmvn else None
-        stack = model.config.stack
-        self.step_seconds = model.config.frame_seconds  # one model step: `stack` feature frames
-        self.chunk_steps = max(1, round(config.chunk / self.step_seconds))
-        # a bidirectional model's backward direction hears the right context; a model that looks
-        # ahead needs its look-ahead steps at least, to read each step as offline
-        right_steps = round(config.right_context / self.step_seconds) if model.config.bidirectional else 0
-        self.right_frames = max(right_steps, model.config.lookahead) * stack
-        self.stack = stack
+        self._hear_with(recognizer.model, stats)
         self.pending = np.zeros((0, features.n_mfcc), dtype=np.float32)  # plain MFCC frames from the next chunk's first on
         self.counted = 0  # of them, how many are in the normalisation's statistics
         self.state: list[np.ndarray] | None = None  # the model's forward states after the last chunk
@@ -210,6 +206,20 @@ class Stream:
         self.finals: collections.deque[Segment] = collections.deque()
         self.finished = False
         self._new_utterance()
+
+    def _hear_with(self, model, stats: FeatureStats | None) -> None:
+        """Take ``model`` (its frames and look-ahead) and a running normalisation from ``stats``."""
+        features = model.config.features
+        self.model = model
+        self.norm = RunningCMVN(stats, self.config.prior_frames, features.n_mels) if features.cmvn else None
+        stack = model.config.stack
+        self.step_seconds = model.config.frame_seconds  # one model step: `stack` feature frames
+        self.chunk_steps = max(1, round(self.config.chunk / self.step_seconds))
+        # a bidirectional model's backward direction hears the right context; a model that looks
+        # ahead needs its look-ahead steps at least, to read each step as offline
+        right_steps = round(self.config.right_context / self.step_seconds) if model.config.bidirectional else 0
+        self.right_frames = max(right_steps, model.config.lookahead) * stack
+        self.stack = stack
 
     # -- audio in ---------------------------------------------------------------------------
 
@@ -266,9 +276,12 @@ class Stream:
             raise AudioError(f"samples: expected floating-point samples in [-1, 1], not {wav.dtype}")
         if not np.isfinite(wav).all():
             raise AudioError("samples: audio contains NaN or infinite samples (the chunk was not used)")
-        if self.rate is None:  # the first good chunk sets the stream's rate
+        if self.rate is None:  # the first good chunk sets the stream's rate, and so the model that hears it
             self.rate = int(sample_rate)
             self.resampler = _Resampler(self.rate) if self.rate != SAMPLE_RATE else None
+            model_for = getattr(self.recognizer, "model_for", None)
+            if model_for is not None and model_for(self.rate) is not self.model:
+                self._hear_with(model_for(self.rate), self.narrowband_stats)
         return np.ascontiguousarray(wav, dtype=np.float32)
 
     # -- features -> model ------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import gc
 import hashlib
 import json
@@ -33,7 +34,8 @@ from .bundle import Bundle, exported_model, load_bundle
 from .decode import Hypothesis, Word, make_beam_decoder, recognize, text_of
 from .io import FORMATS, atomic_write_text, check_output_folder, expand_inputs, remove_stale_temporaries
 from .errors import ConfigError, UserError
-from .features import SAMPLE_RATE, AudioError, as_numpy, audio_info, compute_features, load_audio, prepare_samples
+from .features import (NARROWBAND_RATE, SAMPLE_RATE, AudioError, as_numpy, audio_info, compute_features, load_audio,
+                       prepare_samples)
 from .plan import CHUNK_SECONDS, Window, bucket_batches, plan_windows
 from .rnn import Ensemble, RNNModel
 from .text import LazyLexicon
@@ -73,8 +75,10 @@ class Transcript:
         return cls(d["path"], d.get("text", ""), words, d.get("duration", 0.0), d.get("error"))
 
 
-def _duration(source) -> float:
-    return audio_info(source)[0] if isinstance(source, str) else source.shape[0] / SAMPLE_RATE
+def _info(source, rate: int | None = None) -> tuple[float, int]:
+    """A source's duration (seconds) and the sample rate it was recorded at: a file's from its
+    header; samples in memory (already at 16 kHz) were recorded at ``rate`` (default 16 kHz)."""
+    return audio_info(source) if isinstance(source, str) else (source.shape[0] / SAMPLE_RATE, rate or SAMPLE_RATE)
 
 
 def _read(source, item: Window) -> np.ndarray:
@@ -101,12 +105,13 @@ class _Recognition:
 
     Items whose samples are all zero (digital silence) are not recognised: no sound, no words.
     ``references`` (a known transcript per source, for `asr evaluate`) are forced-aligned on the
-    decoded head where an item is a whole file.
+    decoded head where an item is a whole file. ``rates``: the rate each source was recorded at,
+    which chooses the model that hears it (:meth:`Transcriber.model_for`).
     """
 
-    def __init__(self, transcriber: "Transcriber", sources: list, items: list[Window], both_heads: bool = False,
-                 references: list[str | None] | None = None, evidence: bool = False):
-        self.transcriber, self.sources, self.items = transcriber, sources, items
+    def __init__(self, transcriber: "Transcriber", sources: list, items: list[Window], rates: list[int],
+                 both_heads: bool = False, references: list[str | None] | None = None, evidence: bool = False):
+        self.transcriber, self.sources, self.items, self.rates = transcriber, sources, items, rates
         self.both_heads, self.references, self.evidence = both_heads, references, evidence
 
     def __call__(self, batch: list[int]) -> list[_Piece]:
@@ -122,19 +127,29 @@ class _Recognition:
                 loaded.append((k, feats, seconds))
             except AudioError as e:
                 done.append(_Piece(k, 0.0, str(e)))
-        if loaded:
+        for model, group in _by_model(tr, loaded, [self.rates[self.items[k].file] for k, _, _ in loaded]):
             refs = None
             if self.references is not None:
                 refs = [self.references[self.items[k].file].split()
                         if self.items[k].stop is None and self.items[k].start == 0
-                        and self.references[self.items[k].file] else None for k, _, _ in loaded]
-            hyps = recognize(tr.model, [f for _, f, _ in loaded], tr.lexicon,
+                        and self.references[self.items[k].file] else None for k, _, _ in group]
+            hyps = recognize(model, [f for _, f, _ in group], tr.lexicon,
                              phone_words_too=self.both_heads or tr.head == "phone", beam=tr.beam,
                              references=refs, reference_head=tr.head)
             if not self.evidence:  # a word's evidence (~60 numbers) is only for fitting calibrators
                 hyps = [_without_evidence(h) for h in hyps]
-            done += [_Piece(k, seconds, None, h) for (k, _, seconds), h in zip(loaded, hyps)]
+            done += [_Piece(k, seconds, None, h) for (k, _, seconds), h in zip(group, hyps)]
         return done
+
+
+def _by_model(tr: "Transcriber", loaded: list, rates: list[int]) -> list[tuple]:
+    """``loaded`` (one entry per item) grouped by the model that hears each item, recorded at ``rates``:
+    ``[(model, entries), ...]``, the bundle's model first."""
+    groups: dict[int, tuple] = {}
+    for entry, rate in zip(loaded, rates):
+        model = tr.model_for(rate)
+        groups.setdefault(id(model), (model, []))[1].append(entry)
+    return list(groups.values())
 
 
 def _without_evidence(h: Hypothesis) -> Hypothesis:
@@ -346,6 +361,18 @@ class Transcriber:
         self.decoding = bundle.decoding
         self.beam = make_beam_decoder(bundle.head, self.lexicon, bundle.decoding, bundle.spellings, bundle.g2p)
 
+    @functools.cached_property
+    def narrowband_model(self) -> RNNModel | None:
+        """The bundle's model for audio recorded at 8 kHz or less (read on first use), else ``None``."""
+        return exported_model(self.bundle.narrowband) if self.bundle.narrowband else None
+
+    def model_for(self, rate: int) -> RNNModel | Ensemble:
+        """The acoustic model that hears audio recorded at ``rate`` Hz: the bundle's narrow-band model
+        at :data:`~asr.features.NARROWBAND_RATE` (8 kHz) or less where it has one, else its model."""
+        if rate <= NARROWBAND_RATE and self.bundle.narrowband:
+            return self.narrowband_model
+        return self.model
+
     def transcribe(self, audio, sample_rate: int | None = None, *, workers: int = 0, progress: bool = False):
         """Words with times and confidences, as ``asr transcribe`` gives them.
 
@@ -382,7 +409,7 @@ class Transcriber:
             return [dataclasses.replace(t, path=p, words=list(t.words)) for p in named
                     for t in [done[os.path.realpath(p)]]]
         samples = _as_samples(audio, sample_rate)
-        (result,) = [t for _, t, _ in self.recognize([samples])]
+        (result,) = [t for _, t, _ in self.recognize([samples], rates=[sample_rate])]
         result.path = ""
         if result.error:
             raise AudioError(result.error)
@@ -413,7 +440,8 @@ class Transcriber:
         except TypeError:
             raise ConfigError(f"unknown streaming option(s) {sorted(options)}; options: "
                               f"{', '.join(f.name for f in dataclasses.fields(StreamingConfig))}") from None
-        return Stream(self, config, stats)
+        narrow = self.bundle.narrowband_streaming
+        return Stream(self, config, stats, read_streaming(narrow)[1] if narrow and self.bundle.narrowband else None)
 
     def transcribe_files(self, paths: Iterable[str | Path], batch_seconds: float = 240.0, workers: int = 0,
                          progress: bool = False, in_order: bool = False) -> Iterator[Transcript]:
@@ -439,7 +467,7 @@ class Transcriber:
 
     def recognize(self, sources: list, batch_seconds: float = 240.0, workers: int = 0, progress: bool = False, *,
                   both_heads: bool = False, references: list[str | None] | None = None, evidence: bool = False,
-                  ) -> Iterator[tuple[int, Transcript, Hypothesis]]:
+                  rates: list[int | None] | None = None) -> Iterator[tuple[int, Transcript, Hypothesis]]:
         """``(position in sources, transcript, hypothesis)`` in order of completion: the one path
         from audio to words of `transcribe`, `evaluate`, `calibrate` (the stages: windows and
         batches, :mod:`asr.plan`; features; the model, :mod:`asr.rnn`; the search, :mod:`asr.decode`).
@@ -448,11 +476,16 @@ class Transcriber:
         phone head's words even when the char head is the one searched; ``references`` (a
         transcript per source, or ``None``) are forced-aligned where a source is one window
         (``Hypothesis.reference_words``); ``evidence`` keeps each word's evidence (to fit a
-        calibrator on). A source that cannot be used gives a transcript with ``error`` set."""
+        calibrator on); ``rates`` (one per source, or ``None``) the rate samples in memory were recorded
+        at before they were resampled to 16 kHz (default 16 kHz; a file's header says its own): audio
+        recorded at 8 kHz or less is heard by the bundle's narrow-band model, if it has one. A source
+        that cannot be used gives a transcript with ``error`` set."""
         items: list[Window] = []
+        recorded = [SAMPLE_RATE] * len(sources)
         for i, src in enumerate(sources):
             try:
-                items += plan_windows(i, _duration(src))
+                seconds, recorded[i] = _info(src, rates[i] if rates else None)
+                items += plan_windows(i, seconds)
             except AudioError as e:
                 yield i, Transcript(src, error=str(e)), Hypothesis([], [], [])
         files: dict[int, FileResult] = {}
@@ -474,7 +507,7 @@ class Transcriber:
         # N workers keep N cores busy: the beam search, the costly part, is one utterance at a
         # time and can only go faster by running on several cores.
         bar = _Progress(len(sources), progress)
-        job = _Recognition(self, sources, items, both_heads, references, evidence)
+        job = _Recognition(self, sources, items, recorded, both_heads, references, evidence)
         for batch in _run_batches(job, batches, workers):
             for piece in batch:
                 it = items[piece.k]
@@ -523,15 +556,16 @@ class _ModelOutputs:
     pairs, read and featurised as :class:`_Recognition` does, in a worker process when there are
     workers (the same pool, :func:`_run_batches`)."""
 
-    def __init__(self, transcriber: Transcriber, sources: list, items: list[Window]):
-        self.transcriber, self.sources, self.items = transcriber, sources, items
+    def __init__(self, transcriber: Transcriber, sources: list, items: list[Window], rates: list[int]):
+        self.transcriber, self.sources, self.items, self.rates = transcriber, sources, items, rates
 
     def __call__(self, batch: list[int]) -> list[tuple[list[int], dict[str, np.ndarray]]]:
         features = self.transcriber.model.config.features
         loaded = [(k, f) for k in batch
                   if (f := _item_features(self.sources[self.items[k].file], self.items[k], features)[0]) is not None]
-        return [([loaded[i][0] for i in idx], out)
-                for idx, out in self.transcriber.model.forward_batches([f for _, f in loaded])]
+        return [([group[i][0] for i in idx], out)
+                for model, group in _by_model(self.transcriber, loaded, [self.rates[self.items[k].file] for k, _ in loaded])
+                for idx, out in model.forward_batches([f for _, f in group])]
 
 
 def item_outputs(transcriber: Transcriber, sources: list, workers: int = 1, batch_seconds: float = 240.0
@@ -543,9 +577,11 @@ def item_outputs(transcriber: Transcriber, sources: list, workers: int = 1, batc
     Returns the items and ``(item indices, batch output)`` pairs of :meth:`asr.rnn.RNNModel.forward_batches`;
     items of digital silence have no output. A file that cannot be used raises its :class:`AudioError`.
     """
-    items = [it for i, src in enumerate(sources) for it in plan_windows(i, _duration(src))]
+    info = [_info(src) for src in sources]
+    items = [it for i, (seconds, _) in enumerate(info) for it in plan_windows(i, seconds)]
     batches = bucket_batches([it.seconds for it in items], batch_seconds, shuffle=False)
-    outputs = [pair for done in _run_batches(_ModelOutputs(transcriber, sources, items), batches, workers)
+    rates = [rate for _, rate in info]
+    outputs = [pair for done in _run_batches(_ModelOutputs(transcriber, sources, items, rates), batches, workers)
                for pair in done]
     return items, outputs
 

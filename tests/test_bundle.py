@@ -315,3 +315,57 @@ def test_a_bundle_is_not_written_with_a_member_of_other_features(small_bundle, t
     b = small_bundle.with_options(ensemble=[str(tmp_path / "mfcc13.npz")])
     with pytest.raises(BundleError, match="member 2 differs from the first in features"):
         write_bundle(tmp_path / "b", b.model, b.head, b.decoding, b.lexicon, ensemble=b.ensemble)
+
+
+def test_a_narrowband_model_travels_in_a_bundle_with_its_stream_statistics(small_bundle, tmp_path):
+    """`asr bundle --narrowband MODEL --narrowband-stats MANIFEST` copies a model for 8 kHz audio in
+    (a checkpoint exported as narrowband.npz) with the feature statistics of the manifest's audio;
+    `asr tune` into it and another `asr bundle` keep it; a model of other features is refused."""
+    import numpy as np
+    import torch
+
+    from asr.cli import main
+    from asr.features import FeatureConfig
+    from asr.model import AcousticModel, export, load_model, save_checkpoint
+    from asr.rnn import ModelConfig, RNNModel
+    from asr.stream import read_streaming
+
+    torch.manual_seed(0)
+    small = dataclasses.replace(RNNModel.load(small_bundle.runtime).config, hidden=16, layers=2, inter_layer=1)
+    save_checkpoint(tmp_path / "nb.pt", AcousticModel(small))
+    assert main(["bundle", str(small_bundle.path), "--narrowband", str(tmp_path / "nb.pt"), "--narrowband-stats",
+                 str(TEST_DATA / "manifest.jsonl"), "--out", str(tmp_path / "b")]) == 0
+    b = load_bundle(tmp_path / "b")
+    assert (b.narrowband, b.narrowband_streaming) == (tmp_path / "b" / "narrowband.npz",
+                                                      tmp_path / "b" / "narrowband-stream.json")
+    meta = json.loads((tmp_path / "b" / BUNDLE_FILE).read_text())
+    assert meta["narrowband"] == {"runtime": "narrowband.npz", "streaming": "narrowband-stream.json"}
+    assert {"narrowband.npz", "narrowband-stream.json"} <= set(meta["files"])
+    assert meta["produced_by"]["derived_from"]["changed"]["narrowband"] == "nb.pt"
+    feats = np.random.default_rng(0).standard_normal((1, 60, 40)).astype(np.float32)
+    np.testing.assert_allclose(RNNModel.load(b.narrowband).forward(feats, np.array([60]))["phone"],
+                               export(load_model(tmp_path / "nb.pt")).forward(feats, np.array([60]))["phone"],
+                               atol=1e-5)
+    stats = read_streaming(b.narrowband_streaming)[1]
+    assert stats is not None and stats.frames > 0
+    # the bundle's own decoding and files are unchanged; written again, the model stays
+    assert b.decoding.beam_size == small_bundle.decoding.beam_size and b.head == small_bundle.head
+    assert main(["bundle", str(tmp_path / "b"), "--beam-size", "10", "--out", str(tmp_path / "c")]) == 0
+    assert load_bundle(tmp_path / "c").narrowband == tmp_path / "c" / "narrowband.npz"
+    assert main(["tune", "--bundle", str(tmp_path / "c"), "--manifest", str(TEST_DATA / "manifest.jsonl"), "--heads",
+                 "phone", "--lm-weights", "1", "--word-scores", "0", "--joint-weights", "0", "--workers", "1",
+                 "--out", str(tmp_path / "tune")]) == 0
+    tuned = load_bundle(tmp_path / "c")
+    assert (tuned.narrowband, tuned.narrowband_streaming) == (tmp_path / "c" / "narrowband.npz",
+                                                              tmp_path / "c" / "narrowband-stream.json")
+    assert main(["bundle", str(tmp_path / "b"), "--narrowband", "none", "--out", str(tmp_path / "d")]) == 0
+    assert load_bundle(tmp_path / "d").narrowband is None
+    assert "narrowband" not in json.loads((tmp_path / "d" / BUNDLE_FILE).read_text())
+    # one search and one calibrator serve both: a model of other features is refused
+    export(AcousticModel(ModelConfig(hidden=8, layers=2, features=FeatureConfig(n_mfcc=13))).eval()).save(
+        tmp_path / "mfcc13.npz")
+    with pytest.raises(BundleError, match="narrow-band model differs from the first in features"):
+        write_bundle(tmp_path / "e", b.model, b.head, b.decoding, b.lexicon, narrowband=tmp_path / "mfcc13.npz")
+    with pytest.raises(ConfigError, match="nothere.npz: narrow-band model not found"):
+        b.with_options(narrowband=str(tmp_path / "nothere.npz"))
+

@@ -431,3 +431,24 @@ def test_without_the_serve_extra_one_line_names_it():
     code = "import sys; sys.modules['fastapi'] = None; from asr.cli import main; sys.exit(main(['serve']))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 2 and "pip install 'asr[serve]'" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_audio_recorded_at_8_khz_reaches_the_narrowband_model(deaf_model, recognizer, tmp_path):
+    """`asr serve --narrowband`: an upload and a WebSocket stream at 8 kHz are heard by that model
+    (one that hears nothing), 16 kHz audio by the bundle's."""
+    wav8 = tmp_path / "clip8k.wav"
+    sf.write(wav8, load_audio(CLIPS[0], sample_rate=8000), 8000)
+    pcm8 = (load_audio(CLIPS[0], sample_rate=8000) * 32767).astype("<i2").tobytes()
+    s = Server("--workers", "1", "--narrowband", deaf_model)
+    try:
+        c = client(s)
+        with open(wav8, "rb") as f:
+            assert c.audio.transcriptions.create(model="asr", file=f).text == ""
+        with open(CLIPS[0], "rb") as f:
+            assert c.audio.transcriptions.create(model="asr", file=f).text == recognizer.transcribe(str(CLIPS[0])).text
+        frames8 = [pcm8[i:i + 3200] for i in range(0, len(pcm8), 3200)]
+        assert all(not r.get("text") and not r.get("partial") for r in vosk_run(s.url, frames8, {"sample_rate": 8000}))
+        assert vosk_run(s.url, pcm_frames(CLIPS[0]))[-1]["text"]
+    finally:
+        code, err = s.stop()
+    assert code == 0 and "Traceback" not in err, err

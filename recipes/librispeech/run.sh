@@ -108,6 +108,12 @@ if [ "$start" -le 1 ] && [ "$stop" -ge 1 ]; then
   echo "stage 1: manifests"
   # train-clean-100 + train-clean-360 + train-other-500 for 960 h: see conf/train-960.toml
   for manifest in $train_manifest $dev_manifest; do
+    # NAME-8k.jsonl: an 8 kHz copy of NAME.jsonl (conf/train-clean-5-8k.toml), made after it
+    narrow=
+    if [[ "$manifest" == *-8k.jsonl ]]; then
+      narrow=$manifest
+      manifest=${manifest%-8k.jsonl}.jsonl
+    fi
     subset=$(basename "$manifest" .jsonl)
     if [ "$subset" = dev ] && [ ! -f "$manifest" ] && [ ! -d "$corpus/dev-clean" ]; then
       $asr prepare librispeech "$corpus" --subset test-clean --out "$manifest.all"
@@ -133,6 +139,9 @@ PY
       else
         $asr prepare librispeech "$corpus" --subset "$subset" --out "$manifest"
       fi
+    fi
+    if [ -n "$narrow" ] && [ ! -f "$narrow" ]; then
+      python3 recipes/librispeech/local/narrowband.py "$manifest" --out "$narrow"
     fi
   done
   if [ -n "$digits" ] && [ ! -f "$digits_manifest" ]; then
