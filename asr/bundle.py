@@ -344,12 +344,13 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
                  lexicon: str | Path | None = None, produced_by: dict[str, Any] | None = None,
                  streaming: str | Path | None = None, g2p: str | Path | None = None,
                  ensemble: EnsembleConfig = EnsembleConfig(), narrowband: str | Path | None = None,
-                 narrowband_streaming: str | Path | None = None) -> Bundle:
+                 narrowband_streaming: str | Path | None = None, narrowband_int8: bool = False) -> Bundle:
     """Write a bundle folder ``out``: ``model`` (a checkpoint), ``lexicon`` (default: the shipped
     one), the LM and calibrator that ``decoding`` names (copied in, with the LM's word list),
     ``streaming`` (a stream.json, see :func:`asr.stream.write_streaming`), ``g2p`` (a G2P model,
     :mod:`asr.g2p`), ``ensemble``'s members (exported as ``model-2.npz``, ...), ``narrowband`` (a model for
-    8 kHz audio, exported as ``narrowband.npz``) with ``narrowband_streaming`` (a stream.json of 8 kHz
+    8 kHz audio, exported as ``narrowband.npz``; ``narrowband_int8``: its weight matrices stored as
+    int8, :meth:`asr.rnn.RNNModel.save`) with ``narrowband_streaming`` (a stream.json of 8 kHz
     training audio's statistics), the model exported for
     recognition (:func:`asr.model.export`: needs torch) and bundle.json last, with the sha256 of
     each file. ``out`` may be an existing bundle whose files are given again (that is how tune
@@ -401,7 +402,7 @@ def write_bundle(out: str | Path, model: str | Path, head: str, decoding: Decodi
     members = [_member_in(m, folder, f"model-{i}.npz") for i, m in enumerate(ensemble.members, 2)]
     narrow = {}
     if narrowband:
-        narrow["runtime"] = _member_in(narrowband, folder, NARROWBAND_FILE)
+        narrow["runtime"] = _member_in(narrowband, folder, NARROWBAND_FILE, narrowband_int8)
         if narrowband_streaming:
             narrow["streaming"] = _copy_in(narrowband_streaming, folder, NARROWBAND_STREAMING_FILE)
     runtime = folder / RUNTIME_FILE
@@ -479,12 +480,13 @@ def exported_model(path: str | Path):
     return export(load_model(path))
 
 
-def _member_in(src: str | Path, folder: Path, name: str) -> str:
-    """An ensemble member into ``folder`` as ``name``: an exported model copied (after reading it:
-    a bundle is not written with a member it cannot read), a checkpoint exported."""
+def _member_in(src: str | Path, folder: Path, name: str, int8: bool = False) -> str:
+    """An ensemble member or narrow-band model into ``folder`` as ``name``: an exported model copied
+    (after reading it: a bundle is not written with a member it cannot read), a checkpoint exported;
+    ``int8``: written with int8 weight matrices (:meth:`asr.rnn.RNNModel.save`)."""
     model = exported_model(src)
-    if Path(src).suffix == ".pt":
-        model.save(folder / name)
+    if Path(src).suffix == ".pt" or int8:
+        model.save(folder / name, int8=int8)
         return name
     return _copy_in(src, folder, name)
 

@@ -433,7 +433,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         write_streaming(narrow_streaming, StreamingConfig(), stats)
     written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced, streaming,
                            None if args.g2p == "none" else args.g2p or base.g2p, bundle.ensemble, bundle.narrowband,
-                           narrow_streaming if bundle.narrowband else None)
+                           narrow_streaming if bundle.narrowband else None, args.narrowband_int8)
     print(bundle_summary(written))
     return 0
 
@@ -839,6 +839,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_narrowband_option(g)
     g.add_argument("--narrowband-stats", metavar="MANIFEST", help="8 kHz training manifest whose feature statistics "
                                                                  "start its streams' running normalisation")
+    g.add_argument("--narrowband-int8", action="store_true", help="store its weight matrices as int8, a scale a row "
+                                                                  "(a quarter of the size; float32 when read)")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.set_defaults(func=cmd_bundle)
 

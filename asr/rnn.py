@@ -29,6 +29,11 @@ from .io import atomic_write_bytes
 from .text import CHAR_VOCAB, PHONE_VOCAB
 
 EXPORT_FORMAT = 1  # bumped when the names or layout of an exported model's arrays change
+# Format 2: format 1 with weight matrices stored as int8, a float32 scale per row beside each
+# (`NAME` int8, `NAME.scale`): a quarter of the size on disk, read back as float32. A float32
+# file is still written as format 1, which readers before int8 storage read too.
+INT8_FORMAT = 2
+SCALE = ".scale"  # the suffix of an int8 matrix's row scales
 
 
 @dataclass(frozen=True)
@@ -156,13 +161,25 @@ class RNNModel:
 
     # -- files ------------------------------------------------------------------------------
 
-    def save(self, path: str | Path) -> None:
-        """Write the config and weights as one ``.npz`` (atomically): arrays only, no pickles."""
+    def save(self, path: str | Path, int8: bool = False) -> None:
+        """Write the config and weights as one ``.npz`` (atomically): arrays only, no pickles.
+
+        ``int8``: each weight matrix stored as int8 with a float32 scale per row (its largest
+        magnitude / 127), a quarter of the size; :meth:`load` gives float32 again, each weight
+        within half a step (scale / 2) of the original. Biases and norms stay float32."""
         import io
 
+        arrays = dict(self.w)
+        if int8:
+            for name, w in self.w.items():
+                if w.ndim == 2:
+                    scale = np.abs(w).max(axis=1) / 127
+                    scale[scale == 0] = 1.0  # an all-zero row: any scale gives zeros
+                    arrays[name] = np.round(w / scale[:, None]).astype(np.int8)
+                    arrays[name + SCALE] = scale.astype(np.float32)
         buf = io.BytesIO()
-        config = json.dumps({"format": EXPORT_FORMAT, "config": dataclasses.asdict(self.config)})
-        np.savez(buf, __config__=np.array(config), **self.w)
+        config = json.dumps({"format": INT8_FORMAT if int8 else EXPORT_FORMAT, "config": dataclasses.asdict(self.config)})
+        np.savez(buf, __config__=np.array(config), **arrays)
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
@@ -181,9 +198,15 @@ class RNNModel:
             config = ModelConfig.from_dict(head["config"])
         except (KeyError, TypeError, ValueError) as e:
             raise ExportError(f"{path}: exported model without a readable config ({e})") from None
-        if head.get("format") != EXPORT_FORMAT:
-            raise ExportError(f"{path}: exported model format {head.get('format')}, this asr reads {EXPORT_FORMAT}: "
-                              f"export it again (asr bundle ... --export)")
+        if head.get("format") == INT8_FORMAT:
+            scales = {name[:-len(SCALE)]: arrays.pop(name) for name in list(arrays) if name.endswith(SCALE)}
+            for name, scale in scales.items():
+                if name not in arrays or arrays[name].dtype != np.int8 or arrays[name].shape[:1] != scale.shape:
+                    raise ExportError(f"{path}: {name}{SCALE} scales no int8 matrix of {len(scale)} rows")
+                arrays[name] = arrays[name].astype(np.float32) * scale[:, None]
+        elif head.get("format") != EXPORT_FORMAT:
+            raise ExportError(f"{path}: exported model format {head.get('format')}, this asr reads {EXPORT_FORMAT} and "
+                              f"{INT8_FORMAT}: export it again from its checkpoint (asr bundle CHECKPOINT --out DIR)")
         try:
             return cls(config, arrays)
         except ExportError as e:

@@ -358,6 +358,9 @@ def test_a_narrowband_model_travels_in_a_bundle_with_its_stream_statistics(small
     tuned = load_bundle(tmp_path / "c")
     assert (tuned.narrowband, tuned.narrowband_streaming) == (tmp_path / "c" / "narrowband.npz",
                                                               tmp_path / "c" / "narrowband-stream.json")
+    assert main(["bundle", str(tmp_path / "b"), "--narrowband", str(tmp_path / "nb.pt"), "--narrowband-int8",
+                 "--out", str(tmp_path / "i8")]) == 0  # stored as int8 (asr.rnn's format 2)
+    assert json.loads(str(np.load(tmp_path / "i8" / "narrowband.npz")["__config__"]))["format"] == 2
     assert main(["bundle", str(tmp_path / "b"), "--narrowband", "none", "--out", str(tmp_path / "d")]) == 0
     assert load_bundle(tmp_path / "d").narrowband is None
     assert "narrowband" not in json.loads((tmp_path / "d" / BUNDLE_FILE).read_text())

@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import json
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,33 @@ def test_save_and_load_round_trip_and_bad_files(tmp_path):
     np.savez(tmp_path / "partial.npz", __config__=np.load(tmp_path / "m.npz")["__config__"], **partial)
     with pytest.raises(ExportError, match="lacks char_head.bias"):
         RNNModel.load(tmp_path / "partial.npz")
+
+
+def test_int8_storage_is_a_quarter_of_the_size_and_each_weight_within_half_a_step(tmp_path):
+    _, rnn = _pair(ModelConfig(hidden=64, layers=2, dropout=0.0))
+    rnn.save(tmp_path / "f32.npz")
+    rnn.save(tmp_path / "i8.npz", int8=True)
+    assert json.loads(str(np.load(tmp_path / "f32.npz")["__config__"]))["format"] == 1  # as before int8 storage
+    assert json.loads(str(np.load(tmp_path / "i8.npz")["__config__"]))["format"] == 2
+    assert (tmp_path / "i8.npz").stat().st_size < 0.35 * (tmp_path / "f32.npz").stat().st_size  # biases stay float32
+    again = RNNModel.load(tmp_path / "i8.npz")
+    assert again.config == rnn.config and again.w.keys() == rnn.w.keys()
+    for k, w in rnn.w.items():
+        assert again.w[k].dtype == np.float32
+        if w.ndim == 2:  # within half a step of its row's scale, and not all equal to it
+            step = np.abs(w).max(axis=1, keepdims=True) / 127
+            assert (np.abs(again.w[k] - w) <= step / 2 + 1e-7).all() and not np.array_equal(again.w[k], w)
+        else:
+            assert np.array_equal(again.w[k], w)
+    feats = np.random.default_rng(0).standard_normal((2, 30, 40)).astype(np.float32)
+    exact, stored = rnn.forward(feats, np.array([30, 20])), again.forward(feats, np.array([30, 20]))
+    np.testing.assert_allclose(np.exp(stored["char"]), np.exp(exact["char"]), atol=0.02)
+    with np.load(tmp_path / "i8.npz") as z:  # a scale of the wrong length: refused, named
+        arrays = {k: z[k] for k in z.files}
+    arrays["char_head.weight.scale"] = arrays["char_head.weight.scale"][:-1]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ExportError, match="char_head.weight.scale scales no int8 matrix"):
+        RNNModel.load(tmp_path / "bad.npz")
 
 
 def test_a_pickled_object_in_an_exported_model_is_refused(tmp_path):
