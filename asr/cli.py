@@ -391,13 +391,12 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     if base.path is not None:  # what it was made from; its dev figures were measured before these changes
         changed = {k: Path(v).name if k in ("lm", "calibration") and v else v
                    for k, v in dataclasses.asdict(bundle.decoding).items() if v != getattr(base.decoding, k)}
-        if bundle.narrowband != base.narrowband:
-            changed["narrowband"] = bundle.narrowband.name if bundle.narrowband else None
         if bundle.ensemble != base.ensemble:
             changed["ensemble"] = {"members": [Path(m).name for m in bundle.ensemble.members],
                                    "weights": list(bundle.ensemble.weights), "rule": bundle.ensemble.rule}
         if not changed and bundle.head == base.head and bundle.lexicon == base.lexicon:
-            produced = dict(base.produced_by)  # the same decoding (e.g. only streaming added): its figures hold
+            # the same decoding (e.g. only streaming, or a narrow-band model for 8 kHz audio, added): its figures hold
+            produced = dict(base.produced_by)
         else:
             produced["derived_from"] = {"bundle": args.checkpoint, "changed": changed,  # (its own derived_from nests)
                                         **{k: base.produced_by[k] for k in ("commit", "dev", "derived_from")
@@ -427,10 +426,20 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         from .transcribe import load_acoustic_model
 
         stats = manifest_statistics(args.narrowband_stats, load_acoustic_model(bundle).config.features)
-        produced["narrowband_stream_stats"] = {"manifest": args.narrowband_stats, "frames": stats.frames}
         Path(args.out).mkdir(parents=True, exist_ok=True)
         narrow_streaming = Path(args.out) / "narrowband-stream.json"
         write_streaming(narrow_streaming, StreamingConfig(), stats)
+    if bundle.narrowband != base.narrowband or args.narrowband_stats or args.narrowband_int8:
+        produced.pop("narrowband", None)
+        if bundle.narrowband:  # what it was made from
+            produced["narrowband"] = {"model": str(bundle.narrowband), "int8": args.narrowband_int8,
+                                      **({"stream_stats": {"manifest": args.narrowband_stats, "frames": stats.frames}}
+                                         if args.narrowband_stats else {})}
+            if bundle.narrowband.suffix == ".pt":
+                from .model import load_checkpoint
+
+                ckpt = load_checkpoint(bundle.narrowband)
+                produced["narrowband"] |= {k: ckpt[k] for k in ("training", "epoch", "dev", "soup_of") if k in ckpt}
     written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced, streaming,
                            None if args.g2p == "none" else args.g2p or base.g2p, bundle.ensemble, bundle.narrowband,
                            narrow_streaming if bundle.narrowband else None, args.narrowband_int8)

@@ -23,7 +23,10 @@ Systems: each bundle (default: the shipped one) with ``--grammar`` (also without
 out-of-grammar rejection and confidence floor: what the grammar alone does), the same bundle's default
 decoding (its LM) for the speed and the errors without a grammar, and PocketSphinx 5.1.1 with
 its en-us model and the same grammar file (``Decoder(jsgf=...)``). All read the audio
-resampled to 16 kHz. Prints WER, sentence errors and RTF (decoding time / audio, one process,
+resampled to 16 kHz; asr hears each clip as the recording it came from (FSDD's and the strings of
+them: 8 kHz, PocketSphinx's: 16 kHz), so a bundle with a narrow-band model hears FSDD with that
+model, as `asr transcribe` would hear the files (``--narrowband-off``: also each such bundle with
+it off, ``--narrowband none``, side by side). Prints WER, sentence errors and RTF (decoding time / audio, one process,
 one thread, loading and a first untimed clip excluded) per set and system.
 
 ``--speakers``: only these FSDD speakers' recordings (e.g. one a model never heard:
@@ -84,6 +87,8 @@ def join_strings(clips: list[tuple[np.ndarray, str]], speakers: list[str], count
     return strings
 
 
+# The rate each set's recordings were made at (asr hears them as those recordings)
+RECORDED_AT = {"digit": 8000, "digits": 8000, "cards": 16000, "goforward": 16000}
 PS_VERSION = "5.1.1"
 PS_FILES = ["cards/001.wav", "cards/002.wav", "cards/003.wav", "cards/004.wav", "cards/005.wav",
             "cards/cards.gram", "cards/cards.transcription", "goforward.raw", "goforward.gram"]
@@ -122,13 +127,20 @@ def pocketsphinx_sets(data: Path) -> dict[str, tuple[list[tuple[np.ndarray, str]
             "goforward": ([(forward, "go forward ten meters")], str(data / "goforward.gram"))}
 
 
-def run_asr(recognizer, clips) -> tuple[list[str], float]:
+def heard(recognizer, wav: np.ndarray, rate: int) -> str:
+    """The text of 16 kHz samples of a recording made at ``rate`` Hz: what transcribing that
+    recording gives (its rate chooses the model; it is resampled to these samples)."""
+    ((_, transcript, _),) = recognizer.recognize([wav], rates=[rate])
+    return transcript.text
+
+
+def run_asr(recognizer, clips, rate: int) -> tuple[list[str], float]:
     # loading excluded: the lexicon, which loads on the first word that needs it (the joint rescoring
     # of a character-head bundle, on whichever clip first has two hypotheses), and a first call's one-off costs
     len(recognizer.lexicon)  # a lazy lexicon loads for it; a loaded one just answers
-    recognizer.transcribe(clips[0][0], sample_rate=16000)
+    heard(recognizer, clips[0][0], rate)
     start = time.perf_counter()
-    hyps = [recognizer.transcribe(wav, sample_rate=16000).text for wav, _ in clips]
+    hyps = [heard(recognizer, wav, rate) for wav, _ in clips]
     return hyps, time.perf_counter() - start
 
 
@@ -150,6 +162,8 @@ def main() -> None:
                     default=["grammar", "bare-grammar", "lm", "pocketsphinx"])
     ap.add_argument("--sets", nargs="+", choices=["digit", "digits", "cards", "goforward"],
                     default=["digit", "digits", "cards", "goforward"])
+    ap.add_argument("--narrowband-off", action="store_true",
+                    help="also each bundle that has a narrow-band model with it off (--narrowband none)")
     ap.add_argument("--pocketsphinx-tests", default="exp/pocketsphinx-tests", metavar="DIR",
                     help="where PocketSphinx's release is fetched and its test recordings unpacked")
     args = ap.parse_args()
@@ -172,15 +186,21 @@ def main() -> None:
         refs = [ref for _, ref in clips]
         audio = sum(len(w) for w, _ in clips) / 16000
         gram = Path(grammar).name
+        rate = RECORDED_AT[name]
         systems = []
         for bundle in args.bundle or [None]:
-            label = "asr" + (f" {bundle}" if bundle else " (shipped bundle)")
-            systems.append(("grammar", f"{label}, --grammar {gram}",
-                            lambda b=bundle: run_asr(asr.load(b, grammar=grammar), clips)))
-            systems.append(("bare-grammar", f"{label}, --grammar {gram}, no out-of-grammar rejection, no confidence floor",
-                            lambda b=bundle: run_asr(asr.load(b, grammar=grammar, grammar_reject=1e9,
-                                                              confidence_floor=0.0), clips)))
-            systems.append(("lm", f"{label}, its LM (no grammar)", lambda b=bundle: run_asr(asr.load(b), clips)))
+            ways = [({}, "")]
+            if args.narrowband_off and asr.load_bundle(bundle).narrowband:
+                ways.append(({"narrowband": "none"}, " --narrowband none"))
+            for off, said in ways:
+                label = "asr" + (f" {bundle}" if bundle else " (shipped bundle)") + said
+                systems.append(("grammar", f"{label}, --grammar {gram}",
+                                lambda b=bundle, o=off: run_asr(asr.load(b, grammar=grammar, **o), clips, rate)))
+                systems.append(("bare-grammar", f"{label}, --grammar {gram}, no out-of-grammar rejection, no confidence floor",
+                                lambda b=bundle, o=off: run_asr(asr.load(b, grammar=grammar, grammar_reject=1e9,
+                                                                         confidence_floor=0.0, **o), clips, rate)))
+                systems.append(("lm", f"{label}, its LM (no grammar)",
+                                lambda b=bundle, o=off: run_asr(asr.load(b, **o), clips, rate)))
         systems.append(("pocketsphinx", f"PocketSphinx 5.1.1 en-us, jsgf={gram}",
                         lambda: run_pocketsphinx(grammar, clips)))
         systems = [(label, run) for kind, label, run in systems if kind in args.systems]

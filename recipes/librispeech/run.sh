@@ -17,6 +17,10 @@
 # they rescore its n-best (ENSEMBLE_RULE nbest; mean|product combine frames), weighted by
 # ENSEMBLE_WEIGHTS (default "1 0.5": the best on dev for one more model, RESULTS.md): e.g. the second member
 # that conf/train-clean-5-seed1.toml trains (run.sh CORPUS_DIR recipes/librispeech/conf/train-clean-5-seed1.toml 2 2).
+# NARROWBAND=CKPT: stage 6 puts a model for audio recorded at 8 kHz or less into the bundle (asr bundle
+# --narrowband, its weights stored as int8), with the feature statistics of NARROWBAND_STATS (default:
+# the training manifest's 8 kHz copy) for streaming: the one conf/train-clean-5-8k.toml trains with DIGITS
+# (DIGITS=FSDD_DIR run.sh CORPUS_DIR recipes/librispeech/conf/train-clean-5-8k.toml 1 3; RESULTS.md).
 set -euo pipefail
 
 corpus=${1:?usage: run.sh CORPUS_DIR [CONFIG] [START_STAGE] [STOP_STAGE]}
@@ -223,6 +227,9 @@ if [ -z "${RNNLM:-}" ] && [ "$start" -le 4 ] && [ "$stop" -ge 4 ]; then
 fi
 rescore=(--rescore none)
 [ "$rnnlm" != none ] && rescore=(--rescore "$rnnlm" --rescore-weights ${RESCORE_WEIGHTS:-0 0.1 0.2 0.3 0.4})
+narrowband=()
+[ -n "${NARROWBAND:-}" ] && narrowband=(--narrowband "$NARROWBAND" --narrowband-int8
+                                        --narrowband-stats "${NARROWBAND_STATS:-${train_manifest%.jsonl}-8k.jsonl}")
 ensemble=()
 # shellcheck disable=SC2206  # ENSEMBLE is a list of checkpoints
 [ -n "${ENSEMBLE:-}" ] && ensemble=(--ensemble $ENSEMBLE --ensemble-rule "${ENSEMBLE_RULE:-nbest}"
@@ -292,7 +299,7 @@ if [ "$start" -le 6 ] && [ "$stop" -ge 6 ]; then
   $asr bundle "$model" "${ensemble[@]}" --decoding "$out_dir/tune/best.json" \
     --calibration "$out_dir/calibration/calibration.json" --confidence-floor ${CONFIDENCE_FLOOR:-0.15} \
     --grammar-reject ${GRAMMAR_REJECT:-1.5} \
-    --stream-stats "$train_manifest" --g2p "$out_dir/g2p.npz" --out "$out_dir/bundle"
+    --stream-stats "$train_manifest" --g2p "$out_dir/g2p.npz" ${narrowband[@]+"${narrowband[@]}"} --out "$out_dir/bundle"
   if [ "$ship" != none ]; then
     mkdir -p "$ship"
     for f in "$out_dir"/bundle/*; do cp "$f" "$ship/"; done  # bundle.json and the files it lists
