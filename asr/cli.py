@@ -432,7 +432,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     if bundle.narrowband != base.narrowband or args.narrowband_stats or args.narrowband_int8:
         produced.pop("narrowband", None)
         if bundle.narrowband:  # what it was made from
-            produced["narrowband"] = {"model": str(bundle.narrowband), "int8": args.narrowband_int8,
+            produced["narrowband"] = {"model": args.narrowband or str(bundle.narrowband), "int8": args.narrowband_int8,
                                       **({"stream_stats": {"manifest": args.narrowband_stats, "frames": stats.frames}}
                                          if args.narrowband_stats else {})}
             if bundle.narrowband.suffix == ".pt":
