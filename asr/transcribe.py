@@ -144,7 +144,7 @@ class _Recognition:
 
 def _by_model(tr: "Transcriber", loaded: list, rates: list[int]) -> list[tuple]:
     """``loaded`` (one entry per item) grouped by the model that hears each item, recorded at ``rates``:
-    ``[(model, entries), ...]``, the bundle's model first."""
+    ``[(model, entries), ...]``, each model once, entries in their order (a batch is searched per model)."""
     groups: dict[int, tuple] = {}
     for entry, rate in zip(loaded, rates):
         model = tr.model_for(rate)
