@@ -405,35 +405,39 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         produced["dev"] = {"wer": record["wer"], "manifest": record.get("manifest")}
     streaming = base.streaming
     changes = _streaming_options(args)
+    if args.narrowband_stats and not bundle.narrowband:  # before any work
+        print("error: --narrowband-stats: the bundle has no narrow-band model (give --narrowband MODEL)",
+              file=sys.stderr)
+        return 2
+    features = None  # what the statistics are of: the model's features, read once for both
+    if args.stream_stats or args.narrowband_stats:
+        from .transcribe import load_acoustic_model
+
+        features = load_acoustic_model(bundle).config.features
     if args.stream_stats or changes:
         from .stream import StreamingConfig, manifest_statistics, read_streaming, write_streaming
-        from .transcribe import load_acoustic_model
 
         config, stats = read_streaming(streaming) if streaming else (StreamingConfig(), None)
         if args.stream_stats:
-            stats = manifest_statistics(args.stream_stats, load_acoustic_model(bundle).config.features)
+            stats = manifest_statistics(args.stream_stats, features)
             produced["stream_stats"] = {"manifest": args.stream_stats, "frames": stats.frames}
         Path(args.out).mkdir(parents=True, exist_ok=True)
         streaming = Path(args.out) / "stream.json"
         write_streaming(streaming, dataclasses.replace(config, **changes), stats)
     narrow_streaming = bundle.narrowband_streaming
     if args.narrowband_stats:
-        if not bundle.narrowband:
-            print("error: --narrowband-stats: the bundle has no narrow-band model (give --narrowband MODEL)",
-                  file=sys.stderr)
-            return 2
         from .stream import StreamingConfig, manifest_statistics, write_streaming
-        from .transcribe import load_acoustic_model
 
-        stats = manifest_statistics(args.narrowband_stats, load_acoustic_model(bundle).config.features)
+        narrow_stats = manifest_statistics(args.narrowband_stats, features)
         Path(args.out).mkdir(parents=True, exist_ok=True)
         narrow_streaming = Path(args.out) / "narrowband-stream.json"
-        write_streaming(narrow_streaming, StreamingConfig(), stats)
+        write_streaming(narrow_streaming, StreamingConfig(), narrow_stats)
     if bundle.narrowband != base.narrowband or args.narrowband_stats or args.narrowband_int8:
         produced.pop("narrowband", None)
         if bundle.narrowband:  # what it was made from
             produced["narrowband"] = {"model": args.narrowband or str(bundle.narrowband), "int8": args.narrowband_int8,
-                                      **({"stream_stats": {"manifest": args.narrowband_stats, "frames": stats.frames}}
+                                      **({"stream_stats": {"manifest": args.narrowband_stats,
+                                                           "frames": narrow_stats.frames}}
                                          if args.narrowband_stats else {})}
             if bundle.narrowband.suffix == ".pt":
                 from .model import load_checkpoint

@@ -280,8 +280,9 @@ class Stream:
             self.rate = int(sample_rate)
             self.resampler = _Resampler(self.rate) if self.rate != SAMPLE_RATE else None
             model_for = getattr(self.recognizer, "model_for", None)
-            if model_for is not None and model_for(self.rate) is not self.model:
-                self._hear_with(model_for(self.rate), self.narrowband_stats)
+            model = model_for(self.rate) if model_for is not None else self.model
+            if model is not self.model:
+                self._hear_with(model, self.narrowband_stats)
         return np.ascontiguousarray(wav, dtype=np.float32)
 
     # -- features -> model ------------------------------------------------------------------
