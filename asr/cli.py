@@ -433,17 +433,20 @@ def cmd_bundle(args: argparse.Namespace) -> int:
         narrow_streaming = Path(args.out) / "narrowband-stream.json"
         write_streaming(narrow_streaming, StreamingConfig(), narrow_stats)
     if bundle.narrowband != base.narrowband or args.narrowband_stats or args.narrowband_int8:
-        produced.pop("narrowband", None)
+        before = produced.pop("narrowband", None) or {}
         if bundle.narrowband:  # what it was made from
-            produced["narrowband"] = {"model": args.narrowband or str(bundle.narrowband), "int8": args.narrowband_int8,
-                                      **({"stream_stats": {"manifest": args.narrowband_stats,
-                                                           "frames": narrow_stats.frames}}
-                                         if args.narrowband_stats else {})}
-            if bundle.narrowband.suffix == ".pt":
-                from .model import load_checkpoint
+            if bundle.narrowband == base.narrowband:  # the same model stored again: where it came from stays
+                record = dict(before, int8=bool(before.get("int8")) or args.narrowband_int8)
+            else:
+                record = {"model": args.narrowband, "int8": args.narrowband_int8}
+                if bundle.narrowband.suffix == ".pt":
+                    from .model import load_checkpoint
 
-                ckpt = load_checkpoint(bundle.narrowband)
-                produced["narrowband"] |= {k: ckpt[k] for k in ("training", "epoch", "dev", "soup_of") if k in ckpt}
+                    ckpt = load_checkpoint(bundle.narrowband)
+                    record |= {k: ckpt[k] for k in ("training", "epoch", "dev", "soup_of") if k in ckpt}
+            if args.narrowband_stats:
+                record["stream_stats"] = {"manifest": args.narrowband_stats, "frames": narrow_stats.frames}
+            produced["narrowband"] = record
     written = write_bundle(args.out, bundle.model, bundle.head, bundle.decoding, bundle.lexicon, produced, streaming,
                            None if args.g2p == "none" else args.g2p or base.g2p, bundle.ensemble, bundle.narrowband,
                            narrow_streaming if bundle.narrowband else None, args.narrowband_int8)

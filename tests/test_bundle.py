@@ -332,7 +332,7 @@ def test_a_narrowband_model_travels_in_a_bundle_with_its_stream_statistics(small
 
     torch.manual_seed(0)
     small = dataclasses.replace(RNNModel.load(small_bundle.runtime).config, hidden=16, layers=2, inter_layer=1)
-    save_checkpoint(tmp_path / "nb.pt", AcousticModel(small))
+    save_checkpoint(tmp_path / "nb.pt", AcousticModel(small), epoch=7, dev={"per": 0.5})
     assert main(["bundle", str(small_bundle.path), "--narrowband", str(tmp_path / "nb.pt"), "--narrowband-stats",
                  str(TEST_DATA / "manifest.jsonl"), "--out", str(tmp_path / "b")]) == 0
     b = load_bundle(tmp_path / "b")
@@ -364,6 +364,13 @@ def test_a_narrowband_model_travels_in_a_bundle_with_its_stream_statistics(small
     assert main(["bundle", str(tmp_path / "b"), "--narrowband", str(tmp_path / "nb.pt"), "--narrowband-int8",
                  "--out", str(tmp_path / "i8")]) == 0  # stored as int8 (asr.rnn's format 2)
     assert json.loads(str(np.load(tmp_path / "i8" / "narrowband.npz")["__config__"]))["format"] == 2
+    # the same model stored again (as int8, with statistics): what it was made from stays
+    assert main(["bundle", str(tmp_path / "b"), "--narrowband-int8", "--narrowband-stats", str(TEST_DATA / "manifest.jsonl"),
+                 "--out", str(tmp_path / "i8b")]) == 0
+    record = json.loads((tmp_path / "i8b" / BUNDLE_FILE).read_text())["produced_by"]["narrowband"]
+    made = meta["produced_by"]["narrowband"]
+    assert (record["model"], record["epoch"], record["dev"]) == (str(tmp_path / "nb.pt"), 7, {"per": 0.5})
+    assert record["int8"] and record["stream_stats"]["manifest"] == str(TEST_DATA / "manifest.jsonl")
     assert main(["bundle", str(tmp_path / "b"), "--narrowband", "none", "--out", str(tmp_path / "d")]) == 0
     assert load_bundle(tmp_path / "d").narrowband is None
     assert "narrowband" not in json.loads((tmp_path / "d" / BUNDLE_FILE).read_text())
