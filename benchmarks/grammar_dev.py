@@ -2,8 +2,8 @@
 ``grammar_vs_pocketsphinx.py`` (FSDD, PocketSphinx's card names and robot command).
 
     python benchmarks/grammar_dev.py --manifest data/librispeech/dev.jsonl [--bundle DIR]
-        [--beam-thresholds 12 1e9] [--rejects 1 2 3 1e9] [--floors 0.05 0] [--conditions clean narrowband pink-10]
-        [--crops exp/short-clips/dev] [--strings 150]
+        [--beam-thresholds 12 1e9] [--rejects 1 2 3 1e9] [--floors 0.05 0] [--conditions clean narrowband pink-10 fsdd]
+        [--crops exp/short-clips/dev] [--strings 150] [--fsdd ../shared/data/fsdd] [--pocketsphinx]
 
 A grammar that looks like a command list, made from dev alone: the word crops of
 ``short_clips.py`` (one span of 1-3 words from each dev utterance, :mod:`asr.crops`), every
@@ -14,14 +14,24 @@ other crop's text one of its sentences (~300 "commands"). Three sets:
 - ``out``: the other crops, whose texts the grammar does not have: speech that is no command, to
   be left empty (``grammar_reject``), with the first grammar.
 
+``--pocketsphinx``: also a row for PocketSphinx 5.1.1 (en-us) with the same grammars in each
+condition: it has no out-of-grammar answer, so what it gives ``out`` clips is its nearest sentence.
+It cannot load a grammar with a word its dictionary lacks (the command lists hold dev's names).
+
 ``--noise-seeds``: also 30 s of each kind of generated non-speech (:func:`asr.calibrate.synthetic_audio`,
 at full and at a low level, once per seed) through the ``<command>+`` grammar and
 ``recipes/grammars/digits.gram`` (any number of digits, a grammar that some string matches in any
 noise): how many clips were given a sentence, and how many words, at each setting.
 
 ``--conditions``: the crops as they are (``clean``), as 8 kHz recordings (``narrowband``, as FSDD's
-digits and phone-line corpora are: :func:`asr.augment.narrowband`), or under pink noise at a
-signal-to-noise ratio (``pink-10``: 10 dB), each crop corrupted before strings are joined.
+digits and phone-line corpora are: :func:`asr.augment.narrowband`, heard as 8 kHz recordings, so
+by a bundle's narrow-band model where it has one, and joined into strings with pauses of 8 kHz
+noise), or under pink noise at a signal-to-noise ratio (``pink-10``: 10 dB), each crop corrupted
+before strings are joined. ``fsdd``: a digit recognizer, on FSDD's dev split (recordings 5-9 of
+each digit and speaker: the test split of ``grammar_vs_pocketsphinx.py`` is 0-4) heard as the 8 kHz
+recordings they are: ``in``, the 300 digits with ``recipes/grammars/digit.gram``; ``strings``,
+100 strings of 3-6 of them with ``digits.gram``; ``out``, the 8 kHz crops (above) that are not
+digits, through ``digit.gram``.
 
 For each condition, beam threshold (the search drops hypotheses scoring this far below its best; 1e9 drops
 none), out-of-grammar threshold (``grammar_reject``; 1e9 rejects nothing) and confidence floor
@@ -44,9 +54,15 @@ from asr.crops import CropConfig, make_crops
 from asr.features import load_audio
 from asr.manifest import read_manifest
 from asr.metrics import wer
-from grammar_vs_pocketsphinx import GRAMMARS, join_strings, run_asr
+from grammar_vs_pocketsphinx import GRAMMARS, NAMES, fsdd_sets, join_strings, run_asr, run_pocketsphinx
 
 DIGITS = GRAMMARS / "digits.gram"
+NARROW = 8000  # Hz: the rate the narrowband condition's crops and FSDD's digits were recorded at
+
+
+def recorded_at(condition: str) -> int:
+    """The rate a condition's clips count as recorded at (which chooses the model that hears them)."""
+    return NARROW if condition in ("narrowband", "fsdd") else 16000
 
 
 def corrupted(condition: str, wav: np.ndarray, index: int) -> np.ndarray:
@@ -62,13 +78,18 @@ def corrupted(condition: str, wav: np.ndarray, index: int) -> np.ndarray:
         return narrowband(x).numpy()
     kind, _, snr = condition.partition("-")
     if kind != "pink" or not snr:
-        raise SystemExit(f"unknown condition {condition!r}: clean, narrowband or pink-SNR")
+        raise SystemExit(f"unknown condition {condition!r}: clean, narrowband, pink-SNR or fsdd")
     return add_noise(x, coloured_noise("pink", x.numel(), index), float(snr)).numpy()
 
 
-def grammar_sets(crops, folder: Path, strings: int, condition: str = "clean"
+def grammar_sets(crops, folder: Path, strings: int, condition: str = "clean", fsdd: Path | None = None
                  ) -> tuple[dict[str, list[tuple[np.ndarray, str]]], Path, Path]:
     """``({set: clips}, one-command grammar, commands grammar)``: each clip ``(16 kHz samples, reference)``."""
+    if condition == "fsdd":
+        digits = fsdd_sets(fsdd, recordings=(5, 10))
+        speech = grammar_sets(crops, folder, 0, "narrowband")[0]
+        out = [clip for clip in speech["in"] + speech["out"] if not set(clip[1].split()) <= {*NAMES, "oh"}]
+        return {"in": digits["digit"], "strings": digits["digits"], "out": out}, GRAMMARS / "digit.gram", DIGITS
     clips = [(corrupted(condition, load_audio(c.audio), i), c.text) for i, c in enumerate(crops)]
     commands = sorted({text for _, text in clips[0::2]})
     inside = clips[0::2]
@@ -78,7 +99,7 @@ def grammar_sets(crops, folder: Path, strings: int, condition: str = "clean"
     one, more = folder / "command.gram", folder / "commands.gram"
     one.write_text(f"#JSGF V1.0;\ngrammar command;\npublic <command> = {alternatives};\n")
     more.write_text(f"#JSGF V1.0;\ngrammar commands;\npublic <commands> = <command>+;\n<command> = {alternatives};\n")
-    joined = join_strings(inside, [c.speaker for c in crops[0::2]], strings, (2, 4))
+    joined = join_strings(inside, [c.speaker for c in crops[0::2]], strings, (2, 4), recorded_at(condition))
     return {"in": inside, "strings": joined, "out": outside}, one, more
 
 
@@ -94,6 +115,8 @@ def main() -> None:
     ap.add_argument("--crops", default="exp/short-clips/dev", help="folder of the clips (made once, then reused)")
     ap.add_argument("--strings", type=int, default=150)
     ap.add_argument("--noise-seeds", type=int, nargs="*", default=[], help="seeds of generated non-speech (none: not run)")
+    ap.add_argument("--fsdd", type=Path, default=Path("../shared/data/fsdd"), help="FSDD, for the fsdd condition")
+    ap.add_argument("--pocketsphinx", action="store_true", help="also PocketSphinx with the same grammars")
     args = ap.parse_args()
     crops = make_crops(asr.load(), read_manifest(args.manifest), args.crops, CropConfig(per_utterance=1, seed=1),
                        log=lambda m: None)
@@ -101,10 +124,11 @@ def main() -> None:
           "strings: WER, wrong, empty | out: given a sentence | RTF (in, strings) | in wrong + out given |")
     print("|---|---|---|---|---|---|---|---|---|")
     for condition in args.conditions:
-        sets, one, more = grammar_sets(crops, Path(args.crops) / "grammars", args.strings, condition)
-        if condition == args.conditions[0]:
+        sets, one, more = grammar_sets(crops, Path(args.crops) / "grammars", args.strings, condition, args.fsdd)
+        rate = recorded_at(condition)
+        if condition in (args.conditions[0], "fsdd"):
             for name, clips in sets.items():
-                print(f"<!-- {name}: {len(clips)} clips, {sum(len(r.split()) for _, r in clips)} words, "
+                print(f"<!-- {condition} {name}: {len(clips)} clips, {sum(len(r.split()) for _, r in clips)} words, "
                       f"{sum(len(w) for w, _ in clips) / 16000:.0f} s -->")
         with threadpool_limits(1):
             for threshold, reject, floor in itertools.product(args.beam_thresholds, args.rejects, args.floors):
@@ -113,17 +137,37 @@ def main() -> None:
                 for name, grammar in (("in", one), ("strings", more)):
                     rec = asr.load(args.bundle, grammar=str(grammar), **options)
                     refs = [r for _, r in sets[name]]
-                    hyps, took = run_asr(rec, sets[name])
+                    hyps, took = run_asr(rec, sets[name], rate)
                     rtf = took / (sum(len(w) for w, _ in sets[name]) / 16000)
                     wrong = sum(h != r for h, r in zip(hyps, refs))
                     cells.append((f"{100 * wer(refs, hyps):.2f} %, {wrong}, {sum(not h for h in hyps)}", rtf, wrong))
                 rec = asr.load(args.bundle, grammar=str(one), **options)
-                given = sum(bool(h) for h in run_asr(rec, sets["out"])[0])
+                given = sum(bool(h) for h in run_asr(rec, sets["out"], rate)[0])
                 print(f"| {condition} | {threshold:g} | {reject:g} | {rec.decoding.confidence_floor:g} | {cells[0][0]} | "
                       f"{cells[1][0]} | {given}/{len(sets['out'])} | {cells[0][1]:.4f}, {cells[1][1]:.4f} | "
                       f"{cells[0][2] + given} |", flush=True)
+            if args.pocketsphinx:
+                print_pocketsphinx(condition, sets, one, more)
         if args.noise_seeds and condition == args.conditions[0]:
             print_noise(args, more, list(itertools.product(args.beam_thresholds, args.rejects, args.floors)))
+
+
+def print_pocketsphinx(condition: str, sets, one: Path, more: Path) -> None:
+    """The table's row for PocketSphinx with the same grammars (its RTF: decoding time / audio)."""
+    cells = []
+    for name, grammar in (("in", one), ("strings", more)):
+        refs = [r for _, r in sets[name]]
+        try:
+            hyps, took = run_pocketsphinx(str(grammar), sets[name])
+        except RuntimeError as e:  # a grammar word its dictionary lacks (dev's names): it loads no grammar
+            print(f"| {condition} | PocketSphinx 5.1.1 en-us: {e} ({grammar.name}) | | | | | | | |", flush=True)
+            return
+        wrong = sum(h != r for h, r in zip(hyps, refs))
+        cells.append((f"{100 * wer(refs, hyps):.2f} %, {wrong}, {sum(not h for h in hyps)}",
+                       took / (sum(len(w) for w, _ in sets[name]) / 16000), wrong))
+    given = sum(bool(h) for h in run_pocketsphinx(str(one), sets["out"])[0])
+    print(f"| {condition} | PocketSphinx 5.1.1 en-us | | | {cells[0][0]} | {cells[1][0]} | {given}/{len(sets['out'])} | "
+          f"{cells[0][1]:.4f}, {cells[1][1]:.4f} | {cells[0][2] + given} |", flush=True)
 
 
 def decoding_options(threshold: float, reject: float, floor: float | None) -> dict:

@@ -46,11 +46,13 @@ from threadpoolctl import threadpool_limits
 
 import asr
 from batch_transcribe import pocketsphinx_transcribe
-from asr.features import load_audio
+from asr.features import load_audio, resample
 from asr.metrics import wer
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "recipes" / "grammars"
 NAMES = "zero one two three four five six seven eight nine".split()
+# The rate each set's recordings were made at (asr hears them as those recordings)
+RECORDED_AT = {"digit": 8000, "digits": 8000, "cards": 16000, "goforward": 16000}
 
 
 def fsdd_sets(fsdd: Path, pad: float = 0.0, recordings: tuple[int, int] = (0, 5), speakers: list[str] | None = None
@@ -61,15 +63,27 @@ def fsdd_sets(fsdd: Path, pad: float = 0.0, recordings: tuple[int, int] = (0, 5)
     digit = [(load_audio(p), NAMES[int(p.stem[0])]) for p in test]
     if pad:
         digit = [(np.pad(wav, int(16000 * pad)), ref) for wav, ref in digit]
-    return {"digit": digit, "digits": join_strings(digit, [p.stem.split("_")[1] for p in test], 100, (3, 7))}
+    return {"digit": digit, "digits": join_strings(digit, [p.stem.split("_")[1] for p in test], 100, (3, 7),
+                                                   RECORDED_AT["digits"])}
 
 
-def join_strings(clips: list[tuple[np.ndarray, str]], speakers: list[str], count: int, sizes: tuple[int, int]
-                 ) -> list[tuple[np.ndarray, str]]:
+def join_strings(clips: list[tuple[np.ndarray, str]], speakers: list[str], count: int, sizes: tuple[int, int],
+                 rate: int = 16000) -> list[tuple[np.ndarray, str]]:
     """``count`` strings of clips, each of ``sizes[0]`` to ``sizes[1] - 1`` clips of one speaker
     (``speakers[i]`` said ``clips[i]``; the speakers in turn), joined with 0.2-0.5 s of quiet noise
-    and ended with 0.2 s of it: ``(16 kHz samples, the clips' references joined)``; seeded."""
+    and ended with 0.2 s of it: ``(16 kHz samples, the clips' references joined)``; seeded.
+
+    ``rate``: the rate the clips were recorded at. The noise is recorded at it too: a string of
+    8 kHz recordings is an 8 kHz recording, with nothing above 4 kHz in its pauses either (full-band
+    noise there is a sound no such recording holds, and a model of 8 kHz audio hears it as one)."""
     rng = np.random.default_rng(0)
+
+    def quiet(samples: int) -> np.ndarray:  # `samples` at 16 kHz of noise recorded at `rate`
+        noise = (rng.standard_normal(samples) * 1e-3).astype(np.float32)
+        if rate == 16000:
+            return noise
+        return np.resize(resample(resample(noise, 16000, rate), rate, 16000), samples)  # only its band survives
+
     by_speaker: dict[str, list[int]] = {}
     for i, speaker in enumerate(speakers):
         by_speaker.setdefault(speaker, []).append(i)
@@ -79,16 +93,12 @@ def join_strings(clips: list[tuple[np.ndarray, str]], speakers: list[str], count
         picks = rng.choice(by_speaker[order[k % len(order)]], size=int(rng.integers(*sizes)), replace=False)
         parts, words = [], []
         for j in picks:
-            gap = (rng.standard_normal(int(16000 * rng.uniform(0.2, 0.5))) * 1e-3).astype(np.float32)
-            parts += [gap, clips[j][0]]
+            parts += [quiet(int(16000 * rng.uniform(0.2, 0.5))), clips[j][0]]
             words.append(clips[j][1])
-        parts.append((rng.standard_normal(3200) * 1e-3).astype(np.float32))
+        parts.append(quiet(3200))
         strings.append((np.concatenate(parts), " ".join(words)))
     return strings
 
-
-# The rate each set's recordings were made at (asr hears them as those recordings)
-RECORDED_AT = {"digit": 8000, "digits": 8000, "cards": 16000, "goforward": 16000}
 PS_VERSION = "5.1.1"
 PS_FILES = ["cards/001.wav", "cards/002.wav", "cards/003.wav", "cards/004.wav", "cards/005.wav",
             "cards/cards.gram", "cards/cards.transcription", "goforward.raw", "goforward.gram"]

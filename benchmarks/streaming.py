@@ -5,6 +5,7 @@
     python benchmarks/streaming.py --limit 40 --concurrent 8 12 16   # streams at once, in real time
     python benchmarks/streaming.py --long 60                         # memory over an hour-long stream
     python benchmarks/streaming.py --bundle DIR --offline-bundle default  # another model against the shipped offline
+    python benchmarks/streaming.py --manifest data/librispeech/dev-8k.jsonl --rate 8000  # 8 kHz recordings
 
 Each utterance is one stream fed 100 ms chunks as fast as the recognizer takes them, then 2 s
 of quiet noise (-60 dBFS), so that its endpoint rather than the end of the audio ends it. A
@@ -14,6 +15,9 @@ time that chunk took: what a stream paced in real time would show, as long as th
 recognizer keeps up (RTF < 1). The final latency runs from the last word's end to the final
 result. Revisions: the share of words shown in a partial that the final result does not have.
 For each decoder the offline WER of the same utterances (``Transcriber.transcribe``) is printed beside.
+``--rate``: the rate the audio is read at and fed in (chunks of 100 ms of it), as a client of
+recordings made at that rate sends them: at 8000 a bundle's narrow-band model hears the streams
+(and the offline side), as it hears 8 kHz files.
 
 ``--concurrent N``: N streams at once, split over ``--processes`` processes of one thread each,
 each fed a 100 ms chunk every 100 ms of a real-time clock (dev utterances one after another);
@@ -47,27 +51,29 @@ CHUNK = 1600  # 100 ms at 16 kHz
 TAIL_SECONDS = 2.0
 
 
-def load_audio(path):
-    """The audio as a torch tensor: this benchmark mixes and corrupts it with torch (asr.augment)."""
-    return torch.from_numpy(_load_audio(path))
+def load_audio(path, rate: int = 16000):
+    """The audio at ``rate`` Hz as a torch tensor: this benchmark mixes and corrupts it with torch (asr.augment)."""
+    return torch.from_numpy(_load_audio(path, rate))
 
 
-def run_stream(recognizer, wav: torch.Tensor, config: dict) -> dict:
+def run_stream(recognizer, wav: torch.Tensor, config: dict, rate: int = 16000) -> dict:
+    """One stream of ``wav`` (samples at ``rate`` Hz), fed 100 ms chunks."""
     stream = recognizer.stream(**config)
-    tail = 1e-3 * torch.randn(int(16000 * TAIL_SECONDS), generator=torch.Generator().manual_seed(0))
+    tail = 1e-3 * torch.randn(int(rate * TAIL_SECONDS), generator=torch.Generator().manual_seed(0))
     audio = torch.cat([wav, tail])
+    chunk = rate // 10  # 100 ms
     first_seen: list[tuple[str, float, float]] = []  # (word, start, when shown)
     finals, compute = [], 0.0
-    for i in range(0, len(audio), CHUNK):
+    for i in range(0, len(audio), chunk):
         t0 = time.perf_counter()
-        stream.accept(audio[i:i + CHUNK])
+        stream.accept(audio[i:i + chunk], rate)
         words = stream.partial_words
         got = []
         while (seg := stream.result()) is not None:
             got.append(seg)
         spent = time.perf_counter() - t0
         compute += spent
-        arrival = min(i + CHUNK, len(audio)) / 16000 + spent
+        arrival = min(i + chunk, len(audio)) / rate + spent
         for w in words:
             if not any(x == w.word and abs(s - w.start) <= 0.3 for x, s, _ in first_seen):
                 first_seen.append((w.word, w.start, arrival))
@@ -76,7 +82,7 @@ def run_stream(recognizer, wav: torch.Tensor, config: dict) -> dict:
     rest = stream.finish()
     spent = time.perf_counter() - t0
     compute += spent
-    finals += [(seg, len(audio) / 16000 + spent) for seg in rest]
+    finals += [(seg, len(audio) / rate + spent) for seg in rest]
     latencies, final_latencies = [], []
     final_words = []
     for seg, when in finals:
@@ -88,7 +94,7 @@ def run_stream(recognizer, wav: torch.Tensor, config: dict) -> dict:
             final_latencies.append(when - seg.words[-1].end)
     revised = sum(1 for x, s, _ in first_seen if not any(w.word == x and abs(w.start - s) <= 0.3 for w in final_words))
     return {"text": " ".join(seg.text for seg, _ in finals), "latencies": latencies, "final": final_latencies,
-            "shown": len(first_seen), "revised": revised, "compute": compute, "seconds": len(audio) / 16000}
+            "shown": len(first_seen), "revised": revised, "compute": compute, "seconds": len(audio) / rate}
 
 
 def _paced_worker(args) -> float:
@@ -170,6 +176,7 @@ def main() -> None:
     ap.add_argument("--endpoint-silence", type=float, nargs="+", default=[None],
                     help="trailing non-speech (s) that ends an utterance, values to try")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rate", type=int, default=16000, help="the rate the audio was recorded at, read and fed in at")
     ap.add_argument("--concurrent", type=int, nargs="+", default=[],
                     help="instead: run this many streams at once in real time over --processes processes")
     ap.add_argument("--processes", type=int, default=2)
@@ -184,7 +191,9 @@ def main() -> None:
     utts = [json.loads(line) for line in open(args.manifest, encoding="utf-8") if line.strip()]
     if args.limit and args.limit < len(utts):  # evenly spaced: every speaker, not the first one's
         utts = [utts[i * len(utts) // args.limit] for i in range(args.limit)]
-    wavs = [load_audio(u["audio"]) for u in utts]
+    if args.rate != 16000 and (args.long or args.concurrent):
+        raise SystemExit("--rate is for the WER and latency runs, not --long or --concurrent")
+    wavs = [load_audio(u["audio"], args.rate) for u in utts]
     if args.long:
         long_stream(args.bundle, wavs, args.long)
         return
@@ -193,18 +202,18 @@ def main() -> None:
         concurrency(args.bundle, wavs, args.concurrent, args.seconds, args.processes)
         return
     refs = [u["text"] for u in utts]
-    audio = sum(len(w) for w in wavs) / 16000
-    print(f"{args.manifest}: {len(utts)} utterances, {audio / 60:.1f} min; bundle {args.bundle}; "
-          f"{args.threads} thread(s); chunks of {CHUNK / 16} ms, then {TAIL_SECONDS} s of -60 dBFS noise")
+    audio = sum(len(w) for w in wavs) / args.rate
+    print(f"{args.manifest}: {len(utts)} utterances, {audio / 60:.1f} min at {args.rate} Hz; bundle {args.bundle}; "
+          f"{args.threads} thread(s); chunks of 100 ms, then {TAIL_SECONDS} s of -60 dBFS noise")
     for decoder in args.decoders:
         rec = asr.load(args.bundle, decoder=decoder) if decoder == "greedy" else asr.load(args.bundle)
         t0 = time.perf_counter()
-        offline = [rec.transcribe(w.numpy(), sample_rate=16000).text for w in wavs]
+        offline = [rec.transcribe(w.numpy(), sample_rate=args.rate).text for w in wavs]
         offline_rtf = (time.perf_counter() - t0) / audio
         print(f"{decoder}: offline WER {wer(refs, offline):.2%} (RTF {offline_rtf:.4f})", flush=True)
         if args.offline_bundle:
             other = asr.load(args.offline_bundle, decoder=decoder) if decoder == "greedy" else asr.load(args.offline_bundle)
-            offline = [other.transcribe(w.numpy(), sample_rate=16000).text for w in wavs]
+            offline = [other.transcribe(w.numpy(), sample_rate=args.rate).text for w in wavs]
             print(f"{decoder}: offline WER of {args.offline_bundle} {wer(refs, offline):.2%} (the ratios' offline side)",
                   flush=True)
         for setting in args.settings:
@@ -213,7 +222,7 @@ def main() -> None:
                 config = ({"chunk": chunk, "right_context": right} if setting else {}) \
                     | ({"prior_frames": prior} if prior is not None else {}) \
                     | ({"endpoint_silence": silence} if silence is not None else {})
-                runs = [run_stream(rec, w, config) for w in wavs]
+                runs = [run_stream(rec, w, config, args.rate) for w in wavs]
                 lat = [x for r in runs for x in r["latencies"]]
                 fin = [x for r in runs for x in r["final"]]
                 streaming = wer(refs, [r["text"] for r in runs])
