@@ -32,7 +32,6 @@ that it stays flat however long the stream.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -45,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asr  # noqa: E402
 from asr.features import load_audio as _load_audio  # noqa: E402
+from asr.manifest import read_manifest  # noqa: E402
 from asr.metrics import wer  # noqa: E402
 
 CHUNK = 1600  # 100 ms at 16 kHz
@@ -188,12 +188,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)  # recognition runs on numpy: its BLAS threads are the ones that count
-    utts = [json.loads(line) for line in open(args.manifest, encoding="utf-8") if line.strip()]
+    utts = read_manifest(args.manifest)  # its audio paths as the manifest means them (relative to it)
     if args.limit and args.limit < len(utts):  # evenly spaced: every speaker, not the first one's
         utts = [utts[i * len(utts) // args.limit] for i in range(args.limit)]
     if args.rate != 16000 and (args.long or args.concurrent):
         raise SystemExit("--rate is for the WER and latency runs, not --long or --concurrent")
-    wavs = [load_audio(u["audio"], args.rate) for u in utts]
+    wavs = [load_audio(u.audio, args.rate) for u in utts]
     if args.long:
         long_stream(args.bundle, wavs, args.long)
         return
@@ -201,7 +201,7 @@ def main() -> None:
         print(f"{len(utts)} utterances, one after another in each stream (each starts at another); bundle {args.bundle}")
         concurrency(args.bundle, wavs, args.concurrent, args.seconds, args.processes)
         return
-    refs = [u["text"] for u in utts]
+    refs = [u.text for u in utts]
     audio = sum(len(w) for w in wavs) / args.rate
     print(f"{args.manifest}: {len(utts)} utterances, {audio / 60:.1f} min at {args.rate} Hz; bundle {args.bundle}; "
           f"{args.threads} thread(s); chunks of 100 ms, then {TAIL_SECONDS} s of -60 dBFS noise")
