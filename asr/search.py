@@ -453,7 +453,7 @@ class DecodingConfig:
     word_score: float = 0.0
     joint_weight: float = 0.0  # > 0: rescore the beam's n-best with the other head (`nbest_scores`)
     nbest: int = 16  # hypotheses kept for joint rescoring
-    beam_size_token: int | None = None  # tokens tried per frame (None: all)
+    beam_size_token: int | None = None  # tokens tried per frame, likeliest first (None: all; with a grammar: all)
     beam_threshold: float = 50.0  # hypotheses scoring this far below the best are dropped
     lexicon_free: bool = False  # character head only: any spelling, no word LM (open vocabulary)
     blank_skip: float | None = None  # search skips repeated frames whose blank posterior exceeds this
@@ -609,7 +609,9 @@ class Flashlight:
         self.history = config.history_steps
         index = {t: i for i, t in enumerate(tokens)}
         sil = index[sil_token]
-        beam_size_token = config.beam_size_token or len(tokens)
+        # A grammar's search tries every token: its words must be found where the model ranks their
+        # tokens low ("clubs" heard as "close"), and its few words keep it small (RESULTS.md).
+        beam_size_token = len(tokens) if grammar is not None else config.beam_size_token or len(tokens)
         self.word_dict = Dictionary()
         for word in [unk_word, *spellings]:
             self.word_dict.add_entry(word)

@@ -2,8 +2,7 @@
 ``grammar_vs_pocketsphinx.py`` (FSDD, PocketSphinx's card names and robot command).
 
     python benchmarks/grammar_dev.py --manifest data/librispeech/dev.jsonl [--bundle DIR]
-        [--beam-thresholds 12 1e9] [--token-beams 8 41] [--rejects 1 2 3 1e9] [--floors 0.05 0]
-        [--conditions clean narrowband pink-10 fsdd]
+        [--beam-thresholds 12 1e9] [--rejects 1 2 3 1e9] [--floors 0.05 0] [--conditions clean narrowband pink-10 fsdd]
         [--crops exp/short-clips/dev] [--strings 150] [--fsdd ../shared/data/fsdd] [--pocketsphinx]
 
 A grammar that looks like a command list, made from dev alone: the word crops of
@@ -35,7 +34,7 @@ recordings they are: ``in``, the 300 digits with ``recipes/grammars/digit.gram``
 digits, through ``digit.gram``.
 
 For each condition, beam threshold (the search drops hypotheses scoring this far below its best; 1e9 drops
-none), token beam (``beam_size_token``: the tokens tried each frame, the most likely first; default: the bundle's), out-of-grammar threshold (``grammar_reject``; 1e9 rejects nothing) and confidence floor
+none), out-of-grammar threshold (``grammar_reject``; 1e9 rejects nothing) and confidence floor
 (words the calibrator gives less chance than this are left out; 0 keeps all), the bundle's
 decoding otherwise: WER and sentences wrong of ``in`` and ``strings``, how many of each came out
 empty, how many ``out`` clips were given a sentence, and the real-time factor (one process, one
@@ -109,7 +108,6 @@ def main() -> None:
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--bundle", help="bundle folder (default: the shipped one)")
     ap.add_argument("--beam-thresholds", type=float, nargs="+", default=[12.0, 1e9])
-    ap.add_argument("--token-beams", type=int, nargs="+", default=[None], help="tokens tried a frame (default: the bundle's)")
     ap.add_argument("--rejects", type=float, nargs="+", default=[1.0, 2.0, 3.0, 1e9])
     ap.add_argument("--floors", type=float, nargs="+", default=[None],
                     help="confidence floors (default: the bundle's)")
@@ -122,9 +120,9 @@ def main() -> None:
     args = ap.parse_args()
     crops = make_crops(asr.load(), read_manifest(args.manifest), args.crops, CropConfig(per_utterance=1, seed=1),
                        log=lambda m: None)
-    print("| condition | beam threshold | token beam | grammar_reject | confidence floor | in: WER, wrong, empty | "
+    print("| condition | beam threshold | grammar_reject | confidence floor | in: WER, wrong, empty | "
           "strings: WER, wrong, empty | out: given a sentence | RTF (in, strings) | in wrong + out given |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for condition in args.conditions:
         sets, one, more = grammar_sets(crops, Path(args.crops) / "grammars", args.strings, condition, args.fsdd)
         rate = recorded_at(condition)
@@ -133,9 +131,8 @@ def main() -> None:
                 print(f"<!-- {condition} {name}: {len(clips)} clips, {sum(len(r.split()) for _, r in clips)} words, "
                       f"{sum(len(w) for w, _ in clips) / 16000:.0f} s -->")
         with threadpool_limits(1):
-            for threshold, tokens, reject, floor in itertools.product(args.beam_thresholds, args.token_beams,
-                                                                      args.rejects, args.floors):
-                options = decoding_options(threshold, reject, floor, tokens)
+            for threshold, reject, floor in itertools.product(args.beam_thresholds, args.rejects, args.floors):
+                options = decoding_options(threshold, reject, floor)
                 cells = []
                 for name, grammar in (("in", one), ("strings", more)):
                     rec = asr.load(args.bundle, grammar=str(grammar), **options)
@@ -146,15 +143,13 @@ def main() -> None:
                     cells.append((f"{100 * wer(refs, hyps):.2f} %, {wrong}, {sum(not h for h in hyps)}", rtf, wrong))
                 rec = asr.load(args.bundle, grammar=str(one), **options)
                 given = sum(bool(h) for h in run_asr(rec, sets["out"], rate)[0])
-                print(f"| {condition} | {threshold:g} | {rec.decoding.beam_size_token} | {reject:g} | "
-                      f"{rec.decoding.confidence_floor:g} | {cells[0][0]} | "
+                print(f"| {condition} | {threshold:g} | {reject:g} | {rec.decoding.confidence_floor:g} | {cells[0][0]} | "
                       f"{cells[1][0]} | {given}/{len(sets['out'])} | {cells[0][1]:.4f}, {cells[1][1]:.4f} | "
                       f"{cells[0][2] + given} |", flush=True)
             if args.pocketsphinx:
                 print_pocketsphinx(condition, sets, one, more)
         if args.noise_seeds and condition == args.conditions[0]:
-            print_noise(args, more, list(itertools.product(args.beam_thresholds, args.token_beams, args.rejects,
-                                                           args.floors)))
+            print_noise(args, more, list(itertools.product(args.beam_thresholds, args.rejects, args.floors)))
 
 
 def print_pocketsphinx(condition: str, sets, one: Path, more: Path) -> None:
@@ -165,19 +160,19 @@ def print_pocketsphinx(condition: str, sets, one: Path, more: Path) -> None:
         try:
             hyps, took = run_pocketsphinx(str(grammar), sets[name])
         except RuntimeError as e:  # a grammar word its dictionary lacks (dev's names): it loads no grammar
-            print(f"| {condition} | PocketSphinx 5.1.1 en-us: {e} ({grammar.name}) | | | | | | | | |", flush=True)
+            print(f"| {condition} | PocketSphinx 5.1.1 en-us: {e} ({grammar.name}) | | | | | | | |", flush=True)
             return
         wrong = sum(h != r for h, r in zip(hyps, refs))
         cells.append((f"{100 * wer(refs, hyps):.2f} %, {wrong}, {sum(not h for h in hyps)}",
                        took / (sum(len(w) for w, _ in sets[name]) / 16000), wrong))
     given = sum(bool(h) for h in run_pocketsphinx(str(one), sets["out"])[0])
-    print(f"| {condition} | PocketSphinx 5.1.1 en-us | | | | {cells[0][0]} | {cells[1][0]} | {given}/{len(sets['out'])} | "
+    print(f"| {condition} | PocketSphinx 5.1.1 en-us | | | {cells[0][0]} | {cells[1][0]} | {given}/{len(sets['out'])} | "
           f"{cells[0][1]:.4f}, {cells[1][1]:.4f} | {cells[0][2] + given} |", flush=True)
 
 
-def decoding_options(threshold: float, reject: float, floor: float | None, tokens: int | None = None) -> dict:
-    """``asr.load`` options of one setting (``floor``, ``tokens`` None: the bundle's)."""
-    options = {"beam_threshold": threshold, "grammar_reject": reject, "beam_size_token": tokens}
+def decoding_options(threshold: float, reject: float, floor: float | None) -> dict:
+    """``asr.load`` options of one setting (``floor`` None: the bundle's)."""
+    options = {"beam_threshold": threshold, "grammar_reject": reject}
     if floor is not None:
         options["confidence_floor"] = floor
     return options
@@ -190,15 +185,14 @@ def print_noise(args, commands: Path, settings) -> None:
 
     clips = [synthetic_audio(kind, 30.0, seed=seed) * level for kind, level in NON_SPEECH for seed in args.noise_seeds]
     print(f"\nnon-speech: {len(NON_SPEECH)} kinds and levels x seeds {args.noise_seeds}, 30 s each ({len(clips)} clips)\n")
-    print("| grammar | beam threshold | token beam | grammar_reject | confidence floor | clips given a sentence | words |")
-    print("|---|---|---|---|---|---|---|")
+    print("| grammar | beam threshold | grammar_reject | confidence floor | clips given a sentence | words |")
+    print("|---|---|---|---|---|---|")
     with threadpool_limits(1):
         for grammar in (commands, DIGITS):
-            for threshold, tokens, reject, floor in settings:
-                rec = asr.load(args.bundle, grammar=str(grammar), **decoding_options(threshold, reject, floor, tokens))
+            for threshold, reject, floor in settings:
+                rec = asr.load(args.bundle, grammar=str(grammar), **decoding_options(threshold, reject, floor))
                 words = [len(rec.transcribe(wav, sample_rate=16000).words) for wav in clips]
-                print(f"| {grammar.name} | {threshold:g} | {rec.decoding.beam_size_token} | {reject:g} | "
-                      f"{rec.decoding.confidence_floor:g} | "
+                print(f"| {grammar.name} | {threshold:g} | {reject:g} | {rec.decoding.confidence_floor:g} | "
                       f"{sum(n > 0 for n in words)}/{len(clips)} | {sum(words)} |", flush=True)
 
 

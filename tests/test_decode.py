@@ -603,3 +603,18 @@ def test_a_grammar_gives_its_sentences_only_even_when_pruning_lost_them(tmp_path
     free = BeamDecoder("char", LEX, dataclasses.replace(narrow, grammar_reject=1e9))
     assert [w.word for w in free(lp, np.array([9]), 0.03)[0][0]] == ["red", "bed"]
     assert BeamDecoder("char", LEX, narrow)(lp, np.array([9]), 0.03)[0] == []  # rejected: "bed" was not said
+
+
+def test_a_grammar_search_tries_every_token_whatever_the_token_beam(tmp_path):
+    """``beam_size_token`` tries only the tokens a frame ranks highest: the LM's search reads what the
+    model heard best. A grammar's words must be said whatever the model ranks first: here "bed"'s
+    'b' is never among the two likeliest tokens ('p', 'd'), yet the grammar finds it (RESULTS.md:
+    PocketSphinx's card names, whose "clubs" the model hears as "close")."""
+    gram = tmp_path / "g.gram"
+    gram.write_text("#JSGF V1.0;\npublic <s> = bed | red;\n")
+    lp = frames([{"p": 0.4, "d": 0.35, "b": 0.2}, {"e": 0.9}, {"d": 0.9}, {"|": 0.9}], C)
+    config = DecodingConfig("beam", beam_size=20, beam_size_token=2, grammar_reject=1e9)
+    free = BeamDecoder("char", LEX, config)(lp, np.array([4]), 0.03)[0]
+    assert all("bed" not in [w.word for w in words] for words in free)  # the LM's search cannot say it: 'b' is never tried
+    held = BeamDecoder("char", LEX, dataclasses.replace(config, grammar=str(gram)))(lp, np.array([4]), 0.03)[0][0]
+    assert [w.word for w in held] == ["bed"]
