@@ -438,7 +438,7 @@ def cmd_bundle(args: argparse.Namespace) -> int:
             if bundle.narrowband == base.narrowband:  # the same model stored again: where it came from stays
                 record = dict(before, int8=bool(before.get("int8")) or args.narrowband_int8)
             else:
-                record = {"model": args.narrowband, "int8": args.narrowband_int8}
+                record = {"model": args.narrowband or str(bundle.narrowband), "int8": args.narrowband_int8}
                 if bundle.narrowband.suffix == ".pt":
                     from .model import load_checkpoint
 
