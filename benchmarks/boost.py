@@ -1,18 +1,20 @@
 """Boosted words on dev: recall of rare words raised in the search, the WER of everything else,
 and what the boost costs in speed.
 
-    python benchmarks/boost.py --manifest data/librispeech/dev.jsonl [--weights 1 2 3]
+    python benchmarks/boost.py --manifest data/librispeech/dev.jsonl [--weights 1 2 3] [--token-beams 8 41]
 
 The biasing list, as contextual biasing is measured (a list of names and terms a user would
 give, holding the words of the recordings and others): the 100 dev reference words the shipped
 LM finds rarest (lowest unigram probability, among the words the search has), and 100
 distractors, words as rare that dev never says. Every list word gets the same weight. Each
 run decodes all of dev with the shipped bundle; recall counts the list's dev words recognised
-(per utterance, the smaller of the reference's and hypothesis's counts).
+(per utterance, the smaller of the reference's and hypothesis's counts). ``--token-beams``: also
+with these many tokens tried a frame (``beam_size_token``; default: the bundle's), each weight.
 """
 
 import argparse
 import collections
+import itertools
 import os
 import time
 
@@ -29,6 +31,7 @@ def main() -> None:
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--token-beams", type=int, nargs="+", default=[None], help="tokens tried a frame (default: the bundle's)")
     args = ap.parse_args()
     utts = read_manifest(args.manifest)
     refs = [u.text for u in utts]
@@ -45,11 +48,13 @@ def main() -> None:
     print(f"{len(utts)} dev utterances; list: {len(rare)} rare dev words (unigram log10 {floor:.2f} to "
           f"{ceiling:.2f}, {sum(r.split().count(w) for r in refs for w in rare)} occurrences) + "
           f"{len(distractors)} distractors as rare", flush=True)
-    print("\n| boost weight | the rare words' occurrences recognised | distractors said (false) | dev WER | RTF (2 workers) |")
-    print("|---|---|---|---|---|")
+    print("\n| token beam | boost weight | the rare words' occurrences recognised | distractors said (false) | dev WER | "
+          "RTF (2 workers) |")
+    print("|---|---|---|---|---|---|")
     audio = sum(u.duration for u in utts)
-    for weight in [0.0, *args.weights]:
-        b = bundle if weight == 0 else bundle.with_options(boost=tuple(f"{w}:{weight:g}" for w in listed))
+    for tokens, weight in itertools.product(args.token_beams, [0.0, *args.weights]):
+        b = bundle.with_options(beam_size_token=tokens)
+        b = b if weight == 0 else b.with_options(boost=tuple(f"{w}:{weight:g}" for w in listed))
         start = time.perf_counter()
         tr = Transcriber(b)
         hyps = [t.text for t in tr.transcribe_files([u.audio for u in utts], workers=args.workers, in_order=True)]
@@ -60,7 +65,7 @@ def main() -> None:
             total += sum(rc[w] for w in rare)
             found += sum(min(rc[w], hc[w]) for w in rare)
             false += sum(hc[w] for w in distractors)
-        print(f"| {'none' if weight == 0 else f'{weight:g}'} | {found}/{total} = {100 * found / total:.1f} % | {false} | "
+        print(f"| {b.decoding.beam_size_token} | {'none' if weight == 0 else f'{weight:g}'} | {found}/{total} = {100 * found / total:.1f} % | {false} | "
               f"{100 * wer(refs, hyps):.2f} % | {wall / audio:.4f} |", flush=True)
 
 
