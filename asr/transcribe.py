@@ -593,7 +593,8 @@ def load(bundle: str | Path | None = None, **options) -> Transcriber:
     ``options`` change the bundle's decoding: ``head``, ``decoder`` and the fields of
     :class:`~asr.decode.DecodingConfig` (``asr.load(beam_size=500)``, ``asr.load(decoder="greedy")``),
     and the models heard (``ensemble=[...]``, ``narrowband="none"`` or another narrow-band model's file:
-    :meth:`~asr.bundle.Bundle.with_options`). A checkpoint file (``.pt``) instead of a bundle folder is decoded greedily (a warning says so).
+    :meth:`~asr.bundle.Bundle.with_options`). A checkpoint file (``.pt``) instead of a bundle folder
+    is decoded greedily (a warning says so).
 
     >>> rec = asr.load()
     >>> rec.transcribe("672-122797-0060.opus").text

@@ -31,7 +31,8 @@ def main() -> None:
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 2.0, 3.0])
     ap.add_argument("--workers", type=int, default=os.cpu_count())
-    ap.add_argument("--token-beams", type=int, nargs="+", default=[None], help="tokens tried a frame (default: the bundle's)")
+    ap.add_argument("--token-beams", type=int, nargs="+", default=[None],
+                    help="tokens tried a frame (default: the bundle's)")
     args = ap.parse_args()
     utts = read_manifest(args.manifest)
     refs = [u.text for u in utts]
@@ -65,8 +66,9 @@ def main() -> None:
             total += sum(rc[w] for w in rare)
             found += sum(min(rc[w], hc[w]) for w in rare)
             false += sum(hc[w] for w in distractors)
-        print(f"| {b.decoding.beam_size_token} | {'none' if weight == 0 else f'{weight:g}'} | {found}/{total} = {100 * found / total:.1f} % | {false} | "
-              f"{100 * wer(refs, hyps):.2f} % | {wall / audio:.4f} |", flush=True)
+        print(f"| {b.decoding.beam_size_token} | {'none' if weight == 0 else f'{weight:g}'} | "
+              f"{found}/{total} = {100 * found / total:.1f} % | {false} | {100 * wer(refs, hyps):.2f} % | "
+              f"{wall / audio:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -136,11 +136,7 @@ def main() -> None:
                 cells = []
                 for name, grammar in (("in", one), ("strings", more)):
                     rec = asr.load(args.bundle, grammar=str(grammar), **options)
-                    refs = [r for _, r in sets[name]]
-                    hyps, took = run_asr(rec, sets[name], rate)
-                    rtf = took / (sum(len(w) for w, _ in sets[name]) / 16000)
-                    wrong = sum(h != r for h, r in zip(hyps, refs))
-                    cells.append((f"{100 * wer(refs, hyps):.2f} %, {wrong}, {sum(not h for h in hyps)}", rtf, wrong))
+                    cells.append(cell(sets[name], *run_asr(rec, sets[name], rate)))
                 rec = asr.load(args.bundle, grammar=str(one), **options)
                 given = sum(bool(h) for h in run_asr(rec, sets["out"], rate)[0])
                 print(f"| {condition} | {threshold:g} | {reject:g} | {rec.decoding.confidence_floor:g} | {cells[0][0]} | "
@@ -152,19 +148,24 @@ def main() -> None:
             print_noise(args, more, list(itertools.product(args.beam_thresholds, args.rejects, args.floors)))
 
 
+def cell(clips, hyps: list[str], took: float) -> tuple[str, float, int]:
+    """One set's table cell for ``hyps`` of ``clips`` decoded in ``took`` seconds:
+    ``("WER, wrong, empty", RTF, sentences wrong)``."""
+    refs = [r for _, r in clips]
+    wrong = sum(h != r for h, r in zip(hyps, refs))
+    return (f"{100 * wer(refs, hyps):.2f} %, {wrong}, {sum(not h for h in hyps)}",
+            took / (sum(len(w) for w, _ in clips) / 16000), wrong)
+
+
 def print_pocketsphinx(condition: str, sets, one: Path, more: Path) -> None:
     """The table's row for PocketSphinx with the same grammars (its RTF: decoding time / audio)."""
     cells = []
     for name, grammar in (("in", one), ("strings", more)):
-        refs = [r for _, r in sets[name]]
         try:
-            hyps, took = run_pocketsphinx(str(grammar), sets[name])
+            cells.append(cell(sets[name], *run_pocketsphinx(str(grammar), sets[name])))
         except RuntimeError as e:  # a grammar word its dictionary lacks (dev's names): it loads no grammar
             print(f"| {condition} | PocketSphinx 5.1.1 en-us: {e} ({grammar.name}) | | | | | | | |", flush=True)
             return
-        wrong = sum(h != r for h, r in zip(hyps, refs))
-        cells.append((f"{100 * wer(refs, hyps):.2f} %, {wrong}, {sum(not h for h in hyps)}",
-                       took / (sum(len(w) for w, _ in sets[name]) / 16000), wrong))
     given = sum(bool(h) for h in run_pocketsphinx(str(one), sets["out"])[0])
     print(f"| {condition} | PocketSphinx 5.1.1 en-us | | | {cells[0][0]} | {cells[1][0]} | {given}/{len(sets['out'])} | "
           f"{cells[0][1]:.4f}, {cells[1][1]:.4f} | {cells[0][2] + given} |", flush=True)

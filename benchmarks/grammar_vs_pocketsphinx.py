@@ -99,6 +99,7 @@ def join_strings(clips: list[tuple[np.ndarray, str]], speakers: list[str], count
         strings.append((np.concatenate(parts), " ".join(words)))
     return strings
 
+
 PS_VERSION = "5.1.1"
 PS_FILES = ["cards/001.wav", "cards/002.wav", "cards/003.wav", "cards/004.wav", "cards/005.wav",
             "cards/cards.gram", "cards/cards.transcription", "goforward.raw", "goforward.gram"]
